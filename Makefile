@@ -1,0 +1,42 @@
+# tapline — see README.md. `make test` installs and starts every service the tests need.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+SERVICES := integration/services.sh
+# Integration tests read endpoints from this file (written by services-up).
+export TAPLINE_SERVICES_ENV := $(CURDIR)/.services/env
+
+.PHONY: build test test-unit test-integration lint services-up services-down bench dev fmt
+
+build:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/tapline ./cmd/tapline
+
+## test: unit and integration tests against real Kafka, Postgres, sshd, ClickHouse and chDB.
+test: lint services-up
+	$(GO) test -count=1 -timeout 30m ./...
+
+## test-unit: no services needed; integration tests skip under -short.
+test-unit:
+	$(GO) test -short -race -count=1 -timeout 5m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+services-up:
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+bench: build services-up
+	integration/bench/run.sh
+
+dev: build
+	integration/dev.sh

@@ -1,0 +1,56 @@
+// Command tapline is the one binary of tapline: every role (gateway, processors,
+// sink, query API) and every client command is a subcommand.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version and commit are set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// commands is filled by each subcommand's file through register, so that adding a
+// role touches only its own file.
+var commands []*cobra.Command
+
+func register(c *cobra.Command) { commands = append(commands, c) }
+
+// errNotBuilt marks a subcommand whose role does not exist yet; it exits non-zero.
+var errNotBuilt = errors.New("not built yet")
+
+func notBuilt(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short + " (not built yet)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("tapline %s: %w", cmd.Name(), errNotBuilt)
+		},
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tapline",
+		Short:         "Session recording for automated agents: Postgres, SSH, Kubernetes and HTTP",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(commands...)
+	return root
+}
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}

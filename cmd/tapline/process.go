@@ -1,0 +1,3 @@
+package main
+
+func init() { register(notBuilt("process", "Run the exactly-once processors (mask, stitch, audit)")) }

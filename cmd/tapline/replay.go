@@ -1,0 +1,3 @@
+package main
+
+func init() { register(notBuilt("replay", "Replay a recorded session")) }

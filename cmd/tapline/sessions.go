@@ -1,0 +1,3 @@
+package main
+
+func init() { register(notBuilt("sessions", "List and search recorded sessions")) }

@@ -1,0 +1,3 @@
+package main
+
+func init() { register(notBuilt("sink", "Write processed topics to ClickHouse")) }
