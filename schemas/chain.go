@@ -1,0 +1,170 @@
+package schemas
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// SaltSize is the number of random bytes salting each payload digest.
+const SaltSize = 16
+
+// ZeroHash is the prev_hash of seq 0.
+var ZeroHash = make([]byte, sha256.Size)
+
+var directionCode = map[Direction]byte{Client: 1, Server: 2}
+var protocolCode = map[Protocol]byte{Postgres: 1, SSH: 2, Kubernetes: 3, HTTP: 4}
+
+// PayloadDigest returns sha256(salt || payload).
+func PayloadDigest(salt, payload []byte) []byte {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write(payload)
+	return h.Sum(nil)
+}
+
+// NewSalt returns SaltSize random bytes.
+func NewSalt() []byte {
+	s := make([]byte, SaltSize)
+	if _, err := rand.Read(s); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return s
+}
+
+// CanonicalHeader is the byte string of a frame's header fields that the chain hash
+// covers. Fixed-width big-endian integers and length-prefixed strings, in this order:
+// session_id (16 bytes), seq, ts (µs), direction, protocol, channel, fragment, final,
+// kind, gateway_id. Changing it is a breaking change of the recording format.
+func CanonicalHeader(f *Frame) ([]byte, error) {
+	id, err := uuid.Parse(f.SessionID)
+	if err != nil {
+		return nil, fmt.Errorf("session_id: %w", err)
+	}
+	d, ok := directionCode[f.Direction]
+	if !ok {
+		return nil, fmt.Errorf("direction %q", f.Direction)
+	}
+	p, ok := protocolCode[f.Protocol]
+	if !ok {
+		return nil, fmt.Errorf("protocol %q", f.Protocol)
+	}
+	if len(f.Kind) > 0xffff || len(f.GatewayID) > 0xffff {
+		return nil, errors.New("kind or gateway_id too long")
+	}
+	b := make([]byte, 0, 64+len(f.Kind)+len(f.GatewayID))
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(f.TS.UnixMicro()))
+	b = append(b, d, p)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Channel))
+	b = binary.BigEndian.AppendUint32(b, uint32(f.Fragment))
+	b = append(b, boolByte(f.Final))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(f.Kind)))
+	b = append(b, f.Kind...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(f.GatewayID)))
+	b = append(b, f.GatewayID...)
+	return b, nil
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// ChainHash returns sha256(prev_hash || canonical header || payload_digest) for f,
+// using f.PrevHash and f.PayloadDigest as they are.
+func ChainHash(f *Frame) ([]byte, error) {
+	hdr, err := CanonicalHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write(f.PrevHash)
+	h.Write(hdr)
+	h.Write(f.PayloadDigest)
+	return h.Sum(nil), nil
+}
+
+// Seal fills in a frame's salt, digest, prev_hash and hash, chaining it after prev
+// (ZeroHash for seq 0).
+func Seal(f *Frame, prev []byte) error {
+	f.PayloadSalt = NewSalt()
+	f.PayloadDigest = PayloadDigest(f.PayloadSalt, f.Payload)
+	f.PrevHash = append([]byte(nil), prev...)
+	h, err := ChainHash(f)
+	if err != nil {
+		return err
+	}
+	f.Hash = h
+	return nil
+}
+
+// CheckLink verifies one frame: its hash follows from prev and its own fields, and,
+// unless the payload was masked (salt dropped), that the payload matches its digest.
+func CheckLink(f *Frame, prev []byte) error {
+	if !bytes.Equal(f.PrevHash, prev) {
+		return fmt.Errorf("seq %d: prev_hash does not match the previous frame's hash", f.Seq)
+	}
+	h, err := ChainHash(f)
+	if err != nil {
+		return fmt.Errorf("seq %d: %w", f.Seq, err)
+	}
+	if !bytes.Equal(h, f.Hash) {
+		return fmt.Errorf("seq %d: hash does not match its header and payload digest", f.Seq)
+	}
+	if len(f.PayloadSalt) == 0 {
+		if len(f.Masks) == 0 {
+			return fmt.Errorf("seq %d: payload salt missing on a frame not marked as masked", f.Seq)
+		}
+		return nil
+	}
+	if !bytes.Equal(PayloadDigest(f.PayloadSalt, f.Payload), f.PayloadDigest) {
+		return fmt.Errorf("seq %d: payload does not match its digest", f.Seq)
+	}
+	return nil
+}
+
+// SignatureMessage is what a gateway signs at session end.
+func SignatureMessage(sessionID string, lastSeq int64, finalHash []byte) ([]byte, error) {
+	id, err := uuid.Parse(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte("tapline.session.end.v1")
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(lastSeq))
+	return append(b, finalHash...), nil
+}
+
+// SignEnd signs the session's tip into e.
+func SignEnd(key ed25519.PrivateKey, sessionID string, e *SessionEnd) error {
+	msg, err := SignatureMessage(sessionID, e.LastSeq, e.FinalHash)
+	if err != nil {
+		return err
+	}
+	e.Signature = ed25519.Sign(key, msg)
+	e.GatewayKey = key.Public().(ed25519.PublicKey)
+	return nil
+}
+
+// VerifyEnd checks e's signature under pub (callers pass a key they trust, or
+// e.GatewayKey when they only want internal consistency).
+func VerifyEnd(pub ed25519.PublicKey, sessionID string, e *SessionEnd) error {
+	msg, err := SignatureMessage(sessionID, e.LastSeq, e.FinalHash)
+	if err != nil {
+		return err
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, e.Signature) {
+		return errors.New("session.end signature does not verify")
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package schemas
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+
+	"github.com/linkedin/goavro/v2"
+)
+
+// Wire-format markers.
+var soeMagic = [2]byte{0xC3, 0x01} // Avro Single-Object Encoding
+
+const confluentMagic = 0x00
+
+// ErrUnknownSchema is returned for a value written with a schema this build does not know.
+var ErrUnknownSchema = errors.New("unknown writer schema")
+
+// ErrMalformed is returned for bytes that are not a tapline Avro value.
+var ErrMalformed = errors.New("malformed value")
+
+// Codec encodes and decodes one record type. It is safe for concurrent use.
+type Codec[T any] struct {
+	name     string
+	current  *goavro.Codec
+	byPrint  map[uint64]*goavro.Codec // every known version, by CRC-64-AVRO fingerprint
+	defaults map[string]any           // current schema's field defaults, as goavro natives
+	schemaID uint32                   // Confluent schema id; 0 means Single-Object Encoding
+	toNative func(*T) map[string]any
+	fromNat  func(map[string]any) (T, error)
+}
+
+func newCodec[T any](name string, to func(*T) map[string]any, from func(map[string]any) (T, error)) *Codec[T] {
+	cur, err := loadCodec(name + ".avsc")
+	if err != nil {
+		panic(err) // embedded schemas are checked by tests; a failure here is a build defect
+	}
+	c := &Codec[T]{name: name, current: cur, byPrint: map[uint64]*goavro.Codec{}, toNative: to, fromNat: from}
+	c.byPrint[uint64(cur.Rabin)] = cur
+	for _, h := range History(name) {
+		hc, err := loadCodec(h)
+		if err != nil {
+			panic(err)
+		}
+		c.byPrint[uint64(hc.Rabin)] = hc
+	}
+	if c.defaults, err = fieldDefaults(cur); err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func loadCodec(file string) (*goavro.Codec, error) {
+	b, err := fs.ReadFile(files, file)
+	if err != nil {
+		return nil, err
+	}
+	c, err := goavro.NewCodec(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}
+
+// History lists the committed versions of a schema, oldest first.
+func History(name string) []string {
+	entries, _ := fs.ReadDir(files, path.Join("history", name))
+	var out []string
+	for _, e := range entries {
+		out = append(out, path.Join("history", name, e.Name()))
+	}
+	sort.Slice(out, func(i, j int) bool { return versionOf(out[i]) < versionOf(out[j]) })
+	return out
+}
+
+func versionOf(file string) int {
+	var v int
+	fmt.Sscanf(path.Base(file), "v%d.avsc", &v)
+	return v
+}
+
+// WithSchemaID returns a codec that writes the Confluent wire format with the given
+// registry id. Decoding still accepts Single-Object Encoding.
+func (c *Codec[T]) WithSchemaID(id uint32) *Codec[T] {
+	cc := *c
+	cc.schemaID = id
+	return &cc
+}
+
+// Schema returns the current schema text.
+func (c *Codec[T]) Schema() string { return c.current.Schema() }
+
+// Fingerprint returns the current schema's CRC-64-AVRO fingerprint.
+func (c *Codec[T]) Fingerprint() uint64 { return uint64(c.current.Rabin) }
+
+// Encode returns v as a framed Kafka value.
+func (c *Codec[T]) Encode(v *T) ([]byte, error) {
+	native := c.toNative(v)
+	if c.schemaID == 0 {
+		b, err := c.current.SingleFromNative(nil, native)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", c.name, err)
+		}
+		return b, nil
+	}
+	buf := make([]byte, 5, 256)
+	buf[0] = confluentMagic
+	binary.BigEndian.PutUint32(buf[1:], c.schemaID)
+	b, err := c.current.BinaryFromNative(buf, native)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", c.name, err)
+	}
+	return b, nil
+}
+
+// Decode parses a framed Kafka value written with any known version of the schema.
+func (c *Codec[T]) Decode(b []byte) (T, error) {
+	var zero T
+	writer, body, err := c.writerOf(b)
+	if err != nil {
+		return zero, err
+	}
+	native, rest, err := writer.NativeFromBinary(body)
+	if err != nil {
+		return zero, fmt.Errorf("%w: %s: %v", ErrMalformed, c.name, err)
+	}
+	if len(rest) != 0 {
+		return zero, fmt.Errorf("%w: %s: %d trailing bytes", ErrMalformed, c.name, len(rest))
+	}
+	m, ok := native.(map[string]any)
+	if !ok {
+		return zero, fmt.Errorf("%w: %s: not a record", ErrMalformed, c.name)
+	}
+	for k, v := range c.defaults {
+		if _, ok := m[k]; !ok {
+			m[k] = v
+		}
+	}
+	v, err := c.fromNat(m)
+	if err != nil {
+		return zero, fmt.Errorf("%w: %s: %v", ErrMalformed, c.name, err)
+	}
+	return v, nil
+}
+
+func (c *Codec[T]) writerOf(b []byte) (*goavro.Codec, []byte, error) {
+	switch {
+	case len(b) >= 10 && b[0] == soeMagic[0] && b[1] == soeMagic[1]:
+		fp := binary.LittleEndian.Uint64(b[2:10])
+		w, ok := c.byPrint[fp]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: %s fingerprint %016x", ErrUnknownSchema, c.name, fp)
+		}
+		return w, b[10:], nil
+	case len(b) >= 5 && b[0] == confluentMagic:
+		id := binary.BigEndian.Uint32(b[1:5])
+		if c.schemaID == 0 || id != c.schemaID {
+			return nil, nil, fmt.Errorf("%w: %s schema registry id %d (configure the registry id this topic is written with)", ErrUnknownSchema, c.name, id)
+		}
+		return c.current, b[5:], nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s: no Single-Object or Confluent header", ErrMalformed, c.name)
+}
+
+// fieldDefaults returns, for every top-level field with a default, the default as a
+// goavro native value, so values from older writers get the reader's defaults.
+func fieldDefaults(c *goavro.Codec) (map[string]any, error) {
+	var s struct {
+		Fields []struct {
+			Name    string          `json:"name"`
+			Type    json.RawMessage `json:"type"`
+			Default json.RawMessage `json:"default"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(c.Schema()), &s); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, f := range s.Fields {
+		if f.Default == nil {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(f.Default, &v); err != nil {
+			return nil, err
+		}
+		out[f.Name] = defaultNative(f.Type, v)
+	}
+	return out, nil
+}
+
+// defaultNative converts a JSON default to the native form goavro produces when
+// decoding, which the from-native functions expect.
+func defaultNative(typ json.RawMessage, v any) any {
+	switch d := v.(type) {
+	case nil:
+		return nil
+	case float64:
+		if string(typ) == `"int"` {
+			return int32(d)
+		}
+		return int64(d)
+	case string:
+		if string(typ) == `"bytes"` {
+			return []byte(d)
+		}
+		return d
+	case []any:
+		return d
+	case map[string]any:
+		return d
+	}
+	return v
+}
