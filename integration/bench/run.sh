@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark in one run against the same services, so ratios
+# compare like with like. Results go to stdout and to bench-results/<date>.txt.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+out="$repo/bench-results"
+mkdir -p "$out"
+log="$out/$(date -u +%Y%m%dT%H%M%SZ).txt"
+export TAPLINE_SERVICES_ENV="${TAPLINE_SERVICES_ENV:-$repo/.services/env}"
+
+run() {
+  echo "== $*" | tee -a "$log"
+  "$@" 2>&1 | tee -a "$log"
+}
+
+for script in postgres.sh ssh.sh; do
+  if [ -x "integration/bench/$script" ]; then
+    run "integration/bench/$script"
+  fi
+done
+# Go benchmarks carry their own baselines (raw produce, plain copy, bare insert).
+run go test -run '^$' -bench . -benchtime "${BENCH_GO_TIME:-3s}" ./ingest/recorder/... ./processors/... ./sinks/...
+echo "results saved to $log"
