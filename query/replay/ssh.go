@@ -1,0 +1,173 @@
+package replay
+
+import (
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// SSH frame kind prefixes (contracts: ssh.channel.*, ssh.request.<name>, ssh.global.<name>).
+const (
+	kindChannelPrefix = "ssh.channel."
+	kindRequestPrefix = "ssh.request."
+	kindGlobalPrefix  = "ssh.global."
+)
+
+// SSHEvent is one entry of an SSH session's replay.
+type SSHEvent struct {
+	// Type is one of session.start, session.denied, session.end, open, request,
+	// global, output, input, eof, close, note.
+	Type    string    `json:"type"`
+	Seq     int64     `json:"seq"`
+	Time    time.Time `json:"ts"`
+	Channel int64     `json:"channel"`
+	// Stream is stdout or stderr for output, stdin for input.
+	Stream string `json:"stream,omitempty"`
+	// Data is the bytes as recorded; encoded to JSON, invalid UTF-8 becomes U+FFFD
+	// (the frames endpoint has the exact bytes).
+	Data       string                `json:"data,omitempty"`
+	Request    string                `json:"request,omitempty"` // pty-req, shell, exec, window-change, exit-status, ...
+	Command    string                `json:"command,omitempty"` // exec command, subsystem name, signal name
+	Term       string                `json:"term,omitempty"`
+	Cols       uint32                `json:"cols,omitempty"`
+	Rows       uint32                `json:"rows,omitempty"`
+	Env        string                `json:"env,omitempty"` // name=value of an env request
+	ExitStatus *uint32               `json:"exit_status,omitempty"`
+	Start      *schemas.SessionStart `json:"start,omitempty"`
+	End        *SessionEnd           `json:"end,omitempty"`
+	Message    string                `json:"message,omitempty"`
+}
+
+// Request payload layouts (RFC 4254 section 6).
+type (
+	ptyReq struct {
+		Term                 string
+		Cols, Rows, WPx, HPx uint32
+		Modes                string
+	}
+	windowChange struct{ Cols, Rows, WPx, HPx uint32 }
+	stringReq    struct{ Value string }
+	envReq       struct{ Name, Value string }
+	exitStatus   struct{ Status uint32 }
+	exitSignal   struct {
+		Signal     string
+		CoreDumped bool
+		Message    string
+		Lang       string
+	}
+)
+
+// SSH turns an SSH session's frames into replay events.
+func SSH(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[SSHEvent, error] {
+	opt = opt.withDefaults()
+	return func(yield func(SSHEvent, error) bool) {
+		for m, err := range Messages(frames, opt.MaxMessageBytes) {
+			if err != nil {
+				yield(SSHEvent{}, err)
+				return
+			}
+			if m.Note != "" && !yield(SSHEvent{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: m.Note}, nil) {
+				return
+			}
+			ev, ok := sshEvent(&m)
+			if ok && !yield(ev, nil) {
+				return
+			}
+		}
+	}
+}
+
+func sshEvent(m *Message) (SSHEvent, bool) {
+	ev := SSHEvent{Seq: m.Seq, Time: m.TS, Channel: m.Channel}
+	switch {
+	case m.Kind == schemas.KindSessionStart:
+		ev.Type, ev.Start = "session.start", m.Start
+	case m.Kind == schemas.KindSessionDenied:
+		ev.Type, ev.Start, ev.Message = "session.denied", m.Start, m.Denial
+	case m.Kind == schemas.KindSessionEnd:
+		ev.Type, ev.End = "session.end", sessionEnd(m.End)
+	case m.Kind == "ssh.channel.data" || m.Kind == "ssh.channel.extended-data":
+		ev.Type, ev.Data, ev.Stream = "output", string(m.Payload), "stdout"
+		if m.Kind == "ssh.channel.extended-data" {
+			ev.Stream = "stderr"
+		}
+		if m.Direction == schemas.Client {
+			ev.Type, ev.Stream = "input", "stdin"
+		}
+	case m.Kind == "ssh.channel.open":
+		ev.Type, ev.Command = "open", channelType(m.Payload)
+	case m.Kind == "ssh.channel.eof":
+		ev.Type = "eof"
+	case m.Kind == "ssh.channel.close":
+		ev.Type = "close"
+	case strings.HasPrefix(m.Kind, kindRequestPrefix):
+		ev.Type, ev.Request = "request", strings.TrimPrefix(m.Kind, kindRequestPrefix)
+		if err := parseRequest(&ev, m.Payload); err != nil {
+			ev.Message = fmt.Sprintf("malformed %s payload: %v", ev.Request, err)
+		}
+	case strings.HasPrefix(m.Kind, kindGlobalPrefix):
+		ev.Type, ev.Request = "global", strings.TrimPrefix(m.Kind, kindGlobalPrefix)
+	default:
+		return ev, false
+	}
+	return ev, true
+}
+
+// channelType reads the channel type the open payload starts with, as an SSH string.
+func channelType(payload []byte) string {
+	var s struct {
+		Type string
+		Rest []byte `ssh:"rest"`
+	}
+	if ssh.Unmarshal(payload, &s) != nil {
+		return ""
+	}
+	return s.Type
+}
+
+func parseRequest(ev *SSHEvent, p []byte) error {
+	switch ev.Request {
+	case "pty-req":
+		var r ptyReq
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.Term, ev.Cols, ev.Rows = r.Term, r.Cols, r.Rows
+	case "window-change":
+		var r windowChange
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.Cols, ev.Rows = r.Cols, r.Rows
+	case "exec", "subsystem", "signal":
+		var r stringReq
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.Command = r.Value
+	case "env":
+		var r envReq
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.Env = r.Name + "=" + r.Value
+	case "exit-status":
+		var r exitStatus
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.ExitStatus = &r.Status
+	case "exit-signal":
+		var r exitSignal
+		if err := ssh.Unmarshal(p, &r); err != nil {
+			return err
+		}
+		ev.Command, ev.Message = r.Signal, r.Message
+	}
+	return nil
+}

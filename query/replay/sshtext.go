@@ -1,0 +1,194 @@
+package replay
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"iter"
+	"unicode/utf8"
+)
+
+// maxLine bounds the line buffer of the text terminal; a longer line is written out
+// in pieces (backspaces can then no longer reach past the cut).
+const maxLine = 64 << 10
+
+// WriteSSHText writes an SSH session as plain text: the commands (exec requests and
+// shells), their output with terminal control sequences removed and backspaces
+// applied, exit statuses, and the session's start and end. Channels are told apart
+// with a header line whenever the output switches channel.
+func WriteSSHText(w io.Writer, events iter.Seq2[SSHEvent, error], flush func()) error {
+	t := &textTerm{w: bufio.NewWriter(w), channel: -1}
+	for ev, err := range events {
+		if err != nil {
+			return err
+		}
+		t.event(&ev)
+		if err := t.w.Flush(); err != nil {
+			return err
+		}
+		if flush != nil {
+			flush()
+		}
+	}
+	t.endLine()
+	return t.w.Flush()
+}
+
+type textTerm struct {
+	w       *bufio.Writer
+	channel int64 // channel whose output was written last
+	line    []byte
+	state   ansiState
+	cr      bool // a CR was seen: a following LF makes it one newline
+}
+
+func (t *textTerm) event(ev *SSHEvent) {
+	ts := ev.Time.UTC().Format(timeLayout)
+	switch ev.Type {
+	case "session.start", "session.denied":
+		if s := ev.Start; s != nil {
+			t.meta("# %s  session by %s (%s) on target %s from %s", ts, who(s.Subject, s.Email), s.Issuer, s.Target, s.ClientAddr)
+		}
+		if ev.Type == "session.denied" {
+			t.meta("# denied: %s", ev.Message)
+		}
+	case "session.end":
+		t.meta("# %s  session ended: %s", ts, ev.End.Reason)
+	case "request":
+		t.request(ev, ts)
+	case "output":
+		if ev.Channel != t.channel {
+			t.meta("# channel %d", ev.Channel)
+			t.channel = ev.Channel
+		}
+		t.write([]byte(ev.Data))
+	case "note":
+		t.meta("# note (seq %d): %s", ev.Seq, ev.Message)
+	}
+}
+
+func (t *textTerm) request(ev *SSHEvent, ts string) {
+	switch ev.Request {
+	case "exec":
+		t.meta("# %s  channel %d exec", ts, ev.Channel)
+		t.meta("$ %s", ev.Command)
+	case "shell":
+		t.meta("# %s  channel %d shell", ts, ev.Channel)
+	case "subsystem":
+		t.meta("# %s  channel %d subsystem %s", ts, ev.Channel, ev.Command)
+	case "exit-status":
+		t.meta("# channel %d exit status %d", ev.Channel, *ev.ExitStatus)
+	case "exit-signal":
+		t.meta("# channel %d killed by signal %s %s", ev.Channel, ev.Command, ev.Message)
+	default:
+		return
+	}
+	t.channel = ev.Channel
+}
+
+// meta writes one line of our own, on a line of its own.
+func (t *textTerm) meta(format string, args ...any) {
+	t.endLine()
+	fmt.Fprintf(t.w, format+"\n", args...)
+}
+
+func (t *textTerm) endLine() {
+	if len(t.line) > 0 {
+		t.w.Write(t.line)
+		t.w.WriteByte('\n')
+		t.line = t.line[:0]
+	}
+}
+
+type ansiState int
+
+const (
+	ansiText     ansiState = iota
+	ansiEsc                // after ESC
+	ansiCSI                // ESC [ ... final byte
+	ansiString             // OSC/DCS/PM/APC ... BEL or ESC \
+	ansiStrEsc             // ESC inside a string: ends it
+	ansiEscInter           // ESC + intermediate bytes ... final byte
+)
+
+// write feeds terminal output through a small terminal model: escape sequences are
+// dropped, CR LF and lone CR end a line, backspace erases the previous character.
+func (t *textTerm) write(b []byte) {
+	for _, c := range b {
+		switch t.state {
+		case ansiEsc:
+			t.state = escNext(c)
+			continue
+		case ansiCSI:
+			if c >= 0x40 && c <= 0x7E {
+				t.state = ansiText
+			}
+			continue
+		case ansiString:
+			if c == 0x07 {
+				t.state = ansiText
+			} else if c == 0x1B {
+				t.state = ansiStrEsc
+			}
+			continue
+		case ansiStrEsc:
+			t.state = ansiText
+			continue
+		case ansiEscInter:
+			if c >= 0x30 && c <= 0x7E {
+				t.state = ansiText
+			}
+			continue
+		}
+		t.text(c)
+	}
+}
+
+func escNext(c byte) ansiState {
+	switch {
+	case c == '[':
+		return ansiCSI
+	case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+		return ansiString
+	case c >= 0x20 && c <= 0x2F:
+		return ansiEscInter
+	}
+	return ansiText
+}
+
+func (t *textTerm) text(c byte) {
+	cr := t.cr
+	t.cr = false
+	switch {
+	case c == 0x1B:
+		t.state = ansiEsc
+	case c == '\r':
+		t.cr = true
+		t.flushLine()
+	case c == '\n':
+		if !cr {
+			t.flushLine()
+		}
+	case c == '\b' || c == 0x7F:
+		t.backspace()
+	case c == '\t' || c >= 0x20:
+		t.line = append(t.line, c)
+		if len(t.line) >= maxLine {
+			t.flushLine()
+		}
+	}
+}
+
+func (t *textTerm) flushLine() {
+	t.w.Write(t.line)
+	t.w.WriteByte('\n')
+	t.line = t.line[:0]
+}
+
+func (t *textTerm) backspace() {
+	if len(t.line) == 0 {
+		return
+	}
+	_, n := utf8.DecodeLastRune(t.line)
+	t.line = t.line[:len(t.line)-n]
+}
