@@ -1,0 +1,325 @@
+// Package verify proves a stored session complete and unaltered, or says exactly
+// what is wrong and where: it recomputes the hash chain from the stored frames,
+// checks that seq runs from 0 without gaps, that unmasked payloads match their
+// digests, that the lifecycle frames agree with their payloads, and that session.end
+// points at the last frame and carries a valid gateway signature.
+//
+// It reads frames as a stream in seq order and holds only the previous frame's hash
+// and open fragment runs, so a session of any size verifies in constant memory.
+package verify
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// DefaultMaxProblems bounds the problems listed; the rest are only counted.
+const DefaultMaxProblems = 1000
+
+// Options configure verification.
+type Options struct {
+	// TrustedKeys are the gateways' Ed25519 public keys. With none configured a
+	// signature is checked against the key embedded in session.end, which proves the
+	// end record consistent but not who wrote it.
+	TrustedKeys []ed25519.PublicKey
+	MaxProblems int
+}
+
+// Report statuses.
+const (
+	StatusOK         = "ok"         // chain intact from seq 0 to a signed session.end
+	StatusIncomplete = "incomplete" // intact so far, but no session.end: live, or cut short
+	StatusFailed     = "failed"     // see Problems
+)
+
+// Signature statuses.
+const (
+	SigTrusted             = "trusted"              // valid, by a configured gateway key
+	SigUntrustedConsistent = "untrusted-consistent" // valid under the embedded key; no trusted keys configured
+	SigUntrustedKey        = "untrusted-key"        // valid under a key that is not among the trusted ones
+	SigInvalid             = "invalid"              // does not verify
+	SigMissing             = "missing"              // no session.end
+)
+
+// Problem kinds.
+const (
+	ProblemGap        = "gap"       // seq numbers missing: frames deleted or never stored
+	ProblemDuplicate  = "duplicate" // a second, different frame with a seq already seen
+	ProblemOrder      = "out_of_order"
+	ProblemSessionID  = "session_id" // a frame of another session
+	ProblemPrevHash   = "prev_hash"  // does not chain to the previous frame
+	ProblemHash       = "hash"       // header fields or digest altered
+	ProblemDigest     = "digest"     // payload altered
+	ProblemSalt       = "salt"       // salt missing on a frame not marked masked
+	ProblemStart      = "start"      // seq 0 is not session.start/denied, or start disagrees with its payload
+	ProblemEnd        = "end"        // session.end inconsistent with the chain or its payload
+	ProblemSignature  = "signature"  // session.end signature invalid or by an untrusted key
+	ProblemAfterEnd   = "after_end"  // frames after session.end
+	ProblemFragment   = "fragment"   // a fragment run out of order
+	ProblemUnreadable = "unreadable" // the frame could not be hashed at all
+)
+
+// Problem is one thing wrong, at a seq (a gap spans Seq..SeqEnd).
+type Problem struct {
+	Kind   string `json:"kind"`
+	Seq    int64  `json:"seq"`
+	SeqEnd int64  `json:"seq_end,omitempty"`
+	Detail string `json:"detail"`
+}
+
+func (p Problem) String() string {
+	if p.SeqEnd > p.Seq {
+		return fmt.Sprintf("seq %d..%d: %s: %s", p.Seq, p.SeqEnd, p.Kind, p.Detail)
+	}
+	return fmt.Sprintf("seq %d: %s: %s", p.Seq, p.Kind, p.Detail)
+}
+
+// Signature describes the session.end signature check.
+type Signature struct {
+	Status string `json:"status"`
+	Key    string `json:"key,omitempty"` // hex of the key embedded in session.end
+}
+
+// Report is the outcome of verifying one session.
+type Report struct {
+	SessionID       string    `json:"session_id"`
+	OK              bool      `json:"ok"`
+	Status          string    `json:"status"`
+	Frames          int64     `json:"frames"`   // frames read (exact duplicates not counted)
+	LastSeq         int64     `json:"last_seq"` // -1 when there are none
+	FinalHash       string    `json:"final_hash,omitempty"`
+	Ended           bool      `json:"ended"`
+	EndReason       string    `json:"end_reason,omitempty"`
+	Masked          int64     `json:"masked_frames"` // chain checked, payload digest not (masked)
+	Signature       Signature `json:"signature"`
+	Problems        []Problem `json:"problems"`
+	ProblemsOmitted int64     `json:"problems_omitted,omitempty"`
+}
+
+type fragKey struct {
+	dir     schemas.Direction
+	channel int64
+	kind    string
+}
+
+type checker struct {
+	opt    Options
+	r      Report
+	next   int64  // seq expected next
+	prev   []byte // hash of the last frame in the chain
+	end    *schemas.Frame
+	frags  map[fragKey]int32
+	lastOK *schemas.Frame // last frame read, for duplicate detection
+}
+
+// Session verifies one session's frames, read in seq order.
+func Session(sessionID string, frames iter.Seq2[schemas.Frame, error], opt Options) (Report, error) {
+	if opt.MaxProblems <= 0 {
+		opt.MaxProblems = DefaultMaxProblems
+	}
+	c := &checker{opt: opt, prev: schemas.ZeroHash, frags: map[fragKey]int32{}}
+	c.r = Report{SessionID: sessionID, LastSeq: -1, Problems: []Problem{}, Signature: Signature{Status: SigMissing}}
+	for f, err := range frames {
+		if err != nil {
+			return Report{}, err
+		}
+		c.frame(&f)
+	}
+	c.finish()
+	return c.r, nil
+}
+
+func (c *checker) problem(kind string, seq int64, format string, args ...any) {
+	if len(c.r.Problems) >= c.opt.MaxProblems {
+		c.r.ProblemsOmitted++
+		return
+	}
+	c.r.Problems = append(c.r.Problems, Problem{Kind: kind, Seq: seq, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) frame(f *schemas.Frame) {
+	if f.Seq < c.next {
+		c.replayed(f)
+		return
+	}
+	c.r.Frames++
+	if f.SessionID != c.r.SessionID {
+		c.problem(ProblemSessionID, f.Seq, "frame belongs to session %s", f.SessionID)
+	}
+	linked := true
+	if f.Seq > c.next {
+		c.gap(c.next, f.Seq-1)
+		linked = false
+	}
+	if c.end != nil {
+		c.problem(ProblemAfterEnd, f.Seq, "frame %s recorded after session.end (seq %d)", f.Kind, c.end.Seq)
+	}
+	c.link(f, linked)
+	c.fragment(f)
+	c.lifecycle(f)
+	c.next = f.Seq + 1
+	c.prev = f.Hash
+	c.lastOK = f
+	c.r.LastSeq = f.Seq
+	c.r.FinalHash = hex.EncodeToString(f.Hash)
+	if len(f.PayloadSalt) == 0 && len(f.Masks) > 0 {
+		c.r.Masked++
+	}
+}
+
+// replayed handles a seq already seen: the same frame stored twice (a sink retry
+// before deduplication) is harmless; anything else is not.
+func (c *checker) replayed(f *schemas.Frame) {
+	if c.lastOK != nil && f.Seq == c.lastOK.Seq {
+		if !bytes.Equal(f.Hash, c.lastOK.Hash) {
+			c.problem(ProblemDuplicate, f.Seq, "two different frames with this seq (hashes %x… and %x…)", short(c.lastOK.Hash), short(f.Hash))
+		}
+		return
+	}
+	c.problem(ProblemOrder, f.Seq, "read after seq %d", c.next-1)
+}
+
+func short(h []byte) []byte { return h[:min(len(h), 6)] }
+
+func (c *checker) gap(from, to int64) {
+	if len(c.r.Problems) >= c.opt.MaxProblems {
+		c.r.ProblemsOmitted++
+		return
+	}
+	p := Problem{Kind: ProblemGap, Seq: from, SeqEnd: to, Detail: fmt.Sprintf("%d frame(s) missing", to-from+1)}
+	c.r.Problems = append(c.r.Problems, p)
+}
+
+// link checks the frame's place in the chain with schemas.CheckLink and, when it
+// fails, says which part failed. After a gap the previous hash is unknown, so only
+// the frame's own hash and digest are checked.
+func (c *checker) link(f *schemas.Frame, linked bool) {
+	prev := c.prev
+	if !linked {
+		prev = f.PrevHash
+	}
+	if schemas.CheckLink(f, prev) == nil {
+		return
+	}
+	if !bytes.Equal(f.PrevHash, prev) {
+		c.problem(ProblemPrevHash, f.Seq, "prev_hash does not match the hash of seq %d: a frame was altered, removed or inserted between them", c.next-1)
+	}
+	h, err := schemas.ChainHash(f)
+	switch {
+	case err != nil:
+		c.problem(ProblemUnreadable, f.Seq, "cannot hash the frame: %v", err)
+		return
+	case !bytes.Equal(h, f.Hash):
+		c.problem(ProblemHash, f.Seq, "hash does not match the frame's header and payload digest: %s frame altered", f.Kind)
+	}
+	switch {
+	case len(f.PayloadSalt) == 0 && len(f.Masks) == 0:
+		c.problem(ProblemSalt, f.Seq, "payload salt missing on a frame not marked as masked")
+	case len(f.PayloadSalt) > 0 && !bytes.Equal(schemas.PayloadDigest(f.PayloadSalt, f.Payload), f.PayloadDigest):
+		c.problem(ProblemDigest, f.Seq, "payload does not match its digest: %s payload altered", f.Kind)
+	}
+}
+
+func (c *checker) fragment(f *schemas.Frame) {
+	k := fragKey{f.Direction, f.Channel, f.Kind}
+	want := c.frags[k]
+	if f.Fragment != want {
+		c.problem(ProblemFragment, f.Seq, "%s fragment %d where %d was expected", f.Kind, f.Fragment, want)
+	}
+	if f.Final {
+		delete(c.frags, k)
+	} else {
+		c.frags[k] = f.Fragment + 1
+	}
+}
+
+func (c *checker) lifecycle(f *schemas.Frame) {
+	isStart := f.Kind == schemas.KindSessionStart || f.Kind == schemas.KindSessionDenied
+	switch {
+	case f.Seq == 0 && !isStart:
+		c.problem(ProblemStart, 0, "seq 0 is %s, not session.start or session.denied", f.Kind)
+	case f.Seq != 0 && isStart:
+		c.problem(ProblemStart, f.Seq, "%s at seq %d; it belongs at seq 0", f.Kind, f.Seq)
+	}
+	switch f.Kind {
+	case schemas.KindSessionStart, schemas.KindSessionDenied:
+		if d := startMismatch(f); d != "" {
+			c.problem(ProblemStart, f.Seq, "%s", d)
+		}
+	case schemas.KindSessionEnd:
+		c.sessionEnd(f)
+	}
+}
+
+func (c *checker) sessionEnd(f *schemas.Frame) {
+	if c.end != nil {
+		c.problem(ProblemEnd, f.Seq, "second session.end (first at seq %d)", c.end.Seq)
+		return
+	}
+	c.end = f
+	c.r.Ended = true
+	e, d := endRecord(f)
+	if d != "" {
+		c.problem(ProblemEnd, f.Seq, "%s", d)
+	}
+	if e == nil {
+		c.r.Signature.Status = SigInvalid
+		return
+	}
+	c.r.EndReason = e.Reason
+	if e.LastSeq != f.Seq-1 {
+		c.problem(ProblemEnd, f.Seq, "session.end says the last frame is seq %d, but it follows seq %d", e.LastSeq, f.Seq-1)
+	}
+	if !bytes.Equal(e.FinalHash, c.prev) {
+		c.problem(ProblemEnd, f.Seq, "session.end final_hash is not the hash of seq %d", f.Seq-1)
+	}
+	c.signature(f, e)
+}
+
+func (c *checker) signature(f *schemas.Frame, e *schemas.SessionEnd) {
+	c.r.Signature.Key = hex.EncodeToString(e.GatewayKey)
+	if err := schemas.VerifyEnd(ed25519.PublicKey(e.GatewayKey), c.r.SessionID, e); err != nil {
+		c.r.Signature.Status = SigInvalid
+		c.problem(ProblemSignature, f.Seq, "%v: the end record (last seq, final hash) was not signed by its embedded gateway key", err)
+		return
+	}
+	if len(c.opt.TrustedKeys) == 0 {
+		c.r.Signature.Status = SigUntrustedConsistent
+		return
+	}
+	trusted := slices.ContainsFunc(c.opt.TrustedKeys, func(k ed25519.PublicKey) bool {
+		return bytes.Equal(k, e.GatewayKey) && schemas.VerifyEnd(k, c.r.SessionID, e) == nil
+	})
+	if !trusted {
+		c.r.Signature.Status = SigUntrustedKey
+		c.problem(ProblemSignature, f.Seq, "signed by gateway key %s, which is not a trusted gateway key", c.r.Signature.Key)
+		return
+	}
+	c.r.Signature.Status = SigTrusted
+}
+
+func (c *checker) finish() {
+	open := slices.SortedFunc(maps.Keys(c.frags), func(a, b fragKey) int {
+		return cmp.Or(cmp.Compare(a.dir, b.dir), cmp.Compare(a.channel, b.channel), cmp.Compare(a.kind, b.kind))
+	})
+	for _, k := range open {
+		c.problem(ProblemFragment, c.r.LastSeq, "%s %s on channel %d stops at fragment %d without a final fragment", k.dir, k.kind, k.channel, c.frags[k]-1)
+	}
+	switch {
+	case len(c.r.Problems) > 0 || c.r.ProblemsOmitted > 0:
+		c.r.Status = StatusFailed
+	case !c.r.Ended:
+		c.r.Status = StatusIncomplete
+	default:
+		c.r.Status = StatusOK
+		c.r.OK = true
+	}
+}
