@@ -1,0 +1,104 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"sync"
+	"time"
+)
+
+// cancelKey is a BackendKeyData pair.
+type cancelKey struct{ pid, secret uint32 }
+
+func (k cancelKey) packet() []byte {
+	b := binary.BigEndian.AppendUint32([]byte{0, 0, 0, cancelPacketLen}, codeCancel)
+	b = binary.BigEndian.AppendUint32(b, k.pid)
+	return binary.BigEndian.AppendUint32(b, k.secret)
+}
+
+// cancelEntry is where a gateway-issued key leads: the target and its real key.
+type cancelEntry struct {
+	target *Target
+	real   cancelKey
+	sess   Session
+}
+
+// keyTable maps the BackendKeyData the gateway gave agents to the targets' real
+// ones. Agents never see a target's pid or secret, and a cancel can only reach the
+// backend of a session the gateway is relaying.
+type keyTable struct {
+	mu sync.Mutex
+	m  map[cancelKey]*cancelEntry
+}
+
+func newKeyTable() *keyTable { return &keyTable{m: map[cancelKey]*cancelEntry{}} }
+
+// issue registers e under a fresh random key and returns the key.
+func (t *keyTable) issue(e *cancelEntry) cancelKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		// pid stays positive: clients print it, and some parse it as a signed int.
+		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, secret: binary.BigEndian.Uint32(b[4:])}
+		if _, taken := t.m[k]; !taken && k.pid != 0 {
+			t.m[k] = e
+			return k
+		}
+	}
+}
+
+func (t *keyTable) lookup(k cancelKey) *cancelEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[k]
+}
+
+func (t *keyTable) remove(k cancelKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, k)
+}
+
+// serveCancel forwards an agent's CancelRequest to the backend behind the key. Like
+// PostgreSQL it never answers the requester, so a wrong key reveals nothing. The
+// cancel is recorded in the session it targets (before forwarding, as any client
+// message); a key that matches nothing is only logged.
+func (s *Server) serveCancel(ctx context.Context, k cancelKey, remote string) {
+	e := s.keys.lookup(k)
+	if e == nil {
+		s.metrics.cancels.WithLabelValues("unknown_key").Inc()
+		s.log.Info("cancel request with unknown key", "client", remote)
+		return
+	}
+	if err := e.sess.Client(ctx, "CancelRequest", 0, k.packet()); err != nil {
+		s.metrics.cancels.WithLabelValues("not_recorded").Inc()
+		s.log.Warn("cancel request not forwarded: recording failed", "session", e.sess.ID(), "err", err)
+		return
+	}
+	ctx, stop := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer stop()
+	conn, err := s.dialTarget(ctx, e.target)
+	if err != nil {
+		s.metrics.cancels.WithLabelValues("error").Inc()
+		s.log.Warn("cancel request: cannot reach target", "session", e.sess.ID(), "target", e.target.Name, "err", err)
+		return
+	}
+	defer conn.Close()
+	if _, err := conn.Write(e.real.packet()); err != nil {
+		s.metrics.cancels.WithLabelValues("error").Inc()
+		s.log.Warn("cancel request: write to target", "session", e.sess.ID(), "err", err)
+		return
+	}
+	// The server closes once it has processed the request; waiting for that makes the
+	// cancel take effect before the agent's own connection closes, as libpq does.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, conn)
+	s.metrics.cancels.WithLabelValues("forwarded").Inc()
+	s.log.Info("cancel request forwarded", "session", e.sess.ID(), "target", e.target.Name)
+}

@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgproto3/v2"
+)
+
+var errAgentGone = errors.New("connection to the agent closed")
+
+// recordError is a failure to record a SERVER frame (the message was not sent).
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return "recording failed: " + e.err.Error() }
+
+// agentWriter serialises everything sent to the agent. Each message is recorded
+// and written under one lock, so the recorded SERVER stream is exactly, and in the
+// same order as, what the agent received.
+type agentWriter struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	w      *bufio.Writer
+	sess   Session
+	closed bool
+}
+
+func (a *agentWriter) send(kind string, msg []byte, flush bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return errAgentGone
+	}
+	if err := a.sess.Server(kind, 0, msg); err != nil {
+		return &recordError{err}
+	}
+	_, err := a.w.Write(msg)
+	if err == nil && flush {
+		err = a.w.Flush()
+	}
+	return err
+}
+
+// final sends msg as the last message: later sends fail. Only the first call
+// writes. The write deadline also unblocks a pump stuck on an agent that stopped
+// reading, so final cannot hang on the lock.
+func (a *agentWriter) final(msg []byte) {
+	_ = a.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.closed = true
+	_ = a.sess.Server("ErrorResponse", 0, msg) // recording may be what failed; best effort
+	if _, err := a.w.Write(msg); err == nil {
+		_ = a.w.Flush()
+	}
+}
+
+// relay pumps messages between an authenticated agent and its target.
+type relay struct {
+	s         *Server
+	sess      Session
+	target    *Target
+	agent     net.Conn
+	agentMsgs *msgReader
+	out       *agentWriter
+	up        *upstream
+	log       *slog.Logger
+
+	key       cancelKey // the gateway's BackendKeyData for this session
+	keyIssued bool      // written by the server pump only, read after it ended
+}
+
+func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream, t *Target) {
+	r := &relay{
+		s: s, sess: sess, target: t, agent: c.net, up: up,
+		agentMsgs: newMsgReader(c.in, s.cfg.MaxMessageBytes, clientTypes),
+		out:       &agentWriter{conn: c.net, w: bufio.NewWriterSize(c.net, 32<<10), sess: sess},
+		log:       s.log.With("session", sess.ID(), "target", t.Name, "client", c.remote),
+	}
+	s.metrics.connections.WithLabelValues("session").Inc()
+	s.metrics.active.Inc()
+	defer s.metrics.active.Dec()
+	r.log.Info("session started")
+	started := time.Now()
+	reason := r.run(ctx)
+	if r.keyIssued {
+		s.keys.remove(r.key)
+	}
+	c.end(sess, reason)
+	r.log.Info("session ended", "reason", reason, "duration", time.Since(started).Round(time.Millisecond))
+}
+
+// run relays until either side ends, recording fails or ctx is done, and returns
+// the reason recorded in session.end.
+func (r *relay) run(ctx context.Context) string {
+	defer r.agent.Close()
+	defer r.up.conn.Close()
+	// The target accepted the gateway's login: to the agent, that is its own.
+	if err := r.out.send("AuthenticationOk", encode(&pgproto3.AuthenticationOk{}), false); err != nil {
+		return r.sendFailed(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reasons := make(chan string, 2)
+	go func() { reasons <- r.clientPump(ctx) }()
+	go func() { reasons <- r.serverPump() }()
+	pending := 2
+	var reason string
+	select {
+	case reason = <-reasons:
+		pending--
+	case <-ctx.Done():
+		reason = "gateway shutdown"
+		r.out.final(fatalMessage(codeAdminShutdown, msgShutdown))
+	case <-r.sess.Failed():
+		reason = "recording failed: " + errText(r.sess.Err())
+		r.log.Error("recording failed; terminating session", "err", r.sess.Err())
+		r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
+	}
+	// Closing both sides stops the other pump; its reason is a consequence.
+	cancel()
+	r.agent.Close()
+	r.up.conn.Close()
+	for ; pending > 0; pending-- {
+		<-reasons
+	}
+	return reason
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+// clientPump reads the agent's messages, records each and only then forwards it.
+func (r *relay) clientPump(ctx context.Context) string {
+	m := r.s.metrics
+	for {
+		typ, msg, err := r.agentMsgs.next()
+		if err != nil {
+			return r.clientReadFailed(err)
+		}
+		if err := r.sess.Client(ctx, clientKinds[typ], 0, msg); err != nil {
+			if ctx.Err() != nil {
+				return "gateway shutdown"
+			}
+			r.log.Error("client message not recorded; not forwarded", "kind", clientKinds[typ], "err", err)
+			r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
+			return "recording failed: " + err.Error()
+		}
+		m.clientMsgs.Inc()
+		m.clientBytes.Add(float64(len(msg)))
+		if _, err := r.up.w.Write(msg); err != nil {
+			return "target connection lost: " + err.Error()
+		}
+		// Hold the flush while the agent's pipeline has more complete messages.
+		if !r.agentMsgs.completeBuffered() {
+			if err := r.up.w.Flush(); err != nil {
+				return "target connection lost: " + err.Error()
+			}
+		}
+		if typ == 'X' {
+			return "client terminated"
+		}
+	}
+}
+
+func (r *relay) clientReadFailed(err error) string {
+	var pe *ProtocolError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "client disconnected"
+	case errors.As(err, &pe):
+		r.log.Warn("protocol violation by client", "err", err)
+		r.out.final(fatalMessage(codeProtocolViolation, "tapline: "+err.Error()))
+		return err.Error()
+	default:
+		return "client connection lost: " + err.Error()
+	}
+}
+
+// serverPump relays the target's messages to the agent, recording each.
+func (r *relay) serverPump() string {
+	m := r.s.metrics
+	for {
+		typ, msg, err := r.up.msgs.next()
+		if err != nil {
+			return r.serverReadFailed(err)
+		}
+		if typ == 'K' {
+			if msg, err = r.substituteKey(msg); err != nil {
+				return r.serverReadFailed(err)
+			}
+		}
+		if err := r.out.send(serverKind(typ, msg), msg, !r.up.msgs.completeBuffered()); err != nil {
+			return r.sendFailed(err)
+		}
+		m.serverMsgs.Inc()
+		m.serverBytes.Add(float64(len(msg)))
+	}
+}
+
+func (r *relay) sendFailed(err error) string {
+	var re *recordError
+	if errors.As(err, &re) {
+		r.log.Error("server message not recorded; not forwarded", "err", re.err)
+		r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
+		return re.Error()
+	}
+	return "client disconnected"
+}
+
+func (r *relay) serverReadFailed(err error) string {
+	var pe *ProtocolError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "target closed the connection"
+	case errors.As(err, &pe) && pe.Oversized:
+		r.log.Warn("target message over the size limit", "err", err)
+		r.out.final(fatalMessage(codeProgramLimit, "tapline: the target's reply was not relayed: "+pe.Reason+" (raise postgres.max_message_bytes)"))
+		return "target message too large: " + pe.Reason
+	case errors.As(err, &pe):
+		r.log.Warn("protocol violation by target", "err", err)
+		r.out.final(fatalMessage(codeProtocolViolation, "tapline: invalid message from the target: "+pe.Reason))
+		return "target protocol violation: " + pe.Reason
+	default:
+		return "target connection lost: " + err.Error()
+	}
+}
+
+// substituteKey replaces the target's BackendKeyData with a gateway-issued key
+// that the gateway maps back when the agent sends a CancelRequest.
+func (r *relay) substituteKey(msg []byte) ([]byte, error) {
+	var k pgproto3.BackendKeyData
+	if err := k.Decode(msg[headerLen:]); err != nil {
+		return nil, protocolErrorf("BackendKeyData: %v", err)
+	}
+	if r.keyIssued {
+		r.s.keys.remove(r.key)
+	}
+	r.key = r.s.keys.issue(&cancelEntry{target: r.target, real: cancelKey{k.ProcessID, k.SecretKey}, sess: r.sess})
+	r.keyIssued = true
+	return encode(&pgproto3.BackendKeyData{ProcessID: r.key.pid, SecretKey: r.key.secret}), nil
+}
