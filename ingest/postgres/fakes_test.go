@@ -121,7 +121,7 @@ func (s *fakeSession) End(_ context.Context, reason string) error {
 }
 
 func (s *fakeSession) Failed() <-chan struct{} { return s.failed }
-func (s *fakeSession) Err() error               { return s.failErr }
+func (s *fakeSession) Err() error              { return s.failErr }
 
 func (s *fakeSession) waitEnd(t *testing.T) string {
 	t.Helper()

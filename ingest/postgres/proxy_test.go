@@ -323,5 +323,3 @@ func TestKeyTableIssuesUniqueKeys(t *testing.T) {
 		t.Fatal("keys left after removal")
 	}
 }
-
-
