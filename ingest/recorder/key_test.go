@@ -1,0 +1,62 @@
+package recorder
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestKeyCreatedOnceWithPrivateMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "gateway.key")
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(b), "-----BEGIN PRIVATE KEY-----") {
+		t.Fatalf("key file is not PKCS#8 PEM: %.40q", b)
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equal(k2) {
+		t.Fatal("second load returned a different key")
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".tapline-key-*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+func TestKeyFromRawSeed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seed")
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Equal(ed25519.NewKeyFromSeed(seed)) {
+		t.Fatal("seed file gave a different key")
+	}
+}
+
+func TestKeyRejectsGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(path, []byte("not a key"), 0o600)
+	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "neither PEM") {
+		t.Fatalf("garbage key: %v", err)
+	}
+}
