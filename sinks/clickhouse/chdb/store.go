@@ -1,0 +1,241 @@
+//go:build chdb
+
+// The chdb build tag: chdb-go loads libchdb.so (path in CHDB_LIB_PATH) when the
+// program starts and panics if it cannot, so only binaries built with -tags chdb
+// link it. See docs/storage.md.
+
+package chdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	chdbgo "github.com/chdb-io/chdb-go/chdb"
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+// Database is the database the embedded store keeps its tables in, as a server
+// store does by default, so raw SQL naming tapline.frames works on both.
+const Database = "tapline"
+
+var (
+	openMu sync.Mutex
+	isOpen bool // chDB allows one session per process
+)
+
+// Open opens (creating if needed) an embedded chDB store whose data lives in dir.
+// One per process. Call Migrate before writing.
+func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) {
+	c, err := Dial(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := clickhouse.NewStore(c, cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dial opens the chDB session in dir and returns it as a clickhouse.Conn.
+func Dial(dir string) (clickhouse.Conn, error) {
+	if dir == "" {
+		return nil, errors.New("chdb: a data directory is required")
+	}
+	openMu.Lock()
+	defer openMu.Unlock()
+	if isOpen {
+		return nil, errors.New("chdb: a session is already open in this process")
+	}
+	sess, err := chdbgo.NewSession(dir)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: open %s: %w", dir, err)
+	}
+	c := &conn{sess: sess}
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + Database, "USE " + Database} {
+		if _, err := c.run(q); err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("chdb: %s: %w", q, err)
+		}
+	}
+	isOpen = true
+	return c, nil
+}
+
+// conn runs statements one at a time on the process's chDB session.
+type conn struct {
+	mu   sync.Mutex
+	sess *chdbgo.Session
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// run executes one statement and returns a copy of its RowBinaryWithNamesAndTypes
+// output. Callers hold c.mu (or own c exclusively).
+func (c *conn) run(sql string) ([]byte, error) {
+	res, err := c.sess.Query(sql, "RowBinaryWithNamesAndTypes")
+	if err != nil {
+		return nil, err
+	}
+	defer res.Free()
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), res.Buf()...), nil
+}
+
+// withParams runs sql with query parameters. chDB takes parameters only as session
+// state (SET param_x), so they are set right before and cleared right after, under
+// the lock; CheckParams guarantees every placeholder was set by this call.
+func (c *conn) withParams(ctx context.Context, sql string, params clickhouse.Params) ([]byte, error) {
+	if err := clickhouse.CheckParams(sql, params); err != nil {
+		return nil, err
+	}
+	return c.exclusive(ctx, sql, params)
+}
+
+func (c *conn) exclusive(ctx context.Context, sql string, params clickhouse.Params) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(params) > 0 {
+		names := make([]string, 0, len(params))
+		for k := range params {
+			if !identRe.MatchString(k) {
+				return nil, fmt.Errorf("chdb: query parameter name %q", k)
+			}
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		set, clear := make([]string, len(names)), make([]string, len(names))
+		for i, k := range names {
+			set[i] = "param_" + k + " = " + ParamValue(params[k])
+			clear[i] = "param_" + k + " = ''"
+		}
+		if _, err := c.run("SET " + strings.Join(set, ", ")); err != nil {
+			return nil, fmt.Errorf("chdb: set parameters: %w", err)
+		}
+		defer c.run("SET " + strings.Join(clear, ", ")) //nolint:errcheck // best effort; CheckParams guards reuse
+	}
+	return c.run(sql)
+}
+
+func (c *conn) Exec(ctx context.Context, sql string, params clickhouse.Params) error {
+	_, err := c.withParams(ctx, sql, params)
+	return err
+}
+
+func (c *conn) Query(ctx context.Context, sql string, params clickhouse.Params, settings clickhouse.Settings) (clickhouse.Rows, error) {
+	if len(settings) > 0 {
+		clause, err := settingsClause(settings)
+		if err != nil {
+			return nil, err
+		}
+		sql += "\n" + clause
+	}
+	out, err := c.withParams(ctx, sql, params)
+	if err != nil {
+		return nil, err
+	}
+	t, err := DecodeRowBinary(out)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: decode result: %w", err)
+	}
+	return &rows{t: t, i: -1}, nil
+}
+
+func settingsClause(settings clickhouse.Settings) (string, error) {
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		if !identRe.MatchString(k) {
+			return "", fmt.Errorf("chdb: setting name %q", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		switch v := settings[k].(type) {
+		case int:
+			parts[i] = k + " = " + strconv.Itoa(v)
+		case int64:
+			parts[i] = k + " = " + strconv.FormatInt(v, 10)
+		case string:
+			parts[i] = k + " = " + Quote(v)
+		default:
+			return "", fmt.Errorf("chdb: setting %s: unsupported value %T", k, v)
+		}
+	}
+	return "SETTINGS " + strings.Join(parts, ", "), nil
+}
+
+func (c *conn) Insert(ctx context.Context, b *clickhouse.Block, token string) error {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO `" + b.Table + "` (")
+	for i, col := range b.Columns {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("`" + col.Name + "`")
+	}
+	sb.WriteString(")")
+	if token != "" {
+		sb.WriteString(" SETTINGS insert_deduplication_token = " + Quote(token))
+	}
+	sb.WriteString(" FORMAT TabSeparated\n")
+	buf, err := AppendTSV([]byte(sb.String()), b)
+	if err != nil {
+		return err
+	}
+	// Inline data after FORMAT is not parsed as SQL, so placeholders in it mean nothing.
+	_, err = c.exclusive(ctx, string(buf), nil)
+	return err
+}
+
+func (c *conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	openMu.Lock()
+	defer openMu.Unlock()
+	if c.sess != nil {
+		c.sess.Close()
+		c.sess = nil
+		isOpen = false
+	}
+	return nil
+}
+
+// rows iterates over a decoded result.
+type rows struct {
+	t *Table
+	i int
+}
+
+func (r *rows) Columns() []clickhouse.Column { return r.t.Columns }
+func (r *rows) Next() bool                   { r.i++; return r.i < len(r.t.Rows) }
+func (r *rows) Err() error                   { return nil }
+func (r *rows) Close() error                 { return nil }
+
+func (r *rows) Values() ([]any, error) { return r.t.Rows[r.i], nil }
+
+func (r *rows) Scan(dest ...any) error {
+	row := r.t.Rows[r.i]
+	if len(dest) != len(row) {
+		return fmt.Errorf("scan: %d destinations for %d columns", len(dest), len(row))
+	}
+	for i, v := range row {
+		if err := clickhouse.ScanInto(dest[i], v); err != nil {
+			return fmt.Errorf("column %s: %w", r.t.Columns[i].Name, err)
+		}
+	}
+	return nil
+}

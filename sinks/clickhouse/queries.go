@@ -1,0 +1,273 @@
+package clickhouse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// Reads go through FINAL: retried or replayed inserts may leave rows that share a key
+// until a merge collapses them, and for sessions FINAL also picks the highest version
+// before WHERE filters see the row (docs/storage.md).
+
+const sessionColumns = `session_id, version, protocol, target, gateway_id, issuer, subject, email, name,
+groups, token_id, client_addr, started_at, ended_at, status, end_reason, frames, bytes_client,
+bytes_server, commands, last_seq, final_hash, signature_ok, integrity`
+
+const commandColumns = `session_id, command_seq, seq_end, protocol, target, subject, channel, kind, text,
+params, started_at, ended_at, status, error, rows, exit_status, masks`
+
+const frameColumns = `session_id, seq, ts, direction, protocol, kind, channel, fragment, final, payload,
+payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end`
+
+// framesPage is how many frames one round trip reads. Fragments are at most ~900 KiB,
+// so a page holds at most ~115 MiB even for a session of maximal fragments.
+const framesPage = 128
+
+// TimeParam formats t as a DateTime64(6) query parameter value.
+func TimeParam(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// LikeContains returns a LIKE pattern matching s anywhere, lower-cased the way
+// ClickHouse's lower() does (ASCII only) so it meets the lower(text) skip indexes.
+func LikeContains(s string) string {
+	var b strings.Builder
+	b.WriteByte('%')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%' || c == '_' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 'A' && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('%')
+	return b.String()
+}
+
+func (s *store) ListSessions(ctx context.Context, f SessionFilter) ([]schemas.Session, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var where []string
+	p := Params{"limit": strconv.Itoa(limit)}
+	eq := func(col, name, v string) {
+		if v != "" {
+			where = append(where, fmt.Sprintf("%s = {%s:String}", col, name))
+			p[name] = v
+		}
+	}
+	eq("issuer", "issuer", f.Issuer)
+	eq("subject", "subject", f.Subject)
+	eq("target", "target", f.Target)
+	eq("protocol", "protocol", string(f.Protocol))
+	eq("status", "status", f.Status)
+	if !f.From.IsZero() {
+		where = append(where, "started_at >= {from:DateTime64(6, 'UTC')}")
+		p["from"] = TimeParam(f.From)
+	}
+	if !f.To.IsZero() {
+		where = append(where, "started_at < {to:DateTime64(6, 'UTC')}")
+		p["to"] = TimeParam(f.To)
+	}
+	if f.Text != "" {
+		where = append(where, "session_id IN (SELECT session_id FROM commands WHERE lower(text) LIKE {text:String})")
+		p["text"] = LikeContains(f.Text)
+	}
+	if f.Before != nil {
+		where = append(where, "(started_at, session_id) < ({bt:DateTime64(6, 'UTC')}, {bid:String})")
+		p["bt"] = TimeParam(f.Before.StartedAt)
+		p["bid"] = f.Before.SessionID
+	}
+	q := "SELECT " + sessionColumns + " FROM sessions FINAL"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY started_at DESC, session_id DESC LIMIT {limit:UInt32}"
+	return s.sessions(ctx, q, p)
+}
+
+func (s *store) GetSession(ctx context.Context, id string) (schemas.Session, error) {
+	ss, err := s.sessions(ctx, "SELECT "+sessionColumns+" FROM sessions FINAL WHERE session_id = {id:String} LIMIT 1", Params{"id": id})
+	if err != nil {
+		return schemas.Session{}, err
+	}
+	if len(ss) == 0 {
+		return schemas.Session{}, fmt.Errorf("session %s: %w", id, ErrNotFound)
+	}
+	return ss[0], nil
+}
+
+func (s *store) sessions(ctx context.Context, q string, p Params) ([]schemas.Session, error) {
+	rows, err := s.conn.Query(ctx, q, p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []schemas.Session
+	for rows.Next() {
+		var x schemas.Session
+		var version uint64
+		var protocol, finalHash string
+		if err := rows.Scan(&x.SessionID, &version, &protocol, &x.Target, &x.GatewayID, &x.Issuer, &x.Subject,
+			&x.Email, &x.Name, &x.Groups, &x.TokenID, &x.ClientAddr, &x.StartedAt, &x.EndedAt, &x.Status,
+			&x.EndReason, &x.Frames, &x.BytesClient, &x.BytesServer, &x.Commands, &x.LastSeq, &finalHash,
+			&x.SignatureOK, &x.Integrity); err != nil {
+			return nil, fmt.Errorf("clickhouse: sessions: %w", err)
+		}
+		x.Version = int64(version)
+		x.Protocol = schemas.Protocol(protocol)
+		x.FinalHash = []byte(finalHash)
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+func (s *store) Commands(ctx context.Context, f CommandFilter) ([]schemas.Command, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	limit = min(limit, 10000)
+	p := Params{"sid": f.SessionID, "from": strconv.FormatInt(f.FromSeq, 10), "limit": strconv.Itoa(limit)}
+	q := "SELECT " + commandColumns + " FROM commands FINAL WHERE session_id = {sid:String} AND command_seq >= {from:Int64}"
+	if f.Text != "" {
+		q += " AND lower(text) LIKE {text:String}"
+		p["text"] = LikeContains(f.Text)
+	}
+	q += " ORDER BY command_seq LIMIT {limit:UInt32}"
+	rows, err := s.conn.Query(ctx, q, p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: commands: %w", err)
+	}
+	defer rows.Close()
+	var out []schemas.Command
+	for rows.Next() {
+		var c schemas.Command
+		var protocol string
+		if err := rows.Scan(&c.SessionID, &c.CommandSeq, &c.SeqEnd, &protocol, &c.Target, &c.Subject, &c.Channel,
+			&c.Kind, &c.Text, &c.Params, &c.StartedAt, &c.EndedAt, &c.Status, &c.Error, &c.Rows,
+			&c.ExitStatus, &c.Masks); err != nil {
+			return nil, fmt.Errorf("clickhouse: commands: %w", err)
+		}
+		c.Protocol = schemas.Protocol(protocol)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error {
+	const q = "SELECT " + frameColumns + ` FROM frames FINAL
+WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
+ORDER BY seq LIMIT {limit:UInt32}`
+	for from <= to {
+		page, err := s.framesPage(ctx, q, Params{
+			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(to, 10),
+			"limit": strconv.Itoa(framesPage),
+		})
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < framesPage {
+			return nil
+		}
+		from = page[len(page)-1].Seq + 1
+	}
+	return nil
+}
+
+func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.Frame, error) {
+	rows, err := s.conn.Query(ctx, q, p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: frames: %w", err)
+	}
+	defer rows.Close()
+	var out []schemas.Frame
+	for rows.Next() {
+		var f schemas.Frame
+		var direction, protocol, start, end string
+		if err := rows.Scan(&f.SessionID, &f.Seq, &f.TS, &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
+			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID, &f.Masks,
+			&start, &f.Denial, &end); err != nil {
+			return nil, fmt.Errorf("clickhouse: frames: %w", err)
+		}
+		f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)
+		if len(f.Masks) == 0 {
+			f.Masks = nil
+		}
+		if start != "" {
+			f.Start = new(schemas.SessionStart)
+			if err := json.Unmarshal([]byte(start), f.Start); err != nil {
+				return nil, fmt.Errorf("clickhouse: frame %s/%d session_start: %w", f.SessionID, f.Seq, err)
+			}
+		}
+		if end != "" {
+			f.End = new(schemas.SessionEnd)
+			if err := json.Unmarshal([]byte(end), f.End); err != nil {
+				return nil, fmt.Errorf("clickhouse: frame %s/%d session_end: %w", f.SessionID, f.Seq, err)
+			}
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// SQL runs an auditor's statement read-only. The statement is wrapped as a subquery
+// so only a SELECT (or WITH ... SELECT) runs; readonly=1 and the limits come with it.
+// Statements with ";" (a second statement) or their own SETTINGS (which could lift
+// readonly inside a subquery on chDB) are refused.
+func (s *store) SQL(ctx context.Context, query string, l Limits) (*Result, error) {
+	q := strings.TrimRight(strings.TrimSpace(query), "; \t\r\n")
+	switch {
+	case q == "":
+		return nil, fmt.Errorf("%w: empty statement", ErrRejected)
+	case strings.Contains(q, ";"):
+		return nil, fmt.Errorf("%w: one statement only (no ';')", ErrRejected)
+	case strings.Contains(strings.ToLower(q), "settings"):
+		return nil, fmt.Errorf("%w: SETTINGS are fixed by the server (readonly, time and row limits)", ErrRejected)
+	}
+	if err := CheckParams(q, nil); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if l.MaxRows <= 0 {
+		l.MaxRows = 10000
+	}
+	if l.MaxExecutionTime <= 0 {
+		l.MaxExecutionTime = 30 * time.Second
+	}
+	settings := Settings{
+		"readonly":             1,
+		"max_execution_time":   max(1, int(l.MaxExecutionTime.Seconds())),
+		"max_result_rows":      l.MaxRows,
+		"result_overflow_mode": "throw",
+	}
+	rows, err := s.conn.Query(ctx, "SELECT * FROM (\n"+q+"\n)", nil, settings)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &Result{Columns: rows.Columns()}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	return res, rows.Err()
+}

@@ -1,0 +1,154 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// store implements Store over a Conn; the server and chDB stores differ only in it.
+type store struct {
+	conn Conn
+	cfg  Config
+
+	mu      sync.Mutex
+	columns map[string]map[string]string // table → column → type, as live in the database
+}
+
+// NewStore returns a Store that runs tapline's SQL over conn. It takes ownership of
+// conn: Close closes it.
+func NewStore(conn Conn, cfg Config) (Store, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &store{conn: conn, cfg: cfg}, nil
+}
+
+func (s *store) Migrate(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	if err := s.applyTableSettings(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.columns = nil // re-read after DDL
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *store) Close() error { return s.conn.Close() }
+
+// Insert writes each table's rows as one block. The legacy schema lacks some columns
+// and types; a block keeps only the columns its table has, so the same writer code
+// feeds both schema sets.
+func (s *store) Insert(ctx context.Context, b *Batch) error {
+	blocks := []*Block{FramesBlock(b.Frames), CommandsBlock(b.Commands), SessionsBlock(b.Sessions), AlertsBlock(b.Sessions)}
+	for _, blk := range blocks {
+		if blk.Rows == 0 {
+			continue
+		}
+		fitted, err := s.fit(ctx, blk)
+		if err != nil {
+			return err
+		}
+		token := ""
+		if b.Token != "" && s.cfg.Schema == SchemaFull {
+			token = b.Token + "/" + blk.Table
+		}
+		if err := s.conn.Insert(ctx, fitted, token); err != nil {
+			return fmt.Errorf("clickhouse: insert %d rows into %s: %w", blk.Rows, blk.Table, err)
+		}
+	}
+	return nil
+}
+
+// fit drops the block's columns its table lacks and stores bools as UInt8 where the
+// table has no Bool type.
+func (s *store) fit(ctx context.Context, b *Block) (*Block, error) {
+	cols, err := s.tableColumns(ctx, b.Table)
+	if err != nil {
+		return nil, err
+	}
+	out := &Block{Table: b.Table, Rows: b.Rows}
+	for _, c := range b.Columns {
+		typ, ok := cols[c.Name]
+		if !ok {
+			continue
+		}
+		out.Columns = append(out.Columns, BlockColumn{Name: c.Name, Values: boolsAsUInt8(typ, c.Values)})
+	}
+	return out, nil
+}
+
+func boolsAsUInt8(typ string, v any) any {
+	switch bs := v.(type) {
+	case []bool:
+		if typ != "UInt8" {
+			return v
+		}
+		out := make([]uint8, len(bs))
+		for i, b := range bs {
+			if b {
+				out[i] = 1
+			}
+		}
+		return out
+	case []*bool:
+		if typ != "Nullable(UInt8)" {
+			return v
+		}
+		out := make([]*uint8, len(bs))
+		for i, b := range bs {
+			if b != nil {
+				var u uint8
+				if *b {
+					u = 1
+				}
+				out[i] = &u
+			}
+		}
+		return out
+	}
+	return v
+}
+
+func (s *store) tableColumns(ctx context.Context, table string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.columns == nil {
+		cols, err := s.readColumns(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.columns = cols
+	}
+	cols, ok := s.columns[table]
+	if !ok {
+		s.columns = nil // not migrated yet; look again next time
+		return nil, fmt.Errorf("clickhouse: table %s does not exist (run migrations)", table)
+	}
+	return cols, nil
+}
+
+func (s *store) readColumns(ctx context.Context) (map[string]map[string]string, error) {
+	rows, err := s.conn.Query(ctx,
+		"SELECT table, name, type FROM system.columns WHERE database = currentDatabase()", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: read table columns: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]string{}
+	for rows.Next() {
+		var table, name, typ string
+		if err := rows.Scan(&table, &name, &typ); err != nil {
+			return nil, err
+		}
+		if out[table] == nil {
+			out[table] = map[string]string{}
+		}
+		out[table][name] = typ
+	}
+	return out, rows.Err()
+}
