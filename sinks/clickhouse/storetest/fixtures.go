@@ -45,7 +45,7 @@ func NewRecording(subject, target string, start time.Time, n int) Recording {
 			f.Masks = map[string]int64{"email": 1}
 			r.Commands = append(r.Commands, schemas.Command{SessionID: id, CommandSeq: int64(seq), SeqEnd: int64(seq + 1),
 				Protocol: schemas.Postgres, Target: target, Subject: subject, Kind: "query",
-				Text: fmt.Sprintf("SELECT * FROM Accounts WHERE id = %d AND note = 'it''s \\ fine'", seq),
+				Text:   fmt.Sprintf("SELECT * FROM Accounts WHERE id = %d AND note = 'it''s \\ fine'", seq),
 				Params: []string{"a'b", "c\\d", ""}, StartedAt: f.TS, EndedAt: f.TS.Add(time.Millisecond),
 				Status: "ok", Rows: int64(seq), Masks: map[string]int64{"email": 1}})
 		default:
