@@ -1,0 +1,140 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+// maxSQLBody bounds a SQL request body.
+const maxSQLBody = 1 << 20
+
+// SQLRequest is the body of POST /api/v1/sql (or send the statement as text/plain).
+type SQLRequest struct {
+	Query string `json:"query"`
+	// MaxRows and MaxExecutionTimeSeconds may lower the server's limits, not raise them.
+	MaxRows                 int     `json:"max_rows,omitempty"`
+	MaxExecutionTimeSeconds float64 `json:"max_execution_time,omitempty"`
+}
+
+// SQLColumn names a result column and its ClickHouse type.
+type SQLColumn struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// SQLResult is the answer to a read-only statement.
+type SQLResult struct {
+	Columns  []SQLColumn `json:"columns"`
+	Rows     [][]any     `json:"rows"`
+	RowCount int         `json:"row_count"`
+}
+
+func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !c.auditor {
+		writeError(w, http.StatusForbidden, "forbidden", "SQL is for members of the "+s.cfg.AuditorsGroup+" group")
+		return
+	}
+	req, err := readSQLRequest(r)
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	recordOf(r.Context()).sql = req.Query
+	lim := clickhouse.Limits{MaxRows: s.cfg.SQLMaxRows, MaxExecutionTime: s.cfg.SQLMaxExecutionTime}
+	if req.MaxRows > 0 {
+		lim.MaxRows = min(lim.MaxRows, req.MaxRows)
+	}
+	if req.MaxExecutionTimeSeconds > 0 {
+		lim.MaxExecutionTime = min(lim.MaxExecutionTime, time.Duration(req.MaxExecutionTimeSeconds*float64(time.Second)))
+	}
+	// The server-side limit is whole seconds; the context backs it up.
+	ctx, cancel := context.WithTimeout(r.Context(), lim.MaxExecutionTime+5*time.Second)
+	defer cancel()
+	res, err := s.store.SQL(ctx, req.Query, lim)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "timeout", "the statement ran past its time limit")
+		return
+	case err != nil && r.Context().Err() != nil:
+		return
+	case err != nil:
+		// Auditors need ClickHouse's own message (syntax, readonly, limits) to fix
+		// their statement; it says nothing they could not query anyway.
+		writeError(w, http.StatusBadRequest, "sql_error", err.Error())
+		return
+	}
+	out := SQLResult{Columns: make([]SQLColumn, len(res.Columns)), Rows: res.Rows, RowCount: len(res.Rows)}
+	for i, col := range res.Columns {
+		out.Columns[i] = SQLColumn{Name: col.Name, Type: col.Type}
+	}
+	if out.Rows == nil {
+		out.Rows = [][]any{}
+	}
+	for _, row := range out.Rows {
+		for i, v := range row {
+			row[i] = jsonSafe(v)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func readSQLRequest(r *http.Request) (SQLRequest, error) {
+	var req SQLRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxSQLBody+1))
+	if err != nil {
+		return req, err
+	}
+	if len(body) > maxSQLBody {
+		return req, errors.New("statement longer than 1 MiB")
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "text/plain" || mt == "application/sql" {
+		req.Query = string(body)
+	} else if err := json.Unmarshal(body, &req); err != nil {
+		return req, errors.New(`body: {"query": "SELECT ..."} as JSON, or the statement as text/plain`)
+	}
+	if req.Query == "" {
+		return req, errors.New("no statement")
+	}
+	return req, nil
+}
+
+// jsonSafe replaces the float values JSON cannot carry (NaN, ±Inf) with strings,
+// recursively in arrays and maps.
+func jsonSafe(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return formatFloat(x)
+		}
+	case float32:
+		return jsonSafe(float64(x))
+	case []any:
+		for i := range x {
+			x[i] = jsonSafe(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = jsonSafe(x[k])
+		}
+	}
+	return v
+}
+
+func formatFloat(x float64) string {
+	switch {
+	case math.IsNaN(x):
+		return "nan"
+	case x > 0:
+		return "inf"
+	}
+	return "-inf"
+}
