@@ -1,3 +1,67 @@
 package main
 
-func init() { register(notBuilt("gateway", "Run the edge proxies (Postgres, SSH) that record every frame to Kafka")) }
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapline/tapline/ingest/gateway"
+)
+
+func init() { register(newGatewayCmd()) }
+
+func newGatewayCmd() *cobra.Command {
+	var configPath, logFormat, logLevel string
+	cmd := &cobra.Command{
+		Use:   "gateway --config FILE",
+		Short: "Run the edge proxies (Postgres, SSH) that record every frame to Kafka",
+		Long: `Run the gateway: agents connect to its listeners with an OIDC token, it logs in to
+the target with its own credentials and records every protocol message to Kafka.
+
+The configuration file is described in docs/configuration.md; TAPLINE_* environment
+variables override its top-level settings. SIGINT or SIGTERM ends live sessions,
+flushes the recordings and exits.`,
+		Example: `  tapline gateway --config /etc/tapline/gateway.yaml
+  TAPLINE_KAFKA_BROKERS=kafka-0:9092,kafka-1:9092 tapline gateway --config gateway.yaml --log-format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := gatewayLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := gateway.Load(configPath)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return gateway.Run(ctx, cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "gateway configuration file (YAML, required)")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func gatewayLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}

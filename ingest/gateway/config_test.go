@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const example = `
+gateway_id: gw-1
+data_dir: ./.dev
+kafka: {brokers: ["127.0.0.1:9092"], topic: tapline.frames.raw, mode: strict, produce_timeout: 10s, max_buffered_bytes: 67108864, fragment_bytes: 921600}
+oidc: {issuer: "http://127.0.0.1:5556", audience: tapline, groups_claim: groups}
+metrics: {listen: "127.0.0.1:9464"}
+postgres: {listen: "127.0.0.1:6432", tls_cert: "", tls_key: "", allow_plaintext: false, max_message_bytes: 67108864}
+targets:
+  - name: app
+    protocol: postgres
+    address: "127.0.0.1:5432"
+    groups: [dba]
+    postgres: {database: app, user: tapline_gw, password_env: APP_DB_PASSWORD, tls: require}
+`
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseExample(t *testing.T) {
+	cfg, err := Parse([]byte(example), env(map[string]string{"APP_DB_PASSWORD": "pw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.ProduceTimeout != 10*time.Second || cfg.Postgres.MaxMessageBytes != 64<<20 || cfg.Targets[0].Postgres.TLS != "require" {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	targets, err := cfg.postgresTargets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := targets[0].Password(); err != nil || pw != "pw" {
+		t.Fatalf("password %q, %v", pw, err)
+	}
+	if cfg.SigningKey != filepath.Join(".dev", "gateway-signing.key") {
+		t.Fatalf("signing key default %q", cfg.SigningKey)
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", strings.Replace(example, "groups: [dba]", "groups: [dba]\n    colour: red", 1),
+			[]string{"field colour not found"}},
+		{"unknown nested key", strings.Replace(example, "tls: require", "tls: require, sslmode: x", 1),
+			[]string{"field sslmode not found"}},
+		{"env not set", example, []string{"targets[0].postgres.password_env: APP_DB_PASSWORD not set"}},
+		{"bad tls mode", strings.Replace(example, "tls: require", "tls: prefer", 1),
+			[]string{`targets[0].postgres.tls: "prefer": want disable, require or verify-full`}},
+		{"plaintext off loopback", strings.Replace(strings.Replace(example, "allow_plaintext: false", "allow_plaintext: true", 1), `listen: "127.0.0.1:6432"`, `listen: "0.0.0.0:6432"`, 1),
+			[]string{"postgres.allow_plaintext: only allowed on a loopback listen address"}},
+		{"two targets, second broken", example + `  - name: app
+    protocol: postgres
+    address: nowhere
+    groups: []
+`, []string{`targets[1].name: "app" is also the name of targets[0]`, `targets[1].address: "nowhere" is not host:port`,
+			"targets[1].groups: empty", "targets[1].postgres: required for protocol postgres"}},
+		{"unknown protocol", strings.Replace(example, "protocol: postgres", "protocol: mysql", 1),
+			[]string{`targets[0].protocol: unknown protocol "mysql"`}},
+		{"bad mode", strings.Replace(example, "mode: strict", "mode: yolo", 1), []string{`kafka.mode: "yolo"`}},
+		{"missing issuer", strings.Replace(example, `issuer: "http://127.0.0.1:5556", `, "", 1), []string{"oidc.issuer: required"}},
+		{"password twice", strings.Replace(example, "password_env: APP_DB_PASSWORD", "password_env: APP_DB_PASSWORD, password: x", 1),
+			[]string{"targets[0].postgres.password: set only one"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := map[string]string{"APP_DB_PASSWORD": "pw"}
+			if tc.name == "env not set" {
+				e = nil
+			}
+			_, err := Parse([]byte(tc.yaml), env(e))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := Parse([]byte(example), env(map[string]string{
+		"APP_DB_PASSWORD":                    "pw",
+		"TAPLINE_KAFKA_BROKERS":              "10.0.0.1:9092, 10.0.0.2:9092",
+		"TAPLINE_KAFKA_MODE":                 "buffered",
+		"TAPLINE_KAFKA_PRODUCE_TIMEOUT":      "3s",
+		"TAPLINE_POSTGRES_MAX_MESSAGE_BYTES": "1048576",
+		"TAPLINE_OIDC_AUDIENCE":              "other",
+		"TAPLINE_GATEWAY_ID":                 "gw-9",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Kafka.Brokers, []string{"10.0.0.1:9092", "10.0.0.2:9092"}) || cfg.Kafka.Mode != "buffered" ||
+		cfg.Kafka.ProduceTimeout != 3*time.Second || cfg.Postgres.MaxMessageBytes != 1<<20 ||
+		cfg.OIDC.Audience != "other" || cfg.GatewayID != "gw-9" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	_, err = Parse([]byte(example), env(map[string]string{"APP_DB_PASSWORD": "pw", "TAPLINE_POSTGRES_ALLOW_PLAINTEXT": "maybe"}))
+	if err == nil || !strings.Contains(err.Error(), `TAPLINE_POSTGRES_ALLOW_PLAINTEXT="maybe": not a boolean`) {
+		t.Fatalf("bad override: %v", err)
+	}
+}
+
+// docs/configuration.md lists exactly the overrides the gateway reads.
+func TestEnvKeysDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(TAPLINE_[A-Z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	for _, k := range EnvKeys() {
+		if !documented[k] {
+			t.Errorf("%s is read but not documented in docs/configuration.md", k)
+		}
+	}
+	for _, k := range []string{"TAPLINE_KAFKA_BROKERS", "TAPLINE_POSTGRES_LISTEN", "TAPLINE_OIDC_ISSUER", "TAPLINE_METRICS_LISTEN"} {
+		if !slices.Contains(EnvKeys(), k) {
+			t.Errorf("EnvKeys lacks %s", k)
+		}
+	}
+}
