@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -553,5 +555,48 @@ func TestRejectsBadInput(t *testing.T) {
 		if _, err := New(ctx, cfg, nil); err == nil {
 			t.Fatalf("config %+v accepted", cfg)
 		}
+	}
+}
+
+// A long session's memory does not grow with what it records: the recorder
+// keeps counters and the last hash, and unacknowledged bytes are bounded.
+func TestMemoryDoesNotGrowWithSession(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicFramesRaw), kfake.BlackholeProduce())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := testConfig(t, Buffered)
+	cfg.FragmentBytes = 64 << 10
+	cfg.MaxBufferedBytes = 1 << 20
+	r := newTestRecorder(t, cfg, c.ListenAddrs())
+	s, err := r.Start(context.Background(), testMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 16<<10)
+	send := func(n int) {
+		for range n {
+			if err := s.Server("DataRow", 0, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitSettled(t, s, 10*time.Second)
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	send(200)
+	before := heap()
+	send(4000) // 64 MiB through the session
+	after := heap()
+	if after > before+8<<20 {
+		t.Fatalf("heap grew from %d to %d bytes over 64 MiB recorded", before, after)
+	}
+	if err := s.End(context.Background(), "done"); err != nil {
+		t.Fatal(err)
 	}
 }

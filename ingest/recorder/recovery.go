@@ -16,6 +16,9 @@ import (
 const failureReasonPrefix = "recording failed: kafka unavailable"
 
 func failureReason(cause error) string {
+	if !errors.Is(cause, ErrUnavailable) {
+		return "recording failed: " + cause.Error() // e.g. the proxy gave up waiting for session.start
+	}
 	detail := strings.TrimPrefix(cause.Error(), ErrUnavailable.Error()+": ")
 	return failureReasonPrefix + " (" + detail + ")"
 }
@@ -28,7 +31,6 @@ func failureReason(cause error) string {
 // reached Kafka gets nothing.
 func (r *Recorder) recover(s *Session) {
 	s.mu.Lock()
-	s.ending = true
 	s.st.Lock()
 	if s.inflight > 0 {
 		// A frame is still in flight; its promise starts recovery again.

@@ -42,7 +42,6 @@ type Session struct {
 	recovering bool // a goroutine is writing the failure session.end
 	err        error
 	failed     chan struct{}
-	endDone    chan struct{}
 	endErr     error
 }
 
@@ -118,6 +117,9 @@ func (s *Session) record(dir schemas.Direction, kind string, channel int64, payl
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.Err(); err != nil {
+		return err
+	}
 	if s.ending {
 		return ErrEnded
 	}
@@ -334,10 +336,8 @@ func (s *Session) End(ctx context.Context, reason string) error {
 	s.ending = true
 	s.mu.Unlock()
 
+	// The end is written even if the caller stops waiting.
 	done := make(chan struct{})
-	s.st.Lock()
-	s.endDone = done
-	s.st.Unlock()
 	go func() {
 		err := s.finish(reason)
 		s.st.Lock()
@@ -426,13 +426,17 @@ func (s *Session) failLocked(cause error) bool {
 	if s.err != nil {
 		return false
 	}
-	if errors.Is(cause, ErrUnavailable) || errors.Is(cause, ErrClosed) {
+	switch {
+	case errors.Is(cause, ErrClosed), errors.Is(cause, context.Canceled), errors.Is(cause, context.DeadlineExceeded):
+		s.err = cause // not Kafka's doing
+	case errors.Is(cause, ErrUnavailable):
 		s.err = cause
-	} else {
+		s.r.lastFail.Store(time.Now().UnixNano())
+	default:
 		s.err = fmt.Errorf("%w: %w", ErrUnavailable, cause)
+		s.r.lastFail.Store(time.Now().UnixNano())
 	}
 	close(s.failed)
-	s.r.lastFail.Store(time.Now().UnixNano())
 	if s.live {
 		s.r.m.failed.Inc()
 		s.r.log.Error("session recording failed; the connection must be terminated", "session_id", s.id, "protocol", s.proto, "err", s.err)

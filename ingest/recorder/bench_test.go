@@ -1,0 +1,149 @@
+package recorder
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// benchPayload is a typical small client message (a short SQL query).
+const benchPayload = 128
+
+// BenchmarkClientStrict measures strict-mode Session.Client (seal, encode,
+// produce, wait for acks=all) with 1 and 32 sessions calling concurrently,
+// against the in-process fake broker; benchTargets adds the real broker when
+// it is available. BenchmarkRawProduceSync is the baseline: franz-go
+// ProduceSync of records of the same size with the same producer options.
+// ns/op is wall time per call across all sessions (1/throughput); p50/p99
+// are per-call latencies.
+func BenchmarkClientStrict(b *testing.B) {
+	for _, tgt := range benchTargets(b) {
+		for _, sessions := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/sessions=%d", tgt.name, sessions), func(b *testing.B) {
+				cfg := testConfig(b, Strict)
+				cfg.Topic = tgt.topic
+				cfg.ProduceTimeout = 10 * time.Second
+				r := newTestRecorder(b, cfg, tgt.brokers)
+				ss := make([]*Session, sessions)
+				for i := range ss {
+					s, err := r.Start(context.Background(), testMeta())
+					if err != nil {
+						b.Fatal(err)
+					}
+					ss[i] = s
+				}
+				payload := make([]byte, benchPayload)
+				runConcurrent(b, sessions, func(i int) error {
+					return ss[i].Client(context.Background(), "Query", 0, payload)
+				})
+				for _, s := range ss {
+					if err := s.End(context.Background(), "done"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkRawProduceSync(b *testing.B) {
+	value := make([]byte, encodedFrameSize(b))
+	for _, tgt := range benchTargets(b) {
+		for _, sessions := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/sessions=%d", tgt.name, sessions), func(b *testing.B) {
+				cfg := testConfig(b, Strict)
+				cfg.Topic = tgt.topic
+				cl, err := kgo.NewClient(append(ProducerOpts(cfg), kgo.SeedBrokers(tgt.brokers...))...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				keys := make([][]byte, sessions)
+				for i := range keys {
+					keys[i] = fmt.Appendf(nil, "01900000-0000-7000-8000-%012d", i)
+				}
+				runConcurrent(b, sessions, func(i int) error {
+					return cl.ProduceSync(context.Background(), &kgo.Record{Key: keys[i], Value: value}).FirstErr()
+				})
+			})
+		}
+	}
+}
+
+// encodedFrameSize is the Kafka value size of a benchPayload Query frame.
+func encodedFrameSize(b *testing.B) int {
+	f := schemas.Frame{
+		SessionID: "01900000-0000-7000-8000-000000000000", TS: time.Now(), Direction: schemas.Client,
+		Protocol: schemas.Postgres, Kind: "Query", Payload: make([]byte, benchPayload), Final: true, GatewayID: "gw-test",
+	}
+	if err := schemas.Seal(&f, schemas.ZeroHash); err != nil {
+		b.Fatal(err)
+	}
+	v, err := schemas.FrameCodec().Encode(&f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(v)
+}
+
+type benchTarget struct {
+	name    string
+	brokers []string
+	topic   string
+}
+
+func benchTargets(b *testing.B) []benchTarget {
+	c := fakeKafka(b)
+	out := []benchTarget{{"kfake", c.ListenAddrs(), schemas.TopicFramesRaw}}
+	if brokers, topic := realKafkaForBench(b); brokers != nil {
+		out = append(out, benchTarget{"kafka", brokers, topic})
+	}
+	return out
+}
+
+// runConcurrent runs b.N calls of fn spread over n goroutines (goroutine i
+// passes i) and reports per-call latency percentiles.
+func runConcurrent(b *testing.B, n int, fn func(i int) error) {
+	lat := make([][]time.Duration, n)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	b.ResetTimer()
+	for g := range n {
+		calls := b.N / n
+		if g < b.N%n {
+			calls++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat[g] = make([]time.Duration, 0, calls)
+			for range calls {
+				t := time.Now()
+				if err := fn(g); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				lat[g] = append(lat[g], time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	}
+}
