@@ -1,0 +1,460 @@
+package mask
+
+import (
+	"bytes"
+	"regexp"
+	"sort"
+)
+
+// Detector names, also the keys of Frame.Masks and Command.Masks for what they find.
+const (
+	Email       = "email"
+	Card        = "card"
+	NationalID  = "national_id"
+	IBAN        = "iban"
+	Phone       = "phone"
+	JWT         = "jwt"
+	CloudKey    = "cloud_key"
+	APIToken    = "api_token"
+	PrivateKey  = "private_key"
+	SQLPassword = "sql_password"
+	Password    = "password"
+)
+
+// Other mask types (not detectors): what a rule, rather than a pattern, masked.
+const (
+	Column      = "column"       // a DataRow value by its column name
+	Param       = "param"        // a Bind parameter by position or by the column it is compared with
+	Header      = "http_header"  // an HTTP header value
+	JSONField   = "json_field"   // a JSON value by its field name
+	SecretInput = "secret_input" // keystrokes typed at a password prompt
+	EnvSecret   = "env_secret"   // an SSH env request whose name says it holds a secret
+	AuthMessage = "auth"         // a Postgres password or SASL message
+)
+
+// Detectors lists every built-in detector, in the order they run.
+var Detectors = []string{PrivateKey, JWT, CloudKey, APIToken, SQLPassword, Password, Email, IBAN, Card, NationalID, Phone}
+
+// Match is one secret found in a text: bytes [Start, End) are masked.
+type Match struct {
+	Start, End int
+	Type       string
+}
+
+type detector struct {
+	name string
+	// may reports cheaply whether the detector can match at all.
+	may  func(b []byte) bool
+	find func(b []byte) []Match
+}
+
+var builtin = map[string]detector{
+	Email:       {Email, hasByte('@'), reFinder(Email, `(?i)[a-z0-9._%+\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b`, 0)},
+	Card:        {Card, digits(13), findCards},
+	NationalID:  {NationalID, hasByte('-'), findSSNs},
+	IBAN:        {IBAN, digits(2), findIBANs},
+	Phone:       {Phone, digits(8), findPhones},
+	JWT:         {JWT, hasString("eyJ"), reFinder(JWT, `eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`, 0)},
+	CloudKey:    {CloudKey, always, multiFinder(CloudKey, cloudKeyPatterns)},
+	APIToken:    {APIToken, hasByte('_', '-'), multiFinder(APIToken, apiTokenPatterns)},
+	PrivateKey:  {PrivateKey, hasString("PRIVATE KEY"), findPrivateKeys},
+	SQLPassword: {SQLPassword, hasFold("password", "identified"), multiFinder(SQLPassword, sqlPasswordPatterns)},
+	Password:    {Password, hasByte('=', '@'), multiFinder(Password, passwordPatterns)},
+}
+
+// A pattern masks the first non-empty submatch group it names, or the whole match.
+type pattern struct {
+	re     *regexp.Regexp
+	groups []int
+}
+
+func pat(expr string, groups ...int) pattern { return pattern{regexp.MustCompile(expr), groups} }
+
+var cloudKeyPatterns = []pattern{
+	pat(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b`), // AWS access key id
+	pat(`(?i)(?:aws_?secret_?access_?key|aws_?secret_?key|secretaccesskey)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b`, 1), // AWS secret key
+	pat(`\bAIza[0-9A-Za-z_\-]{35}\b`),                                                                                        // Google API key
+	pat(`\bya29\.[0-9A-Za-z_\-]{20,}`),                                                                                       // Google OAuth access token
+	pat(`(?i)\bAccountKey=([A-Za-z0-9+/]{86}==)`, 1),                                                                         // Azure storage account key
+	pat(`(?i)\bSharedAccessKey=([A-Za-z0-9+/]{43}=)`, 1),                                                                     // Azure Service Bus / Event Hubs
+	pat(`(?i)[?&]sig=([A-Za-z0-9%+/=]{30,})`, 1),                                                                             // Azure SAS signature
+	pat(`(?i)(?:client_?secret|azure_?client_?secret)["']?\s*[:=]\s*["']?([A-Za-z0-9_~.\-]{34,40})\b`, 1),                    // Azure AD client secret
+	pat(`"private_key_id"\s*:\s*"([0-9a-f]{40})"`, 1),                                                                        // GCP service account key id
+	pat(`(?i)(?:aliyun|alibaba)[_-]?(?:access[_-]?)?key[_-]?secret["']?\s*[:=]\s*["']?([A-Za-z0-9]{30})\b`, 1),               // Alibaba Cloud secret
+	pat(`\bdop_v1_[a-f0-9]{64}\b`),                                                                                           // DigitalOcean personal token
+	pat(`\b(?:LTAI)[A-Za-z0-9]{12,20}\b`),                                                                                    // Alibaba access key id
+	pat(`(?i)\b(?:x-goog-api-key|x-amz-security-token)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})`, 1),                      // keys in headers
+	pat(`(?i)(?:aws_?session_?token|securitytoken)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{100,})`, 1),                            // AWS session token
+	pat(`(?i)\b(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})["']?`, 1), // generic "secret access key"
+}
+
+var apiTokenPatterns = []pattern{
+	pat(`\bgh[pousr]_[A-Za-z0-9]{36}\b`),               // GitHub
+	pat(`\bgithub_pat_[A-Za-z0-9_]{60,90}\b`),          // GitHub fine-grained
+	pat(`\bglpat-[A-Za-z0-9_\-]{20}\b`),                // GitLab
+	pat(`\bxox[abposr]-[A-Za-z0-9\-]{10,}`),            // Slack
+	pat(`\b[rs]k_live_[0-9A-Za-z]{24,}\b`),             // Stripe
+	pat(`\bnpm_[A-Za-z0-9]{36}\b`),                     // npm
+	pat(`\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}\b`),        // OpenAI-style
+	pat(`\bhvs\.[A-Za-z0-9_\-]{24,}\b`),                // Vault service token
+	pat(`(?i)\bbearer\s+([A-Za-z0-9_\-.=+/]{20,})`, 1), // bearer tokens quoted in text
+}
+
+var sqlPasswordPatterns = []pattern{
+	pat(`(?is)\bPASSWORD\s+E?'((?:[^']|'')*)'`, 1),
+	pat(`(?is)\bPASSWORD\s+\$\$(.*?)\$\$`, 1),
+	pat(`(?is)\bIDENTIFIED\s+(?:WITH\s+\S+\s+)?BY\s+'((?:[^'\\]|''|\\.)*)'`, 1),
+}
+
+var passwordPatterns = []pattern{
+	// URLs with credentials: postgres://user:pass@host, https://u:p@h.
+	pat(`\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'"]+:([^\s@/'"]+)@`, 1),
+	// key=value: libpq conninfo, ADO/JDBC strings, env files, CLI flags.
+	pat(`(?i)\b(?:password|passwd|pwd|pass)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^\s;&'",$)][^\s;&'",)]*))`, 1, 2, 3),
+}
+
+func always([]byte) bool { return true }
+
+func hasByte(cs ...byte) func([]byte) bool {
+	return func(b []byte) bool {
+		for _, c := range cs {
+			if bytes.IndexByte(b, c) >= 0 {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func hasString(s string) func([]byte) bool {
+	return func(b []byte) bool { return bytes.Contains(b, []byte(s)) }
+}
+
+func hasFold(words ...string) func([]byte) bool {
+	return func(b []byte) bool {
+		for _, w := range words {
+			if indexFold(b, w) >= 0 {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// indexFold is a case-insensitive bytes.Index for an ASCII lower-case needle.
+func indexFold(b []byte, lower string) int {
+	n := len(lower)
+	for i := 0; i+n <= len(b); i++ {
+		j := 0
+		for ; j < n; j++ {
+			c := b[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+		}
+		if j == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// digits reports whether b holds at least n ASCII digits.
+func digits(n int) func([]byte) bool {
+	return func(b []byte) bool {
+		c := 0
+		for _, x := range b {
+			if '0' <= x && x <= '9' {
+				if c++; c >= n {
+					return true
+				}
+			}
+		}
+		return false
+	}
+}
+
+func reFinder(typ, expr string, group int) func([]byte) []Match {
+	p := pat(expr, group)
+	return multiFinder(typ, []pattern{p})
+}
+
+func multiFinder(typ string, ps []pattern) func([]byte) []Match {
+	return func(b []byte) []Match {
+		var out []Match
+		for _, p := range ps {
+			for _, loc := range p.re.FindAllSubmatchIndex(b, -1) {
+				if m, ok := groupSpan(loc, p.groups); ok {
+					out = append(out, Match{m[0], m[1], typ})
+				}
+			}
+		}
+		return out
+	}
+}
+
+// groupSpan picks the first non-empty group named in groups (or the whole match).
+func groupSpan(loc []int, groups []int) ([2]int, bool) {
+	if len(groups) == 0 || (len(groups) == 1 && groups[0] == 0) {
+		return [2]int{loc[0], loc[1]}, loc[1] > loc[0]
+	}
+	for _, g := range groups {
+		if s, e := loc[2*g], loc[2*g+1]; s >= 0 && e > s {
+			return [2]int{s, e}, true
+		}
+	}
+	return [2]int{}, false
+}
+
+var cardRe = regexp.MustCompile(`\b\d(?:[ \-]?\d){12,18}\b`)
+
+func findCards(b []byte) []Match {
+	var out []Match
+	for _, loc := range cardRe.FindAllIndex(b, -1) {
+		ds := onlyDigits(b[loc[0]:loc[1]])
+		if len(ds) < 13 || len(ds) > 19 || allSame(ds) || !luhn(ds) || !consistentSeparators(b[loc[0]:loc[1]]) {
+			continue
+		}
+		out = append(out, Match{loc[0], loc[1], Card})
+	}
+	return out
+}
+
+// consistentSeparators rejects runs that mix spaces and dashes ("12-34 56…"), which
+// are more often ids or dates than card numbers.
+func consistentSeparators(s []byte) bool {
+	return !(bytes.IndexByte(s, ' ') >= 0 && bytes.IndexByte(s, '-') >= 0)
+}
+
+// Luhn reports whether a digit string passes the Luhn (mod 10) check.
+func luhn(ds []byte) bool {
+	sum := 0
+	double := false
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := int(ds[i] - '0')
+		if double {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+func onlyDigits(s []byte) []byte {
+	out := make([]byte, 0, len(s))
+	for _, c := range s {
+		if '0' <= c && c <= '9' {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func allSame(ds []byte) bool {
+	for _, c := range ds[1:] {
+		if c != ds[0] {
+			return false
+		}
+	}
+	return true
+}
+
+var ssnRe = regexp.MustCompile(`\b(\d{3})-(\d{2})-(\d{4})\b`)
+
+// findSSNs finds US social security numbers in the dashed form, skipping numbers the
+// SSA never issues (area 000, 666, 900-999; group 00; serial 0000).
+func findSSNs(b []byte) []Match {
+	var out []Match
+	for _, loc := range ssnRe.FindAllSubmatchIndex(b, -1) {
+		if notDigitAround(b, loc[0], loc[1]) && validSSN(b[loc[2]:loc[3]], b[loc[4]:loc[5]], b[loc[6]:loc[7]]) {
+			out = append(out, Match{loc[0], loc[1], NationalID})
+		}
+	}
+	return out
+}
+
+func validSSN(area, group, serial []byte) bool {
+	a := string(area)
+	return a != "000" && a != "666" && a[0] != '9' && string(group) != "00" && string(serial) != "0000"
+}
+
+// notDigitAround rejects a match glued to more digits or dashes (part of a longer id).
+func notDigitAround(b []byte, s, e int) bool {
+	isPart := func(c byte) bool { return ('0' <= c && c <= '9') || c == '-' }
+	return (s == 0 || !isPart(b[s-1])) && (e == len(b) || !isPart(b[e]))
+}
+
+var ibanRe = regexp.MustCompile(`\b([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})`)
+
+// ibanLength is the IBAN length per country (ISO 13616 registry).
+var ibanLength = map[string]int{
+	"AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+	"BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+	"ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+	"HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+	"LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+	"MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+	"RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+	"TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+// findIBANs finds IBANs (compact or in groups of four) of a registered country with
+// the registered length and a valid ISO 7064 mod-97 check.
+func findIBANs(b []byte) []Match {
+	var out []Match
+	for _, loc := range ibanRe.FindAllSubmatchIndex(b, -1) {
+		want, ok := ibanLength[string(b[loc[2]:loc[3]])]
+		if !ok {
+			continue
+		}
+		// Take exactly `want` alphanumerics from the start, skipping single spaces.
+		n, end := 0, loc[0]
+		for end < loc[1] && n < want {
+			if b[end] != ' ' {
+				n++
+			}
+			end++
+		}
+		if n != want || (end < len(b) && isAlnum(b[end])) {
+			continue
+		}
+		if ibanValid(b[loc[0]:end]) {
+			out = append(out, Match{loc[0], end, IBAN})
+		}
+	}
+	return out
+}
+
+func isAlnum(c byte) bool {
+	return ('0' <= c && c <= '9') || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z')
+}
+
+// ibanValid runs the ISO 7064 mod 97-10 check: move the first four characters to the
+// end, letters become 10..35, and the number mod 97 must be 1.
+func ibanValid(s []byte) bool {
+	compact := bytes.ReplaceAll(s, []byte(" "), nil)
+	if len(compact) < 15 {
+		return false
+	}
+	rearranged := append(append([]byte{}, compact[4:]...), compact[:4]...)
+	rem := 0
+	for _, c := range rearranged {
+		switch {
+		case '0' <= c && c <= '9':
+			rem = (rem*10 + int(c-'0')) % 97
+		case 'A' <= c && c <= 'Z':
+			v := int(c-'A') + 10
+			rem = (rem*100 + v) % 97
+		default:
+			return false
+		}
+	}
+	return rem == 1
+}
+
+var phoneRes = []*regexp.Regexp{
+	// International: +CC and 7-14 more digits in groups.
+	regexp.MustCompile(`\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}`),
+	// North American: (415) 555-2671, 415-555-2671, 415.555.2671.
+	regexp.MustCompile(`(?:\(\d{3}\)\s?|\b\d{3}[.\-])\d{3}[.\-]\d{4}\b`),
+}
+
+func findPhones(b []byte) []Match {
+	var out []Match
+	for i, re := range phoneRes {
+		for _, loc := range re.FindAllIndex(b, -1) {
+			s, e := loc[0], loc[1]
+			if i == 0 {
+				if n := len(onlyDigits(b[s:e])); n < 8 || n > 15 || (s > 0 && isAlnum(b[s-1])) {
+					continue
+				}
+			}
+			if e < len(b) && '0' <= b[e] && b[e] <= '9' {
+				continue
+			}
+			out = append(out, Match{s, e, Phone})
+		}
+	}
+	return out
+}
+
+var (
+	pkBegin = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----`)
+	pkEnd   = regexp.MustCompile(`-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----`)
+)
+
+// findPrivateKeys masks the body between a BEGIN … PRIVATE KEY marker and its END
+// marker (or the end of the text when the block continues elsewhere). The markers stay
+// so a reader still sees that a key was there.
+func findPrivateKeys(b []byte) []Match {
+	var out []Match
+	for off := 0; off < len(b); {
+		loc := pkBegin.FindIndex(b[off:])
+		if loc == nil {
+			break
+		}
+		start := off + loc[1]
+		end := len(b)
+		if e := pkEnd.FindIndex(b[start:]); e != nil {
+			end = start + e[0]
+		}
+		if end > start {
+			out = append(out, Match{start, end, PrivateKey})
+		}
+		off = end + 1
+	}
+	return out
+}
+
+// scan runs the enabled detectors and extra patterns over b and returns
+// non-overlapping matches in text order. Where matches overlap, the detector that comes
+// first in Detectors wins (a password inside a URL beats the email-looking
+// "pass@host" around it; a private key block beats anything inside it); regex rules
+// come after the detectors.
+func scan(b []byte, dets []detector, extra []namedPattern) []Match {
+	if len(b) == 0 {
+		return nil
+	}
+	var all []Match
+	for _, d := range dets {
+		if d.may(b) {
+			all = append(all, d.find(b)...)
+		}
+	}
+	for _, p := range extra {
+		for _, loc := range p.re.FindAllSubmatchIndex(b, -1) {
+			if m, ok := groupSpan(loc, []int{p.group}); ok {
+				all = append(all, Match{m[0], m[1], p.typ})
+			}
+		}
+	}
+	return resolve(all)
+}
+
+// resolve keeps, in priority order (the order of all), each match that does not
+// overlap one already kept, and returns the kept ones sorted by position.
+func resolve(all []Match) []Match {
+	if len(all) < 2 {
+		return all
+	}
+	var kept []Match // sorted by Start, non-overlapping
+	for _, m := range all {
+		i := sort.Search(len(kept), func(i int) bool { return kept[i].Start >= m.Start })
+		if i > 0 && kept[i-1].End > m.Start {
+			continue
+		}
+		if i < len(kept) && kept[i].Start < m.End {
+			continue
+		}
+		kept = append(kept, Match{})
+		copy(kept[i+1:], kept[i:])
+		kept[i] = m
+	}
+	return kept
+}

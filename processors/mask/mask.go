@@ -1,0 +1,80 @@
+// Package mask removes secrets and personal data from recorded frames before they
+// leave the restricted raw topic: built-in detectors (emails, card numbers with a Luhn
+// check, US social security numbers, IBANs with a mod-97 check, phone numbers, JWTs,
+// cloud keys, API tokens, private key blocks, passwords in SQL and in connection
+// strings), Postgres column and parameter rules, regex rules, and HTTP header and JSON
+// field rules, configured per target.
+//
+// A masked frame keeps valid protocol framing, records what was masked (counts by
+// type, never the value) and drops its payload salt; its digest and chain hashes are
+// left alone, so the hash chain still verifies (see schemas.CheckLink).
+package mask
+
+import (
+	"strings"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// State is a session's masking state, carried from frame to frame (and persisted by
+// the processor with the rest of the session's state).
+type State struct {
+	Walk *pgWalk               `json:"walk,omitempty"`
+	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
+}
+
+func (s *State) sshChannel(id int64) *sshChannel {
+	if s.SSH == nil {
+		s.SSH = map[int64]*sshChannel{}
+	}
+	ch := s.SSH[id]
+	if ch == nil {
+		ch = &sshChannel{}
+		s.SSH[id] = ch
+	}
+	return ch
+}
+
+// CloseChannel forgets an SSH channel's state once the channel is closed.
+func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
+
+// Frame masks f in place under target's rules and returns what it masked (nil when
+// nothing). Lifecycle frames are never masked. pg may be nil for other protocols, or
+// when nothing is known about the conversation.
+func (m *Masker) Frame(f *schemas.Frame, target string, st *State, pg PGContext) Counts {
+	if f.IsLifecycle() || len(f.Payload) == 0 {
+		return nil
+	}
+	t := m.rules(target)
+	counts := Counts{}
+	var out []byte
+	switch f.Protocol {
+	case schemas.Postgres:
+		out = t.postgres(f, st, pg, counts)
+	case schemas.SSH:
+		out = t.ssh(f, st, counts)
+		if f.Kind == "ssh.channel.close" {
+			st.CloseChannel(f.Channel)
+		}
+	case schemas.HTTP, schemas.Kubernetes:
+		if strings.HasPrefix(f.Kind, "http.") {
+			out = t.http(f, counts)
+		} else {
+			out = t.text(f.Payload, sameLength, counts)
+		}
+	default:
+		out = t.text(f.Payload, sameLength, counts)
+	}
+	if len(counts) == 0 {
+		return nil
+	}
+	f.Payload = out
+	f.PayloadSalt = nil
+	if f.Masks == nil {
+		f.Masks = map[string]int64{}
+	}
+	for k, v := range counts {
+		f.Masks[k] += v
+	}
+	return counts
+}

@@ -1,0 +1,340 @@
+package mask
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the masking section of the processor's YAML configuration: defaults for
+// every target, and per-target additions. Lists in a target add to the defaults (a
+// target cannot silently lose a default column rule); detectors can be switched off
+// per target by name.
+//
+//	masking:
+//	  defaults:
+//	    detectors: {phone: false}       # every detector is on unless switched off
+//	    columns: ["*password*", ssn]    # DataRow values of these columns (globs, any case)
+//	    params: none                    # Bind parameters: none | all | [1, 3]
+//	    regex: [{name: ticket, pattern: 'TCK-[0-9]{6}'}]
+//	    http_headers: [authorization, cookie]
+//	    json_fields: [password, token]
+//	  targets:
+//	    orders: {columns: [email], params: all}
+type Config struct {
+	Defaults Rules            `yaml:"defaults"`
+	Targets  map[string]Rules `yaml:"targets"`
+}
+
+// Rules are the masking rules of one target (or the defaults).
+type Rules struct {
+	Detectors   map[string]bool `yaml:"detectors"`
+	Columns     []string        `yaml:"columns"`
+	Params      *ParamRule      `yaml:"params"`
+	Regex       []RegexRule     `yaml:"regex"`
+	HTTPHeaders []string        `yaml:"http_headers"`
+	JSONFields  []string        `yaml:"json_fields"`
+}
+
+// RegexRule masks every match of Pattern (or only its submatch Group) as type
+// "regex:<Name>".
+type RegexRule struct {
+	Name    string `yaml:"name"`
+	Pattern string `yaml:"pattern"`
+	Group   int    `yaml:"group"`
+}
+
+// ParamRule says which Bind parameters are masked regardless of their content:
+// none, all, or a list of 1-based positions.
+type ParamRule struct {
+	All       bool
+	Positions []int
+}
+
+// UnmarshalYAML accepts "none", "all" or a list of positions.
+func (p *ParamRule) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch strings.ToLower(n.Value) {
+		case "all":
+			*p = ParamRule{All: true}
+		case "none", "":
+			*p = ParamRule{}
+		default:
+			return fmt.Errorf("line %d: params: want none, all or a list of positions, got %q", n.Line, n.Value)
+		}
+		return nil
+	case yaml.SequenceNode:
+		var pos []int
+		if err := n.Decode(&pos); err != nil {
+			return fmt.Errorf("line %d: params: %w", n.Line, err)
+		}
+		for _, v := range pos {
+			if v < 1 {
+				return fmt.Errorf("line %d: params: positions start at 1, got %d", n.Line, v)
+			}
+		}
+		*p = ParamRule{Positions: pos}
+		return nil
+	}
+	return fmt.Errorf("line %d: params: want none, all or a list of positions", n.Line)
+}
+
+// MarshalYAML is the inverse of UnmarshalYAML.
+func (p ParamRule) MarshalYAML() (any, error) {
+	if p.All {
+		return "all", nil
+	}
+	if len(p.Positions) == 0 {
+		return "none", nil
+	}
+	return p.Positions, nil
+}
+
+// Built-in defaults, used where the configuration says nothing.
+var (
+	DefaultColumns = []string{"*password*", "*passwd*", "*secret*", "token", "*_token", "api_key", "*apikey*",
+		"ssn", "*private_key*", "card_number", "cvv", "iban"}
+	DefaultHTTPHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+		"x-auth-token", "x-amz-security-token", "x-goog-api-key"}
+	DefaultJSONFields = []string{"password", "passwd", "secret", "token", "access_token", "refresh_token",
+		"id_token", "client_secret", "api_key", "apikey", "private_key", "secret_access_key"}
+)
+
+// Masker holds the compiled rules of every configured target. It is safe for
+// concurrent use; per-session state lives in State.
+type Masker struct {
+	defaults *targetRules
+	targets  map[string]*targetRules
+}
+
+type targetRules struct {
+	dets       []detector
+	extra      []namedPattern
+	columns    []string // lower-case globs
+	params     ParamRule
+	headers    map[string]bool
+	jsonFields map[string]bool
+}
+
+type namedPattern struct {
+	typ   string
+	re    *regexp.Regexp
+	group int
+}
+
+// New compiles a configuration. Unknown detector names and bad patterns are errors.
+func New(cfg Config) (*Masker, error) {
+	m := &Masker{targets: map[string]*targetRules{}}
+	var err error
+	if m.defaults, err = compile(Rules{}, cfg.Defaults, "defaults"); err != nil {
+		return nil, err
+	}
+	for name, r := range cfg.Targets {
+		if m.targets[name], err = compile(cfg.Defaults, r, "targets."+name); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// compile merges a target's rules over the defaults and over the built-ins.
+func compile(defaults, r Rules, where string) (*targetRules, error) {
+	on := map[string]bool{}
+	for _, d := range Detectors {
+		on[d] = true
+	}
+	for _, layer := range []Rules{defaults, r} {
+		for name, v := range layer.Detectors {
+			if _, ok := builtin[name]; !ok {
+				return nil, fmt.Errorf("masking.%s.detectors: unknown detector %q (known: %s)", where, name, strings.Join(Detectors, ", "))
+			}
+			on[name] = v
+		}
+	}
+	t := &targetRules{headers: map[string]bool{}, jsonFields: map[string]bool{}}
+	for _, d := range Detectors {
+		if on[d] {
+			t.dets = append(t.dets, builtin[d])
+		}
+	}
+	t.columns = lowerAll(DefaultColumns, defaults.Columns, r.Columns)
+	for _, c := range t.columns {
+		if _, err := path.Match(c, ""); err != nil {
+			return nil, fmt.Errorf("masking.%s.columns: bad pattern %q: %v", where, c, err)
+		}
+	}
+	for _, h := range lowerAll(DefaultHTTPHeaders, defaults.HTTPHeaders, r.HTTPHeaders) {
+		t.headers[h] = true
+	}
+	for _, f := range lowerAll(DefaultJSONFields, defaults.JSONFields, r.JSONFields) {
+		t.jsonFields[f] = true
+	}
+	switch {
+	case r.Params != nil:
+		t.params = *r.Params
+	case defaults.Params != nil:
+		t.params = *defaults.Params
+	}
+	for _, rr := range append(append([]RegexRule{}, defaults.Regex...), r.Regex...) {
+		if rr.Name == "" || rr.Pattern == "" {
+			return nil, fmt.Errorf("masking.%s.regex: each rule needs a name and a pattern", where)
+		}
+		re, err := regexp.Compile(rr.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("masking.%s.regex %q: %w", where, rr.Name, err)
+		}
+		if rr.Group < 0 || rr.Group > re.NumSubexp() {
+			return nil, fmt.Errorf("masking.%s.regex %q: group %d does not exist", where, rr.Name, rr.Group)
+		}
+		t.extra = append(t.extra, namedPattern{"regex:" + rr.Name, re, rr.Group})
+	}
+	return t, nil
+}
+
+func lowerAll(lists ...[]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lists {
+		for _, s := range l {
+			s = strings.ToLower(strings.TrimSpace(s))
+			if s != "" && !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (m *Masker) rules(target string) *targetRules {
+	if t, ok := m.targets[target]; ok {
+		return t
+	}
+	return m.defaults
+}
+
+// maskColumn reports whether a column (by its RowDescription name) is masked.
+func (t *targetRules) maskColumn(name string) bool {
+	name = strings.ToLower(name)
+	for _, g := range t.columns {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// maskParam reports whether Bind parameter i (0-based) is masked by position.
+func (t *targetRules) maskParam(i int) bool {
+	if t.params.All {
+		return true
+	}
+	for _, p := range t.params.Positions {
+		if p == i+1 {
+			return true
+		}
+	}
+	return false
+}
+
+// Counts is what was masked, by type.
+type Counts map[string]int64
+
+func (c Counts) add(typ string, n int64) {
+	if n > 0 {
+		c[typ] += n
+	}
+}
+
+func (c Counts) merge(o Counts) {
+	for k, v := range o {
+		c[k] += v
+	}
+}
+
+// Token is what replaces a masked value where the length may change.
+func Token(typ string) string { return "[masked:" + typ + "]" }
+
+// style says how a masked value is written.
+type style int
+
+const (
+	token      style = iota // "[masked:type]": structured payloads whose framing is rewritten
+	sameLength              // '*' per byte (line breaks kept): terminal streams, fragments
+)
+
+// text masks b with the target's detectors and regex rules, returning the new bytes
+// (b itself when nothing matched) and adding to counts.
+func (t *targetRules) text(b []byte, st style, counts Counts) []byte {
+	ms := scan(b, t.dets, t.extra)
+	if len(ms) == 0 {
+		return b
+	}
+	for _, m := range ms {
+		counts.add(m.Type, 1)
+	}
+	return apply(b, ms, st)
+}
+
+func apply(b []byte, ms []Match, st style) []byte {
+	if st == sameLength {
+		out := append([]byte(nil), b...)
+		for _, m := range ms {
+			star(out[m.Start:m.End])
+		}
+		return out
+	}
+	out := make([]byte, 0, len(b)+16*len(ms))
+	prev := 0
+	for _, m := range ms {
+		out = append(out, b[prev:m.Start]...)
+		out = append(out, Token(m.Type)...)
+		prev = m.End
+	}
+	return append(out, b[prev:]...)
+}
+
+// star overwrites every byte with '*' except line breaks, so a terminal's layout holds.
+func star(b []byte) {
+	for i, c := range b {
+		if c != '\n' && c != '\r' {
+			b[i] = '*'
+		}
+	}
+}
+
+// Text masks a free text (a stitched command line, a parameter) for target with the
+// detectors and regex rules, in token style. It is the safety net applied to commands
+// after stitching.
+func (m *Masker) Text(target, s string, counts Counts) string {
+	out := m.rules(target).text([]byte(s), token, counts)
+	return string(out)
+}
+
+// Sorted returns the mask types of c in order (for stable output).
+func (c Counts) Sorted() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LoadConfig parses a YAML masking section on its own (for tests and tools).
+func LoadConfig(b []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, err
+	}
+	return c, nil
+}

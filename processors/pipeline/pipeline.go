@@ -1,0 +1,469 @@
+// Package pipeline is the processors' logic without Kafka: for each raw frame, in
+// order, check integrity, mask, stitch, and keep the session's summary; for each idle
+// session, close it as abandoned. It is deterministic — the same frames in the same
+// order give the same outputs — and its per-session state can be saved and restored
+// (as bytes) at any frame boundary, which is what the exactly-once runner relies on.
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tapline/tapline/processors/audit"
+	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/mask"
+	"github.com/tapline/tapline/processors/stitch"
+	"github.com/tapline/tapline/schemas"
+)
+
+// Config is what a Processor needs.
+type Config struct {
+	Masker *mask.Masker
+	// TrustedKeys are the gateway keys allowed to sign session ends; empty accepts
+	// any key whose signature verifies.
+	TrustedKeys integrity.Keys
+	// IdleTimeout closes a session as abandoned when no frame came for this long.
+	IdleTimeout time.Duration
+	// AbandonedRetention is how long an abandoned session's state is kept, so that
+	// late frames continue it rather than start an orphan.
+	AbandonedRetention time.Duration
+	// ClosedRetention is how long an ended session's tip is kept, to flag frames that
+	// arrive after its end.
+	ClosedRetention time.Duration
+	// SummaryInterval bounds how often an active session's summary is re-emitted as
+	// its counts change (event time).
+	SummaryInterval time.Duration
+	Limits          stitch.Limits
+	// MaxIntegrity bounds the problems listed in a session's summary.
+	MaxIntegrity int
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout        = 30 * time.Minute
+	DefaultAbandonedRetention = 24 * time.Hour
+	DefaultClosedRetention    = 10 * time.Minute
+	DefaultSummaryInterval    = time.Minute
+	DefaultMaxIntegrity       = 32
+)
+
+func (c Config) withDefaults() Config {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.AbandonedRetention <= 0 {
+		c.AbandonedRetention = DefaultAbandonedRetention
+	}
+	if c.ClosedRetention <= 0 {
+		c.ClosedRetention = DefaultClosedRetention
+	}
+	if c.SummaryInterval <= 0 {
+		c.SummaryInterval = DefaultSummaryInterval
+	}
+	if c.MaxIntegrity <= 0 {
+		c.MaxIntegrity = DefaultMaxIntegrity
+	}
+	return c
+}
+
+// Output is what processing produced, in order, per output topic.
+type Output struct {
+	Frames   []schemas.Frame
+	Commands []schemas.Command
+	Sessions []schemas.Session
+	Audit    []audit.Record
+}
+
+// Reset empties o, keeping its storage.
+func (o *Output) Reset() {
+	o.Frames, o.Commands, o.Sessions, o.Audit = o.Frames[:0], o.Commands[:0], o.Sessions[:0], o.Audit[:0]
+}
+
+// Len is the number of records in o.
+func (o *Output) Len() int { return len(o.Frames) + len(o.Commands) + len(o.Sessions) + len(o.Audit) }
+
+// Processor processes the frames of a set of sessions (one raw partition's).
+type Processor struct {
+	cfg      Config
+	sessions map[string]*session
+	dirty    map[string]bool
+}
+
+// New returns an empty Processor.
+func New(cfg Config) (*Processor, error) {
+	if cfg.Masker == nil {
+		return nil, fmt.Errorf("pipeline: a Masker is required")
+	}
+	return &Processor{cfg: cfg.withDefaults(), sessions: map[string]*session{}, dirty: map[string]bool{}}, nil
+}
+
+// Sessions is the number of sessions held.
+func (p *Processor) Sessions() int { return len(p.sessions) }
+
+// session is a session's whole state.
+type session struct {
+	Summary     schemas.Session `json:"summary"`
+	Tip         integrity.Tip   `json:"tip"`
+	LastTS      time.Time       `json:"last_ts"`
+	SummaryTS   time.Time       `json:"summary_ts"` // event time of the last summary emitted
+	Changed     bool            `json:"changed,omitempty"`
+	Closed      bool            `json:"closed,omitempty"` // ended; kept until Sweep
+	AbandonedAt *time.Time      `json:"abandoned_at,omitempty"`
+	Mask        mask.State      `json:"mask"`
+	PG          *stitch.PG      `json:"pg,omitempty"`
+	SSH         *stitch.SSH     `json:"ssh,omitempty"`
+}
+
+// Frame processes one raw frame and appends what it produced to out.
+func (p *Processor) Frame(f schemas.Frame, out *Output) {
+	s := p.sessions[f.SessionID]
+	if s == nil {
+		s = newSession(&f)
+		p.sessions[f.SessionID] = s
+	}
+	p.dirty[f.SessionID] = true
+
+	alerts, accept, sigOK := integrity.Check(&s.Tip, &f, p.cfg.TrustedKeys)
+	if accept && (f.Kind == schemas.KindSessionStart || f.Kind == schemas.KindSessionDenied) {
+		identify(s, &f) // so that alerts on the first frame already name the user
+	}
+	for _, a := range alerts {
+		p.alert(s, a, f.TS, out)
+	}
+	if !accept {
+		p.maybeSummary(s, f.TS, true, out)
+		return
+	}
+	if s.AbandonedAt != nil {
+		p.resume(s, &f, out)
+	}
+	s.LastTS = maxTime(s.LastTS, f.TS)
+	sum := &s.Summary
+	sum.Frames++
+	sum.LastSeq = f.Seq
+	sum.FinalHash = append(sum.FinalHash[:0], f.Hash...)
+	s.Changed = true
+	urgent := len(alerts) > 0
+
+	switch f.Kind {
+	case schemas.KindSessionStart:
+		out.Frames = append(out.Frames, f)
+		p.emitSummary(s, f.TS, out)
+		out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionStart, sum, f.Seq, f.TS))
+	case schemas.KindSessionDenied:
+		out.Frames = append(out.Frames, f)
+		sum.Status = schemas.StatusDenied
+		if sum.EndReason = f.Denial; sum.EndReason == "" {
+			sum.EndReason = parseDenial(f.Payload)
+		}
+		p.emitSummary(s, f.TS, out)
+		out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionDenied, sum, f.Seq, f.TS))
+	case schemas.KindSessionEnd:
+		out.Frames = append(out.Frames, f)
+		p.end(s, &f, sigOK, out)
+	default:
+		if f.Direction == schemas.Client {
+			sum.BytesClient += int64(len(f.Payload))
+		} else {
+			sum.BytesServer += int64(len(f.Payload))
+		}
+		if sum.Status == schemas.StatusDenied {
+			p.alert(s, integrity.Alert{Kind: integrity.DeniedActivity, Seq: f.Seq,
+				Detail: f.Kind + " frame in a denied session"}, f.TS, out)
+			urgent = true
+		}
+		p.protocolFrame(s, &f, out)
+	}
+	p.maybeSummary(s, f.TS, urgent, out)
+}
+
+// identify fills the summary's identity from a session.start or session.denied.
+func identify(s *session, f *schemas.Frame) {
+	st := f.Start
+	if st == nil {
+		st = parseStart(f.Payload)
+	}
+	sum := &s.Summary
+	sum.StartedAt = f.TS
+	sum.GatewayID = f.GatewayID
+	if st != nil {
+		sum.Target, sum.Issuer, sum.Subject, sum.Email, sum.Name = st.Target, st.Issuer, st.Subject, st.Email, st.Name
+		sum.Groups, sum.TokenID, sum.ClientAddr = st.Groups, st.TokenID, st.ClientAddr
+	}
+}
+
+func newSession(f *schemas.Frame) *session {
+	return &session{
+		Summary: schemas.Session{SessionID: f.SessionID, Protocol: f.Protocol, GatewayID: f.GatewayID,
+			StartedAt: f.TS, Status: schemas.StatusActive, LastSeq: -1},
+		Tip: integrity.NewTip(),
+	}
+}
+
+// protocolFrame masks, forwards and stitches one protocol frame.
+func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
+	var pg mask.PGContext
+	if f.Protocol == schemas.Postgres {
+		if s.PG == nil {
+			s.PG = &stitch.PG{}
+		}
+		pg = s.PG
+	}
+	p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg)
+	out.Frames = append(out.Frames, *f)
+	var cmds []schemas.Command
+	switch f.Protocol {
+	case schemas.Postgres:
+		cmds = s.PG.Frame(f, p.cfg.Limits)
+	case schemas.SSH:
+		if s.SSH == nil {
+			s.SSH = &stitch.SSH{}
+		}
+		cmds = s.SSH.Frame(f, p.cfg.Limits)
+	}
+	p.commands(s, cmds, out)
+}
+
+// commands finishes stitched commands (identity, safety-net masking) and emits them
+// with their audit records.
+func (p *Processor) commands(s *session, cmds []schemas.Command, out *Output) {
+	for i := range cmds {
+		c := &cmds[i]
+		c.SessionID, c.Protocol, c.Target, c.Subject = s.Summary.SessionID, s.Summary.Protocol, s.Summary.Target, s.Summary.Subject
+		counts := mask.Counts{}
+		c.Text = p.cfg.Masker.Text(s.Summary.Target, c.Text, counts)
+		for j, prm := range c.Params {
+			c.Params[j] = p.cfg.Masker.Text(s.Summary.Target, prm, counts)
+		}
+		c.Error = p.cfg.Masker.Text(s.Summary.Target, c.Error, counts)
+		for k, v := range counts {
+			if c.Masks == nil {
+				c.Masks = map[string]int64{}
+			}
+			c.Masks[k] += v
+		}
+		s.Summary.Commands++
+		s.Changed = true
+		out.Commands = append(out.Commands, *c)
+		out.Audit = append(out.Audit, audit.Command(&s.Summary, c))
+	}
+}
+
+func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) {
+	sum := &s.Summary
+	p.flushCommands(s, f, "session ended before the command completed", out)
+	e := f.End
+	if e == nil {
+		e = parseEnd(f.Payload)
+	}
+	// A denied session keeps its denial as the reason.
+	if e != nil && (sum.Status != schemas.StatusDenied || sum.EndReason == "") {
+		sum.EndReason = e.Reason
+	}
+	if sum.Status != schemas.StatusDenied {
+		sum.Status = schemas.StatusEnded
+	}
+	ended := f.TS
+	sum.EndedAt = &ended
+	sum.SignatureOK = sigOK
+	p.emitSummary(s, f.TS, out)
+	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
+	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
+	s.Closed = true
+	s.Mask, s.PG, s.SSH = mask.State{}, nil, nil
+}
+
+// flushCommands emits the session's unfinished commands.
+func (p *Processor) flushCommands(s *session, f *schemas.Frame, why string, out *Output) {
+	var cmds []schemas.Command
+	if s.PG != nil {
+		cmds = append(cmds, s.PG.Flush(f, why)...)
+	}
+	if s.SSH != nil {
+		cmds = append(cmds, s.SSH.Flush(f, why)...)
+	}
+	p.commands(s, cmds, out)
+}
+
+func (p *Processor) alert(s *session, a integrity.Alert, ts time.Time, out *Output) {
+	sum := &s.Summary
+	if len(sum.Integrity) < p.cfg.MaxIntegrity {
+		sum.Integrity = append(sum.Integrity, a.String())
+	} else if len(sum.Integrity) == p.cfg.MaxIntegrity {
+		sum.Integrity = append(sum.Integrity, "more problems: see the audit topic")
+	}
+	s.Changed = true
+	out.Audit = append(out.Audit, audit.Alert(sum, a.Kind, a.Detail, a.Seq, ts))
+}
+
+// maybeSummary re-emits an active session's summary when it changed: at once after an
+// integrity alert, otherwise when the last one is older than the summary interval.
+func (p *Processor) maybeSummary(s *session, ts time.Time, now bool, out *Output) {
+	if !s.Changed || s.Closed {
+		return
+	}
+	if now || ts.Sub(s.SummaryTS) >= p.cfg.SummaryInterval {
+		p.emitSummary(s, ts, out)
+	}
+}
+
+func (p *Processor) emitSummary(s *session, ts time.Time, out *Output) {
+	s.Summary.Version++
+	s.SummaryTS = ts
+	s.Changed = false
+	out.Sessions = append(out.Sessions, cloneSummary(&s.Summary))
+}
+
+func cloneSummary(s *schemas.Session) schemas.Session {
+	c := *s
+	c.Groups = append([]string(nil), s.Groups...)
+	c.Integrity = append([]string(nil), s.Integrity...)
+	c.FinalHash = append([]byte(nil), s.FinalHash...)
+	if s.EndedAt != nil {
+		t := *s.EndedAt
+		c.EndedAt = &t
+	}
+	if s.SignatureOK != nil {
+		b := *s.SignatureOK
+		c.SignatureOK = &b
+	}
+	return c
+}
+
+// resume reopens an abandoned session that turned out to be alive.
+func (p *Processor) resume(s *session, f *schemas.Frame, out *Output) {
+	s.AbandonedAt = nil
+	s.Summary.Status = schemas.StatusActive
+	s.Summary.EndedAt = nil
+	s.Summary.EndReason = ""
+	p.emitSummary(s, f.TS, out)
+	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionResumed, &s.Summary, f.Seq, f.TS))
+}
+
+// Sweep closes sessions idle for longer than the idle timeout as abandoned, and
+// forgets abandoned sessions past their retention. now is the processor's clock; the
+// runner calls Sweep only when its partition has no unread frames, so a session is
+// never abandoned because the processor was behind.
+func (p *Processor) Sweep(now time.Time, out *Output) {
+	ids := make([]string, 0, len(p.sessions))
+	for id := range p.sessions {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s := p.sessions[id]
+		switch {
+		case s.Closed:
+			if now.Sub(s.LastTS) > p.cfg.ClosedRetention {
+				delete(p.sessions, id)
+				p.dirty[id] = true
+			}
+		case s.AbandonedAt != nil:
+			if now.Sub(*s.AbandonedAt) > p.cfg.AbandonedRetention {
+				delete(p.sessions, id)
+				p.dirty[id] = true
+			}
+		case !s.Closed && now.Sub(s.LastTS) > p.cfg.IdleTimeout:
+			p.abandon(s, now, out)
+			p.dirty[id] = true
+		}
+	}
+}
+
+func (p *Processor) abandon(s *session, now time.Time, out *Output) {
+	last := &schemas.Frame{SessionID: s.Summary.SessionID, Seq: s.Tip.Seq, TS: s.LastTS, Protocol: s.Summary.Protocol}
+	p.flushCommands(s, last, "session abandoned: no frames for longer than the idle timeout", out)
+	sum := &s.Summary
+	sum.Status = schemas.StatusAbandoned
+	sum.EndReason = fmt.Sprintf("no frames for %s (idle timeout %s) and no session.end", now.Sub(s.LastTS).Round(time.Second), p.cfg.IdleTimeout)
+	ended := s.LastTS
+	sum.EndedAt = &ended
+	a := now
+	s.AbandonedAt = &a
+	p.emitSummary(s, now, out)
+	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionAbandoned, sum, s.Tip.Seq, now))
+}
+
+// StateChange is a session's saved state, or nil Value once the session is gone.
+type StateChange struct {
+	SessionID string
+	Value     []byte
+}
+
+// TakeDirty returns the state of every session changed since the last call (nil
+// Value for sessions that ended or were forgotten), sorted by session id.
+func (p *Processor) TakeDirty() ([]StateChange, error) {
+	ids := make([]string, 0, len(p.dirty))
+	for id := range p.dirty {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]StateChange, 0, len(ids))
+	for _, id := range ids {
+		s := p.sessions[id]
+		if s == nil {
+			out = append(out, StateChange{SessionID: id})
+			continue
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("session %s: save state: %w", id, err)
+		}
+		out = append(out, StateChange{SessionID: id, Value: b})
+	}
+	clear(p.dirty)
+	return out, nil
+}
+
+// Restore loads a session's saved state (nil value: forget the session).
+func (p *Processor) Restore(id string, value []byte) error {
+	if value == nil {
+		delete(p.sessions, id)
+		return nil
+	}
+	s := &session{}
+	if err := json.Unmarshal(value, s); err != nil {
+		return fmt.Errorf("session %s: restore state: %w", id, err)
+	}
+	p.sessions[id] = s
+	return nil
+}
+
+func parseStart(payload []byte) *schemas.SessionStart {
+	var v struct {
+		Start *schemas.SessionStart `json:"start"`
+	}
+	if json.Unmarshal(payload, &v) == nil && v.Start != nil {
+		return v.Start
+	}
+	var s schemas.SessionStart
+	if json.Unmarshal(payload, &s) == nil {
+		return &s
+	}
+	return nil
+}
+
+func parseDenial(payload []byte) string {
+	var v struct {
+		Denial string `json:"denial"`
+	}
+	_ = json.Unmarshal(payload, &v)
+	return v.Denial
+}
+
+func parseEnd(payload []byte) *schemas.SessionEnd {
+	var e schemas.SessionEnd
+	if json.Unmarshal(payload, &e) != nil {
+		return nil
+	}
+	return &e
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
