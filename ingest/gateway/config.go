@@ -19,6 +19,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/postgres"
+	sshproxy "github.com/tapline/tapline/ingest/ssh"
 )
 
 // Config is the gateway's configuration file (docs/configuration.md).
@@ -35,7 +36,9 @@ type Config struct {
 	Metrics    Metrics     `yaml:"metrics"`
 	// Postgres configures the Postgres listener; absent means no Postgres listener.
 	Postgres *PostgresListener `yaml:"postgres"`
-	Targets  []Target          `yaml:"targets"`
+	// SSH configures the SSH listener (docs/ssh.md); absent means no SSH listener.
+	SSH     *sshproxy.Config `yaml:"ssh"`
+	Targets []Target         `yaml:"targets"`
 
 	env func(string) (string, bool) // lookup used for password_env
 }
@@ -70,11 +73,12 @@ type PostgresListener struct {
 // Target is a system agents reach through the gateway. Exactly the section named
 // by Protocol is set.
 type Target struct {
-	Name     string          `yaml:"name"`
-	Protocol string          `yaml:"protocol"`
-	Address  string          `yaml:"address"`
-	Groups   []string        `yaml:"groups"`
-	Postgres *PostgresTarget `yaml:"postgres"`
+	Name     string                 `yaml:"name"`
+	Protocol string                 `yaml:"protocol"`
+	Address  string                 `yaml:"address"`
+	Groups   []string               `yaml:"groups"`
+	Postgres *PostgresTarget        `yaml:"postgres"`
+	SSH      *sshproxy.TargetConfig `yaml:"ssh"`
 }
 
 // PostgresTarget is how the gateway logs in to a Postgres target. The password
@@ -199,6 +203,7 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 		checkHostPort(&p, "metrics.listen", c.Metrics.Listen)
 	}
 	c.validatePostgresListener(&p)
+	c.validateSSHListener(&p)
 	c.validateTargets(&p, lookupEnv)
 	return p.err()
 }
@@ -252,10 +257,12 @@ func (c *Config) validateTargets(p *problems, lookupEnv func(string) (string, bo
 		switch t.Protocol {
 		case "postgres":
 			c.validatePostgresTarget(p, key, t, lookupEnv)
+		case "ssh":
+			c.validateSSHTarget(p, key, t)
 		case "":
-			p.add(key+".protocol", "required (postgres)")
+			p.add(key+".protocol", "required (postgres or ssh)")
 		default:
-			p.add(key+".protocol", "unknown protocol %q (want postgres)", t.Protocol)
+			p.add(key+".protocol", "unknown protocol %q (want postgres or ssh)", t.Protocol)
 		}
 	}
 }
