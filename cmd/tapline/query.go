@@ -1,3 +1,239 @@
 package main
 
-func init() { register(notBuilt("query", "Serve the HTTP query, replay and verify API")) }
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/verify"
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+func init() { register(newQueryCmd()) }
+
+// queryOpenCHDB opens an embedded chDB store; set in binaries built with -tags chdb
+// (query_chdb.go), since chdb-go loads libchdb.so at program start.
+var queryOpenCHDB func(dir string, cfg clickhouse.Config) (clickhouse.Store, error)
+
+// queryConfig is the query server's configuration file (docs/api.md).
+type queryConfig struct {
+	Listen  string      `yaml:"listen"`
+	TLSCert string      `yaml:"tls_cert"`
+	TLSKey  string      `yaml:"tls_key"`
+	OIDC    auth.Config `yaml:"oidc"`
+	// AuditorsGroup sees every session and may use SQL (default "auditors").
+	AuditorsGroup string `yaml:"auditors_group"`
+	// TrustedGatewayKeys: hex public keys or key files (verify.ParsePublicKey).
+	TrustedGatewayKeys []string `yaml:"trusted_gateway_keys"`
+	// AccessLog is a file that gets every api_access record as a JSON line.
+	AccessLog string `yaml:"access_log"`
+	SQL       struct {
+		MaxRows          int           `yaml:"max_rows"`
+		MaxExecutionTime time.Duration `yaml:"max_execution_time"`
+	} `yaml:"sql"`
+	Follow struct {
+		Poll    time.Duration `yaml:"poll"`
+		Timeout time.Duration `yaml:"timeout"`
+	} `yaml:"follow"`
+	ClickHouse struct {
+		clickhouse.ServerConfig `yaml:",inline"`
+		clickhouse.Config       `yaml:",inline"`
+		CHDBPath                string `yaml:"chdb_path"`
+	} `yaml:"clickhouse"`
+}
+
+func loadQueryConfig(path string) (*queryConfig, error) {
+	if path == "" {
+		return &queryConfig{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cfg := &queryConfig{}
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func newQueryCmd() *cobra.Command {
+	var (
+		configPath, listen, addr, chdbPath, issuer, audience, auditors, accessLog, logLevel string
+		trusted                                                                             []string
+	)
+	cmd := &cobra.Command{
+		Use:   "query [--config FILE]",
+		Short: "Serve the HTTP query, replay and verify API",
+		Long: `Serve the query API under /api/v1: session search, commands, frames, replay,
+verification and read-only SQL for auditors (OpenAPI at /api/v1/openapi.yaml).
+
+Callers present an OIDC bearer token from the configured issuer. Members of the
+auditors group see every session; others only their own. Every request is logged as
+an api_access record, and also appended to access_log when set.
+
+The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
+-tags chdb, embedded chDB (clickhouse.chdb_path). Flags override the file. See docs/api.md.`,
+		Example: `  tapline query --config /etc/tapline/query.yaml
+  tapline query --clickhouse 127.0.0.1:9000 --oidc-issuer https://idp.example.com --oidc-audience tapline \
+      --trusted-key /etc/tapline/gateway-key.pub --access-log /var/log/tapline/api-access.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			cfg, err := loadQueryConfig(configPath)
+			if err != nil {
+				return err
+			}
+			override := func(dst *string, v string) {
+				if v != "" {
+					*dst = v
+				}
+			}
+			override(&cfg.Listen, listen)
+			override(&cfg.ClickHouse.CHDBPath, chdbPath)
+			override(&cfg.OIDC.Issuer, issuer)
+			override(&cfg.OIDC.Audience, audience)
+			override(&cfg.AuditorsGroup, auditors)
+			override(&cfg.AccessLog, accessLog)
+			if addr != "" {
+				cfg.ClickHouse.Addr = strings.Split(addr, ",")
+			}
+			cfg.TrustedGatewayKeys = append(cfg.TrustedGatewayKeys, trusted...)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runQuery(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "query server configuration file (YAML)")
+	f.StringVar(&listen, "listen", "", "listen address (default 127.0.0.1:8080)")
+	f.StringVar(&addr, "clickhouse", "", "ClickHouse native-protocol addresses, comma-separated")
+	f.StringVar(&chdbPath, "chdb-path", "", "embedded chDB data directory (binary built with -tags chdb)")
+	f.StringVar(&issuer, "oidc-issuer", "", "OIDC issuer URL whose tokens are accepted")
+	f.StringVar(&audience, "oidc-audience", "", "required token audience")
+	f.StringVar(&auditors, "auditors-group", "", "group that sees every session and may use SQL (default auditors)")
+	f.StringArrayVar(&trusted, "trusted-key", nil, "trusted gateway key: 64 hex digits or a key file (repeatable)")
+	f.StringVar(&accessLog, "access-log", "", "file that gets every api_access record as a JSON line")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func (c *queryConfig) apiConfig() (api.Config, error) {
+	out := api.Config{
+		AuditorsGroup: c.AuditorsGroup, SQLMaxRows: c.SQL.MaxRows, SQLMaxExecutionTime: c.SQL.MaxExecutionTime,
+		FollowPoll: c.Follow.Poll, FollowTimeout: c.Follow.Timeout,
+	}
+	for _, k := range c.TrustedGatewayKeys {
+		pub, err := verify.ParsePublicKey(k)
+		if err != nil {
+			return out, err
+		}
+		out.TrustedGatewayKeys = append(out.TrustedGatewayKeys, pub)
+	}
+	if len(out.TrustedGatewayKeys) == 0 {
+		slog.Warn("no trusted gateway keys configured: verify reports session.end signatures as consistent, not trusted")
+	}
+	return out, nil
+}
+
+func runQuery(ctx context.Context, cfg *queryConfig) error {
+	if cfg.OIDC.Issuer == "" || cfg.OIDC.Audience == "" {
+		return errors.New("query: oidc.issuer and oidc.audience are required (--oidc-issuer, --oidc-audience)")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	apiCfg, err := cfg.apiConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.AccessLog != "" {
+		l, err := api.OpenFileAccessLog(cfg.AccessLog)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		apiCfg.AccessLog = l
+	}
+	verifier, err := auth.NewVerifier(ctx, cfg.OIDC)
+	if err != nil {
+		return err
+	}
+	store, err := openQueryStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return serveQuery(ctx, cfg, api.New(apiCfg, store, verifier))
+}
+
+func openQueryStore(ctx context.Context, cfg *queryConfig) (clickhouse.Store, error) {
+	ch := cfg.ClickHouse
+	var store clickhouse.Store
+	var err error
+	switch {
+	case ch.CHDBPath != "" && len(ch.Addr) > 0:
+		return nil, errors.New("query: set either clickhouse.addr or clickhouse.chdb_path, not both")
+	case ch.CHDBPath == "":
+		store, err = clickhouse.OpenServer(ctx, ch.ServerConfig, ch.Config)
+	case queryOpenCHDB == nil:
+		return nil, errors.New("query: this binary was built without chDB; rebuild with -tags chdb or use a ClickHouse server")
+	default:
+		store, err = queryOpenCHDB(ch.CHDBPath, ch.Config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The tables must exist before the first read; migrations are idempotent.
+	if err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+func serveQuery(ctx context.Context, cfg *queryConfig, h http.Handler) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("query: listen: %w", err)
+	}
+	// No write timeout: replays and frame streams last as long as a followed session.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	slog.Info("query API serving", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("query: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}

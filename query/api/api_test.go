@@ -77,6 +77,15 @@ type env struct {
 // in production; only the store is in memory.
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
+	m := newMemStore()
+	e := newEnvStore(t, cfg, m)
+	e.store = m
+	return e
+}
+
+// newEnvStore serves the API over any store (chDB in the integration test).
+func newEnvStore(t *testing.T, cfg Config, store Store) *env {
+	t.Helper()
 	iss, err := devissuer.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -89,13 +98,13 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: newMemStore(), iss: iss, access: &memAccessLog{}, logs: &syncBuffer{}}
+	e := &env{t: t, iss: iss, access: &memAccessLog{}, logs: &syncBuffer{}}
 	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
 	cfg.AccessLog = e.access
 	if cfg.FollowPoll == 0 {
 		cfg.FollowPoll = 10 * time.Millisecond
 	}
-	srv := httptest.NewServer(New(cfg, e.store, v))
+	srv := httptest.NewServer(New(cfg, store, v))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
@@ -604,6 +613,19 @@ func TestOpenAPIDocumentCoversTheRoutes(t *testing.T) {
 		method, path, _ := strings.Cut(route, " ")
 		if _, ok := doc.Paths[path][method]; !ok {
 			t.Errorf("openapi.yaml lacks %s", route)
+		}
+	}
+}
+
+func TestReadStatement(t *testing.T) {
+	for q, want := range map[string]bool{
+		"SELECT 1": true, "  select * from frames": true, "WITH x AS (SELECT 1) SELECT * FROM x": true,
+		"(SELECT 1)": true, "-- who\nSELECT 1": true, "/* c */ select 1": true,
+		"INSERT INTO frames VALUES (1)": false, "DROP TABLE frames": false, "": false, "1": false,
+		"selectx": false, "-- only a comment": false, "/* unterminated": false,
+	} {
+		if got := readStatement(q); got != want {
+			t.Errorf("readStatement(%q) = %v", q, got)
 		}
 	}
 }

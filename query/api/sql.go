@@ -8,7 +8,9 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -48,6 +50,10 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	recordOf(r.Context()).sql = req.Query
+	if !readStatement(req.Query) {
+		badRequest(w, "only SELECT (or WITH ... SELECT) statements run here: the SQL endpoint is read-only")
+		return
+	}
 	lim := clickhouse.Limits{MaxRows: s.cfg.SQLMaxRows, MaxExecutionTime: s.cfg.SQLMaxExecutionTime}
 	if req.MaxRows > 0 {
 		lim.MaxRows = min(lim.MaxRows, req.MaxRows)
@@ -105,6 +111,28 @@ func readSQLRequest(r *http.Request) (SQLRequest, error) {
 		return req, errors.New("no statement")
 	}
 	return req, nil
+}
+
+// readStatement reports whether a statement starts (after comments) with SELECT or
+// WITH. The store runs it read-only whatever it is; this only gives writes and DDL a
+// clear answer instead of ClickHouse's syntax error from the read-only wrapping.
+func readStatement(q string) bool {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n(")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			_, q, _ = strings.Cut(q, "\n")
+		case strings.HasPrefix(q, "/*"):
+			_, q, _ = strings.Cut(q, "*/")
+		default:
+			word := q
+			if i := strings.IndexFunc(q, func(r rune) bool { return !unicode.IsLetter(r) }); i >= 0 {
+				word = q[:i]
+			}
+			word = strings.ToLower(word)
+			return word == "select" || word == "with"
+		}
+	}
 }
 
 // jsonSafe replaces the float values JSON cannot carry (NaN, ±Inf) with strings,
