@@ -62,6 +62,9 @@ for asciinema) or json (one event per line). --follow tails a live session.`,
 			if err != nil {
 				return err
 			}
+			if format == "asciicast" && sess.Protocol != "SSH" {
+				return fmt.Errorf("--format asciicast is for SSH sessions; this one is %s", sess.Protocol)
+			}
 			p := &replay.Player{Speed: speed, IdleLimit: idleLimit}
 			switch sess.Protocol {
 			case "SSH":

@@ -77,13 +77,14 @@ or a duration back from now (90m, 24h).`,
 				}
 			}
 			if asJSON {
-				return writeSessionsJSON(cmd.OutOrStdout(), all)
+				err = writeSessionsJSON(cmd.OutOrStdout(), all)
+			} else {
+				writeSessionsTable(cmd.OutOrStdout(), all)
 			}
-			writeSessionsTable(cmd.OutOrStdout(), all)
 			if more {
 				fmt.Fprintf(cmd.ErrOrStderr(), "more sessions match; raise --limit (0 for all)\n")
 			}
-			return nil
+			return err
 		},
 	}
 	af.add(cmd)

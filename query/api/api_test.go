@@ -24,7 +24,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/auth/devissuer"
-	"github.com/tapline/tapline/query/internal/sessiontest"
+	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
 )
@@ -67,7 +67,7 @@ func (s *syncBuffer) String() string {
 type env struct {
 	t      *testing.T
 	url    string
-	store  *memStore
+	store  *sessiontest.Store
 	iss    *devissuer.Issuer
 	access *memAccessLog
 	logs   *syncBuffer
@@ -77,7 +77,7 @@ type env struct {
 // in production; only the store is in memory.
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	m := newMemStore()
+	m := sessiontest.NewStore()
 	e := newEnvStore(t, cfg, m)
 	e.store = m
 	return e
@@ -172,17 +172,10 @@ func (e *env) getJSON(tok, path string, v any) {
 
 // record stores a session's frames and, unless summary is false, its summary.
 func (e *env) record(b *sessiontest.Builder, summary bool) {
-	e.store.addFrames(b.Frames...)
-	if !summary {
-		return
+	e.store.AddFrames(b.Frames...)
+	if summary {
+		e.store.AddSessions(sessiontest.Summary(b, schemas.StatusEnded))
 	}
-	st := b.Frames[0].Start
-	e.store.mu.Lock()
-	defer e.store.mu.Unlock()
-	e.store.sessions = append(e.store.sessions, schemas.Session{
-		SessionID: b.ID, Protocol: b.Protocol, Target: st.Target, Issuer: st.Issuer, Subject: st.Subject,
-		StartedAt: b.Frames[0].TS, Status: schemas.StatusEnded, Frames: int64(len(b.Frames)),
-	})
 }
 
 // pgSession records a small Postgres session of sub's.
@@ -287,12 +280,12 @@ func TestListSessionsScopesAndPaginates(t *testing.T) {
 		id := uuid.Must(uuid.NewV7()).String()
 		// Two sessions share a start time: the keyset must still order and page them.
 		started := base.Add(time.Duration(i/2) * time.Hour)
-		e.store.sessions = append(e.store.sessions, schemas.Session{SessionID: id, Subject: sub, Issuer: e.iss.URL(), Protocol: proto, Target: "app", StartedAt: started, Status: schemas.StatusEnded})
+		e.store.AddSessions(schemas.Session{SessionID: id, Subject: sub, Issuer: e.iss.URL(), Protocol: proto, Target: "app", StartedAt: started, Status: schemas.StatusEnded})
 		if sub == "alice" {
 			aliceIDs = append(aliceIDs, id)
 		}
 	}
-	e.store.commands = append(e.store.commands, schemas.Command{SessionID: aliceIDs[1], Text: "DROP TABLE customers"})
+	e.store.AddCommands(schemas.Command{SessionID: aliceIDs[1], Text: "DROP TABLE customers"})
 	tok := e.token("alice")
 
 	var seen []string
@@ -417,7 +410,7 @@ func TestReplayFollowsALiveSession(t *testing.T) {
 	e := newEnv(t, Config{})
 	b := e.pgSession("alice", e.iss.URL())
 	split := 4
-	e.store.addFrames(b.Frames[:split]...)
+	e.store.AddFrames(b.Frames[:split]...)
 	req, _ := http.NewRequest(http.MethodGet, e.url+"/api/v1/sessions/"+b.ID+"/replay?format=json&follow=true", nil)
 	req.Header.Set("Authorization", "Bearer "+e.token("alice"))
 	resp, err := http.DefaultClient.Do(req)
@@ -432,7 +425,7 @@ func TestReplayFollowsALiveSession(t *testing.T) {
 		json.Unmarshal(sc.Bytes(), &ev)
 		types = append(types, ev.Type)
 		if ev.Type == "session.start" {
-			e.store.addFrames(b.Frames[split:]...) // the rest is recorded while the client watches
+			e.store.AddFrames(b.Frames[split:]...) // the rest is recorded while the client watches
 		}
 	}
 	if got := strings.Join(types, ","); got != "session.start,statement,session.end" {
@@ -453,7 +446,7 @@ func TestReplayStreamsBeforeReadingTheWholeSession(t *testing.T) {
 	}
 	e.record(b.End("done"), true)
 	gate := make(chan struct{})
-	e.store.pageGate = gate
+	e.store.PageGate = gate
 
 	req, _ := http.NewRequest(http.MethodGet, e.url+"/api/v1/sessions/"+b.ID+"/replay?format=json", nil)
 	req.Header.Set("Authorization", "Bearer "+e.token("alice"))
@@ -525,7 +518,7 @@ func TestSQLIsForAuditorsOnly(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("non-auditor: %d %s", resp.StatusCode, body)
 	}
-	if len(e.store.sqlSeen) != 0 {
+	if len(e.store.SQLSeen()) != 0 {
 		t.Error("a non-auditor's statement reached the store")
 	}
 	tok := e.token("carol", "auditors")

@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/query/internal/sessiontest"
+	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -73,19 +73,8 @@ func insert(t *testing.T, s clickhouse.Store, b *clickhouse.Batch) {
 	}
 }
 
-// summary is the session row the processors would derive from b's frames.
-func summary(b *sessiontest.Builder, status string, commands int64) schemas.Session {
-	st := b.Frames[0].Start
-	last := b.Frames[len(b.Frames)-1]
-	s := schemas.Session{
-		SessionID: b.ID, Protocol: b.Protocol, Target: st.Target, GatewayID: "gw-test", Issuer: st.Issuer,
-		Subject: st.Subject, Email: st.Email, Groups: st.Groups, StartedAt: b.Frames[0].TS, Status: status,
-		Frames: int64(len(b.Frames)), Commands: commands, LastSeq: last.Seq, FinalHash: last.Hash, Version: 1,
-	}
-	if last.End != nil {
-		ended := last.TS
-		s.EndedAt, s.EndReason = &ended, last.End.Reason
-	}
+func withCommands(s schemas.Session, n int64) schemas.Session {
+	s.Commands = n
 	return s
 }
 
@@ -143,7 +132,7 @@ func TestAPIOverCHDB(t *testing.T) {
 	insert(t, store, &clickhouse.Batch{
 		Frames:   append(append(append([]schemas.Frame{}, pg.Frames...), sh.Frames...), bad.Frames...),
 		Commands: cmds,
-		Sessions: []schemas.Session{summary(pg, schemas.StatusEnded, 2), summary(sh, schemas.StatusEnded, 0), summary(bad, schemas.StatusEnded, 1)},
+		Sessions: []schemas.Session{withCommands(sessiontest.Summary(pg, schemas.StatusEnded), 2), withCommands(sessiontest.Summary(sh, schemas.StatusEnded), 0), withCommands(sessiontest.Summary(bad, schemas.StatusEnded), 1)},
 		Token:    "test/" + pg.ID,
 	})
 	aliceTok, bobTok, audTok := e.token("alice"), e.token("bob"), e.token("audrey", "auditors")

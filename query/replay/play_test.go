@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/query/internal/sessiontest"
+	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/query/internal/sessiontest"
+	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 )
 

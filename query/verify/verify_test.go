@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/query/internal/sessiontest"
+	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 )
 

@@ -1,4 +1,4 @@
-package api
+package sessiontest
 
 import (
 	"context"
@@ -11,24 +11,27 @@ import (
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
-// memStore is an in-memory Store with the sink's ordering and paging semantics, for
-// handler tests; the integration test runs the same API over chDB.
-type memStore struct {
+// Store is an in-memory stand-in for the sink's clickhouse.Store read side (the
+// query API's Store), with the same ordering and paging, for handler and CLI tests.
+// The query API's integration test runs against the real store on chDB.
+type Store struct {
 	mu       sync.Mutex
 	sessions []schemas.Session
 	commands []schemas.Command
 	frames   map[string][]schemas.Frame
-	// pageGate, if set, is received from before each frame page after the first.
-	pageGate chan struct{}
-	pages    int
+	// PageGate, if set before use, is received from before each frame page after
+	// the first, so a test can hold the store mid-session.
+	PageGate chan struct{}
 	sqlSeen  []string
 }
 
 const memPage = 128
 
-func newMemStore() *memStore { return &memStore{frames: map[string][]schemas.Frame{}} }
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{frames: map[string][]schemas.Frame{}} }
 
-func (m *memStore) addFrames(fs ...schemas.Frame) {
+// AddFrames stores frames (as the sink would, in any batches).
+func (m *Store) AddFrames(fs ...schemas.Frame) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, f := range fs {
@@ -36,7 +39,44 @@ func (m *memStore) addFrames(fs ...schemas.Frame) {
 	}
 }
 
-func (m *memStore) ListSessions(_ context.Context, f clickhouse.SessionFilter) ([]schemas.Session, error) {
+// AddSessions stores session summaries.
+func (m *Store) AddSessions(ss ...schemas.Session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sessions = append(m.sessions, ss...)
+}
+
+// AddCommands stores commands.
+func (m *Store) AddCommands(cs ...schemas.Command) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commands = append(m.commands, cs...)
+}
+
+// SQLSeen returns the statements SQL was called with.
+func (m *Store) SQLSeen() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.sqlSeen...)
+}
+
+// Summary is the session row the processors would derive from a finished b.
+func Summary(b *Builder, status string) schemas.Session {
+	st := b.Frames[0].Start
+	last := b.Frames[len(b.Frames)-1]
+	s := schemas.Session{
+		SessionID: b.ID, Protocol: b.Protocol, Target: st.Target, GatewayID: "gw-test", Issuer: st.Issuer,
+		Subject: st.Subject, Email: st.Email, Groups: st.Groups, StartedAt: b.Frames[0].TS, Status: status,
+		Frames: int64(len(b.Frames)), LastSeq: last.Seq, FinalHash: last.Hash, Version: 1,
+	}
+	if last.End != nil {
+		ended := last.TS
+		s.EndedAt, s.EndReason = &ended, last.End.Reason
+	}
+	return s
+}
+
+func (m *Store) ListSessions(_ context.Context, f clickhouse.SessionFilter) ([]schemas.Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []schemas.Session
@@ -77,7 +117,7 @@ func match(s *schemas.Session, f *clickhouse.SessionFilter, cmds []schemas.Comma
 	})
 }
 
-func (m *memStore) GetSession(_ context.Context, id string) (schemas.Session, error) {
+func (m *Store) GetSession(_ context.Context, id string) (schemas.Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.sessions {
@@ -88,7 +128,7 @@ func (m *memStore) GetSession(_ context.Context, id string) (schemas.Session, er
 	return schemas.Session{}, fmt.Errorf("session %s: %w", id, clickhouse.ErrNotFound)
 }
 
-func (m *memStore) Commands(_ context.Context, f clickhouse.CommandFilter) ([]schemas.Command, error) {
+func (m *Store) Commands(_ context.Context, f clickhouse.CommandFilter) ([]schemas.Command, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []schemas.Command
@@ -100,11 +140,11 @@ func (m *memStore) Commands(_ context.Context, f clickhouse.CommandFilter) ([]sc
 	return out, nil
 }
 
-func (m *memStore) Frames(ctx context.Context, id string, from, to int64, fn func(*schemas.Frame) error) error {
+func (m *Store) Frames(ctx context.Context, id string, from, to int64, fn func(*schemas.Frame) error) error {
 	for first := true; ; first = false {
-		if !first && m.pageGate != nil {
+		if !first && m.PageGate != nil {
 			select {
-			case <-m.pageGate:
+			case <-m.PageGate:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -116,7 +156,6 @@ func (m *memStore) Frames(ctx context.Context, id string, from, to int64, fn fun
 				page = append(page, f)
 			}
 		}
-		m.pages++
 		m.mu.Unlock()
 		for i := range page {
 			if err := fn(&page[i]); err != nil {
@@ -130,7 +169,7 @@ func (m *memStore) Frames(ctx context.Context, id string, from, to int64, fn fun
 	}
 }
 
-func (m *memStore) SQL(_ context.Context, q string, l clickhouse.Limits) (*clickhouse.Result, error) {
+func (m *Store) SQL(_ context.Context, q string, l clickhouse.Limits) (*clickhouse.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sqlSeen = append(m.sqlSeen, q)
