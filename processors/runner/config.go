@@ -1,0 +1,206 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/mask"
+	"github.com/tapline/tapline/processors/pipeline"
+	"github.com/tapline/tapline/processors/stitch"
+	"github.com/tapline/tapline/schemas"
+)
+
+// Config is the processor's configuration file (docs/processors.md).
+type Config struct {
+	Kafka  Kafka  `yaml:"kafka"`
+	Topics Topics `yaml:"topics"`
+	// CreateTopics creates missing topics at start (default true). Production clusters
+	// create them with deploy/kafka instead and may switch this off.
+	CreateTopics *bool `yaml:"create_topics"`
+	// Partitions is the partition count of topics created here when the raw topic
+	// does not exist yet either (default 12); others get the raw topic's count.
+	Partitions int32    `yaml:"partitions"`
+	Sessions   Sessions `yaml:"sessions"`
+	Stitch     Stitch   `yaml:"stitch"`
+	// TrustedGatewayKeys are the Ed25519 public keys (base64 or hex) whose session.end
+	// signatures are trusted; empty trusts any key that verifies its own signature.
+	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
+	Masking            mask.Config `yaml:"masking"`
+	Metrics            Metrics     `yaml:"metrics"`
+}
+
+// Kafka is how the processor reaches Kafka.
+type Kafka struct {
+	Brokers []string `yaml:"brokers"`
+	// Group is the consumer group; processors sharing it share the raw partitions.
+	Group string `yaml:"group"`
+	// TransactionalID must be unique per running processor and stable across its
+	// restarts (default tapline-process-<hostname>): a restarted instance then fences
+	// its predecessor and aborts its open transaction at once.
+	TransactionalID    string        `yaml:"transactional_id"`
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// MaxPollRecords bounds the frames in one transaction.
+	MaxPollRecords int `yaml:"max_poll_records"`
+	// StateLoadTimeout bounds the wait for the state topic to catch up with the
+	// group's committed offsets when partitions are assigned.
+	StateLoadTimeout time.Duration `yaml:"state_load_timeout"`
+}
+
+// Topics names the topics read and written.
+type Topics struct {
+	Raw      string `yaml:"raw"`
+	Frames   string `yaml:"frames"`
+	Commands string `yaml:"commands"`
+	Sessions string `yaml:"sessions"`
+	Audit    string `yaml:"audit"`
+	State    string `yaml:"state"`
+}
+
+// Sessions configures session lifetimes.
+type Sessions struct {
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	AbandonedRetention time.Duration `yaml:"abandoned_retention"`
+	ClosedRetention    time.Duration `yaml:"closed_retention"`
+	SummaryInterval    time.Duration `yaml:"summary_interval"`
+}
+
+// Stitch bounds what is kept per command and session.
+type Stitch struct {
+	MaxTextBytes      int `yaml:"max_text_bytes"`
+	MaxStatementBytes int `yaml:"max_statement_bytes"`
+}
+
+// Metrics is the Prometheus endpoint; empty Listen disables it.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// DefaultStateTopic is the compacted topic holding each session's state.
+const DefaultStateTopic = "tapline.processor.state"
+
+// Load reads a configuration file; an empty path means all defaults. The environment
+// (lookupEnv, os.LookupEnv in production) overrides the file: TAPLINE_KAFKA_BROKERS
+// (comma-separated), TAPLINE_KAFKA_GROUP, TAPLINE_KAFKA_TRANSACTIONAL_ID.
+func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var b []byte
+	if path != "" {
+		var err error
+		if b, err = os.ReadFile(path); err != nil {
+			return nil, err
+		}
+	}
+	c, err := Parse(b, lookupEnv)
+	if err != nil && path != "" {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, err
+}
+
+// Parse reads a configuration from YAML, applies environment overrides and defaults,
+// and validates it.
+func Parse(b []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if v, ok := lookupEnv("TAPLINE_KAFKA_BROKERS"); ok && v != "" {
+		c.Kafka.Brokers = strings.Split(v, ",")
+	}
+	if v, ok := lookupEnv("TAPLINE_KAFKA_GROUP"); ok && v != "" {
+		c.Kafka.Group = v
+	}
+	if v, ok := lookupEnv("TAPLINE_KAFKA_TRANSACTIONAL_ID"); ok && v != "" {
+		c.Kafka.TransactionalID = v
+	}
+	c.fillDefaults()
+	return c, c.validate()
+}
+
+func (c *Config) fillDefaults() {
+	k := &c.Kafka
+	if k.Group == "" {
+		k.Group = "tapline-process"
+	}
+	if k.TransactionalID == "" {
+		host, _ := os.Hostname()
+		k.TransactionalID = "tapline-process-" + host
+	}
+	if k.TransactionTimeout <= 0 {
+		k.TransactionTimeout = 60 * time.Second
+	}
+	if k.MaxPollRecords <= 0 {
+		k.MaxPollRecords = 2000
+	}
+	if k.StateLoadTimeout <= 0 {
+		k.StateLoadTimeout = 2 * time.Minute
+	}
+	t := &c.Topics
+	for _, d := range []struct {
+		v   *string
+		def string
+	}{{&t.Raw, schemas.TopicFramesRaw}, {&t.Frames, schemas.TopicFrames}, {&t.Commands, schemas.TopicCommands},
+		{&t.Sessions, schemas.TopicSessions}, {&t.Audit, schemas.TopicAudit}, {&t.State, DefaultStateTopic}} {
+		if *d.v == "" {
+			*d.v = d.def
+		}
+	}
+	if c.CreateTopics == nil {
+		yes := true
+		c.CreateTopics = &yes
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 12
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, "kafka.brokers: at least one broker is required (or set TAPLINE_KAFKA_BROKERS)")
+	}
+	t := c.Topics
+	seen := map[string]string{}
+	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State} {
+		if other, ok := seen[v]; ok {
+			errs = append(errs, fmt.Sprintf("topics.%s and topics.%s are both %q", name, other, v))
+		}
+		seen[v] = name
+	}
+	if _, err := integrity.ParseKeys(c.TrustedGatewayKeys); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if _, err := mask.New(c.Masking); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// pipelineConfig builds the pipeline's configuration.
+func (c *Config) pipelineConfig() (pipeline.Config, error) {
+	m, err := mask.New(c.Masking)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	keys, err := integrity.ParseKeys(c.TrustedGatewayKeys)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	return pipeline.Config{
+		Masker: m, TrustedKeys: keys,
+		IdleTimeout: c.Sessions.IdleTimeout, AbandonedRetention: c.Sessions.AbandonedRetention,
+		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval,
+		Limits: stitch.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
+	}, nil
+}

@@ -1,0 +1,470 @@
+// Package runner runs the processors exactly once over Kafka: it consumes
+// tapline.frames.raw in a consumer group with read_committed isolation and, in one
+// transaction per batch (franz-go's GroupTransactSession), produces the masked frames,
+// commands, session summaries and audit records, the changed session states with a
+// checkpoint to the state topic, and the group's offsets. Either all of a batch's
+// effects are committed or none are; after a crash or a rebalance the new owner of a
+// partition rebuilds its sessions from the state topic at exactly the committed
+// offset. docs/processors.md explains the design.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tapline/tapline/processors/audit"
+	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/pipeline"
+	"github.com/tapline/tapline/schemas"
+)
+
+// Run processes until ctx is cancelled (then it finishes the transaction in flight
+// and leaves the group) or a non-recoverable error occurs. reg may be nil.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	pcfg, err := cfg.pipelineConfig()
+	if err != nil {
+		return err
+	}
+	r := &runner{cfg: cfg, log: log, pcfg: pcfg, extra: extra, parts: map[int32]*part{}, revoked: map[int32]bool{},
+		tick: time.Second, metrics: newMetrics(reg)}
+	adm, err := kadm.NewOptClient(r.baseOpts()...)
+	if err != nil {
+		return err
+	}
+	r.adm = adm
+	defer adm.Close()
+	if _, err := r.ensureTopics(ctx); err != nil {
+		return err
+	}
+	if cfg.Metrics.Listen != "" {
+		stop, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	r.sess, err = kgo.NewGroupTransactSession(append(r.baseOpts(),
+		kgo.ConsumerGroup(cfg.Kafka.Group),
+		kgo.ConsumeTopics(cfg.Topics.Raw),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionalID(cfg.Kafka.TransactionalID),
+		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
+		kgo.RecordPartitioner(partitioner{state: cfg.Topics.State, byKey: kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+			if topic == cfg.Topics.State {
+				return 8 << 20
+			}
+			return 1_000_000
+		}),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onRevoked),
+	)...)
+	if err != nil {
+		return err
+	}
+	defer r.sess.Close()
+	log.Info("processing", "raw", cfg.Topics.Raw, "group", cfg.Kafka.Group, "transactional_id", cfg.Kafka.TransactionalID,
+		"state", cfg.Topics.State)
+	return r.loop(ctx)
+}
+
+type runner struct {
+	cfg     *Config
+	log     *slog.Logger
+	pcfg    pipeline.Config
+	extra   []kgo.Opt
+	adm     *kadm.Client
+	sess    *kgo.GroupTransactSession
+	tick    time.Duration
+	metrics *metrics
+
+	parts map[int32]*part // loaded raw partitions
+
+	mu      sync.Mutex
+	revoked map[int32]bool // revoked since the loop last looked
+}
+
+// part is a raw partition this processor owns, with its sessions.
+type part struct {
+	proc *pipeline.Processor
+	next int64 // offset after the last record processed: what the group commits
+	lso  int64 // last stable offset seen in a fetch, to tell whether it is caught up
+}
+
+func (r *runner) baseOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Kafka.Brokers...)}, r.extra...)
+}
+
+func (r *runner) newProcessor() *pipeline.Processor {
+	p, err := pipeline.New(r.pcfg)
+	if err != nil {
+		panic(err) // the config was validated when the runner was built
+	}
+	return p
+}
+
+// onRevoked drops revoked partitions' state: it is reloaded from the state topic if
+// they come back. Called from the client's group goroutine.
+func (r *runner) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range lost[r.cfg.Topics.Raw] {
+		r.revoked[p] = true
+	}
+}
+
+func (r *runner) applyRevocations() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range r.revoked {
+		delete(r.parts, p)
+	}
+	clear(r.revoked)
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	lastSweep := time.Now()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, r.tick)
+		fetches := r.sess.PollRecords(pctx, r.cfg.Kafka.MaxPollRecords)
+		cancel()
+		if ctx.Err() != nil {
+			return nil // nothing of this poll is committed; the next owner reads it again
+		}
+		if fetches.IsClientClosed() {
+			return errors.New("kafka client closed")
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				r.log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		r.applyRevocations()
+		now := time.Now()
+		sweep := now.Sub(lastSweep) >= r.tick
+		if fetches.NumRecords() == 0 && !sweep {
+			continue
+		}
+		if sweep {
+			lastSweep = now
+		}
+		if err := r.transact(ctx, fetches, now, sweep); err != nil {
+			return err
+		}
+	}
+}
+
+// transact processes one batch in one transaction. A processing or produce error
+// aborts it and is returned: the process exits and, restarted, redoes the batch
+// (retrying at once would most likely hit the same error).
+func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Time, sweep bool) error {
+	if err := r.load(ctx, fetches); err != nil {
+		return err
+	}
+	// Finish the transaction even when asked to stop: a half-made one would only be
+	// aborted and redone by the next owner.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Kafka.TransactionTimeout)
+	defer cancel()
+	var (
+		produceMu  sync.Mutex
+		produceErr error
+		began      bool
+		beginErr   error
+	)
+	// The transaction begins with its first record: a sweep that changes nothing
+	// costs nothing.
+	produce := func(rec *kgo.Record) {
+		if !began {
+			began, beginErr = true, r.sess.Begin()
+		}
+		if beginErr != nil {
+			return
+		}
+		r.sess.Produce(tctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				produceMu.Lock()
+				if produceErr == nil {
+					produceErr = err
+				}
+				produceMu.Unlock()
+			}
+		})
+	}
+	fail := func(cause error) error {
+		clear(r.parts) // state advanced past what is committed: reload it
+		if !began || beginErr != nil {
+			return cause
+		}
+		r.metrics.transactions.WithLabelValues("aborted").Inc()
+		if _, err := r.sess.End(tctx, kgo.TryAbort); err != nil {
+			return errors.Join(cause, fmt.Errorf("abort transaction: %w", err))
+		}
+		return cause
+	}
+	var out pipeline.Output
+	touched := map[int32]bool{}
+	var buildErr error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if fp.Topic != r.cfg.Topics.Raw || len(fp.Records) == 0 || buildErr != nil {
+			return
+		}
+		pt := r.parts[fp.Partition]
+		for _, rec := range fp.Records {
+			f, err := schemas.FrameCodec().Decode(rec.Value)
+			if err != nil {
+				out.Audit = append(out.Audit, undecodable(rec, err))
+				r.metrics.alerts.WithLabelValues(integrity.Undecodable).Inc()
+			} else {
+				pt.proc.Frame(f, &out)
+			}
+			pt.next = rec.Offset + 1
+		}
+		pt.lso = fp.LastStableOffset
+		touched[fp.Partition] = true
+		r.metrics.frames.Add(float64(len(fp.Records)))
+		buildErr = r.emit(&out, produce)
+		out.Reset()
+	})
+	if buildErr != nil {
+		return fail(buildErr)
+	}
+	if sweep {
+		for _, p := range r.caughtUp() {
+			r.parts[p].proc.Sweep(now, &out)
+			if err := r.emit(&out, produce); err != nil {
+				return fail(err)
+			}
+			out.Reset()
+		}
+	}
+	for _, p := range r.sortedParts() {
+		pt := r.parts[p]
+		changes, err := pt.proc.TakeDirty()
+		if err != nil {
+			return fail(err)
+		}
+		if len(changes) == 0 && !touched[p] {
+			continue
+		}
+		for _, c := range changes {
+			produce(&kgo.Record{Topic: r.cfg.Topics.State, Partition: p, Key: []byte(c.SessionID), Value: c.Value})
+		}
+		if pt.next >= 0 {
+			produce(checkpointRecord(r.cfg.Topics.Raw, r.cfg.Topics.State, p, pt.next))
+		}
+	}
+	if !began {
+		return nil
+	}
+	if beginErr != nil {
+		return fmt.Errorf("begin transaction: %w", beginErr)
+	}
+	if err := r.sess.Client().Flush(tctx); err != nil {
+		return fail(err)
+	}
+	produceMu.Lock()
+	perr := produceErr
+	produceMu.Unlock()
+	if perr != nil {
+		return fail(fmt.Errorf("produce: %w", perr))
+	}
+	committed, err := r.sess.End(tctx, kgo.TryCommit)
+	if err != nil {
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		// A rebalance came in between: the group rewinds to its committed offsets, and
+		// so does the state, by reloading it.
+		r.log.Info("transaction aborted by a rebalance; reloading partition state")
+		r.metrics.transactions.WithLabelValues("aborted").Inc()
+		clear(r.parts)
+		return nil
+	}
+	r.metrics.transactions.WithLabelValues("committed").Inc()
+	r.metrics.sessions.Set(float64(r.sessionCount()))
+	return nil
+}
+
+// load makes sure every partition in the batch has its state loaded.
+func (r *runner) load(ctx context.Context, fetches kgo.Fetches) error {
+	want := map[int32]int64{}
+	committed := r.sess.Client().CommittedOffsets()[r.cfg.Topics.Raw]
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if fp.Topic != r.cfg.Topics.Raw || len(fp.Records) == 0 || r.parts[fp.Partition] != nil {
+			return
+		}
+		w := int64(-1)
+		if eo, ok := committed[fp.Partition]; ok {
+			w = eo.Offset
+		}
+		want[fp.Partition] = w
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	start := time.Now()
+	got, err := r.loadPartitions(ctx, want)
+	if err != nil {
+		return err
+	}
+	for p, l := range got {
+		r.parts[p] = &part{proc: l.proc, next: l.checkpoint, lso: -1}
+		r.log.Info("partition state loaded", "partition", p, "sessions", l.proc.Sessions(), "offset", l.checkpoint,
+			"took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// caughtUp lists loaded partitions with nothing left to read: only there may idle
+// sessions be abandoned (a backlog may still hold their frames).
+func (r *runner) caughtUp() []int32 {
+	var out []int32
+	for _, p := range r.sortedParts() {
+		pt := r.parts[p]
+		if pt.lso >= 0 && pt.next >= pt.lso {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *runner) sortedParts() []int32 {
+	out := make([]int32, 0, len(r.parts))
+	for p := range r.parts {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (r *runner) sessionCount() int {
+	n := 0
+	for _, pt := range r.parts {
+		n += pt.proc.Sessions()
+	}
+	return n
+}
+
+// emit turns a batch's outputs into records.
+func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
+	t := r.cfg.Topics
+	for i := range out.Frames {
+		f := &out.Frames[i]
+		v, err := schemas.FrameCodec().Encode(f)
+		if err != nil {
+			return fmt.Errorf("session %s seq %d: %w", f.SessionID, f.Seq, err)
+		}
+		produce(&kgo.Record{Topic: t.Frames, Key: []byte(f.SessionID), Value: v})
+	}
+	for i := range out.Commands {
+		c := &out.Commands[i]
+		v, err := schemas.CommandCodec().Encode(c)
+		if err != nil {
+			return fmt.Errorf("session %s command %d: %w", c.SessionID, c.CommandSeq, err)
+		}
+		produce(&kgo.Record{Topic: t.Commands, Key: []byte(c.SessionID), Value: v})
+	}
+	r.metrics.commands.Add(float64(len(out.Commands)))
+	for i := range out.Sessions {
+		s := &out.Sessions[i]
+		v, err := schemas.SessionCodec().Encode(s)
+		if err != nil {
+			return fmt.Errorf("session %s summary: %w", s.SessionID, err)
+		}
+		produce(&kgo.Record{Topic: t.Sessions, Key: []byte(s.SessionID), Value: v})
+	}
+	for i := range out.Audit {
+		a := &out.Audit[i]
+		v, err := a.Marshal()
+		if err != nil {
+			return err
+		}
+		if a.Type == audit.TypeIntegrity {
+			r.metrics.alerts.WithLabelValues(a.Alert).Inc()
+			r.log.Warn("integrity alert", "session_id", a.SessionID, "seq", a.Seq, "alert", a.Alert, "detail", a.AlertDetail)
+		}
+		produce(&kgo.Record{Topic: t.Audit, Key: []byte(a.SessionID), Value: v})
+	}
+	return nil
+}
+
+// undecodable is the alert for a raw record that is not a frame.
+func undecodable(rec *kgo.Record, err error) audit.Record {
+	s := &schemas.Session{SessionID: string(rec.Key)}
+	detail := fmt.Sprintf("%s partition %d offset %d: %v", rec.Topic, rec.Partition, rec.Offset, err)
+	a := audit.Alert(s, integrity.Undecodable, detail, -1, rec.Timestamp)
+	a.ID = fmt.Sprintf("%s/%d/%d/%s", rec.Topic, rec.Partition, rec.Offset, integrity.Undecodable)
+	return a
+}
+
+// partitioner writes state records to the partition they name and everything else by
+// key (Kafka's default murmur2 hash), so a session's records stay in order.
+type partitioner struct {
+	state string
+	byKey kgo.Partitioner
+}
+
+func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == p.state {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return p.byKey.ForTopic(topic)
+}
+
+type metrics struct {
+	frames, commands prometheus.Counter
+	alerts           *prometheus.CounterVec
+	transactions     *prometheus.CounterVec
+	sessions         prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		frames:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tapline_process_frames_total", Help: "Raw frames processed (committed or not)."}),
+		commands:     prometheus.NewCounter(prometheus.CounterOpts{Name: "tapline_process_commands_total", Help: "Commands stitched."}),
+		alerts:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_process_integrity_alerts_total", Help: "Integrity alerts by kind."}, []string{"kind"}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_process_transactions_total", Help: "Transactions by result."}, []string{"result"}),
+		sessions:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tapline_process_sessions", Help: "Sessions held in memory."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.frames, m.commands, m.alerts, m.transactions, m.sessions)
+	}
+	return m
+}
+
+func serveMetrics(addr string, reg prometheus.Registerer, log *slog.Logger) (func(), error) {
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		g = prometheus.DefaultGatherer
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("metrics", "listen", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
