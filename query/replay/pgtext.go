@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tapline/tapline/schemas"
 )
 
 const timeLayout = "2006-01-02 15:04:05.000000Z07:00"
@@ -65,10 +67,25 @@ func writeStart(w *bufio.Writer, ev *PGEvent) {
 		fmt.Fprintf(w, "-- %s  %s\n", ts, ev.Type)
 		return
 	}
-	fmt.Fprintf(w, "-- %s  session by %s (%s) on target %s from %s\n", ts, who(s.Subject, s.Email), s.Issuer, s.Target, s.ClientAddr)
+	fmt.Fprintf(w, "-- %s  %s\n", ts, describeStart(s))
 	if ev.Type == "session.denied" {
 		fmt.Fprintf(w, "-- denied: %s\n", ev.Message)
 	}
+}
+
+// describeStart says who started a session, where, and from where.
+func describeStart(s *schemas.SessionStart) string {
+	d := "session by " + who(s.Subject, s.Email)
+	if s.Issuer != "" {
+		d += " (" + s.Issuer + ")"
+	}
+	if s.Target != "" {
+		d += " on target " + s.Target
+	}
+	if s.ClientAddr != "" {
+		d += " from " + s.ClientAddr
+	}
+	return d
 }
 
 func who(subject, email string) string {

@@ -440,7 +440,18 @@ func (s *pgState) server(m *Message) error {
 			s.pop()
 		}
 	case "ParameterDescription":
-		// Part of a Describe('S') answer; its RowDescription/NoData completes it.
+		// Part of a Describe('S') answer (its RowDescription/NoData completes it): the
+		// parameter types the server inferred, needed to read binary Bind values when
+		// the client's Parse left them unspecified, as pgx does.
+		var pd pgproto3.ParameterDescription
+		if err := decode(m, 't', &pd); err != nil {
+			return err
+		}
+		if o := s.find("D"); o != nil && o.target == 'S' {
+			if ps := s.stmts[o.name]; ps != nil {
+				ps.oids = pd.ParameterOIDs
+			}
+		}
 	case "NoData":
 		if s.front("D") != nil {
 			s.pop()

@@ -47,7 +47,7 @@ func (t *textTerm) event(ev *SSHEvent) {
 	switch ev.Type {
 	case "session.start", "session.denied":
 		if s := ev.Start; s != nil {
-			t.meta("# %s  session by %s (%s) on target %s from %s", ts, who(s.Subject, s.Email), s.Issuer, s.Target, s.ClientAddr)
+			t.meta("# %s  %s", ts, describeStart(s))
 		}
 		if ev.Type == "session.denied" {
 			t.meta("# denied: %s", ev.Message)
