@@ -1,3 +1,166 @@
 package main
 
-func init() { register(notBuilt("sink", "Write processed topics to ClickHouse")) }
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+func init() { register(newSinkCmd()) }
+
+// openCHDB opens an embedded chDB store. Set by sink_chdb.go in binaries built with
+// -tags chdb: chdb-go loads libchdb.so at program start and panics without it.
+var openCHDB func(dir string, cfg clickhouse.Config) (clickhouse.Store, error)
+
+// sinkConfig is the sink's configuration file (docs/storage.md).
+type sinkConfig struct {
+	Kafka struct {
+		clickhouse.WriterConfig `yaml:",inline"`
+	} `yaml:"kafka"`
+	ClickHouse struct {
+		clickhouse.ServerConfig `yaml:",inline"`
+		clickhouse.Config       `yaml:",inline"`
+		CHDBPath                string `yaml:"chdb_path"`
+	} `yaml:"clickhouse"`
+	Metrics struct {
+		Listen string `yaml:"listen"`
+	} `yaml:"metrics"`
+}
+
+func loadSinkConfig(path string) (*sinkConfig, error) {
+	cfg := &sinkConfig{}
+	if path == "" {
+		return cfg, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func newSinkCmd() *cobra.Command {
+	var configPath, brokers, addr, chdbPath, group, metricsListen, logLevel string
+	cmd := &cobra.Command{
+		Use:   "sink [--config FILE]",
+		Short: "Write the processed topics (frames, commands, sessions) to ClickHouse",
+		Long: `Run the sink: a Kafka consumer group on tapline.frames, tapline.commands and
+tapline.sessions (read_committed) that writes batches to ClickHouse and commits offsets
+only after ClickHouse acknowledged them. It applies the schema migrations, retention
+TTLs and storage policy at start. While ClickHouse is down it retries the batch in
+hand with backoff and stops reading, so the backlog stays in Kafka.
+
+The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
+-tags chdb, embedded chDB (clickhouse.chdb_path; CHDB_LIB_PATH names libchdb.so).
+Flags override the file. See docs/storage.md.`,
+		Example: `  tapline sink --config /etc/tapline/sink.yaml
+  tapline sink --brokers 127.0.0.1:9092 --clickhouse 127.0.0.1:9000
+  CHDB_LIB_PATH=/opt/chdb/libchdb.so tapline sink --brokers 127.0.0.1:9092 --chdb-path ./.dev/chdb`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			cfg, err := loadSinkConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if brokers != "" {
+				cfg.Kafka.Brokers = strings.Split(brokers, ",")
+			}
+			if addr != "" {
+				cfg.ClickHouse.Addr = strings.Split(addr, ",")
+			}
+			if chdbPath != "" {
+				cfg.ClickHouse.CHDBPath = chdbPath
+			}
+			if group != "" {
+				cfg.Kafka.Group = group
+			}
+			if metricsListen != "" {
+				cfg.Metrics.Listen = metricsListen
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runSink(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "sink configuration file (YAML)")
+	f.StringVar(&brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated")
+	f.StringVar(&addr, "clickhouse", "", "ClickHouse native-protocol addresses, comma-separated")
+	f.StringVar(&chdbPath, "chdb-path", "", "embedded chDB data directory (binary built with -tags chdb)")
+	f.StringVar(&group, "group", "", "Kafka consumer group (default tapline-sink)")
+	f.StringVar(&metricsListen, "metrics-listen", "", "address for /metrics, e.g. 127.0.0.1:9466")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func runSink(ctx context.Context, cfg *sinkConfig) error {
+	store, err := openSinkStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := clickhouse.NewWriter(cfg.Kafka.WriterConfig, store, reg)
+	if err != nil {
+		return err
+	}
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln) //nolint:errcheck // ends with Close below
+		defer srv.Close()
+		slog.Info("sink metrics", "addr", ln.Addr().String())
+	}
+	slog.Info("sink running", "brokers", cfg.Kafka.Brokers, "group", cfg.Kafka.Group)
+	return w.Run(ctx)
+}
+
+func openSinkStore(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
+	ch := cfg.ClickHouse
+	if ch.CHDBPath == "" {
+		return clickhouse.OpenServer(ctx, ch.ServerConfig, ch.Config)
+	}
+	if len(ch.Addr) > 0 {
+		return nil, errors.New("sink: set either clickhouse.addr or clickhouse.chdb_path, not both")
+	}
+	if openCHDB == nil {
+		return nil, errors.New("sink: this binary was built without chDB; rebuild with -tags chdb or use a ClickHouse server")
+	}
+	return openCHDB(ch.CHDBPath, ch.Config)
+}

@@ -1,0 +1,326 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// WriterConfig configures the sink's Kafka side and batching.
+type WriterConfig struct {
+	Brokers       []string `yaml:"brokers"`
+	Group         string   `yaml:"group"`          // consumer group; default "tapline-sink"
+	FramesTopic   string   `yaml:"frames_topic"`   // default tapline.frames
+	CommandsTopic string   `yaml:"commands_topic"` // default tapline.commands
+	SessionsTopic string   `yaml:"sessions_topic"` // default tapline.sessions
+
+	BatchRows  int           `yaml:"batch_rows"`  // flush at this many records; default 10000
+	BatchBytes int           `yaml:"batch_bytes"` // or this many value bytes; default 16 MiB
+	BatchWait  time.Duration `yaml:"batch_wait"`  // or this long after the batch's first record; default 1s
+
+	// FetchMaxBytes bounds one fetch response (kgo.FetchMaxBytes); with
+	// MaxConcurrentFetches it bounds what the client buffers while the writer is
+	// busy or retrying. Defaults 16 MiB and 2.
+	FetchMaxBytes        int32 `yaml:"fetch_max_bytes"`
+	MaxConcurrentFetches int   `yaml:"max_concurrent_fetches"`
+
+	RetryMin time.Duration `yaml:"retry_min"` // first backoff after a failed insert; default 250ms
+	RetryMax time.Duration `yaml:"retry_max"` // backoff cap; default 30s
+
+	// ShutdownFlush bounds the last flush when the context ends; default 30s.
+	ShutdownFlush time.Duration `yaml:"shutdown_flush"`
+
+	// Opts are extra client options (tests: kfake, short timeouts).
+	Opts []kgo.Opt `yaml:"-"`
+}
+
+func (c *WriterConfig) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Group, "tapline-sink")
+	def(&c.FramesTopic, schemas.TopicFrames)
+	def(&c.CommandsTopic, schemas.TopicCommands)
+	def(&c.SessionsTopic, schemas.TopicSessions)
+	if c.BatchRows <= 0 {
+		c.BatchRows = 10000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 16 << 20
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = time.Second
+	}
+	if c.FetchMaxBytes <= 0 {
+		c.FetchMaxBytes = 16 << 20
+	}
+	if c.MaxConcurrentFetches <= 0 {
+		c.MaxConcurrentFetches = 2
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 250 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.ShutdownFlush <= 0 {
+		c.ShutdownFlush = 30 * time.Second
+	}
+}
+
+// Writer consumes the processed topics and writes them to a Store in batches.
+// Offsets are committed only after the store acknowledged the batch; while the store
+// fails, the writer retries the same batch with backoff and does not poll, so Kafka
+// holds the backlog rather than memory.
+type Writer struct {
+	cfg     WriterConfig
+	store   Store
+	cl      *kgo.Client
+	metrics *writerMetrics
+}
+
+// NewWriter creates the consumer; Run drives it. reg may be nil.
+func NewWriter(cfg WriterConfig, store Store, reg prometheus.Registerer) (*Writer, error) {
+	cfg.setDefaults()
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("sink: no Kafka brokers configured")
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.FramesTopic, cfg.CommandsTopic, cfg.SessionsTopic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the batch in hand is written and committed, so a
+		// partition never moves with uncommitted rows half-written.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(cfg.FetchMaxBytes),
+		kgo.MaxConcurrentFetches(cfg.MaxConcurrentFetches),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
+	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("sink: kafka client: %w", err)
+	}
+	return &Writer{cfg: cfg, store: store, cl: cl, metrics: newWriterMetrics(reg)}, nil
+}
+
+// pending is the batch being assembled and the records it came from.
+type pending struct {
+	batch   Batch
+	records []*kgo.Record
+	bytes   int
+	started time.Time
+}
+
+func (p *pending) empty() bool { return len(p.records) == 0 }
+
+// Run consumes until ctx ends, then flushes what it holds (bounded by ShutdownFlush)
+// and closes the client.
+func (w *Writer) Run(ctx context.Context) error {
+	defer func() {
+		w.cl.AllowRebalance() // leaving the group waits for a blocked rebalance
+		w.cl.Close()
+	}()
+	p := &pending{}
+	for {
+		if ctx.Err() != nil {
+			return w.shutdown(p)
+		}
+		if p.empty() {
+			w.cl.AllowRebalance()
+		}
+		w.poll(ctx, p)
+		if p.empty() {
+			continue
+		}
+		if len(p.records) >= w.cfg.BatchRows || p.bytes >= w.cfg.BatchBytes || time.Since(p.started) >= w.cfg.BatchWait {
+			if err := w.flush(ctx, p); err != nil {
+				if ctx.Err() != nil {
+					return w.shutdown(p)
+				}
+				return err
+			}
+		}
+	}
+}
+
+// poll adds records to p, waiting at most until p's deadline.
+func (w *Writer) poll(ctx context.Context, p *pending) {
+	pollCtx := ctx
+	if !p.empty() {
+		var cancel context.CancelFunc
+		pollCtx, cancel = context.WithDeadline(ctx, p.started.Add(w.cfg.BatchWait))
+		defer cancel()
+	}
+	fetches := w.cl.PollRecords(pollCtx, w.cfg.BatchRows-len(p.records))
+	fetches.EachError(func(topic string, part int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+			return
+		}
+		slog.Warn("sink: fetch error", "topic", topic, "partition", part, "err", err)
+	})
+	fetches.EachRecord(func(r *kgo.Record) {
+		if p.empty() {
+			p.started = time.Now()
+		}
+		p.records = append(p.records, r)
+		p.bytes += len(r.Value)
+		w.decode(r, &p.batch)
+	})
+	w.metrics.pending.Set(float64(len(p.records)))
+}
+
+// decode adds a record's row to the batch. A value that does not decode is logged
+// with its coordinates and skipped (it stays in Kafka for its retention): one bad
+// record must not stop every session's recording from reaching the store.
+func (w *Writer) decode(r *kgo.Record, b *Batch) {
+	var err error
+	switch r.Topic {
+	case w.cfg.FramesTopic:
+		var f schemas.Frame
+		if f, err = schemas.FrameCodec().Decode(r.Value); err == nil {
+			b.Frames = append(b.Frames, f)
+		}
+	case w.cfg.CommandsTopic:
+		var c schemas.Command
+		if c, err = schemas.CommandCodec().Decode(r.Value); err == nil {
+			b.Commands = append(b.Commands, c)
+		}
+	case w.cfg.SessionsTopic:
+		var s schemas.Session
+		if s, err = schemas.SessionCodec().Decode(r.Value); err == nil {
+			b.Sessions = append(b.Sessions, s)
+		}
+	default:
+		err = errors.New("unexpected topic")
+	}
+	if err != nil {
+		w.metrics.rejected.WithLabelValues(r.Topic).Inc()
+		slog.Error("sink: skipping undecodable record", "topic", r.Topic, "partition", r.Partition,
+			"offset", r.Offset, "err", err)
+	}
+}
+
+// flush writes p to the store, retrying with exponential backoff until it succeeds
+// or ctx ends, then commits p's offsets and resets p.
+func (w *Writer) flush(ctx context.Context, p *pending) error {
+	p.batch.Token = BatchToken(p.records)
+	backoff := w.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
+		err := w.store.Insert(ctx, &p.batch)
+		w.metrics.insertSeconds.Observe(time.Since(t0).Seconds())
+		if err == nil {
+			break
+		}
+		w.metrics.batches.WithLabelValues("error").Inc()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		slog.Warn("sink: insert failed; retrying the same batch", "attempt", attempt, "records", len(p.records),
+			"backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, w.cfg.RetryMax)
+	}
+	w.metrics.batches.WithLabelValues("ok").Inc()
+	w.metrics.rows.WithLabelValues(TableFrames).Add(float64(len(p.batch.Frames)))
+	w.metrics.rows.WithLabelValues(TableCommands).Add(float64(len(p.batch.Commands)))
+	w.metrics.rows.WithLabelValues(TableSessions).Add(float64(len(p.batch.Sessions)))
+	if err := w.cl.CommitRecords(ctx, p.records...); err != nil {
+		// The rows are stored; the records will be read again after a rebalance or
+		// restart and collapse on the tables' keys.
+		w.metrics.commitErrors.Inc()
+		slog.Warn("sink: offset commit failed after a stored batch", "records", len(p.records), "err", err)
+	}
+	*p = pending{}
+	w.metrics.pending.Set(0)
+	return nil
+}
+
+func (w *Writer) shutdown(p *pending) error {
+	if p.empty() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownFlush)
+	defer cancel()
+	if err := w.flush(ctx, p); err != nil {
+		slog.Warn("sink: could not flush the last batch; its records will be read again", "records", len(p.records), "err", err)
+	}
+	return nil
+}
+
+// BatchToken names a batch by its records' topic/partition/offset ranges, so that
+// the same records batched the same way (a retry) carry the same
+// insert_deduplication_token. Hashed to keep it short whatever the partition count.
+func BatchToken(records []*kgo.Record) string {
+	type tp struct {
+		topic string
+		part  int32
+	}
+	ranges := map[tp][2]int64{}
+	for _, r := range records {
+		k := tp{r.Topic, r.Partition}
+		rg, ok := ranges[k]
+		if !ok {
+			rg = [2]int64{r.Offset, r.Offset}
+		}
+		rg[0], rg[1] = min(rg[0], r.Offset), max(rg[1], r.Offset)
+		ranges[k] = rg
+	}
+	parts := make([]string, 0, len(ranges))
+	for k, rg := range ranges {
+		parts = append(parts, fmt.Sprintf("%s:%d:%d-%d", k.topic, k.part, rg[0], rg[1]))
+	}
+	sort.Strings(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
+	return "kafka-" + hex.EncodeToString(sum[:16])
+}
+
+type writerMetrics struct {
+	rows          *prometheus.CounterVec
+	batches       *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	insertSeconds prometheus.Histogram
+	pending       prometheus.Gauge
+	commitErrors  prometheus.Counter
+}
+
+func newWriterMetrics(reg prometheus.Registerer) *writerMetrics {
+	m := &writerMetrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_sink_rows_total",
+			Help: "Rows written to ClickHouse, by table."}, []string{"table"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_sink_batches_total",
+			Help: "Batch insert attempts, by result."}, []string{"result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_sink_records_rejected_total",
+			Help: "Records skipped because their value did not decode, by topic."}, []string{"topic"}),
+		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tapline_sink_insert_seconds",
+			Help: "Time to insert one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tapline_sink_pending_records",
+			Help: "Records read but not yet written."}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "tapline_sink_commit_errors_total",
+			Help: "Offset commits that failed after their batch was stored."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rows, m.batches, m.rejected, m.insertSeconds, m.pending, m.commitErrors)
+	}
+	return m
+}

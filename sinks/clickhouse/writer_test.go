@@ -1,0 +1,220 @@
+package clickhouse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/sinks/clickhouse"
+	"github.com/tapline/tapline/sinks/clickhouse/storetest"
+)
+
+// memStore is a Store that keeps inserted batches and fails while told to.
+type memStore struct {
+	clickhouse.Store // reads are not used by the writer
+
+	mu       sync.Mutex
+	failures int // inserts still to fail
+	attempts []string
+	frames   map[string]int // "session/seq" → times stored
+	commands int
+	sessions int
+}
+
+func (m *memStore) Insert(_ context.Context, b *clickhouse.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.attempts = append(m.attempts, b.Token)
+	if m.failures > 0 {
+		m.failures--
+		return errors.New("connection refused")
+	}
+	for _, f := range b.Frames {
+		m.frames[fmt.Sprintf("%s/%d", f.SessionID, f.Seq)]++
+	}
+	m.commands += len(b.Commands)
+	m.sessions += len(b.Sessions)
+	return nil
+}
+
+func produceRecordings(t *testing.T, cl *kgo.Client, topics [3]string, rs ...storetest.Recording) int {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, r := range rs {
+		for i := range r.Frames {
+			v, err := schemas.FrameCodec().Encode(&r.Frames[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topics[0], Key: []byte(r.ID), Value: v})
+		}
+		for i := range r.Commands {
+			v, err := schemas.CommandCodec().Encode(&r.Commands[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topics[1], Key: []byte(r.ID), Value: v})
+		}
+		for i := range r.Sessions {
+			v, err := schemas.SessionCodec().Encode(&r.Sessions[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topics[2], Key: []byte(r.ID), Value: v})
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+// committedAll reports whether the group committed every partition up to its end.
+func committedAll(t *testing.T, adm *kadm.Client, group string, topics ...string) (committed, total int64) {
+	t.Helper()
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		total += o.Offset
+		if c, ok := offs.Lookup(o.Topic, o.Partition); ok {
+			committed += c.At
+		}
+	})
+	return committed, total
+}
+
+func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
+	topics := [3]string{"f", "c", "s"}
+	cluster := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics[:]...))
+	defer cluster.Close()
+	addrs := cluster.ListenAddrs()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	adm := kadm.NewClient(prod)
+
+	store := &memStore{failures: 4, frames: map[string]int{}}
+	reg := prometheus.NewRegistry()
+	w, err := clickhouse.NewWriter(clickhouse.WriterConfig{
+		Brokers: addrs, Group: "g", FramesTopic: topics[0], CommandsTopic: topics[1], SessionsTopic: topics[2],
+		BatchRows: 100000, BatchWait: 200 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+	}, store, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []storetest.Recording
+	for i := range 5 {
+		rs = append(rs, storetest.NewRecording("alice", "app", time.Now().Add(time.Duration(i)*time.Second), 30))
+	}
+	n := produceRecordings(t, prod, topics, rs...)
+	// A value that is not Avro: skipped and counted, and not a reason to stall.
+	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topics[0], Key: []byte("x"), Value: []byte("garbage")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	sawFailuresUncommitted := false
+	for {
+		c, total := committedAll(t, adm, "g", topics[:]...)
+		store.mu.Lock()
+		failing, attempts := store.failures, len(store.attempts)
+		store.mu.Unlock()
+		if failing > 0 && attempts > 0 {
+			if c != 0 {
+				t.Fatalf("offsets committed (%d) while every insert had failed", c)
+			}
+			sawFailuresUncommitted = true
+		}
+		if total == int64(n+1) && c == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of %d offsets", c, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !sawFailuresUncommitted {
+		t.Error("never observed the failing phase")
+	}
+
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.attempts) < 5 || store.attempts[0] != store.attempts[4] {
+		t.Errorf("retries of one batch must carry its token: attempts %v", store.attempts)
+	}
+	if len(store.frames) != 5*30 {
+		t.Errorf("stored %d distinct frames, want %d", len(store.frames), 5*30)
+	}
+	for k, times := range store.frames {
+		if times != 1 {
+			t.Errorf("frame %s stored %d times", k, times)
+		}
+	}
+	if want := 5 * len(rs[0].Commands); store.commands != want {
+		t.Errorf("stored %d commands, want %d", store.commands, want)
+	}
+	if store.sessions != 10 {
+		t.Errorf("stored %d session summaries, want 10", store.sessions)
+	}
+	if got := metricSum(t, reg, "tapline_sink_records_rejected_total"); got != 1 {
+		t.Errorf("rejected records metric = %v, want 1", got)
+	}
+}
+
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func TestBatchTokenNamesTheRecords(t *testing.T) {
+	rec := func(topic string, part int32, off int64) *kgo.Record {
+		return &kgo.Record{Topic: topic, Partition: part, Offset: off}
+	}
+	a := clickhouse.BatchToken([]*kgo.Record{rec("f", 0, 10), rec("f", 0, 11), rec("s", 2, 5)})
+	b := clickhouse.BatchToken([]*kgo.Record{rec("s", 2, 5), rec("f", 0, 11), rec("f", 0, 10)})
+	c := clickhouse.BatchToken([]*kgo.Record{rec("f", 0, 10), rec("f", 0, 12), rec("s", 2, 5)})
+	if a != b {
+		t.Errorf("same records in another order: %s vs %s", a, b)
+	}
+	if a == c {
+		t.Errorf("different offset ranges share token %s", a)
+	}
+}
