@@ -1,0 +1,67 @@
+// Command benchhelper does what the benchmark scripts need from Go code:
+//
+//	benchhelper issuer DATA_DIR       serve the dev OIDC issuer of DATA_DIR until killed
+//	benchhelper topic BROKERS TOPIC   create TOPIC (one partition) unless it exists
+//
+// Tokens for the issuer come from `tapline token --data-dir DATA_DIR`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tapline/tapline/ingest/auth/devissuer"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchhelper:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	switch {
+	case len(args) == 2 && args[0] == "issuer":
+		iss, err := devissuer.Open(args[1])
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		fmt.Println(iss.URL())
+		return iss.Serve(ctx, "")
+	case len(args) == 3 && args[0] == "topic":
+		return createTopic(strings.Split(args[1], ","), args[2])
+	default:
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC")
+	}
+}
+
+func createTopic(brokers []string, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# integration/bench/postgres.sh — pgbench through tapline against the same
+# Postgres directly and through pgbouncer.
+#
+#   integration/services.sh up kafka postgres   # once
+#   integration/bench/postgres.sh               # BENCH_SECONDS=30 by default
+#
+# Runs pgbench's select-only (-S) and default TPC-B-like scripts for
+# BENCH_SECONDS each, at BENCH_CLIENTS (default "1 8 32") clients, against:
+#   direct     the test Postgres
+#   pgbouncer  pgbouncer (transaction pooling) in front of it
+#   strict     a tapline gateway in strict mode (a client message is forwarded
+#              only after Kafka acknowledged its frame)
+#   buffered   a tapline gateway in buffered mode
+# and prints TPS, mean latency, and the ratio of TPS to direct and to pgbouncer.
+# All connections are plaintext on loopback (the gateway with allow_plaintext,
+# the gateway to Postgres with tls: disable), so the figures compare the proxies,
+# not TLS. Both gateways record to the shared test Kafka.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+SECONDS_EACH=${BENCH_SECONDS:-30}
+CLIENTS=${BENCH_CLIENTS:-1 8 32}
+SCALE=${BENCH_SCALE:-10}
+env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
+[[ -f $env_file ]] || {
+	echo "bench: no $env_file; run integration/services.sh up kafka postgres" >&2
+	exit 1
+}
+set -a
+# shellcheck disable=SC1090
+source "$env_file"
+set +a
+for v in TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB; do
+	[[ -n ${!v:-} ]] || {
+		echo "bench: $v missing from $env_file; run integration/services.sh up kafka postgres" >&2
+		exit 1
+	}
+done
+PATH=${TAPLINE_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench.XXXXXX")
+pids=()
+bouncer_started=
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	[[ -n $bouncer_started ]] && integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# free_port: a free loopback port (bound and released by the kernel's choice).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+	local port=$1 what=$2 i
+	for ((i = 0; i < 200; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: $what not listening on $port; see $work" >&2
+	exit 1
+}
+
+tapline=$repo/bin/tapline
+if [[ ! -x $tapline ]]; then
+	log "building bin/tapline"
+	go build -o "$tapline" ./cmd/tapline
+fi
+go build -o "$work/benchhelper" ./integration/bench/benchhelper
+
+log "dev OIDC issuer"
+"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
+pids+=($!)
+sleep 0.3
+issuer_url=$(head -n1 "$work/issuer.log")
+wait_port "${issuer_url##*:}" issuer
+token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+
+topic=tapline.bench.frames
+"$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
+
+start_gateway() {
+	local mode=$1 port metrics
+	port=$(free_port)
+	metrics=$(free_port)
+	cat >"$work/$mode.yaml" <<EOF
+gateway_id: bench-$mode
+data_dir: $work/gw-$mode
+kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
+oidc: {issuer: "$issuer_url", audience: tapline}
+metrics: {listen: "127.0.0.1:$metrics"}
+postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
+targets:
+  - name: $TAPLINE_PG_DB
+    protocol: postgres
+    address: "127.0.0.1:$TAPLINE_PG_PORT"
+    groups: [bench]
+    postgres: {database: $TAPLINE_PG_DB, user: $TAPLINE_PG_GW_USER, password_env: TAPLINE_PG_GW_PASSWORD, tls: disable}
+EOF
+	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
+	pids+=($!)
+	wait_port "$port" "gateway ($mode)"
+	echo "$port"
+}
+
+log "gateways (strict, buffered)"
+strict_port=$(start_gateway strict)
+buffered_port=$(start_gateway buffered)
+
+log "pgbouncer"
+if ! integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
+bouncer_env=$(integration/services.sh pgbouncer start transaction 2>"$work/pgbouncer.log") || {
+	cat "$work/pgbouncer.log" >&2
+	exit 1
+}
+bouncer_port=$(sed -n 's/^TAPLINE_PGBOUNCER_PORT=//p' <<<"$bouncer_env" | tr -d "'\"")
+
+log "pgbench -i -s $SCALE (direct)"
+PGPASSWORD=$TAPLINE_PG_GW_PASSWORD pgbench -i -q -I dtGvp -s "$SCALE" -h 127.0.0.1 -p "$TAPLINE_PG_PORT" \
+	-U "$TAPLINE_PG_GW_USER" "$TAPLINE_PG_DB" >"$work/init.log" 2>&1 || {
+	cat "$work/init.log" >&2
+	exit 1
+}
+
+# run TARGET SCRIPT CLIENTS: prints "tps latency_ms".
+run() {
+	local target=$1 script=$2 clients=$3 port user pw
+	local flags=(-n -T "$SECONDS_EACH" -c "$clients" -j "$((clients < 2 ? 1 : 2))")
+	case $target in
+	direct) port=$TAPLINE_PG_PORT user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD ;;
+	pgbouncer) port=$bouncer_port user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD ;;
+	strict) port=$strict_port user=bench pw=$token ;;
+	buffered) port=$buffered_port user=bench pw=$token ;;
+	esac
+	[[ $script == select-only ]] && flags+=(-S)
+	local out
+	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
+		echo "bench: pgbench $target $script -c $clients failed:" >&2
+		echo "$out" >&2
+		echo "0 0"
+		return
+	}
+	local tps lat
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+	echo "${tps:-0} ${lat:-0}"
+}
+
+results=$work/results
+: >"$results"
+for script in select-only tpcb; do
+	for c in $CLIENTS; do
+		for target in direct pgbouncer strict buffered; do
+			log "$script, $c clients, $target (${SECONDS_EACH}s)"
+			echo "$script $c $target $(run "$target" "$script" "$c")" >>"$results"
+		done
+	done
+done
+
+printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores shared by everything\n\n' \
+	"$SECONDS_EACH" "$SCALE" "$TAPLINE_KAFKA_BROKERS"
+awk '
+	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
+	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+	END {
+		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer |\n"
+		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: |\n"
+		split("direct pgbouncer strict buffered", targets, " ")
+		for (i = 0; i < n; i++) {
+			split(order[i], k, " ")
+			for (j = 1; j <= 4; j++) {
+				t = targets[j]
+				printf "| %s | %s | %s | %.0f | %.3f | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
+					ratio(tps[order[i], t], tps[order[i], "direct"]), ratio(tps[order[i], t], tps[order[i], "pgbouncer"])
+			}
+		}
+	}' "$results"
