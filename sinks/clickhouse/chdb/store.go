@@ -82,6 +82,7 @@ var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func (c *conn) run(sql string) ([]byte, error) {
 	res, err := c.sess.Query(sql, "RowBinaryWithNamesAndTypes")
 	if err != nil {
+		c.drain()
 		return nil, err
 	}
 	defer res.Free()
@@ -89,6 +90,15 @@ func (c *conn) run(sql string) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte(nil), res.Buf()...), nil
+}
+
+// drain runs a throwaway query after a failed one. A query that fails while
+// producing rows (a result limit, a timeout, throwIf) leaves its partial output in
+// the session, and chDB hands it out in front of the next query's result.
+func (c *conn) drain() {
+	if res, err := c.sess.Query("SELECT 1", "RowBinaryWithNamesAndTypes"); err == nil && res != nil {
+		res.Free()
+	}
 }
 
 // withParams runs sql with query parameters. chDB takes parameters only as session

@@ -357,6 +357,14 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 		!strings.Contains(err.Error(), "Limit for result exceeded") {
 		t.Errorf("100 rows with MaxRows 10: err = %v, want the engine's result limit error", err)
 	}
+	if _, err := s.SQL(ctx, "SELECT number, throwIf(number = 100000) FROM system.numbers LIMIT 200000", clickhouse.Limits{MaxRows: 1000000}); err == nil {
+		t.Error("throwIf did not fail the statement")
+	}
+	// A statement that failed halfway through its rows leaves nothing behind for the next.
+	res, err = s.SQL(ctx, "SELECT 42 AS answer", clickhouse.Limits{})
+	if err != nil || len(res.Rows) != 1 || res.Rows[0][0] != uint64(42) || res.Columns[0].Name != "answer" {
+		t.Errorf("statement after failed ones: %+v %v", res, err)
+	}
 }
 
 func testTTL(t *testing.T, dial Dial) {
