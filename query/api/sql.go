@@ -66,7 +66,7 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
 	defer cancel()
 	res, err := s.store.SQL(ctx, req.Query, lim)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) || (err != nil && strings.Contains(err.Error(), "TIMEOUT_EXCEEDED")):
 		writeError(w, http.StatusGatewayTimeout, "timeout", "the statement ran past its time limit")
 		return
 	case err != nil && r.Context().Err() != nil:
