@@ -44,11 +44,11 @@ type server struct {
 
 // New builds the verifier, the recorder and every listener in cfg, binding the
 // listen addresses so that a port in use fails here, before anything is served.
-func New(ctx context.Context, cfg *Config, log *slog.Logger) (g *Gateway, err error) {
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g = &Gateway{cfg: cfg, log: log.With("gateway_id", cfg.GatewayID), reg: prometheus.NewRegistry()}
+	g := &Gateway{cfg: cfg, log: log.With("gateway_id", cfg.GatewayID), reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			g.closeListeners()

@@ -85,6 +85,7 @@ token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --
 topic=tapline.bench.frames
 "$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
 
+# start_gateway MODE: sets gw_port (not run in a subshell, so its pid is tracked).
 start_gateway() {
 	local mode=$1 port metrics
 	port=$(free_port)
@@ -106,12 +107,14 @@ EOF
 	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
 	wait_port "$port" "gateway ($mode)"
-	echo "$port"
+	gw_port=$port
 }
 
 log "gateways (strict, buffered)"
-strict_port=$(start_gateway strict)
-buffered_port=$(start_gateway buffered)
+start_gateway strict
+strict_port=$gw_port
+start_gateway buffered
+buffered_port=$gw_port
 
 log "pgbouncer"
 if ! integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
