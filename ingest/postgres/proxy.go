@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,6 +100,12 @@ func New(cfg Config) (*Server, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: metrics: %w", err)
+	}
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone()
+		if !slices.Contains(cfg.TLS.NextProtos, alpnPostgres) {
+			cfg.TLS.NextProtos = append(cfg.TLS.NextProtos, alpnPostgres)
+		}
 	}
 	s := &Server{cfg: cfg, targets: map[string]*Target{}, keys: newKeyTable(), metrics: m, log: cfg.Logger.With("proxy", "postgres")}
 	groups := map[string][]string{}

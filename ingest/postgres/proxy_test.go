@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -321,5 +322,36 @@ func TestKeyTableIssuesUniqueKeys(t *testing.T) {
 	}
 	if len(kt.m) != 0 {
 		t.Fatal("keys left after removal")
+	}
+}
+
+// A client asking for protocol 3.2 and a _pq_ option learns that the gateway
+// speaks 3.0 without it, then logs in as usual.
+func TestNegotiateProtocolVersion(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial(t)
+	pkt := binary.BigEndian.AppendUint32([]byte{0, 0, 0, 0}, 3<<16|2)
+	for _, s := range []string{"user", "agent", "database", "app", "_pq_.compression", "on", ""} {
+		pkt = append(append(pkt, s...), 0)
+	}
+	binary.BigEndian.PutUint32(pkt, uint32(len(pkt)))
+	if _, err := c.conn.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	want := append(msg('v', "\x00\x03\x00\x00\x00\x00\x00\x01_pq_.compression\x00"), encode(&pgproto3.AuthenticationCleartextPassword{})...)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c.conn, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	c.send(&pgproto3.PasswordMessage{Password: "good"})
+	if m := c.recv(); !isAuthOK(m) {
+		t.Fatalf("after negotiation: %#v", m)
+	}
+	c.untilReady()
+	if st := h.be.startups[0]; st["_pq_.compression"] != "" {
+		t.Fatalf("protocol option forwarded to the target: %v", st)
 	}
 }

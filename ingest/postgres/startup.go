@@ -118,6 +118,9 @@ type handshake struct {
 // returned handshake is never nil, so they go over the negotiated (TLS) connection.
 func (s *Server) negotiate(raw net.Conn) (*handshake, error) {
 	h := &handshake{conn: raw}
+	if err := s.directTLS(h); err != nil {
+		return h, err
+	}
 	for {
 		pkt, code, err := readPacket(h.conn)
 		if err != nil {
@@ -154,6 +157,51 @@ func (s *Server) negotiate(raw net.Conn) (*handshake, error) {
 			return h, nil
 		}
 	}
+}
+
+// alpnPostgres is the ALPN protocol PostgreSQL 17 clients require for direct TLS.
+const alpnPostgres = "postgresql"
+
+// directTLS handles sslnegotiation=direct (PostgreSQL 17 clients): the connection
+// starts with a TLS ClientHello (0x16, never the first byte of a startup packet
+// the gateway accepts) instead of an SSLRequest. Such clients must offer ALPN
+// "postgresql", as PostgreSQL requires.
+func (s *Server) directTLS(h *handshake) error {
+	var first [1]byte
+	if _, err := io.ReadFull(h.conn, first[:]); err != nil {
+		return err
+	}
+	h.conn = &prefixConn{Conn: h.conn, prefix: first[:]}
+	if first[0] != 0x16 {
+		return nil
+	}
+	if s.cfg.TLS == nil {
+		return errors.New("direct TLS connection but the listener has no certificate")
+	}
+	tc := tls.Server(h.conn, s.cfg.TLS)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	h.conn, h.tls = tc, true
+	if tc.ConnectionState().NegotiatedProtocol != alpnPostgres {
+		return protocolErrorf("direct TLS connection without ALPN %q", alpnPostgres)
+	}
+	return nil
+}
+
+// prefixConn replays bytes already read before reading from the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (s *Server) startTLS(h *handshake) error {
