@@ -15,7 +15,7 @@ import (
 // server, in a database of its own.
 func legacyServer(t *testing.T) (clickhouse.Store, clickhouse.Conn, clickhouse.ServerConfig) {
 	t.Helper()
-	addr := serviceEnv(t, "TAPLINE_CLICKHOUSE_ADDR")
+	addr := storetest.Env(t, "TAPLINE_CLICKHOUSE_ADDR")
 	sc := clickhouse.ServerConfig{Addr: []string{addr}, Database: fmt.Sprintf("tapline_test_%d", rand.Uint64())}
 	ctx := context.Background()
 	conn, err := clickhouse.DialServer(ctx, sc)

@@ -19,11 +19,16 @@ import (
 
 // WriterConfig configures the sink's Kafka side and batching.
 type WriterConfig struct {
-	Brokers       []string `yaml:"brokers"`
-	Group         string   `yaml:"group"`          // consumer group; default "tapline-sink"
-	FramesTopic   string   `yaml:"frames_topic"`   // default tapline.frames
-	CommandsTopic string   `yaml:"commands_topic"` // default tapline.commands
-	SessionsTopic string   `yaml:"sessions_topic"` // default tapline.sessions
+	Brokers []string `yaml:"brokers"`
+	Group   string   `yaml:"group"` // consumer group; default "tapline-sink"
+	// InstanceID enables static group membership (e.g. the pod name): a sink that
+	// restarts under the same id takes its partitions back at once instead of
+	// waiting for the group to notice the old member's death.
+	InstanceID     string        `yaml:"instance_id"`
+	SessionTimeout time.Duration `yaml:"session_timeout"` // group session timeout; default 45s
+	FramesTopic    string        `yaml:"frames_topic"`    // default tapline.frames
+	CommandsTopic  string        `yaml:"commands_topic"`  // default tapline.commands
+	SessionsTopic  string        `yaml:"sessions_topic"`  // default tapline.sessions
 
 	BatchRows  int           `yaml:"batch_rows"`  // flush at this many records; default 10000
 	BatchBytes int           `yaml:"batch_bytes"` // or this many value bytes; default 16 MiB
@@ -111,6 +116,12 @@ func NewWriter(cfg WriterConfig, store Store, reg prometheus.Registerer) (*Write
 		kgo.FetchMaxPartitionBytes(cfg.FetchMaxBytes),
 		kgo.MaxConcurrentFetches(cfg.MaxConcurrentFetches),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
 	}
 	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
 	if err != nil {

@@ -22,6 +22,11 @@ type Recording struct {
 // session.start, alternating Query/DataRow frames with binary payloads, session.end.
 // Payloads contain every byte value, including NUL, tab, newline, quote and backslash.
 func NewRecording(subject, target string, start time.Time, n int) Recording {
+	return NewRecordingSized(subject, target, start, n, 256)
+}
+
+// NewRecordingSized is NewRecording with DataRow payloads of size bytes.
+func NewRecordingSized(subject, target string, start time.Time, n, size int) Recording {
 	id := uuid.Must(uuid.NewV7()).String()
 	r := Recording{ID: id}
 	prev := schemas.ZeroHash
@@ -50,8 +55,9 @@ func NewRecording(subject, target string, start time.Time, n int) Recording {
 				Status: "ok", Rows: int64(seq), Masks: map[string]int64{"email": 1}})
 		default:
 			f.Direction, f.Kind = schemas.Server, "DataRow"
-			for b := 0; b < 256; b++ {
-				f.Payload = append(f.Payload, byte(b))
+			f.Payload = make([]byte, size)
+			for b := range f.Payload {
+				f.Payload[b] = byte(b)
 			}
 		}
 		if err := schemas.Seal(&f, prev); err != nil {
