@@ -42,6 +42,17 @@ func New(p schemas.Protocol, start schemas.SessionStart) *Builder {
 	return b
 }
 
+// NewDenied records a refused connection as the gateway does: session.denied at
+// seq 0, then the signed session.end.
+func NewDenied(p schemas.Protocol, start schemas.SessionStart, reason string) *Builder {
+	b := New(p, start)
+	b.Frames, b.prev = nil, schemas.ZeroHash
+	payload, _ := json.Marshal(map[string]any{"start": start, "denial": reason})
+	st := start
+	b.add(schemas.Frame{Direction: schemas.Server, Kind: schemas.KindSessionDenied, Payload: payload, Final: true, Start: &st, Denial: reason})
+	return b.End("denied: " + reason)
+}
+
 // Step advances the recording clock.
 func (b *Builder) Step(d time.Duration) *Builder {
 	b.Now = b.Now.Add(d)

@@ -244,3 +244,14 @@ func TestProblemsAreCapped(t *testing.T) {
 		t.Errorf("%d problems listed, %d omitted", len(r.Problems), r.ProblemsOmitted)
 	}
 }
+
+func TestDeniedSessionVerifies(t *testing.T) {
+	b := sessiontest.NewDenied(schemas.SSH, schemas.SessionStart{Subject: "mallory", Target: "box"}, "not in group ops")
+	r := run(t, b, b.Frames, Options{})
+	if !r.OK || r.Frames != 2 || r.EndReason != "denied: not in group ops" {
+		t.Errorf("denied session: %s %+v problems: %s", r.Status, r, kinds(r))
+	}
+	fs := clone(b.Frames)
+	fs[0].Denial = "something else"
+	onlyProblem(t, run(t, b, fs, Options{}), ProblemStart, 0)
+}
