@@ -86,7 +86,7 @@ clickhouse:
 	}()
 	atOutage := payloadBytes
 	during := produce(60, 1000) // ~235 MiB of payloads while the server is down
-	time.Sleep(3 * time.Second)  // let the sink fetch, retry and back off
+	time.Sleep(3 * time.Second) // let the sink fetch, retry and back off
 	committed, end := k.Offsets(t, group)
 	close(stop)
 	peak := <-rssDone
