@@ -3,11 +3,19 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -22,6 +30,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -37,7 +46,8 @@ type gw struct {
 	brokers []string
 	topic   string
 	pub     ed25519.PublicKey
-	pg      pgEnv
+	pg      testenv.PG
+	metrics string // metrics listener address
 	stop    func()
 }
 
@@ -48,6 +58,7 @@ type gwOpts struct {
 	brokers        []string
 	clockSkew      string
 	maxBuffered    int64
+	wrongCA        bool // target "app" verified against a CA that did not sign it
 }
 
 func startGateway(t *testing.T, o gwOpts) *gw {
@@ -78,6 +89,10 @@ func startGateway(t *testing.T, o gwOpts) *gw {
 	go func() { defer close(issDone); _ = iss.Serve(ctx, "") }()
 	waitListening(t, strings.TrimPrefix(iss.URL(), "http://"))
 
+	caFile := pg.SSLCert
+	if o.wrongCA {
+		caFile = otherCA(t, dir)
+	}
 	topic := "tapline.test.pg." + uuid.NewString()[:8]
 	createTopic(t, o.brokers, topic)
 	yaml := fmt.Sprintf(`
@@ -99,8 +114,8 @@ targets:
     groups: [dba]
     postgres: {database: %s, user: %s, password_file: %s, tls: disable}
 `, dir, strings.Join(o.brokers, ","), topic, o.mode, o.produceTimeout, o.maxBuffered, iss.URL(), o.clockSkew, o.plaintext,
-		pg.addr(), pg.DB, pg.GWUser, pg.SSLCert,
-		pg.addr(), pg.DB, pg.MD5User, writeSecret(t, dir, pg.MD5Password))
+		pg.Addr(), pg.DB, pg.GWUser, caFile,
+		pg.Addr(), pg.DB, pg.MD5User, writeSecret(t, dir, pg.MD5Password))
 	cfg, err := gateway.Parse([]byte(yaml), func(k string) (string, bool) {
 		if k == "GW_PW" {
 			return pg.GWPassword, true
@@ -133,7 +148,7 @@ targets:
 	}
 	t.Cleanup(stop)
 	return &gw{t: t, addr: addr, host: host, port: port, iss: iss, brokers: o.brokers, topic: topic,
-		pub: ed25519.PublicKey(g.PublicKey()), pg: pg, stop: stop}
+		pub: ed25519.PublicKey(g.PublicKey()), pg: pg, metrics: g.Addr("metrics").String(), stop: stop}
 }
 
 type testWriter struct{ t *testing.T }
@@ -218,8 +233,7 @@ func (g *gw) admin(t *testing.T) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable",
-		g.pg.Host, g.pg.Port, g.pg.AdminUser, g.pg.AdminPassword, g.pg.DB))
+	c, err := pgx.Connect(ctx, g.pg.AdminDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,3 +391,38 @@ func (c *teeConn) Read(p []byte) (int, error) {
 }
 
 var _ io.ReadWriter = (*teeConn)(nil)
+
+func (g *gw) scrapeMetrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + g.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// otherCA writes a self-signed certificate for 127.0.0.1 that signed nothing else.
+func otherCA(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dir + "/other-ca.crt"
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

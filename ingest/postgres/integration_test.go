@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -588,8 +589,8 @@ func assertNotInPostgresLog(t *testing.T, g *gw, marker string) {
 // Kafka stops: a statement sent in strict mode never reaches Postgres, the agent
 // is told why, and new connections are refused until Kafka is back.
 func TestKafkaDownFailsClosed(t *testing.T) {
-	k := startPrivateKafka(t)
-	g := startGateway(t, gwOpts{brokers: k.brokers, produceTimeout: "3s"})
+	k := testenv.PrivateKafka(t)
+	g := startGateway(t, gwOpts{brokers: k.Brokers(), produceTimeout: "3s"})
 	ctx := context.Background()
 	c := g.connect(t, "kafka-down")
 	table := "kdown_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
@@ -650,5 +651,94 @@ func TestKafkaDownFailsClosed(t *testing.T) {
 	if bytes.Contains(payloads(frames, schemas.Client), []byte(marker)) {
 		// Recorded but unacknowledged is allowed; forwarded is not (checked above).
 		t.Log("the refused statement's frame reached Kafka after all")
+	}
+}
+
+// Shutdown ends live sessions: the agent is told, the recording is ended with
+// reason "gateway shutdown" and signed.
+func TestGracefulShutdownEndsSessions(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	ctx := context.Background()
+	c := g.connect(t, "shutdown")
+	if _, err := c.Exec(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	metrics := g.scrapeMetrics(t)
+	for _, want := range []string{`tapline_postgres_connections_total{result="session"} 1`, "tapline_postgres_sessions_active 1", "tapline_recorder_"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	g.stop()
+	_, err := c.Exec(ctx, "select 2")
+	if code := pgErrCode(err); code != "57P01" {
+		t.Fatalf("after shutdown: %v (SQLSTATE %q), want 57P01", err, code)
+	}
+	frames := g.recordedSession(t, byApp("shutdown"))
+	g.verifySession(t, frames)
+	if r := frames[len(frames)-1].End.Reason; r != "gateway shutdown" {
+		t.Fatalf("end reason %q", r)
+	}
+}
+
+// LISTEN/NOTIFY: asynchronous NotificationResponse messages reach an idle agent.
+func TestNotificationsRelayed(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	listener := g.connect(t, "listen")
+	if _, err := listener.Exec(ctx, "listen tapline_events"); err != nil {
+		t.Fatal(err)
+	}
+	notifier := g.connect(t, "notify")
+	if _, err := notifier.Exec(ctx, "select pg_notify('tapline_events', 'deploy finished')"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Channel != "tapline_events" || n.Payload != "deploy finished" {
+		t.Fatalf("notification %+v", n)
+	}
+	listener.Close(ctx)
+	frames := g.recordedSession(t, byApp("listen"))
+	g.verifySession(t, frames)
+	if !slices.Contains(kinds(frames, schemas.Server), "NotificationResponse") {
+		t.Fatalf("no NotificationResponse frame: %v", kinds(frames, schemas.Server))
+	}
+}
+
+// verify-full against a CA that did not sign the target's certificate: the
+// gateway refuses to log in, and says so.
+func TestTargetCertificateVerified(t *testing.T) {
+	g := startGateway(t, gwOpts{wrongCA: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := pgx.Connect(ctx, g.connString("app", g.token("alice", "dba"), "require", "bad-ca"))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08001" || !strings.Contains(pe.Message, "certificate") {
+		t.Fatalf("got %v, want 08001 about the target's certificate", err)
+	}
+	frames := g.recordedSession(t, byApp("bad-ca"))
+	g.verifySession(t, frames)
+	if r := frames[len(frames)-1].End.Reason; !strings.HasPrefix(r, "target login failed") {
+		t.Fatalf("end reason %q", r)
+	}
+}
+
+// PostgreSQL 17 clients can skip the SSLRequest (sslnegotiation=direct).
+func TestDirectTLSNegotiation(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, g.connString("app", g.token("alice", "dba"), "require", "direct-tls")+" sslnegotiation=direct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var ssl bool
+	if err := c.QueryRow(ctx, "select 1 = 1").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("query over direct TLS: %v", err)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
@@ -77,6 +79,9 @@ type relay struct {
 
 	key       cancelKey // the gateway's BackendKeyData for this session
 	keyIssued bool      // written by the server pump only, read after it ended
+	// terminated is set before the agent's Terminate is forwarded: the target
+	// closing right after is then the client's doing, whichever pump ends first.
+	terminated atomic.Bool
 }
 
 func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream, t *Target) {
@@ -126,6 +131,9 @@ func (r *relay) run(ctx context.Context) string {
 		r.log.Error("recording failed; terminating session", "err", r.sess.Err())
 		r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
 	}
+	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") {
+		reason = "client terminated"
+	}
 	// Closing both sides stops the other pump; its reason is a consequence.
 	cancel()
 	r.agent.Close()
@@ -161,6 +169,9 @@ func (r *relay) clientPump(ctx context.Context) string {
 		}
 		m.clientMsgs.Inc()
 		m.clientBytes.Add(float64(len(msg)))
+		if typ == 'X' {
+			r.terminated.Store(true)
+		}
 		if _, err := r.up.w.Write(msg); err != nil {
 			return "target connection lost: " + err.Error()
 		}
