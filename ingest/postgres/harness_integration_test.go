@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -425,4 +426,19 @@ func otherCA(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// pgTool is the path of a PostgreSQL client program of the test installation.
+func (g *gw) pgTool(name string) string {
+	if g.pg.Bin != "" {
+		if p := filepath.Join(g.pg.Bin, name); fileExists(p) {
+			return p
+		}
+	}
+	return name
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

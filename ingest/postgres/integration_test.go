@@ -32,7 +32,7 @@ import (
 
 func psql(t *testing.T, g *gw, token, app string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command("psql", append([]string{"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", g.host, "-p", g.port, "-U", "agent", "-d", "app"}, args...)...)
+	cmd := exec.Command(g.pgTool("psql"), append([]string{"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", g.host, "-p", g.port, "-U", "agent", "-d", "app"}, args...)...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGSSLMODE=require", "PGAPPNAME="+app, "PGCONNECT_TIMEOUT=20")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -157,6 +157,13 @@ func TestPgxPipelineRecordedByteForByte(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Messages over the 900 KiB fragment limit both ways: a 1.5 MB parameter in
+	// Bind and a 2 MB value in DataRow.
+	var n int
+	var big string
+	if err := c.QueryRow(ctx, "select length($1::text), repeat('y', 2000000)", strings.Repeat("x", 1500000)).Scan(&n, &big); err != nil || n != 1500000 || len(big) != 2000000 {
+		t.Fatalf("large values: %d, %d, %v", n, len(big), err)
+	}
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +180,15 @@ func TestPgxPipelineRecordedByteForByte(t *testing.T) {
 	}
 	if want := got[9:]; !bytes.Equal(payloads(frames, schemas.Server), want) {
 		t.Fatalf("recorded server bytes (%d) differ from what the client received (%d)", len(payloads(frames, schemas.Server)), len(want))
+	}
+	fragmented := map[schemas.Direction]bool{}
+	for _, f := range frames {
+		if f.Fragment > 0 {
+			fragmented[f.Direction] = true
+		}
+	}
+	if !fragmented[schemas.Client] || !fragmented[schemas.Server] {
+		t.Fatalf("no fragmented frames (client %v, server %v)", fragmented[schemas.Client], fragmented[schemas.Server])
 	}
 	for _, k := range []string{"Parse", "Bind", "Describe", "Execute", "Sync", "Terminate"} {
 		if !slices.Contains(kinds(frames, schemas.Client), k) {
@@ -313,12 +329,12 @@ func TestPgbenchThroughGateway(t *testing.T) {
 	common := []string{"-h", g.host, "-p", g.port, "-U", "agent"}
 	// Server-side data generation (G) keeps the load phase quick; the schema is
 	// pgbench's own, in a schema of its own so parallel runs do not collide.
-	initCmd := exec.Command("pgbench", append([]string{"-i", "-I", "dtGvp", "-s", "1", "--quiet"}, append(common, "app")...)...)
+	initCmd := exec.Command(g.pgTool("pgbench"), append([]string{"-i", "-I", "dtGvp", "-s", "1", "--quiet"}, append(common, "app")...)...)
 	initCmd.Env = env
 	if out, err := initCmd.CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
-	run := exec.Command("pgbench", append([]string{"-T", "5", "-c", "4", "-j", "2", "-n"}, append(common, "app")...)...)
+	run := exec.Command(g.pgTool("pgbench"), append([]string{"-T", "5", "-c", "4", "-j", "2", "-n"}, append(common, "app")...)...)
 	run.Env = env
 	out, err := run.CombinedOutput()
 	if err != nil {
@@ -368,7 +384,7 @@ func TestCancelReachesTheServer(t *testing.T) {
 	})
 
 	t.Run("psql", func(t *testing.T) {
-		cmd := exec.Command("psql", "-X", "-h", g.host, "-p", g.port, "-U", "agent", "-d", "app", "-c", "select pg_sleep(30) /* cancel-psql */")
+		cmd := exec.Command(g.pgTool("psql"), "-X", "-h", g.host, "-p", g.port, "-U", "agent", "-d", "app", "-c", "select pg_sleep(30) /* cancel-psql */")
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+g.token("alice", "dba"), "PGSSLMODE=require", "PGAPPNAME=cancel-psql")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
