@@ -26,7 +26,7 @@ func init() { register(newSinkCmd()) }
 
 // openCHDB opens an embedded chDB store. Set by sink_chdb.go in binaries built with
 // -tags chdb: chdb-go loads libchdb.so at program start and panics without it.
-var openCHDB func(dir string, cfg clickhouse.Config) (clickhouse.Store, error)
+var openCHDB func(dir, configFile string, cfg clickhouse.Config) (clickhouse.Store, error)
 
 // sinkConfig is the sink's configuration file (docs/storage.md).
 type sinkConfig struct {
@@ -37,6 +37,7 @@ type sinkConfig struct {
 		clickhouse.ServerConfig `yaml:",inline"`
 		clickhouse.Config       `yaml:",inline"`
 		CHDBPath                string `yaml:"chdb_path"`
+		CHDBConfigFile          string `yaml:"chdb_config_file"` // engine config, e.g. storage policies
 	} `yaml:"clickhouse"`
 	Metrics struct {
 		Listen string `yaml:"listen"`
@@ -162,5 +163,5 @@ func openSinkStore(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, erro
 	if openCHDB == nil {
 		return nil, errors.New("sink: this binary was built without chDB; rebuild with -tags chdb or use a ClickHouse server")
 	}
-	return openCHDB(ch.CHDBPath, ch.Config)
+	return openCHDB(ch.CHDBPath, ch.CHDBConfigFile, ch.Config)
 }

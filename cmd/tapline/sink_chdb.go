@@ -4,4 +4,4 @@ package main
 
 import "github.com/tapline/tapline/sinks/clickhouse/chdb"
 
-func init() { openCHDB = chdb.Open }
+func init() { openCHDB = chdb.OpenConfig }

@@ -31,8 +31,11 @@ var (
 
 // Open opens (creating if needed) an embedded chDB store whose data lives in dir.
 // One per process. Call Migrate before writing.
-func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) {
-	c, err := Dial(dir)
+func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) { return OpenConfig(dir, "", cfg) }
+
+// OpenConfig is Open with an engine configuration file (see DialConfig).
+func OpenConfig(dir, configFile string, cfg clickhouse.Config) (clickhouse.Store, error) {
+	c, err := DialConfig(dir, configFile)
 	if err != nil {
 		return nil, err
 	}
@@ -45,16 +48,27 @@ func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) {
 }
 
 // Dial opens the chDB session in dir and returns it as a clickhouse.Conn.
-func Dial(dir string) (clickhouse.Conn, error) {
+func Dial(dir string) (clickhouse.Conn, error) { return DialConfig(dir, "") }
+
+// DialConfig is Dial with a ClickHouse server configuration file (XML or YAML) for
+// the embedded engine, e.g. storage policies (deploy/clickhouse/storage.xml).
+func DialConfig(dir, configFile string) (clickhouse.Conn, error) {
 	if dir == "" {
 		return nil, errors.New("chdb: a data directory is required")
+	}
+	if strings.ContainsAny(dir+configFile, "?&") {
+		return nil, errors.New("chdb: paths must not contain '?' or '&'")
+	}
+	connStr := dir
+	if configFile != "" {
+		connStr += "?config-file=" + configFile
 	}
 	openMu.Lock()
 	defer openMu.Unlock()
 	if isOpen {
 		return nil, errors.New("chdb: a session is already open in this process")
 	}
-	sess, err := chdbgo.NewSession(dir)
+	sess, err := chdbgo.NewSession(connStr)
 	if err != nil {
 		return nil, fmt.Errorf("chdb: open %s: %w", dir, err)
 	}
