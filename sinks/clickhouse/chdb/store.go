@@ -31,7 +31,9 @@ var (
 
 // Open opens (creating if needed) an embedded chDB store whose data lives in dir.
 // One per process. Call Migrate before writing.
-func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) { return OpenConfig(dir, "", cfg) }
+func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) {
+	return OpenConfig(dir, "", cfg)
+}
 
 // OpenConfig is Open with an engine configuration file (see DialConfig).
 func OpenConfig(dir, configFile string, cfg clickhouse.Config) (clickhouse.Store, error) {
