@@ -79,12 +79,16 @@ daemonize() {
 	echo $! >"$pidf"
 }
 
-# pid_alive PIDFILE: true if PIDFILE names a running process.
+# pid_alive PIDFILE: true if PIDFILE names a running process whose command
+# line mentions PIDFILE's directory (every daemon here is started with a config
+# file beside its pid file), so that a pid recycled after a reboot or a kill
+# is not taken for our service.
 pid_alive() {
 	local pid
 	[[ -s $1 ]] || return 1
 	pid=$(head -n1 "$1" | tr -dc '0-9')
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(dirname "$1")/"
 }
 
 pid_of() { head -n1 "$1" | tr -dc '0-9'; }

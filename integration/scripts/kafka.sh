@@ -194,7 +194,7 @@ kafka_cds() {
 
 build_probe() {
 	mkdir -p "$STATE/bin"
-	(cd "$REPO" && go build -o "$STATE/bin/svcprobe" ./integration/scripts/svcprobe) >"$STATE/bin/build.log" 2>&1 ||
+	(cd "$REPO" && go build -buildvcs=false -o "$STATE/bin/svcprobe" ./integration/scripts/svcprobe) >"$STATE/bin/build.log" 2>&1 ||
 		die "could not build the readiness probe; see $STATE/bin/build.log"
 }
 
