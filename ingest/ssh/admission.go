@@ -44,7 +44,9 @@ func (a *admission) serverConfig() *ssh.ServerConfig {
 			return a.admit(meta, "password", string(password))
 		},
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			answers, err := challenge("tapline", "Authenticate with an OIDC token.", []string{tokenPrompt}, []bool{false})
+			// No name or instruction: OpenSSH prints them on stderr, which would
+			// pollute every command's output.
+			answers, err := challenge("", "", []string{tokenPrompt}, []bool{false})
 			if err != nil {
 				return nil, err
 			}
@@ -114,7 +116,7 @@ func (a *admission) open(t *resolvedTarget, start schemas.SessionStart) (*ssh.Pe
 	up, err := a.srv.dialTarget(a.ctx, t, log)
 	if err != nil {
 		reason := describeDialError(t, err)
-		log.Warn("refusing SSH session: target login failed", "err", err)
+		log.Warn("refusing SSH session: target login failed", "err", err, "known_hosts", t.SSH.KnownHosts)
 		if endErr := rec.End(a.ctx, reason); endErr != nil {
 			log.Error("recording session end", "err", endErr)
 		}

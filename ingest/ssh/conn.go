@@ -32,10 +32,11 @@ type proxyConn struct {
 	cancel context.CancelFunc
 	nextID atomic.Int64
 
-	mu     sync.Mutex
-	pairs  map[int64]*pair
-	reason string
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	pairs    map[int64]*pair
+	reason   string
+	failOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 func newProxyConn(a *admission, down *ssh.ServerConn) *proxyConn {
@@ -115,11 +116,14 @@ func (c *proxyConn) drain(reason string) {
 }
 
 // fail ends the connection at once, telling the agent why on the stderr of every
-// open session channel (best effort, bounded by noticeTimeout).
+// open session channel (best effort, bounded by noticeTimeout). Concurrent calls
+// return once the first one has told the agent and closed the connection.
 func (c *proxyConn) fail(err error) {
-	if !c.setReason(err.Error()) {
-		return
-	}
+	c.failOnce.Do(func() { c.failNow(err) })
+}
+
+func (c *proxyConn) failNow(err error) {
+	c.setReason(err.Error())
 	c.log.Error("ending SSH session", "err", err)
 	msg := fmt.Sprintf("\r\ntapline: %v; the connection is closed.\r\n", err)
 	c.mu.Lock()
@@ -140,16 +144,13 @@ func (c *proxyConn) fail(err error) {
 	c.closeBoth()
 }
 
-// setReason records the first reason the connection ends; it reports whether this
-// call set it.
-func (c *proxyConn) setReason(reason string) bool {
+// setReason records the first reason the connection ends.
+func (c *proxyConn) setReason(reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.reason != "" {
-		return false
+	if c.reason == "" {
+		c.reason = reason
 	}
-	c.reason = reason
-	return true
 }
 
 func (c *proxyConn) endReason() string {

@@ -124,9 +124,9 @@ func describeDialError(t *resolvedTarget, err error) string {
 	var keyErr *knownhosts.KeyError
 	switch {
 	case errors.As(err, &keyErr) && len(keyErr.Want) == 0:
-		return fmt.Sprintf("target %q (%s) presented a host key that is not in %s", t.Name, t.Address, t.SSH.KnownHosts)
+		return fmt.Sprintf("target %q (%s) presented a host key that is not in the gateway's known_hosts", t.Name, t.Address)
 	case errors.As(err, &keyErr):
-		return fmt.Sprintf("target %q (%s) presented a host key that does NOT match %s (possible impersonation)", t.Name, t.Address, t.SSH.KnownHosts)
+		return fmt.Sprintf("target %q (%s) presented a host key that does NOT match the gateway's known_hosts (possible impersonation)", t.Name, t.Address)
 	default:
 		return fmt.Sprintf("cannot connect to target %q (%s): %v", t.Name, t.Address, err)
 	}
