@@ -81,24 +81,30 @@ func (s *Server) serveCancel(ctx context.Context, k cancelKey, remote string) {
 		s.log.Warn("cancel request not forwarded: recording failed", "session", e.sess.ID(), "err", err)
 		return
 	}
+	if err := s.forwardCancel(ctx, e); err != nil {
+		s.metrics.cancels.WithLabelValues("error").Inc()
+		s.log.Warn("cancel request not delivered", "session", e.sess.ID(), "target", e.target.Name, "err", err)
+		return
+	}
+	s.metrics.cancels.WithLabelValues("forwarded").Inc()
+	s.log.Info("cancel request forwarded", "session", e.sess.ID(), "target", e.target.Name)
+}
+
+// forwardCancel sends the target's real key for e to its target.
+func (s *Server) forwardCancel(ctx context.Context, e *cancelEntry) error {
 	ctx, stop := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer stop()
 	conn, err := s.dialTarget(ctx, e.target)
 	if err != nil {
-		s.metrics.cancels.WithLabelValues("error").Inc()
-		s.log.Warn("cancel request: cannot reach target", "session", e.sess.ID(), "target", e.target.Name, "err", err)
-		return
+		return err
 	}
 	defer conn.Close()
 	if _, err := conn.Write(e.real.packet()); err != nil {
-		s.metrics.cancels.WithLabelValues("error").Inc()
-		s.log.Warn("cancel request: write to target", "session", e.sess.ID(), "err", err)
-		return
+		return err
 	}
 	// The server closes once it has processed the request; waiting for that makes the
 	// cancel take effect before the agent's own connection closes, as libpq does.
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, _ = io.Copy(io.Discard, conn)
-	s.metrics.cancels.WithLabelValues("forwarded").Inc()
-	s.log.Info("cancel request forwarded", "session", e.sess.ID(), "target", e.target.Name)
+	return nil
 }

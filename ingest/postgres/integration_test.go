@@ -685,11 +685,19 @@ func TestGracefulShutdownEndsSessions(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// A statement still running when the gateway stops is cancelled on the server.
+	admin := g.admin(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, "select pg_sleep(30) /* shutdown-running */")
+		errc <- err
+	}()
+	waitRunning(t, admin, "shutdown-running")
 	g.stop()
-	_, err := c.Exec(ctx, "select 2")
-	if code := pgErrCode(err); code != "57P01" {
-		t.Fatalf("after shutdown: %v (SQLSTATE %q), want 57P01", err, code)
+	if code := pgErrCode(<-errc); code != "57P01" {
+		t.Fatalf("statement running at shutdown: SQLSTATE %q, want 57P01", code)
 	}
+	assertNotRunning(t, admin, "shutdown-running")
 	frames := g.recordedSession(t, byApp("shutdown"))
 	g.verifySession(t, frames)
 	if r := frames[len(frames)-1].End.Reason; r != "gateway shutdown" {

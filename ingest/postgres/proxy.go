@@ -132,12 +132,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	s.log.Info("postgres proxy listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil, "plaintext_allowed", plaintext)
 	var err error
+	var backoff time.Duration
 	for {
 		var conn net.Conn
 		conn, err = ln.Accept()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			// Out of file descriptors and the like: wait and retry, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
 		if err != nil {
 			break
 		}
+		backoff = 0
 		s.conns.Add(1)
 		go func() {
 			defer s.conns.Done()

@@ -78,7 +78,8 @@ type relay struct {
 	log       *slog.Logger
 
 	key       cancelKey // the gateway's BackendKeyData for this session
-	keyIssued bool      // written by the server pump only, read after it ended
+	realKey   cancelKey // the target's
+	keyIssued bool      // key and realKey are written by the server pump only, read after it ended
 	// terminated is set before the agent's Terminate is forwarded: the target
 	// closing right after is then the client's doing, whichever pump ends first.
 	terminated atomic.Bool
@@ -99,6 +100,9 @@ func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream,
 	reason := r.run(ctx)
 	if r.keyIssued {
 		s.keys.remove(r.key)
+		if r.abnormal(reason) {
+			r.cancelRunningQuery()
+		}
 	}
 	c.end(sess, reason)
 	r.log.Info("session ended", "reason", reason, "duration", time.Since(started).Round(time.Millisecond))
@@ -260,7 +264,32 @@ func (r *relay) substituteKey(msg []byte) ([]byte, error) {
 	if r.keyIssued {
 		r.s.keys.remove(r.key)
 	}
-	r.key = r.s.keys.issue(&cancelEntry{target: r.target, real: cancelKey{k.ProcessID, k.SecretKey}, sess: r.sess})
+	r.realKey = cancelKey{k.ProcessID, k.SecretKey}
+	r.key = r.s.keys.issue(&cancelEntry{target: r.target, real: r.realKey, sess: r.sess})
 	r.keyIssued = true
 	return encode(&pgproto3.BackendKeyData{ProcessID: r.key.pid, SecretKey: r.key.secret}), nil
+}
+
+// abnormal reports whether the gateway, not the agent or the target, ended the
+// session (shutdown, recording failure, protocol violation, oversized reply).
+func (r *relay) abnormal(reason string) bool {
+	switch {
+	case reason == "client terminated", reason == "client disconnected", reason == "target closed the connection",
+		strings.HasPrefix(reason, "client connection lost"), strings.HasPrefix(reason, "target connection lost"):
+		return false
+	}
+	return true
+}
+
+// cancelRunningQuery stops a statement the target may still be running for a
+// session the gateway ended: closing the connection alone is noticed by
+// PostgreSQL only when the statement next writes. It is the gateway's own
+// action, not the agent's, so it is logged, not recorded.
+func (r *relay) cancelRunningQuery() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.DialTimeout)
+	defer cancel()
+	e := &cancelEntry{target: r.target, real: r.realKey, sess: r.sess}
+	if err := r.s.forwardCancel(ctx, e); err != nil {
+		r.log.Warn("could not cancel the target's running statement", "err", err)
+	}
 }
