@@ -232,8 +232,9 @@ func (w *Writer) decode(r *kgo.Record, b *Batch) {
 func (w *Writer) flush(ctx context.Context, p *pending) error {
 	p.batch.Token = BatchToken(p.records)
 	backoff := w.cfg.RetryMin
+	var t0 time.Time
 	for attempt := 1; ; attempt++ {
-		t0 := time.Now()
+		t0 = time.Now()
 		err := w.store.Insert(ctx, &p.batch)
 		w.metrics.insertSeconds.Observe(time.Since(t0).Seconds())
 		if err == nil {
@@ -252,6 +253,8 @@ func (w *Writer) flush(ctx context.Context, p *pending) error {
 		}
 		backoff = min(2*backoff, w.cfg.RetryMax)
 	}
+	slog.Debug("sink: batch stored", "records", len(p.records), "bytes", p.bytes,
+		"age", time.Since(p.started), "insert", time.Since(t0))
 	w.metrics.batches.WithLabelValues("ok").Inc()
 	w.metrics.rows.WithLabelValues(TableFrames).Add(float64(len(p.batch.Frames)))
 	w.metrics.rows.WithLabelValues(TableCommands).Add(float64(len(p.batch.Commands)))

@@ -5,6 +5,7 @@ package chdb
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
@@ -14,16 +15,34 @@ import (
 // with CHDB_LIB_PATH set: chdb-go loads libchdb.so when the test binary starts and
 // panics without it, so a plain `go test ./...` cannot link it.
 func TestWithCHDB(t *testing.T) {
-	lib := storetest.Env(t, "CHDB_LIB_PATH")
-	args := []string{"test", "-tags", "chdb", "-count=1", "-timeout", "10m"}
+	args := []string{"-count=1", "-timeout", "10m"}
 	if testing.Verbose() {
 		args = append(args, "-v")
 	}
-	cmd := exec.Command(storetest.GoTool(), append(args, ".")...)
-	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
-	out, err := cmd.CombinedOutput()
+	out, err := goTestCHDB(t, args...)
 	t.Logf("go test -tags chdb:\n%s", out)
 	if err != nil {
 		t.Fatalf("chDB tests failed: %v", err)
 	}
+}
+
+// BenchmarkWithCHDB runs this package's chDB benchmarks once in a child go test
+// (see TestWithCHDB), so `make bench` reports them too.
+func BenchmarkWithCHDB(b *testing.B) {
+	out, err := goTestCHDB(b, "-run", "^$", "-bench", ".", "-benchtime", "1x")
+	if err != nil {
+		b.Fatalf("chDB benchmarks failed: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "Benchmark") {
+			b.Log(line)
+		}
+	}
+}
+
+func goTestCHDB(t testing.TB, args ...string) ([]byte, error) {
+	lib := storetest.Env(t, "CHDB_LIB_PATH")
+	cmd := exec.Command(storetest.GoTool(), append(append([]string{"test", "-tags", "chdb"}, args...), ".")...)
+	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
+	return cmd.CombinedOutput()
 }

@@ -1,0 +1,40 @@
+//go:build chdb
+
+package chdb
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
+	"github.com/tapline/tapline/sinks/clickhouse/storetest"
+)
+
+// BenchmarkSinkCHDB compares rows/s through the sink (Kafka → Writer → chDB) with a
+// bare Store.Insert of the same rows in batches of the same size. Run once:
+// go test -tags chdb -run '^$' -bench . -benchtime 1x ./sinks/clickhouse/chdb/
+func BenchmarkSinkCHDB(b *testing.B) {
+	brokers := storetest.Env(b, "TAPLINE_KAFKA_BROKERS")
+	rs := storetest.BenchWorkload(40, 1000, 512)
+	const batch = 10000
+	open := func(b *testing.B) clickhouse.Store {
+		s, err := Open(b.TempDir(), clickhouse.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Migrate(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	b.Run("BareInsert", func(b *testing.B) {
+		s := open(b)
+		defer s.Close()
+		storetest.BenchBareInsert(b, s, rs, batch)
+	})
+	b.Run("Sink", func(b *testing.B) {
+		s := open(b)
+		defer s.Close()
+		storetest.BenchSink(b, brokers, s, rs, batch)
+	})
+}
