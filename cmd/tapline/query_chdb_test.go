@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -23,9 +23,7 @@ import (
 // TestQueryServerOverCHDB runs `tapline query` on an embedded chDB store that the
 // sink's Store wrote, and drives it with the client commands.
 func TestQueryServerOverCHDB(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test (chDB)")
-	}
+	testenv.CHDBLib(t) // skips under -short, fails under CI without the library
 	t.Setenv("TAPLINE_API", "")
 	t.Setenv("TAPLINE_TOKEN", "")
 	dir := t.TempDir()
@@ -55,7 +53,7 @@ func TestQueryServerOverCHDB(t *testing.T) {
 	store.Close()
 
 	keyHex := fmt.Sprintf("%x", b.Key.Public())
-	addr := freeAddr(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	accessLog := filepath.Join(dir, "access.jsonl")
 	served := make(chan error, 1)
 	go func() {
@@ -95,15 +93,6 @@ func TestQueryServerOverCHDB(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Error("query server did not shut down")
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitHTTP(t *testing.T, url string, served <-chan error) {

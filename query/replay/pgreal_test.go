@@ -4,16 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tapline/tapline/integration/testenv"
 
 	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
@@ -22,33 +22,6 @@ import (
 // Integration: pgx against the test Postgres (integration/services.sh) through a
 // recording relay that frames each wire message as the gateway does. The replay must
 // make sense of what real clients and servers send, not only of synthetic messages.
-
-func servicesEnv(t *testing.T) map[string]string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test (skipped with -short)")
-	}
-	path := os.Getenv("TAPLINE_SERVICES_ENV")
-	if path == "" {
-		path = "../../.services/env"
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("services not up: %v", err)
-		}
-		t.Skipf("services not up (run integration/services.sh up): %v", err)
-	}
-	defer f.Close()
-	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && !strings.HasPrefix(k, "#") {
-			m[k] = strings.Trim(v, "'\"")
-		}
-	}
-	return m
-}
 
 var clientKinds = map[byte]string{'Q': "Query", 'P': "Parse", 'B': "Bind", 'D': "Describe", 'E': "Execute", 'S': "Sync",
 	'C': "Close", 'H': "Flush", 'X': "Terminate", 'p': "PasswordMessage", 'd': "CopyData", 'c': "CopyDone", 'f': "CopyFail", 'F': "FunctionCall"}
@@ -113,8 +86,8 @@ func (r *relay) pump(src io.Reader, dst io.Writer, dir schemas.Direction, startu
 }
 
 func TestReplayOfRealPgxTraffic(t *testing.T) {
-	env := servicesEnv(t)
-	target := net.JoinHostPort(env["TAPLINE_PG_HOST"], env["TAPLINE_PG_PORT"])
+	pg := testenv.Postgres(t)
+	target := pg.Addr()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +113,8 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", env["TAPLINE_PG_ADMIN_USER"], env["TAPLINE_PG_ADMIN_PASSWORD"], ln.Addr(), env["TAPLINE_PG_DB"])
+	// The admin DSN, pointed at the relay.
+	dsn := strings.Replace(pg.AdminDSN(), "@"+pg.Addr()+"/", "@"+ln.Addr().String()+"/", 1)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
