@@ -302,6 +302,9 @@ func TestStrictClientFailsWhenKafkaDoesNotAck(t *testing.T) {
 	if err := r.Ready(ctx); err == nil {
 		t.Fatal("Ready right after a failed frame")
 	}
+	if f, a := testutil.ToFloat64(r.m.failed), testutil.ToFloat64(r.m.active); f != 1 || a != 0 {
+		t.Fatalf("failed sessions %v, active %v; want 1, 0", f, a)
+	}
 
 	// Kafka answers again: the frame in flight is delivered (the idempotent
 	// producer retries it) and the recorder closes the session with a reason.
@@ -316,6 +319,13 @@ func TestStrictClientFailsWhenKafkaDoesNotAck(t *testing.T) {
 	}
 	if err := r.Ready(ctx); err != nil {
 		t.Fatalf("Ready after Kafka is back: %v", err)
+	}
+	// The counter moves right after the ack, which the consumer may beat.
+	for deadline := time.Now().Add(2 * time.Second); testutil.ToFloat64(r.m.recovery.WithLabelValues("written")) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("failure session.end not counted as written")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

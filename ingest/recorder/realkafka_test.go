@@ -1,5 +1,0 @@
-package recorder
-
-import "testing"
-
-func realKafkaForBench(b *testing.B) ([]string, string) { return nil, "" }
