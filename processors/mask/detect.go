@@ -44,73 +44,95 @@ type Match struct {
 type detector struct {
 	name string
 	// may reports cheaply whether the detector can match at all.
-	may  func(b []byte) bool
-	find func(b []byte) []Match
+	may func(b []byte) bool
+	// find returns the matches in b; lower is b in lower case (ASCII).
+	find func(b, lower []byte) []Match
 }
 
 var builtin = map[string]detector{
-	Email:       {Email, hasByte('@'), reFinder(Email, `(?i)[a-z0-9._%+\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b`, 0)},
-	Card:        {Card, digits(13), findCards},
-	NationalID:  {NationalID, hasByte('-'), findSSNs},
-	IBAN:        {IBAN, digits(2), findIBANs},
-	Phone:       {Phone, digits(8), findPhones},
-	JWT:         {JWT, hasString("eyJ"), reFinder(JWT, `eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`, 0)},
+	Email:       {Email, hasByte('@'), plain(findEmails)},
+	Card:        {Card, digits(13), plain(findCards)},
+	NationalID:  {NationalID, maySSN, plain(findSSNs)},
+	IBAN:        {IBAN, digits(2), plain(findIBANs)},
+	Phone:       {Phone, digits(8), plain(findPhones)},
+	JWT:         {JWT, hasString("eyJ"), multiFinder(JWT, []pattern{pat(`eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)})},
 	CloudKey:    {CloudKey, always, multiFinder(CloudKey, cloudKeyPatterns)},
-	APIToken:    {APIToken, hasByte('_', '-'), multiFinder(APIToken, apiTokenPatterns)},
-	PrivateKey:  {PrivateKey, hasString("PRIVATE KEY"), findPrivateKeys},
-	SQLPassword: {SQLPassword, hasFold("password", "identified"), multiFinder(SQLPassword, sqlPasswordPatterns)},
+	APIToken:    {APIToken, hasByte('_', '-', '.', ' '), multiFinder(APIToken, apiTokenPatterns)},
+	PrivateKey:  {PrivateKey, hasString("PRIVATE KEY"), plain(findPrivateKeys)},
+	SQLPassword: {SQLPassword, always, multiFinder(SQLPassword, sqlPasswordPatterns)},
 	Password:    {Password, hasByte('=', '@'), multiFinder(Password, passwordPatterns)},
 }
 
-// A pattern masks the first non-empty submatch group it names, or the whole match.
-type pattern struct {
-	re     *regexp.Regexp
-	groups []int
+func plain(f func([]byte) []Match) func(b, lower []byte) []Match {
+	return func(b, _ []byte) []Match { return f(b) }
 }
 
-func pat(expr string, groups ...int) pattern { return pattern{regexp.MustCompile(expr), groups} }
+// A pattern masks the first non-empty submatch group it names, or the whole match.
+// Regular expressions that start with alternatives or ignore case cannot skip ahead
+// on a literal, so patterns carry cheap literal tests: hints (one must occur in the
+// lower-cased text for the pattern to run at all) and anchors (the match starts at an
+// occurrence of one of them, and the expression runs anchored there).
+type pattern struct {
+	re      *regexp.Regexp
+	groups  []int
+	hints   []string
+	anchors []string
+}
+
+func pat(expr string, groups ...int) pattern {
+	return pattern{re: regexp.MustCompile(expr), groups: groups}
+}
+
+// when adds hints: lower-case literals of which one must occur.
+func (p pattern) when(hints ...string) pattern { p.hints = hints; return p }
+
+// at compiles a pattern that matches only starting at a (word-initial) occurrence of
+// one of the lower-case anchors.
+func at(anchors []string, expr string, groups ...int) pattern {
+	return pattern{re: regexp.MustCompile(`^(?:` + expr + `)`), groups: groups, anchors: anchors}
+}
 
 var cloudKeyPatterns = []pattern{
-	pat(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b`), // AWS access key id
-	pat(`(?i)(?:aws_?secret_?access_?key|aws_?secret_?key|secretaccesskey)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b`, 1), // AWS secret key
-	pat(`\bAIza[0-9A-Za-z_\-]{35}\b`),                                                                                        // Google API key
-	pat(`\bya29\.[0-9A-Za-z_\-]{20,}`),                                                                                       // Google OAuth access token
-	pat(`(?i)\bAccountKey=([A-Za-z0-9+/]{86}==)`, 1),                                                                         // Azure storage account key
-	pat(`(?i)\bSharedAccessKey=([A-Za-z0-9+/]{43}=)`, 1),                                                                     // Azure Service Bus / Event Hubs
-	pat(`(?i)[?&]sig=([A-Za-z0-9%+/=]{30,})`, 1),                                                                             // Azure SAS signature
-	pat(`(?i)(?:client_?secret|azure_?client_?secret)["']?\s*[:=]\s*["']?([A-Za-z0-9_~.\-]{34,40})\b`, 1),                    // Azure AD client secret
-	pat(`"private_key_id"\s*:\s*"([0-9a-f]{40})"`, 1),                                                                        // GCP service account key id
-	pat(`(?i)(?:aliyun|alibaba)[_-]?(?:access[_-]?)?key[_-]?secret["']?\s*[:=]\s*["']?([A-Za-z0-9]{30})\b`, 1),               // Alibaba Cloud secret
-	pat(`\bdop_v1_[a-f0-9]{64}\b`),                                                                                           // DigitalOcean personal token
-	pat(`\b(?:LTAI)[A-Za-z0-9]{12,20}\b`),                                                                                    // Alibaba access key id
-	pat(`(?i)\b(?:x-goog-api-key|x-amz-security-token)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})`, 1),                      // keys in headers
-	pat(`(?i)(?:aws_?session_?token|securitytoken)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{100,})`, 1),                            // AWS session token
-	pat(`(?i)\b(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})["']?`, 1), // generic "secret access key"
+	pat(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b`).when("akia", "asia", "abia", "acca"),                                                                // AWS access key id
+	pat(`(?i)(?:aws_?secret_?access_?key|aws_?secret_?key|secretaccesskey)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b`, 1).when("secret"),                // AWS secret key
+	pat(`\bAIza[0-9A-Za-z_\-]{35}\b`).when("aiza"),                                                                                                     // Google API key
+	pat(`\bya29\.[0-9A-Za-z_\-]{20,}`).when("ya29."),                                                                                                   // Google OAuth access token
+	pat(`(?i)\bAccountKey=([A-Za-z0-9+/]{86}==)`, 1).when("accountkey="),                                                                               // Azure storage account key
+	pat(`(?i)\bSharedAccessKey=([A-Za-z0-9+/]{43}=)`, 1).when("sharedaccesskey="),                                                                      // Azure Service Bus / Event Hubs
+	pat(`(?i)[?&]sig=([A-Za-z0-9%+/=]{30,})`, 1).when("sig="),                                                                                          // Azure SAS signature
+	pat(`(?i)(?:client_?secret|azure_?client_?secret)["']?\s*[:=]\s*["']?([A-Za-z0-9_~.\-]{34,40})\b`, 1).when("secret"),                               // Azure AD client secret
+	pat(`"private_key_id"\s*:\s*"([0-9a-f]{40})"`, 1).when("private_key_id"),                                                                           // GCP service account key id
+	pat(`(?i)(?:aliyun|alibaba)[_-]?(?:access[_-]?)?key[_-]?secret["']?\s*[:=]\s*["']?([A-Za-z0-9]{30})\b`, 1).when("aliyun", "alibaba"),               // Alibaba Cloud secret
+	pat(`\bdop_v1_[a-f0-9]{64}\b`).when("dop_v1_"),                                                                                                     // DigitalOcean personal token
+	pat(`\bLTAI[A-Za-z0-9]{12,20}\b`).when("ltai"),                                                                                                     // Alibaba access key id
+	pat(`(?i)\b(?:x-goog-api-key|x-amz-security-token)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})`, 1).when("x-goog-api-key", "x-amz-security-token"), // keys in headers
+	pat(`(?i)(?:aws_?session_?token|securitytoken)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{100,})`, 1).when("token"),                                        // AWS session token
+	pat(`(?i)\b(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=_\-]{20,})["']?`, 1).when("secret"),            // generic "secret access key"
 }
 
 var apiTokenPatterns = []pattern{
-	pat(`\bgh[pousr]_[A-Za-z0-9]{36}\b`),               // GitHub
-	pat(`\bgithub_pat_[A-Za-z0-9_]{60,90}\b`),          // GitHub fine-grained
-	pat(`\bglpat-[A-Za-z0-9_\-]{20}\b`),                // GitLab
-	pat(`\bxox[abposr]-[A-Za-z0-9\-]{10,}`),            // Slack
-	pat(`\b[rs]k_live_[0-9A-Za-z]{24,}\b`),             // Stripe
-	pat(`\bnpm_[A-Za-z0-9]{36}\b`),                     // npm
-	pat(`\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}\b`),        // OpenAI-style
-	pat(`\bhvs\.[A-Za-z0-9_\-]{24,}\b`),                // Vault service token
-	pat(`(?i)\bbearer\s+([A-Za-z0-9_\-.=+/]{20,})`, 1), // bearer tokens quoted in text
+	pat(`\bgh[pousr]_[A-Za-z0-9]{36}\b`).when("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), // GitHub
+	pat(`\bgithub_pat_[A-Za-z0-9_]{60,90}\b`).when("github_pat_"),                     // GitHub fine-grained
+	pat(`\bglpat-[A-Za-z0-9_\-]{20}\b`).when("glpat-"),                                // GitLab
+	pat(`\bxox[abposr]-[A-Za-z0-9\-]{10,}`).when("xox"),                               // Slack
+	pat(`\b[rs]k_live_[0-9A-Za-z]{24,}\b`).when("k_live_"),                            // Stripe
+	pat(`\bnpm_[A-Za-z0-9]{36}\b`).when("npm_"),                                       // npm
+	pat(`\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}\b`).when("sk-"),                           // OpenAI-style
+	pat(`\bhvs\.[A-Za-z0-9_\-]{24,}\b`).when("hvs."),                                  // Vault service token
+	at([]string{"bearer"}, `(?i)bearer\s+([A-Za-z0-9_\-.=+/]{20,})`, 1),               // bearer tokens quoted in text
 }
 
 var sqlPasswordPatterns = []pattern{
-	pat(`(?is)\bPASSWORD\s+E?'((?:[^']|'')*)'`, 1),
-	pat(`(?is)\bPASSWORD\s+\$\$(.*?)\$\$`, 1),
-	pat(`(?is)\bIDENTIFIED\s+(?:WITH\s+\S+\s+)?BY\s+'((?:[^'\\]|''|\\.)*)'`, 1),
+	at([]string{"password"}, `(?is)PASSWORD\s+E?'((?:[^']|'')*)'`, 1),
+	at([]string{"password"}, `(?is)PASSWORD\s+\$\$(.*?)\$\$`, 1),
+	at([]string{"identified"}, `(?is)IDENTIFIED\s+(?:WITH\s+\S+\s+)?BY\s+'((?:[^'\\]|''|\\.)*)'`, 1),
 }
 
 var passwordPatterns = []pattern{
 	// URLs with credentials: postgres://user:pass@host, https://u:p@h.
-	pat(`\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'"]+:([^\s@/'"]+)@`, 1),
+	pat(`\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'"]+:([^\s@/'"]+)@`, 1).when("://"),
 	// key=value: libpq conninfo, ADO/JDBC strings, env files, CLI flags.
-	pat(`(?i)\b(?:password|passwd|pwd|pass)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^\s;&'",$)][^\s;&'",)]*))`, 1, 2, 3),
+	at([]string{"pass", "pwd"}, `(?i)(?:password|passwd|pwd|pass)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^\s;&'",$)][^\s;&'",)]*))`, 1, 2, 3),
 }
 
 func always([]byte) bool { return true }
@@ -130,38 +152,6 @@ func hasString(s string) func([]byte) bool {
 	return func(b []byte) bool { return bytes.Contains(b, []byte(s)) }
 }
 
-func hasFold(words ...string) func([]byte) bool {
-	return func(b []byte) bool {
-		for _, w := range words {
-			if indexFold(b, w) >= 0 {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// indexFold is a case-insensitive bytes.Index for an ASCII lower-case needle.
-func indexFold(b []byte, lower string) int {
-	n := len(lower)
-	for i := 0; i+n <= len(b); i++ {
-		j := 0
-		for ; j < n; j++ {
-			c := b[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != lower[j] {
-				break
-			}
-		}
-		if j == n {
-			return i
-		}
-	}
-	return -1
-}
-
 // digits reports whether b holds at least n ASCII digits.
 func digits(n int) func([]byte) bool {
 	return func(b []byte) bool {
@@ -177,15 +167,17 @@ func digits(n int) func([]byte) bool {
 	}
 }
 
-func reFinder(typ, expr string, group int) func([]byte) []Match {
-	p := pat(expr, group)
-	return multiFinder(typ, []pattern{p})
-}
-
-func multiFinder(typ string, ps []pattern) func([]byte) []Match {
-	return func(b []byte) []Match {
+func multiFinder(typ string, ps []pattern) func(b, lower []byte) []Match {
+	return func(b, lower []byte) []Match {
 		var out []Match
 		for _, p := range ps {
+			if len(p.hints) > 0 && !containsAny(lower, p.hints) {
+				continue
+			}
+			if len(p.anchors) > 0 {
+				out = p.anchored(typ, b, lower, out)
+				continue
+			}
 			for _, loc := range p.re.FindAllSubmatchIndex(b, -1) {
 				if m, ok := groupSpan(loc, p.groups); ok {
 					out = append(out, Match{m[0], m[1], typ})
@@ -195,6 +187,42 @@ func multiFinder(typ string, ps []pattern) func([]byte) []Match {
 		return out
 	}
 }
+
+// anchored runs an anchored pattern at each word-initial occurrence of its anchors.
+func (p pattern) anchored(typ string, b, lower []byte, out []Match) []Match {
+	for _, a := range p.anchors {
+		for off := 0; ; {
+			i := bytes.Index(lower[off:], []byte(a))
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + len(a)
+			if i > 0 && isWordByte(b[i-1]) {
+				continue
+			}
+			loc := p.re.FindSubmatchIndex(b[i:])
+			if loc == nil {
+				continue
+			}
+			if m, ok := groupSpan(loc, p.groups); ok {
+				out = append(out, Match{i + m[0], i + m[1], typ})
+			}
+		}
+	}
+	return out
+}
+
+func containsAny(lower []byte, subs []string) bool {
+	for _, s := range subs {
+		if bytes.Contains(lower, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool { return isAlnum(c) || c == '_' }
 
 // groupSpan picks the first non-empty group named in groups (or the whole match).
 func groupSpan(loc []int, groups []int) ([2]int, bool) {
@@ -263,6 +291,48 @@ func allSame(ds []byte) bool {
 		}
 	}
 	return true
+}
+
+// emailDomain is the part of an address after the @, matched anchored there.
+var emailDomain = regexp.MustCompile(`^(?i)[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b`)
+
+// findEmails finds addresses from each @: the local part before it, the domain after.
+func findEmails(b []byte) []Match {
+	var out []Match
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '@')
+		if i < 0 {
+			return out
+		}
+		i += off
+		off = i + 1
+		s := i
+		for s > 0 && emailLocal(b[s-1]) {
+			s--
+		}
+		if s == i {
+			continue
+		}
+		if loc := emailDomain.FindIndex(b[i+1:]); loc != nil {
+			out = append(out, Match{s, i + 1 + loc[1], Email})
+			off = i + 1 + loc[1]
+		}
+	}
+}
+
+func emailLocal(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+
+// maySSN looks for ddd-dd- before running the expression.
+func maySSN(b []byte) bool {
+	isDigit := func(c byte) bool { return '0' <= c && c <= '9' }
+	for i := 3; i+3 < len(b); i++ {
+		if b[i] == '-' && isDigit(b[i-1]) && isDigit(b[i-2]) && isDigit(b[i-3]) && isDigit(b[i+1]) && isDigit(b[i+2]) && b[i+3] == '-' {
+			return true
+		}
+	}
+	return false
 }
 
 var ssnRe = regexp.MustCompile(`\b(\d{3})-(\d{2})-(\d{4})\b`)
@@ -421,10 +491,11 @@ func scan(b []byte, dets []detector, extra []namedPattern) []Match {
 	if len(b) == 0 {
 		return nil
 	}
+	lower := bytes.ToLower(b)
 	var all []Match
 	for _, d := range dets {
 		if d.may(b) {
-			all = append(all, d.find(b)...)
+			all = append(all, d.find(b, lower)...)
 		}
 	}
 	for _, p := range extra {

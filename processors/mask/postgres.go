@@ -108,7 +108,8 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		if err := m.Decode(body); err != nil {
 			return nil, nil, err
 		}
-		m.Data = t.text(m.Data, st, counts)
+		// Same length: in binary COPY each field is length-prefixed inside the data.
+		m.Data = t.text(m.Data, sameLength, counts)
 		msg = m
 	case "ErrorResponse":
 		m := &pgproto3.ErrorResponse{}

@@ -46,6 +46,13 @@ type Kafka struct {
 	// its predecessor and aborts its open transaction at once.
 	TransactionalID    string        `yaml:"transactional_id"`
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// SessionTimeout is how long the group waits for a silent member before giving
+	// its partitions to others (default 45s; brokers allow 6s and up).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// InstanceID makes this member static: restarted with the same id it gets its
+	// partitions back without a rebalance, but when it stops for good they wait for
+	// the session timeout. Empty (the default) is a dynamic member.
+	InstanceID string `yaml:"instance_id"`
 	// MaxPollRecords bounds the frames in one transaction.
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// StateLoadTimeout bounds the wait for the state topic to catch up with the
@@ -136,6 +143,9 @@ func (c *Config) fillDefaults() {
 	}
 	if k.TransactionTimeout <= 0 {
 		k.TransactionTimeout = 60 * time.Second
+	}
+	if k.SessionTimeout <= 0 {
+		k.SessionTimeout = 45 * time.Second
 	}
 	if k.MaxPollRecords <= 0 {
 		k.MaxPollRecords = 2000

@@ -154,7 +154,7 @@ func interleave(ss []*sessiontest.Session, seed uint64) []schemas.Frame {
 	return out
 }
 
-func produceFrames(t *testing.T, cl *kgo.Client, topic string, frames []schemas.Frame) {
+func produceFrames(t testing.TB, cl *kgo.Client, topic string, frames []schemas.Frame) {
 	t.Helper()
 	recs := make([]*kgo.Record, 0, len(frames))
 	for i := range frames {

@@ -58,8 +58,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 		}
 		defer stop()
 	}
-	r.sess, err = kgo.NewGroupTransactSession(append(r.baseOpts(),
+	opts := append(r.baseOpts(),
 		kgo.ConsumerGroup(cfg.Kafka.Group),
+		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.ConsumeTopics(cfg.Topics.Raw),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -74,11 +75,22 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 		}),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
-	)...)
+	)
+	if cfg.Kafka.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
+	}
+	r.sess, err = kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return err
 	}
 	defer r.sess.Close()
+	// Initialising the transactional producer fences a previous incarnation with the
+	// same transactional id and aborts its open transaction now, rather than when it
+	// times out; until then the group's offsets for its partitions stay unstable and
+	// no one can consume them.
+	if _, _, err := r.sess.Client().ProducerID(ctx); err != nil {
+		return fmt.Errorf("initialise transactional producer %q: %w", cfg.Kafka.TransactionalID, err)
+	}
 	log.Info("processing", "raw", cfg.Topics.Raw, "group", cfg.Kafka.Group, "transactional_id", cfg.Kafka.TransactionalID,
 		"state", cfg.Topics.State)
 	return r.loop(ctx)
@@ -284,7 +296,10 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 	if perr != nil {
 		return fail(fmt.Errorf("produce: %w", perr))
 	}
+	ending := time.Now()
 	committed, err := r.sess.End(tctx, kgo.TryCommit)
+	r.log.Debug("transaction", "frames", fetches.NumRecords(), "committed", committed,
+		"produce", ending.Sub(now).Round(time.Microsecond), "end", time.Since(ending).Round(time.Microsecond))
 	if err != nil {
 		return fmt.Errorf("end transaction: %w", err)
 	}

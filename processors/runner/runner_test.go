@@ -19,7 +19,7 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func testConfig(t *testing.T, brokers []string, name, raw string) *Config {
+func testConfig(t testing.TB, brokers []string, name, raw string) *Config {
 	t.Helper()
 	y := fmt.Sprintf(`
 kafka: {group: %[1]s-group, transactional_id: %[1]s-txn, max_poll_records: 50, transaction_timeout: 20s}

@@ -4,8 +4,11 @@
 package sessiontest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -120,3 +123,21 @@ func (s *Session) End(reason string) *schemas.Frame {
 
 // Seq is the seq the next frame gets.
 func (s *Session) Seq() int64 { return s.seq }
+
+// Load reads frames stored one JSON object per line (encoding/json of schemas.Frame),
+// as in processors/testdata.
+func Load(path string) ([]schemas.Frame, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []schemas.Frame
+	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var f schemas.Frame
+		if err := json.Unmarshal(line, &f); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
