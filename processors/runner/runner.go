@@ -41,7 +41,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 		return err
 	}
 	r := &runner{cfg: cfg, log: log, pcfg: pcfg, extra: extra, parts: map[int32]*part{}, revoked: map[int32]bool{},
-		tick: time.Second, metrics: newMetrics(reg)}
+		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg)}
 	adm, err := kadm.NewOptClient(r.baseOpts()...)
 	if err != nil {
 		return err
@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 			}
 			return 1_000_000
 		}),
+		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
 	)
@@ -108,15 +109,15 @@ type runner struct {
 
 	parts map[int32]*part // loaded raw partitions
 
-	mu      sync.Mutex
-	revoked map[int32]bool // revoked since the loop last looked
+	mu       sync.Mutex
+	revoked  map[int32]bool // revoked since the loop last looked
+	assigned map[int32]bool // raw partitions this member owns
 }
 
 // part is a raw partition this processor owns, with its sessions.
 type part struct {
 	proc *pipeline.Processor
 	next int64 // offset after the last record processed: what the group commits
-	lso  int64 // last stable offset seen in a fetch, to tell whether it is caught up
 }
 
 func (r *runner) baseOpts() []kgo.Opt {
@@ -131,6 +132,17 @@ func (r *runner) newProcessor() *pipeline.Processor {
 	return p
 }
 
+// onAssigned notes the partitions this member owns (their state is loaded with their
+// first records, or by the idle sweep if none come). Called from the client's group
+// goroutine.
+func (r *runner) onAssigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range got[r.cfg.Topics.Raw] {
+		r.assigned[p] = true
+	}
+}
+
 // onRevoked drops revoked partitions' state: it is reloaded from the state topic if
 // they come back. Called from the client's group goroutine.
 func (r *runner) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
@@ -138,6 +150,7 @@ func (r *runner) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]i
 	defer r.mu.Unlock()
 	for _, p := range lost[r.cfg.Topics.Raw] {
 		r.revoked[p] = true
+		delete(r.assigned, p)
 	}
 }
 
@@ -247,7 +260,6 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 			}
 			pt.next = rec.Offset + 1
 		}
-		pt.lso = fp.LastStableOffset
 		touched[fp.Partition] = true
 		r.metrics.frames.Add(float64(len(fp.Records)))
 		buildErr = r.emit(&out, produce)
@@ -257,7 +269,10 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 		return fail(buildErr)
 	}
 	if sweep {
-		for _, p := range r.caughtUp() {
+		if err := r.loadIdle(ctx); err != nil {
+			return fail(err)
+		}
+		for _, p := range r.caughtUp(ctx) {
 			r.parts[p].proc.Sweep(now, &out)
 			if err := r.emit(&out, produce); err != nil {
 				return fail(err)
@@ -339,20 +354,56 @@ func (r *runner) load(ctx context.Context, fetches kgo.Fetches) error {
 		return err
 	}
 	for p, l := range got {
-		r.parts[p] = &part{proc: l.proc, next: l.checkpoint, lso: -1}
+		r.parts[p] = &part{proc: l.proc, next: l.checkpoint}
 		r.log.Info("partition state loaded", "partition", p, "sessions", l.proc.Sessions(), "offset", l.checkpoint,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
 
+// loadIdle loads the state of owned partitions that have had no records since they
+// were assigned, so that their idle sessions can be swept too. Only partitions whose
+// committed offset the group has fetched qualify (the state must match it); one with no
+// committed offset at all has no state to sweep.
+func (r *runner) loadIdle(ctx context.Context) error {
+	committed := r.sess.Client().CommittedOffsets()[r.cfg.Topics.Raw]
+	want := map[int32]int64{}
+	r.mu.Lock()
+	for p := range r.assigned {
+		if eo, ok := committed[p]; ok && r.parts[p] == nil && !r.revoked[p] {
+			want[p] = eo.Offset
+		}
+	}
+	r.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	got, err := r.loadPartitions(ctx, want)
+	if err != nil {
+		return err
+	}
+	for p, l := range got {
+		r.parts[p] = &part{proc: l.proc, next: l.checkpoint}
+		r.log.Info("idle partition state loaded", "partition", p, "sessions", l.proc.Sessions(), "offset", l.checkpoint)
+	}
+	return nil
+}
+
 // caughtUp lists loaded partitions with nothing left to read: only there may idle
 // sessions be abandoned (a backlog may still hold their frames).
-func (r *runner) caughtUp() []int32 {
+func (r *runner) caughtUp(ctx context.Context) []int32 {
+	if len(r.parts) == 0 {
+		return nil
+	}
+	lso, err := r.adm.ListCommittedOffsets(ctx, r.cfg.Topics.Raw)
+	if err != nil {
+		r.log.Warn("list raw offsets for the idle sweep", "err", err)
+		return nil
+	}
 	var out []int32
 	for _, p := range r.sortedParts() {
 		pt := r.parts[p]
-		if pt.lso >= 0 && pt.next >= pt.lso {
+		if o, ok := lso.Lookup(r.cfg.Topics.Raw, p); ok && o.Err == nil && pt.next >= 0 && pt.next >= o.Offset {
 			out = append(out, p)
 		}
 	}

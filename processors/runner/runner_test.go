@@ -141,29 +141,48 @@ func TestRestartContinuesExactly(t *testing.T) {
 	}
 }
 
-func TestIdleSessionIsAbandoned(t *testing.T) {
+// A session left open is abandoned after the idle timeout, also when the processor
+// restarted in between and its partition never saw another frame.
+func TestIdleSessionIsAbandonedAfterRestart(t *testing.T) {
 	const raw = "raw"
-	brokers := newFake(t, raw, 1)
+	brokers := newFake(t, raw, 2)
 	s := sessiontest.Start(schemas.SSH, schemas.SessionStart{Subject: "ci", Target: "box"}, sessiontest.NewKey(1), time.Now().Add(-time.Minute))
 	s.Add(schemas.Client, "ssh.channel.open", 0, []byte("\x00\x00\x00\x07session"))
+	s.Add(schemas.Client, "ssh.request.exec", 0, []byte("\x00\x00\x00\x0asleep 3600"))
 	produceFrames(t, producer(t, brokers), raw, s.Frames)
 
 	cfg := testConfig(t, brokers, "idle", raw)
+	r := start(t, cfg) // default idle timeout: the session stays active
+	waitCaughtUp(t, brokers, cfg.Kafka.Group, raw, 30*time.Second, r.alive)
+	r.stop(t)
+	if sum := collect(t, brokers, cfg.Topics).final[s.ID]; sum.Status != schemas.StatusActive {
+		t.Fatalf("summary before restart %+v", sum)
+	}
+
 	cfg.Sessions.IdleTimeout = 30 * time.Second
-	r := start(t, cfg)
+	r = start(t, cfg)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		o := collect(t, brokers, cfg.Topics)
 		if sum, ok := o.final[s.ID]; ok && sum.Status == schemas.StatusAbandoned {
-			if sum.Version != 2 || sum.EndedAt == nil || !sum.EndedAt.Equal(s.Frames[1].TS) {
+			if sum.Version != 2 || sum.EndedAt == nil || !sum.EndedAt.Equal(s.Frames[len(s.Frames)-1].TS) || sum.Commands != 1 {
 				t.Errorf("summary %+v", sum)
 			}
-			found := false
+			var types []string
 			for _, a := range o.audit {
-				found = found || strings.Contains(a, `"type":"session.abandoned"`)
+				for _, typ := range []string{"session.abandoned", "command"} {
+					if strings.Contains(a, `"type":"`+typ+`"`) {
+						types = append(types, typ)
+					}
+				}
 			}
-			if !found {
-				t.Error("no session.abandoned audit record")
+			if len(types) != 2 {
+				t.Errorf("audit records %v", types)
+			}
+			for _, c := range o.commands {
+				if c.Status != "incomplete" || c.Text != "sleep 3600" {
+					t.Errorf("command %+v", c)
+				}
 			}
 			break
 		}
