@@ -67,10 +67,14 @@ type Limits struct {
 	MaxText      int // command text and parameters kept per command (bytes); longer is cut
 	MaxStmtBytes int // total text of prepared statements kept per session
 	MaxQueue     int // client messages awaiting an answer
+	// MaxQueueText bounds the text and parameters held by commands awaiting an
+	// answer; past it, further queued commands keep only a short prefix (a pipeline
+	// of thousands of statements must not make the session's state huge).
+	MaxQueueText int
 }
 
 // DefaultLimits are used where a Limits field is zero.
-var DefaultLimits = Limits{MaxText: 16 << 10, MaxStmtBytes: 256 << 10, MaxQueue: 512}
+var DefaultLimits = Limits{MaxText: 16 << 10, MaxStmtBytes: 256 << 10, MaxQueue: 4096, MaxQueueText: 512 << 10}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxText <= 0 {
@@ -81,6 +85,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxQueue <= 0 {
 		l.MaxQueue = DefaultLimits.MaxQueue
+	}
+	if l.MaxQueueText <= 0 {
+		l.MaxQueueText = DefaultLimits.MaxQueueText
 	}
 	return l
 }
@@ -218,20 +225,20 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 	case "Query":
 		text := cstring(body)
 		p.Cols = nil
-		p.push(&pgOp{Op: "query", Seq: f.Seq, Cmd: newCommand(f, "query", clip(text, lim.MaxText, truncated), masks)})
+		p.push(&pgOp{Op: "query", Seq: f.Seq, Cmd: newCommand(f, "query", clip(text, lim.MaxText, truncated), masks)}, lim)
 	case "FunctionCall":
 		m := &pgproto3.FunctionCall{}
 		text := "function call"
 		if m.Decode(body) == nil {
 			text = fmt.Sprintf("function call (oid %d, %d arguments)", m.Function, len(m.Arguments))
 		}
-		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: newCommand(f, "function", text, masks)})
+		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: newCommand(f, "function", text, masks)}, lim)
 	case "Parse":
 		name, rest := cstringNext(body)
 		text := cstring(rest)
 		text = clip(text, lim.MaxText, truncated)
 		p.setStmt(name, &pgStmt{Text: text, Masks: masks}, lim)
-		p.push(&pgOp{Op: "parse", Name: name, Seq: f.Seq, Text: text})
+		p.push(&pgOp{Op: "parse", Name: name, Seq: f.Seq, Text: text}, lim)
 	case "Bind":
 		m := &pgproto3.Bind{}
 		pt := &pgPortal{Masks: masks}
@@ -248,26 +255,26 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 			p.Portals = map[string]*pgPortal{}
 		}
 		p.Portals[m.DestinationPortal] = pt
-		p.push(&pgOp{Op: "bind", Name: m.DestinationPortal, Seq: f.Seq})
+		p.push(&pgOp{Op: "bind", Name: m.DestinationPortal, Seq: f.Seq}, lim)
 	case "Execute":
 		name, _ := cstringNext(body)
 		text, params, pmasks := fmt.Sprintf("(portal %q: statement not seen)", name), []string(nil), map[string]int64(nil)
 		kind := "prepared"
 		if pt := p.Portals[name]; pt != nil {
-			params, pmasks = pt.Params, pt.Masks
+			params, pmasks = append([]string(nil), pt.Params...), pt.Masks
 			if s := p.Stmts[pt.Stmt]; s != nil {
 				text = s.Text
 				c := newCommand(f, kind, text, s.Masks)
 				c.Params = params
 				addMasks(c, pmasks)
-				p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c})
+				p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
 				return
 			}
 			text = fmt.Sprintf("(prepared statement %q: text not seen)", pt.Stmt)
 		}
 		c := newCommand(f, kind, text, pmasks)
 		c.Params = params
-		p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c})
+		p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
 	case "Describe":
 		if len(body) > 0 {
 			name, _ := cstringNext(body[1:])
@@ -275,7 +282,7 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 			if body[0] == 'P' {
 				op = "describe_p"
 			}
-			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq})
+			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
 		}
 	case "Close":
 		if len(body) > 0 {
@@ -284,10 +291,10 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 			if body[0] == 'P' {
 				op = "close_p"
 			}
-			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq})
+			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
 		}
 	case "Sync":
-		p.push(&pgOp{Op: "sync", Seq: f.Seq})
+		p.push(&pgOp{Op: "sync", Seq: f.Seq}, lim)
 	case "CopyFail":
 		if op := p.head("query", "execute"); op != nil && op.Cmd != nil {
 			op.Cmd.Error = "COPY aborted by the client: " + cstring(body)
@@ -513,7 +520,27 @@ func finish(c *schemas.Command, f *schemas.Frame, status string) {
 	}
 }
 
-func (p *PG) push(op *pgOp) { p.Queue = append(p.Queue, op) }
+func (p *PG) push(op *pgOp, lim Limits) {
+	if op.Cmd != nil {
+		held := 0
+		for _, q := range p.Queue {
+			held += len(q.Text)
+			if q.Cmd != nil {
+				held += len(q.Cmd.Text)
+				for _, prm := range q.Cmd.Params {
+					held += len(prm)
+				}
+			}
+		}
+		if held > lim.MaxQueueText {
+			op.Cmd.Text = clip(op.Cmd.Text, 256, false)
+			for i, prm := range op.Cmd.Params {
+				op.Cmd.Params[i] = clip(prm, 64, false)
+			}
+		}
+	}
+	p.Queue = append(p.Queue, op)
+}
 
 // head returns the first waiting operation if it is one of ops. Statement-level
 // bookkeeping (parse, bind…) that a backend message skips over is dropped first: the

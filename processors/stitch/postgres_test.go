@@ -2,6 +2,7 @@ package stitch
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,6 +258,37 @@ func TestTagRows(t *testing.T) {
 		n, ok := tagRows(tag)
 		if (want < 0 && ok) || (want >= 0 && n != want) {
 			t.Errorf("%s: %d %v", tag, n, ok)
+		}
+	}
+}
+
+func TestLongPipelineKeepsStateBounded(t *testing.T) {
+	s := newPG(t)
+	long := "SELECT '" + strings.Repeat("x", 8000) + "'"
+	for range 200 {
+		s.client(&pgproto3.Parse{Query: long}, &pgproto3.Bind{}, &pgproto3.Execute{})
+	}
+	s.client(&pgproto3.Sync{})
+	held := 0
+	for _, op := range s.pg.Queue {
+		if op.Cmd != nil {
+			held += len(op.Cmd.Text)
+		}
+	}
+	if held > DefaultLimits.MaxQueueText+2*16<<10 {
+		t.Errorf("%d bytes of text queued", held)
+	}
+	for range 200 {
+		s.server(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, cc("SELECT 1"))
+	}
+	s.server(rfqIdle)
+	cmds := s.take()
+	if len(cmds) != 200 || cmds[0].Text != long || !strings.HasSuffix(cmds[199].Text, "…[truncated]") {
+		t.Fatalf("%d commands", len(cmds))
+	}
+	for _, c := range cmds {
+		if c.Status != StatusOK || c.Rows != 1 {
+			t.Fatalf("%+v", c)
 		}
 	}
 }
