@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -15,8 +16,8 @@ import (
 // the same size, on the Debian server (reduced schema). Run once:
 // go test -run '^$' -bench SinkServer -benchtime 1x ./sinks/clickhouse/
 func BenchmarkSinkServer(b *testing.B) {
-	brokers := storetest.Env(b, "TAPLINE_KAFKA_BROKERS")
-	addr := storetest.Env(b, "TAPLINE_CLICKHOUSE_ADDR")
+	brokers := testenv.Kafka(b)
+	addr := testenv.ClickHouse(b).Addr
 	rs := storetest.BenchWorkload(40, 1000, 512)
 	const batch = 10000
 	open := func(b *testing.B) clickhouse.Store {

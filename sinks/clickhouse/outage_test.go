@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -19,7 +20,7 @@ import (
 // while the backlog waits in Kafka, no offset moves while nothing can be stored, and
 // afterwards every frame is stored exactly once.
 func TestSinkRidesOutClickHouseOutage(t *testing.T) {
-	brokers := storetest.Env(t, "TAPLINE_KAFKA_BROKERS")
+	brokers := testenv.Kafka(t)
 	srv := storetest.StartClickHouse(t)
 	k := storetest.NewKafka(t, brokers, 3)
 	bin := storetest.BuildTapline(t, "")

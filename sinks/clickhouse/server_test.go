@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -15,7 +16,7 @@ import (
 // server, in a database of its own.
 func legacyServer(t *testing.T) (clickhouse.Store, clickhouse.Conn, clickhouse.ServerConfig) {
 	t.Helper()
-	addr := storetest.Env(t, "TAPLINE_CLICKHOUSE_ADDR")
+	addr := testenv.ClickHouse(t).Addr
 	sc := clickhouse.ServerConfig{Addr: []string{addr}, Database: fmt.Sprintf("tapline_test_%d", rand.Uint64())}
 	ctx := context.Background()
 	conn, err := clickhouse.DialServer(ctx, sc)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -14,7 +15,7 @@ import (
 // bare Store.Insert of the same rows in batches of the same size. Run once:
 // go test -tags chdb -run '^$' -bench . -benchtime 1x ./sinks/clickhouse/chdb/
 func BenchmarkSinkCHDB(b *testing.B) {
-	brokers := storetest.Env(b, "TAPLINE_KAFKA_BROKERS")
+	brokers := testenv.Kafka(b)
 	rs := storetest.BenchWorkload(40, 1000, 512)
 	const batch = 10000
 	open := func(b *testing.B) clickhouse.Store {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkWithCHDB(b *testing.B) {
 }
 
 func goTestCHDB(t testing.TB, args ...string) ([]byte, error) {
-	lib := storetest.Env(t, "CHDB_LIB_PATH")
+	lib := testenv.CHDBLib(t)
 	cmd := exec.Command(storetest.GoTool(), append(append([]string{"test", "-tags", "chdb"}, args...), ".")...)
 	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
 	return cmd.CombinedOutput()

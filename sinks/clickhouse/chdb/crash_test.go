@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
@@ -22,7 +23,7 @@ import (
 // SIGKILL several times while it writes, restarts it, and then reads every session
 // back: each (session_id, seq) exactly once, every command and summary present.
 func TestSinkKilledMidBatch(t *testing.T) {
-	brokers := storetest.Env(t, "TAPLINE_KAFKA_BROKERS")
+	brokers := testenv.Kafka(t)
 	k := storetest.NewKafka(t, brokers, 3)
 	bin := storetest.BuildTapline(t, "chdb")
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -34,7 +35,7 @@ func (l *lostAck) Insert(ctx context.Context, b *clickhouse.Batch) error {
 // that were in fact stored, and insert_deduplication_token keeps them from being
 // stored twice, without waiting for a merge.
 func TestWriterRetryAfterLostAck(t *testing.T) {
-	brokers := storetest.Env(t, "TAPLINE_KAFKA_BROKERS")
+	brokers := testenv.Kafka(t)
 	k := storetest.NewKafka(t, brokers, 2)
 	var rs []storetest.Recording
 	for range 6 {

@@ -73,7 +73,7 @@ func BenchBareInsert(b *testing.B, s clickhouse.Store, rs []Recording, batchRows
 
 // BenchSink produces the workload to fresh topics, then runs a Writer into s until
 // every offset is committed and reports rows/s (consume, decode, insert, commit).
-func BenchSink(b *testing.B, brokers string, s clickhouse.Store, rs []Recording, batchRows int) {
+func BenchSink(b *testing.B, brokers []string, s clickhouse.Store, rs []Recording, batchRows int) {
 	k := NewKafka(b, brokers, 3)
 	total := k.Produce(b, rs...)
 	group := "bench-" + k.Topics[0]

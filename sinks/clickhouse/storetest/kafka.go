@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -21,37 +20,6 @@ import (
 	"github.com/tapline/tapline/schemas"
 )
 
-// Env returns an endpoint written by integration/services.sh (the variable itself,
-// or the line in $TAPLINE_SERVICES_ENV / .services/env). The test is skipped under
-// -short or when the service is missing, and fails when CI is set.
-func Env(t testing.TB, key string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test; skipped with -short")
-	}
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	path := os.Getenv("TAPLINE_SERVICES_ENV")
-	if path == "" {
-		path = filepath.Join(RepoRoot(), ".services", "env")
-	}
-	if f, err := os.Open(path); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), "="); ok && k == key {
-				return strings.Trim(v, "'")
-			}
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not available: run integration/services.sh up", key)
-	}
-	t.Skipf("%s not available: run integration/services.sh up", key)
-	return ""
-}
-
 // RepoRoot is the module's root directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -68,9 +36,9 @@ type Kafka struct {
 
 // NewKafka connects to brokers and creates three fresh topics with the given
 // partition count, deleted when the test ends.
-func NewKafka(t testing.TB, brokers string, partitions int32) *Kafka {
+func NewKafka(t testing.TB, brokers []string, partitions int32) *Kafka {
 	t.Helper()
-	k := &Kafka{Brokers: strings.Split(brokers, ",")}
+	k := &Kafka{Brokers: brokers}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerBatchMaxBytes(4<<20),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tapline/tapline/integration/testenv"
 )
 
 // ClickHouseBin is the server binary of Debian's clickhouse-server package.
@@ -39,7 +40,7 @@ func StartClickHouse(t testing.TB) *ClickHouseServer {
 		t.Skipf("%s missing: run integration/services.sh up", ClickHouseBin)
 	}
 	s := &ClickHouseServer{dir: t.TempDir(), t: t}
-	tcp, http := freePort(t), freePort(t)
+	tcp, http := testenv.FreePort(t), testenv.FreePort(t)
 	s.Addr, s.http = fmt.Sprintf("127.0.0.1:%d", tcp), http
 	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
@@ -83,16 +84,6 @@ func writeFile(t testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start starts the server (again) and waits until it answers.
