@@ -55,7 +55,7 @@ type BlockColumn struct {
 	Values any
 }
 
-var paramRef = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\s*:`)
+var paramRef = regexp.MustCompile(`\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:`)
 
 // CheckParams reports placeholders in sql that params does not set. chDB keeps
 // parameters for the life of its session, so an unset one would silently take an
