@@ -82,7 +82,7 @@ func TestDecodeRowBinary(t *testing.T) {
 	}
 	out = out.str("x\x00y")
 	out = binary.LittleEndian.AppendUint32(out, uint32(0xfffffffe)) // -2
-	out = append(out, 1)                                             // NULL
+	out = append(out, 1)                                            // NULL
 	out = append(binary.AppendUvarint(out, 2), nil...)
 	out = out.str("p").str("q")
 	out = binary.AppendUvarint(out, 1)
@@ -90,7 +90,7 @@ func TestDecodeRowBinary(t *testing.T) {
 	out = out.u64(uint64(1714558272123456))
 	// UUID 00112233-4455-6677-8899-aabbccddeeff: each half little-endian.
 	out = append(out, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88)
-	out = append(out, 0xfe) // Enum8 -2
+	out = append(out, 0xfe)                                         // Enum8 -2
 	out = binary.LittleEndian.AppendUint32(out, uint32(0xffffff85)) // -123 → -1.23
 	out = append(out, 5)
 	out = out.str("t")
