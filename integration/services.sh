@@ -90,10 +90,6 @@ cmd_up() {
 		mapfile -t -O "${#pkgs[@]}" pkgs < <("$(prefix "$s")_packages")
 	done
 	((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
-	if [[ " ${services[*]} " == *" kafka "* ]]; then
-		command -v go >/dev/null || die "go is needed to build the Kafka readiness probe"
-		build_probe
-	fi
 
 	# Start the services side by side; each one's progress lines carry its name.
 	local pids=() failed=()

@@ -192,15 +192,29 @@ kafka_cds() {
 	fi
 }
 
+# build_probe: the Go readiness probe, rebuilt only when its source or go.sum
+# changed.
 build_probe() {
+	local bin=$STATE/bin/svcprobe t0
 	mkdir -p "$STATE/bin"
-	(cd "$REPO" && go build -buildvcs=false -o "$STATE/bin/svcprobe" ./integration/scripts/svcprobe) >"$STATE/bin/build.log" 2>&1 ||
+	if [[ -x $bin && $bin -nt $SCRIPT_DIR/scripts/svcprobe/main.go && $bin -nt $REPO/go.sum && $bin -nt $REPO/go.mod ]]; then
+		return 0
+	fi
+	command -v go >/dev/null || die "go is needed to build the Kafka readiness probe"
+	t0=$(now_ms)
+	(cd "$REPO" && go build -buildvcs=false -o "$bin.tmp" ./integration/scripts/svcprobe) >"$STATE/bin/build.log" 2>&1 ||
 		die "could not build the readiness probe; see $STATE/bin/build.log"
+	mv "$bin.tmp" "$bin"
+	note "built the readiness probe in $((($(now_ms) - t0) / 1000))s"
 }
 
 kafka_up() {
+	# The probe builds (cold Go caches: minutes) while Maven fetches.
+	build_probe &
+	local probe_pid=$!
 	kafka_fetch
 	kafka_template
+	wait "$probe_pid" || exit 1
 	kafka_cds
 	local port cport
 	if pid_alive "$KAFKA_DIR/pid" && [[ -f $KAFKA_DIR/ports ]] && port_listening "$(cut -d' ' -f1 "$KAFKA_DIR/ports")"; then

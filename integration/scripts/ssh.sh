@@ -93,10 +93,11 @@ ssh_login_ok() {
 ssh_up() {
 	ssh_keys
 	ssh_target_user
-	local port old
+	local port old reused=""
 	old=$(cat "$SSH_DIR/port" 2>/dev/null || true)
 	if pid_alive "$SSH_DIR/sshd.pid" && [[ -n $old ]] && port_listening "$old"; then
 		port=$old
+		reused=1
 		note "sshd already running on 127.0.0.1:$port (pid $(pid_of "$SSH_DIR/sshd.pid"))"
 	else
 		stop_pidfile sshd "$SSH_DIR/sshd.pid" 10
@@ -116,7 +117,9 @@ ssh_up() {
 	fi
 	printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1-2 "$SSH_DIR/ssh_host_ed25519_key.pub")" >"$SSH_DIR/known_hosts"
 	chmod 644 "$SSH_DIR/known_hosts"
-	wait_until 20 "ssh login as $SSH_TARGET_USER on 127.0.0.1:$port" "$SSH_DIR/sshd.log" - ssh_login_ok "$port"
+	# A real login proves the key, the account and the config; skipped for a
+	# server that was already running (it passed this when it started).
+	[[ -n $reused ]] || wait_until 20 "ssh login as $SSH_TARGET_USER on 127.0.0.1:$port" "$SSH_DIR/sshd.log" - ssh_login_ok "$port"
 	{
 		env_line TAPLINE_SSH_HOST 127.0.0.1
 		env_line TAPLINE_SSH_PORT "$port"
