@@ -1,3 +1,449 @@
 package main
 
-func init() { register(notBuilt("dev", "Run the whole system in one process with embedded backends")) }
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/ingest/gateway"
+	"github.com/tapline/tapline/processors/runner"
+	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+func init() { register(newDevCmd()) }
+
+// devOptions are the flags of `tapline dev`. Ports default to fixed values so the
+// printed commands stay valid across restarts; 0 picks a free port.
+type devOptions struct {
+	dataDir     string
+	kafkaPort   int
+	pgPort      int
+	sshPort     int
+	apiPort     int
+	servicesEnv string
+	groups      []string
+}
+
+func newDevCmd() *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole system in one process with embedded backends",
+		Long: `Run gateway, processors, sink, query API and a dev OIDC issuer in one process, on
+embedded backends: a Kafka-protocol broker (kfake) and chDB, both persisted under
+--data-dir so recordings survive a restart. The code paths are the production ones.
+
+Demo targets come from the test services file (integration/services.sh up postgres ssh
+writes it): a Postgres database "demo" and an SSH host "demo-box". Without it the gateway
+still starts and the banner says how to add a target.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", devissuer.DefaultDataDir(), "where the broker log, chDB tables and keys live (env "+devissuer.EnvDataDir+")")
+	f.IntVar(&o.kafkaPort, "kafka-port", 19092, "embedded Kafka broker port (0: any free port)")
+	f.IntVar(&o.pgPort, "pg-port", 15432, "gateway Postgres listener port")
+	f.IntVar(&o.sshPort, "ssh-port", 12222, "gateway SSH listener port")
+	f.IntVar(&o.apiPort, "api-port", 18080, "query API port")
+	f.StringVar(&o.servicesEnv, "services-env", defaultServicesEnv(), "KEY=VALUE file describing demo Postgres and sshd (written by integration/services.sh)")
+	f.StringSliceVar(&o.groups, "groups", []string{"dev"}, "groups allowed to use the demo targets")
+	return cmd
+}
+
+func defaultServicesEnv() string {
+	if p := os.Getenv("TAPLINE_SERVICES_ENV"); p != "" {
+		return p
+	}
+	return filepath.Join(".services", "env")
+}
+
+// devSystem is everything `tapline dev` runs; each part ends when ctx ends.
+type devSystem struct {
+	opts    devOptions
+	log     *slog.Logger
+	cluster *kfake.Cluster
+	brokers []string
+	issuer  *devissuer.Issuer
+	store   clickhouse.Store
+	gw      *gateway.Gateway
+	apiAddr string
+	targets []devTarget
+}
+
+func runDev(ctx context.Context, o devOptions, out io.Writer) error {
+	if openCHDB == nil {
+		return errors.New("tapline dev needs chDB: build with -tags chdb and set CHDB_LIB_PATH to libchdb.so (make dev does both)")
+	}
+	abs, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return err
+	}
+	o.dataDir = abs
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	s := &devSystem{opts: o, log: slog.Default()}
+	defer s.close()
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	s.printBanner(out)
+	return s.run(ctx)
+}
+
+func (s *devSystem) start(ctx context.Context) error {
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"kafka", s.startKafka},
+		{"issuer", s.startIssuer},
+		{"store", s.openStore},
+		{"gateway", s.newGateway},
+	}
+	for _, st := range steps {
+		s.log.Info("starting", "part", st.name)
+		if err := st.fn(ctx); err != nil {
+			return fmt.Errorf("dev %s: %w", st.name, err)
+		}
+	}
+	return nil
+}
+
+// startKafka runs kfake with a data dir and synchronous writes: an acknowledged
+// frame is on disk, as it would be on a real broker with acks=all.
+func (s *devSystem) startKafka(context.Context) error {
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(s.opts.kafkaPort),
+		kfake.DataDir(filepath.Join(s.opts.dataDir, "kafka")),
+		kfake.SyncWrites(),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(3),
+		kfake.SeedTopics(3, schemas.TopicFramesRaw, schemas.TopicFrames, schemas.TopicCommands,
+			schemas.TopicSessions, schemas.TopicAudit, runner.DefaultStateTopic),
+	)
+	if err != nil {
+		return fmt.Errorf("embedded broker on port %d: %w (is another tapline dev running? use --kafka-port)", s.opts.kafkaPort, err)
+	}
+	s.cluster = c
+	s.brokers = c.ListenAddrs()
+	return nil
+}
+
+func (s *devSystem) startIssuer(context.Context) error {
+	iss, err := devissuer.Open(s.opts.dataDir)
+	if err != nil {
+		return err
+	}
+	s.issuer = iss
+	return nil
+}
+
+func (s *devSystem) openStore(ctx context.Context) error {
+	st, err := openCHDB(filepath.Join(s.opts.dataDir, "chdb"), "", clickhouse.Config{})
+	if err != nil {
+		return err
+	}
+	s.store = st
+	return st.Migrate(ctx)
+}
+
+func (s *devSystem) newGateway(ctx context.Context) error {
+	s.targets = loadDevTargets(s.opts.servicesEnv, s.opts.groups, s.log)
+	b, err := yaml.Marshal(s.gatewayConfig())
+	if err != nil {
+		return err
+	}
+	// Only the demo targets' secrets: TAPLINE_* overrides in the caller's
+	// environment (e.g. from the test services file) must not point dev elsewhere.
+	env := func(k string) (string, bool) {
+		for _, t := range s.targets {
+			if t.secretEnv == k {
+				return t.secret, true
+			}
+		}
+		return "", false
+	}
+	cfg, err := gateway.Parse(b, env)
+	if err != nil {
+		return err
+	}
+	s.gw, err = gateway.New(ctx, cfg, s.log)
+	return err
+}
+
+func (s *devSystem) gatewayConfig() map[string]any {
+	targets := []any{}
+	for _, t := range s.targets {
+		targets = append(targets, t.config)
+	}
+	return map[string]any{
+		"gateway_id": "dev",
+		"data_dir":   s.opts.dataDir,
+		"kafka":      map[string]any{"brokers": s.brokers, "mode": "strict"},
+		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.DefaultAudience},
+		"postgres":   map[string]any{"listen": hostPort(s.opts.pgPort)},
+		"ssh":        map[string]any{"listen": hostPort(s.opts.sshPort)},
+		"targets":    targets,
+	}
+}
+
+func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// run serves every part until ctx ends, then shuts down in data-flow order: the
+// gateway ends live sessions and flushes, the processors and the sink drain what
+// is left, and only then do the store and broker close.
+func (s *devSystem) run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPipe()
+	var wg sync.WaitGroup
+	errc := make(chan error, 5)
+	goPart := func(name string, ctx context.Context, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goPart("issuer", ctx, func(ctx context.Context) error { return s.issuer.Serve(ctx, "") })
+	goPart("processors", pipeCtx, s.runProcessors)
+	goPart("sink", pipeCtx, s.runSink)
+	goPart("query", ctx, s.runQuery)
+	gwDone := make(chan error, 1)
+	go func() { gwDone <- s.gw.Serve(ctx) }()
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		s.log.Error("a part failed; shutting down", "err", first)
+	case first = <-gwDone:
+		gwDone <- first
+	}
+	cancel()
+	s.log.Info("shutting down: ending sessions, then draining the pipeline")
+	if err := <-gwDone; err != nil && first == nil {
+		first = err
+	}
+	s.drain(30 * time.Second)
+	stopPipe()
+	wg.Wait()
+	return first
+}
+
+func (s *devSystem) runProcessors(ctx context.Context) error {
+	cfg, err := runner.Parse([]byte("kafka:\n  transactional_id: tapline-dev-process\n  session_timeout: 6s\n"), func(k string) (string, bool) {
+		if k == "TAPLINE_KAFKA_BROKERS" {
+			return strings.Join(s.brokers, ","), true
+		}
+		return "", false
+	})
+	if err != nil {
+		return err
+	}
+	return runner.Run(ctx, cfg, s.log.With("part", "process"), prometheus.NewRegistry())
+}
+
+func (s *devSystem) runSink(ctx context.Context) error {
+	w, err := clickhouse.NewWriter(clickhouse.WriterConfig{
+		Brokers: s.brokers, BatchWait: 200 * time.Millisecond, SessionTimeout: 6 * time.Second,
+	}, s.store, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+func (s *devSystem) runQuery(ctx context.Context) error {
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuer: s.issuer.URL(), Audience: devissuer.DefaultAudience})
+	if err != nil {
+		return err
+	}
+	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()}}
+	qc := &queryConfig{Listen: hostPort(s.opts.apiPort)}
+	return serveQuery(ctx, qc, api.New(cfg, s.store, verifier))
+}
+
+// drain waits until the processors and the sink have consumed everything the
+// gateway wrote, so a clean shutdown leaves nothing only in Kafka. Both read
+// transactional topics, where a commit marker takes an offset no consumer ever
+// commits past, so "drained" is: at most one offset behind per partition, and no
+// change for a second.
+func (s *devSystem) drain(limit time.Duration) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(limit)
+	last, since := int64(-1), time.Now()
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lags, err := adm.Lag(ctx, "tapline-process", "tapline-sink")
+		cancel()
+		total, settled := lagState(lags, err)
+		if total != last {
+			last, since = total, time.Now()
+		}
+		if settled && time.Since(since) >= time.Second {
+			s.log.Info("pipeline drained")
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.log.Warn("pipeline not drained before shutdown; the rest is processed at the next start", "waited", limit)
+}
+
+// lagState sums the groups' lag and says whether every partition is within one
+// offset (a trailing commit marker) of its end.
+func lagState(lags kadm.DescribedGroupLags, err error) (int64, bool) {
+	if err != nil {
+		return -1, false
+	}
+	var total int64
+	settled := true
+	for _, g := range lags {
+		if g.FetchErr != nil || g.DescribeErr != nil {
+			return -1, false
+		}
+		for _, l := range g.Lag.Sorted() {
+			total += l.Lag
+			settled = settled && l.Err == nil && l.Lag <= 1
+		}
+	}
+	return total, settled
+}
+
+func (s *devSystem) close() {
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+}
+
+// devTarget is a demo target found in the services file.
+type devTarget struct {
+	name, protocol, login string
+	config                map[string]any
+	secretEnv, secret     string
+}
+
+func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget {
+	env, err := readEnvFile(path)
+	if err != nil {
+		log.Info("no demo targets", "services_env", path, "reason", err)
+		return nil
+	}
+	var out []devTarget
+	if env["TAPLINE_PG_PORT"] != "" {
+		out = append(out, devTarget{
+			name: "demo", protocol: "postgres", login: env["TAPLINE_PG_DB"],
+			secretEnv: "TAPLINE_DEV_DEMO_PG_PASSWORD", secret: env["TAPLINE_PG_GW_PASSWORD"],
+			config: map[string]any{
+				"name": "demo", "protocol": "postgres", "groups": groups,
+				"address": net.JoinHostPort(env["TAPLINE_PG_HOST"], env["TAPLINE_PG_PORT"]),
+				"postgres": map[string]any{"database": env["TAPLINE_PG_DB"], "user": env["TAPLINE_PG_GW_USER"],
+					"password_env": "TAPLINE_DEV_DEMO_PG_PASSWORD", "tls": "disable"},
+			},
+		})
+	}
+	if env["TAPLINE_SSH_PORT"] != "" {
+		out = append(out, devTarget{
+			name: "demo-box", protocol: "ssh", login: env["TAPLINE_SSH_USER"],
+			config: map[string]any{
+				"name": "demo-box", "protocol": "ssh", "groups": groups,
+				"address": net.JoinHostPort(env["TAPLINE_SSH_HOST"], env["TAPLINE_SSH_PORT"]),
+				"ssh": map[string]any{"user": env["TAPLINE_SSH_USER"], "key_file": env["TAPLINE_SSH_KEY"],
+					"known_hosts": env["TAPLINE_SSH_KNOWN_HOSTS"]},
+			},
+		})
+	}
+	return out
+}
+
+// readEnvFile parses KEY=VALUE lines, with optional single or double quotes.
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if n := len(v); n >= 2 && (v[0] == '\'' || v[0] == '"') && v[n-1] == v[0] {
+			v = v[1 : n-1]
+		}
+		out[strings.TrimPrefix(k, "export ")] = v
+	}
+	return out, sc.Err()
+}
+
+func (s *devSystem) printBanner(out io.Writer) {
+	exe := "tapline"
+	if p, err := os.Executable(); err == nil {
+		exe = p
+	}
+	dd := s.opts.dataDir
+	groups := strings.Join(s.opts.groups, ",")
+	api := "http://" + hostPort(s.opts.apiPort)
+	fmt.Fprintf(out, "\ntapline dev is running (data in %s). Ctrl-C stops it cleanly.\n\n", dd)
+	fmt.Fprintf(out, "  token:   export TAPLINE_TOKEN=$(%s token --data-dir %s --sub alice --groups %s,auditors)\n", exe, dd, groups)
+	for _, t := range s.targets {
+		switch t.protocol {
+		case "postgres":
+			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=require\"\n", s.opts.pgPort, t.name)
+		case "ssh":
+			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: the token)\n", s.opts.sshPort, t.login, t.name)
+		}
+	}
+	if len(s.targets) == 0 {
+		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh` and restart, or pass --services-env\n")
+	}
+	fmt.Fprintf(out, "  API:     %s/api/v1   (Authorization: Bearer $TAPLINE_TOKEN; the CLI reads TAPLINE_TOKEN)\n", api)
+	fmt.Fprintf(out, "  list:    %s sessions --api %s\n", exe, api)
+	fmt.Fprintf(out, "  replay:  %s replay --api %s SESSION_ID\n", exe, api)
+	fmt.Fprintf(out, "  verify:  %s verify --api %s SESSION_ID\n\n", exe, api)
+	fmt.Fprintf(out, "  kafka:   %s   gateway signing key: %x\n\n", strings.Join(s.brokers, ","), s.gw.PublicKey())
+}
