@@ -14,12 +14,14 @@ export CHDB_LIB_PATH ?= $(shell sed -n 's/^CHDB_LIB_PATH=//p' '$(CURDIR)/.servic
 
 .PHONY: build test test-unit test-integration lint services-up services-down bench dev fmt
 
+## build: the production binary (static, no chDB) and the dev binary (embedded chDB).
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/tapline ./cmd/tapline
+	$(GO) build -tags chdb -ldflags '$(LDFLAGS)' -o bin/tapline-dev ./cmd/tapline
 
 ## test: unit and integration tests against real Kafka, Postgres, sshd, ClickHouse and chDB.
 test: lint services-up
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -tags chdb -count=1 -timeout 30m ./...
 
 ## test-unit: no services needed; integration tests skip under -short.
 test-unit:
@@ -29,6 +31,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags chdb ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -42,5 +45,6 @@ services-down:
 bench: build services-up
 	integration/bench/run.sh
 
-dev: build
+## dev: the whole system in one process (kfake, chDB, dev issuer) with demo Postgres and sshd.
+dev:
 	integration/dev.sh

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -159,13 +160,30 @@ func (s *devSystem) startKafka(context.Context) error {
 	return nil
 }
 
-func (s *devSystem) startIssuer(context.Context) error {
+func (s *devSystem) startIssuer(ctx context.Context) error {
 	iss, err := devissuer.Open(s.opts.dataDir)
 	if err != nil {
 		return err
 	}
 	s.issuer = iss
-	return nil
+	// Serve before the gateway and query API build their verifiers, so their
+	// first discovery succeeds instead of backing off.
+	errc := make(chan error, 1)
+	go func() { errc <- iss.Serve(ctx, "") }()
+	discovery := iss.URL() + "/.well-known/openid-configuration"
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		select {
+		case err := <-errc:
+			return err
+		default:
+		}
+		if resp, err := http.Get(discovery); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("dev issuer not answering at %s", discovery)
 }
 
 func (s *devSystem) openStore(ctx context.Context) error {
@@ -238,7 +256,6 @@ func (s *devSystem) run(parent context.Context) error {
 			}
 		}()
 	}
-	goPart("issuer", ctx, func(ctx context.Context) error { return s.issuer.Serve(ctx, "") })
 	goPart("processors", pipeCtx, s.runProcessors)
 	goPart("sink", pipeCtx, s.runSink)
 	goPart("query", ctx, s.runQuery)
@@ -421,10 +438,7 @@ func readEnvFile(path string) (map[string]string, error) {
 }
 
 func (s *devSystem) printBanner(out io.Writer) {
-	exe := "tapline"
-	if p, err := os.Executable(); err == nil {
-		exe = p
-	}
+	exe := clientBinary()
 	dd := s.opts.dataDir
 	groups := strings.Join(s.opts.groups, ",")
 	api := "http://" + hostPort(s.opts.apiPort)
@@ -446,4 +460,19 @@ func (s *devSystem) printBanner(out io.Writer) {
 	fmt.Fprintf(out, "  replay:  %s replay --api %s SESSION_ID\n", exe, api)
 	fmt.Fprintf(out, "  verify:  %s verify --api %s SESSION_ID\n\n", exe, api)
 	fmt.Fprintf(out, "  kafka:   %s   gateway signing key: %x\n\n", strings.Join(s.brokers, ","), s.gw.PublicKey())
+}
+
+// clientBinary is what the banner tells people to run for token, sessions, replay
+// and verify: a plain "tapline" beside this binary when there is one, since a
+// chDB-enabled binary needs CHDB_LIB_PATH even for client commands.
+func clientBinary() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "tapline"
+	}
+	plain := filepath.Join(filepath.Dir(self), "tapline")
+	if st, err := os.Stat(plain); err == nil && !st.IsDir() {
+		return plain
+	}
+	return self
 }
