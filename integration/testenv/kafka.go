@@ -61,9 +61,7 @@ func PrivateKafka(t testing.TB) *KafkaBroker {
 	if _, err := os.Stat(script); err != nil {
 		unavailable(t, "integration: needs kafka: %v; run `%s`", err, Hint)
 	}
-	b := &KafkaBroker{t: t, script: script, runtimeDir: v[0], dir: t.TempDir(), port: FreePort(t)}
-	for b.cport = FreePort(t); b.cport == b.port; b.cport = FreePort(t) {
-	}
+	b := &KafkaBroker{t: t, script: script, runtimeDir: v[0], dir: t.TempDir(), port: FreePort(t), cport: FreePort(t)}
 	t.Cleanup(func() { b.stop(syscall.SIGTERM, 15*time.Second) })
 	b.Start()
 	return b

@@ -37,6 +37,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -345,13 +346,39 @@ func CHDBLib(t testing.TB) string {
 	return p
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+var (
+	portMu sync.Mutex
+	handed = map[int]bool{}
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago. It comes
+// from 15000-32767, below Linux's ephemeral range, so that an outgoing
+// connection cannot take it before the test listens on it (or while a broker
+// that listens on it restarts), and it is never handed out twice in one test
+// binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 200 {
+		p := 15000 + rand.IntN(32768-15000)
+		if handed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		handed[p] = true
+		return p
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("testenv: FreePort: %v", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p := l.Addr().(*net.TCPAddr).Port
+	handed[p] = true
+	return p
 }

@@ -70,7 +70,15 @@ func TestDSNEscapes(t *testing.T) {
 }
 
 func TestFreePort(t *testing.T) {
-	if p := testenv.FreePort(t); p <= 0 || p > 65535 {
-		t.Fatalf("FreePort = %d", p)
+	seen := map[int]bool{}
+	for range 50 {
+		p := testenv.FreePort(t)
+		if p < 15000 || p > 32767 {
+			t.Fatalf("FreePort = %d, want 15000-32767", p)
+		}
+		if seen[p] {
+			t.Fatalf("FreePort handed out %d twice", p)
+		}
+		seen[p] = true
 	}
 }
