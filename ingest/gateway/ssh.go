@@ -25,13 +25,14 @@ func (g *Gateway) addSSH() error {
 		}
 	}
 	srv, err := sshproxy.New(sshproxy.Options{
-		Config:   *l,
-		DataDir:  g.cfg.DataDir,
-		Targets:  targets,
-		Verifier: g.verifier,
-		Policy:   auth.NewPolicy(policy),
-		Recorder: sshproxy.Recording(g.rec),
-		Logger:   g.log,
+		Config:     *l,
+		DataDir:    g.cfg.DataDir,
+		Targets:    targets,
+		Verifier:   g.verifier,
+		Policy:     auth.NewPolicy(policy),
+		Recorder:   sshproxy.Recording(g.rec),
+		Logger:     g.log,
+		Registerer: g.reg,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,8 @@ type admission struct {
 	ctx context.Context
 	log *slog.Logger
 
+	// result is set when admission refused the agent (a metrics label).
+	result string
 	// Set once admitted.
 	target *resolvedTarget
 	rec    Session
@@ -109,12 +111,14 @@ func (a *admission) authorize(name, login string, id auth.Identity) (*resolvedTa
 func (a *admission) open(t *resolvedTarget, start schemas.SessionStart) (*ssh.Permissions, error) {
 	rec, err := a.srv.rec.Start(a.ctx, start)
 	if err != nil {
+		a.result = resultRefused
 		a.log.Error("refusing SSH session: recording unavailable", "err", err)
 		return nil, refusal("tapline: recording is unavailable, so new sessions are refused (%v). Try again later.", err)
 	}
 	log := a.log.With("session_id", rec.ID())
 	up, err := a.srv.dialTarget(a.ctx, t, log)
 	if err != nil {
+		a.result = resultTargetError
 		reason := describeDialError(t, err)
 		log.Warn("refusing SSH session: target login failed", "err", err, "known_hosts", t.SSH.KnownHosts)
 		if endErr := rec.End(a.ctx, reason); endErr != nil {
@@ -129,6 +133,7 @@ func (a *admission) open(t *resolvedTarget, start schemas.SessionStart) (*ssh.Pe
 
 // deny records the refusal and fails authentication with the reason as banner.
 func (a *admission) deny(start schemas.SessionStart, reason string) (*ssh.Permissions, error) {
+	a.result = resultDenied
 	a.log.Info("SSH access denied", "reason", reason)
 	if err := a.srv.rec.Deny(a.ctx, start, reason); err != nil {
 		a.log.Error("recording SSH denial", "reason", reason, "err", err)
@@ -138,6 +143,11 @@ func (a *admission) deny(start schemas.SessionStart, reason string) (*ssh.Permis
 
 // abandon cleans up after a handshake that did not complete.
 func (a *admission) abandon(err error) {
+	result := a.result
+	if result == "" {
+		result = resultAbandoned
+	}
+	a.srv.m.connections.WithLabelValues(result).Inc()
 	if a.rec == nil {
 		a.log.Debug("SSH handshake ended before admission", "err", err)
 		return

@@ -132,6 +132,7 @@ func (p *pair) pump(fromAgent, ext bool) bool {
 			if werr := p.write(w, buf[:n], ext && !fromAgent); werr != nil {
 				return false
 			}
+			p.c.countBytes(fromAgent, n)
 		}
 		if err == io.EOF {
 			return true

@@ -24,6 +24,7 @@ const (
 // proxyConn relays one admitted agent connection to its target.
 type proxyConn struct {
 	log    *slog.Logger
+	m      *metrics
 	rec    Session
 	target *resolvedTarget
 	down   *ssh.ServerConn
@@ -42,7 +43,7 @@ type proxyConn struct {
 func newProxyConn(a *admission, down *ssh.ServerConn) *proxyConn {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(a.ctx))
 	return &proxyConn{
-		log: a.log, rec: a.rec, target: a.target, down: down, up: a.up,
+		log: a.log, m: a.srv.m, rec: a.rec, target: a.target, down: down, up: a.up,
 		ctx: ctx, cancel: cancel, pairs: make(map[int64]*pair),
 	}
 }
@@ -281,7 +282,9 @@ func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 		nc.Reject(ssh.ResourceShortage, "recording failed")
 		return
 	}
+	typ := channelType(nc.ChannelType())
 	if reason := c.refuseChannel(nc.ChannelType(), fromAgent); reason != "" {
+		c.m.channels.WithLabelValues(typ, "refused").Inc()
 		c.log.Info("refused channel", "channel", id, "type", nc.ChannelType(), "reason", reason)
 		c.reject(nc, id, ssh.Prohibited, reason)
 		return
@@ -296,9 +299,11 @@ func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 		if !errors.As(err, &oe) {
 			oe = &ssh.OpenChannelError{Reason: ssh.ConnectionFailed, Message: err.Error()}
 		}
+		c.m.channels.WithLabelValues(typ, "failed").Inc()
 		c.reject(nc, id, oe.Reason, oe.Message)
 		return
 	}
+	c.m.channels.WithLabelValues(typ, "relayed").Inc()
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		otherCh.Close()
@@ -370,4 +375,12 @@ func openFailurePayload(reason ssh.RejectionReason, msg string) []byte {
 func sshString(s string) []byte {
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(s)), uint32(len(s)))
 	return append(b, s...)
+}
+
+func (c *proxyConn) countBytes(fromAgent bool, n int) {
+	if fromAgent {
+		c.m.clientBytes.Add(float64(n))
+	} else {
+		c.m.serverBytes.Add(float64(n))
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
@@ -197,6 +198,11 @@ func TestDenialsAreRecordedAndExplained(t *testing.T) {
 	if len(h.rec.sessions) != 0 {
 		t.Errorf("%d sessions started", len(h.rec.sessions))
 	}
+	// Counted when the gateway's side of the handshake returns, which may be
+	// just after the client saw the refusal.
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(h.srv.m.connections.WithLabelValues(resultDenied)) == float64(len(cases))
+	})
 }
 
 func TestUntrustedTargetHostKeyRefused(t *testing.T) {

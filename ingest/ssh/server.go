@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/ingest/auth"
@@ -33,6 +34,8 @@ type Options struct {
 	Policy   auth.Policy
 	Recorder Recorder
 	Logger   *slog.Logger
+	// Registerer receives the tapline_ssh_* metrics (nil: not exported).
+	Registerer prometheus.Registerer
 }
 
 // Server accepts agents' SSH connections and proxies them to targets.
@@ -44,6 +47,7 @@ type Server struct {
 	policy   auth.Policy
 	rec      Recorder
 	log      *slog.Logger
+	m        *metrics
 }
 
 // resolvedTarget is a Target with its credentials loaded.
@@ -74,6 +78,9 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("proxy", "ssh")
+	if s.m, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
 	for _, t := range opts.Targets {
 		methods, err := t.upstreamAuth()
 		if err != nil {
@@ -136,6 +143,9 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	nc.SetDeadline(time.Time{})
+	s.m.connections.WithLabelValues(resultSession).Inc()
+	s.m.active.Inc()
+	defer s.m.active.Dec()
 	pc := newProxyConn(a, down)
 	pc.run(ctx, chans, reqs)
 }

@@ -2,6 +2,7 @@
 //
 //	benchhelper issuer DATA_DIR       serve the dev OIDC issuer of DATA_DIR until killed
 //	benchhelper topic BROKERS TOPIC   create TOPIC (one partition) unless it exists
+//	benchhelper deltopic BROKERS TOPIC  delete TOPIC (benchmarks that write gigabytes)
 //
 // Tokens for the issuer come from `tapline token --data-dir DATA_DIR`.
 package main
@@ -43,8 +44,10 @@ func run(args []string) error {
 		return iss.Serve(ctx, "")
 	case len(args) == 3 && args[0] == "topic":
 		return createTopic(strings.Split(args[1], ","), args[2])
+	case len(args) == 3 && args[0] == "deltopic":
+		return deleteTopic(strings.Split(args[1], ","), args[2])
 	default:
-		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC")
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC")
 	}
 }
 
@@ -62,6 +65,21 @@ func createTopic(brokers []string, topic string) error {
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
 		return nil
+	}
+	return err
+}
+
+func deleteTopic(brokers []string, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).DeleteTopic(ctx, topic)
+	if err == nil {
+		err = resp.Err
 	}
 	return err
 }

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# integration/bench/ssh.sh — SSH through tapline against the same sshd directly.
+#
+#   integration/services.sh up kafka ssh        # once (as root: it runs sshd)
+#   integration/bench/ssh.sh                     # BENCH_SCP_MB=1024 by default
+#
+# Measures, against:
+#   direct     the test sshd, logging in with the gateway's own key
+#   strict     a tapline gateway in strict mode (agent data is forwarded only
+#              after Kafka acknowledged its frame)
+#   buffered   a tapline gateway in buffered mode
+# 1. scp of a BENCH_SCP_MB MiB random file to the target and back (OpenSSH's
+#    default scp, i.e. the SFTP protocol; checksums compared), MB/s;
+# 2. `ssh TARGET true`, BENCH_RTT_N (default 20) times per target, interleaved:
+#    mean wall time of a whole connection (handshake, token check, session.start
+#    acknowledged, the gateway's login to the target, exec, exit).
+# Both gateways record to the shared test Kafka, into a topic deleted at the end.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+MB=${BENCH_SCP_MB:-1024}
+RTT_N=${BENCH_RTT_N:-20}
+env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
+[[ -f $env_file ]] || {
+	echo "bench: no $env_file; run integration/services.sh up kafka ssh" >&2
+	exit 1
+}
+set -a
+# shellcheck disable=SC1090
+source "$env_file"
+set +a
+for v in TAPLINE_KAFKA_BROKERS TAPLINE_SSH_PORT TAPLINE_SSH_USER TAPLINE_SSH_KEY TAPLINE_SSH_KNOWN_HOSTS; do
+	[[ -n ${!v:-} ]] || {
+		echo "bench: $v missing from $env_file; run integration/services.sh up kafka ssh" >&2
+		exit 1
+	}
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-ssh.XXXXXX")
+pids=()
+topic=
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	[[ -n $topic ]] && "$work/benchhelper" deltopic "$TAPLINE_KAFKA_BROKERS" "$topic" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { printf '== %s\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+
+wait_port() {
+	local port=$1 what=$2 i
+	for ((i = 0; i < 200; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: $what not listening on $port; see $work" >&2
+	exit 1
+}
+
+# Built fresh (cached by go): a stale bin/tapline may predate the SSH listener.
+log "building tapline"
+tapline=$work/tapline
+go build -o "$tapline" ./cmd/tapline
+go build -o "$work/benchhelper" ./integration/bench/benchhelper
+
+log "dev OIDC issuer"
+"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
+pids+=($!)
+sleep 0.3
+issuer_url=$(head -n1 "$work/issuer.log")
+wait_port "${issuer_url##*:}" issuer
+token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+printf '%s' "$token" >"$work/token"
+printf '#!/bin/sh\nexec cat %q\n' "$work/token" >"$work/askpass"
+chmod 700 "$work/askpass"
+
+topic=tapline.bench.ssh.$(date +%s)
+"$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
+
+# start_gateway MODE: sets gw_port.
+start_gateway() {
+	local mode=$1 port
+	port=$(free_port)
+	cat >"$work/$mode.yaml" <<EOF
+gateway_id: bench-ssh-$mode
+data_dir: $work/gw-$mode
+kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
+oidc: {issuer: "$issuer_url", audience: tapline}
+ssh: {listen: "127.0.0.1:$port"}
+targets:
+  - name: box
+    protocol: ssh
+    address: "127.0.0.1:$TAPLINE_SSH_PORT"
+    groups: [bench]
+    ssh: {user: $TAPLINE_SSH_USER, key_file: $TAPLINE_SSH_KEY, known_hosts: $TAPLINE_SSH_KNOWN_HOSTS}
+EOF
+	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
+	pids+=($!)
+	wait_port "$port" "gateway ($mode)"
+	echo "[127.0.0.1]:$port $(ssh-keygen -y -f "$work/gw-$mode/ssh_host_ed25519_key")" >>"$work/known_hosts"
+	gw_port=$port
+}
+
+log "gateways (strict, buffered)"
+start_gateway strict
+strict_port=$gw_port
+start_gateway buffered
+buffered_port=$gw_port
+
+# curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
+# cannot against the gateway, and the gateway's own login to sshd uses curve25519.
+common=(-F /dev/null -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o LogLevel=ERROR
+	-o KexAlgorithms=curve25519-sha256)
+# client TARGET: the options and user@host for TARGET; sets port.
+client() {
+	case $1 in
+	direct)
+		port=$TAPLINE_SSH_PORT
+		opts=("${common[@]}" -o UserKnownHostsFile="$TAPLINE_SSH_KNOWN_HOSTS" -o IdentitiesOnly=yes -i "$TAPLINE_SSH_KEY")
+		dest=$TAPLINE_SSH_USER@127.0.0.1
+		;;
+	strict | buffered)
+		[[ $1 == strict ]] && port=$strict_port || port=$buffered_port
+		opts=("${common[@]}" -o UserKnownHostsFile="$work/known_hosts" -o PubkeyAuthentication=no
+			-o PreferredAuthentications=keyboard-interactive,password)
+		dest=box@127.0.0.1
+		;;
+	esac
+}
+export SSH_ASKPASS=$work/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=:0
+
+remote=$(mktemp -d /tmp/tapline-bench-target.XXXXXX)
+chown "$TAPLINE_SSH_USER" "$remote"
+trap 'cleanup; rm -rf "$remote"' EXIT
+
+log "${MB} MiB random file"
+head -c "$((MB << 20))" /dev/urandom >"$work/file"
+want=$(sha256sum <"$work/file" | cut -d' ' -f1)
+
+# scp_run TARGET: prints "up_seconds down_seconds".
+scp_run() {
+	local target=$1 t0 t1 t2 got
+	client "$target"
+	rm -f "$remote/file" "$work/back"
+	t0=$(now)
+	scp -q "${opts[@]}" -P "$port" "$work/file" "$dest:$remote/file"
+	t1=$(now)
+	scp -q "${opts[@]}" -P "$port" "$dest:$remote/file" "$work/back"
+	t2=$(now)
+	for got in "$remote/file" "$work/back"; do
+		[[ $(sha256sum <"$got" | cut -d' ' -f1) == "$want" ]] || {
+			echo "bench: $target: $got differs from the original" >&2
+			exit 1
+		}
+	done
+	echo "$(calc "$t1 - $t0") $(calc "$t2 - $t1")"
+}
+
+# rtt_once TARGET: prints the seconds of one `ssh TARGET true`.
+rtt_once() {
+	local t0 t1
+	client "$1"
+	t0=$(now)
+	ssh "${opts[@]}" -p "$port" "$dest" true
+	t1=$(now)
+	calc "$t1 - $t0"
+}
+
+results=$work/results
+: >"$results"
+for target in direct strict buffered; do
+	log "scp ${MB} MiB up and down, $target"
+	echo "scp $target $(scp_run "$target")" >>"$results"
+done
+# Round trips interleaved, so that load from elsewhere on the machine hits all
+# targets alike; one warm-up round first (page cache, the issuer's keys).
+log "ssh true x$RTT_N per target, interleaved"
+for ((i = 0; i <= RTT_N; i++)); do
+	for target in direct strict buffered; do
+		t=$(rtt_once "$target")
+		((i == 0)) || echo "rtt $target $t" >>"$results"
+	done
+done
+
+printf '\nSSH: scp %s MiB (SFTP protocol) each way, `ssh box true` x%s; loopback; Kafka %s; 2 cores shared by everything\n\n' \
+	"$MB" "$RTT_N" "$TAPLINE_KAFKA_BROKERS"
+awk -v mb="$MB" '
+	$1 == "scp" { up[$2] = $3; down[$2] = $4 }
+	$1 == "rtt" { rtt[$2] += $3; n[$2]++ }
+	function rate(s) { return s > 0 ? mb / s : 0 }
+	END {
+		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct |\n"
+		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		split("direct strict buffered", ts, " ")
+		for (i = 1; i <= 3; i++) {
+			t = ts[i]
+			rtt[t] /= n[t]
+			printf "| %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f |\n", t,
+				rate(up[t]), rate(up[t]) / rate(up["direct"]), rate(down[t]), rate(down[t]) / rate(down["direct"]),
+				rtt[t] * 1000, rtt[t] / rtt["direct"]
+		}
+	}' "$results"
