@@ -76,7 +76,7 @@ func TestScanInto(t *testing.T) {
 	for _, c := range []struct {
 		dest, v any
 	}{
-		{&s, []byte("x")}, {&n, uint32(7)}, {&u, int64(9)}, {&b, uint8(1)}, {&ts, now}, {&tp, &now},
+		{&s, "x"}, {&n, uint32(7)}, {&u, int64(9)}, {&b, uint8(1)}, {&ts, now}, {&tp, &now},
 		{&ss, []string{"a"}}, {&m, map[string]int64{"k": 1}},
 	} {
 		if err := ScanInto(c.dest, c.v); err != nil {

@@ -250,11 +250,9 @@ func (s *store) SQL(ctx context.Context, query string, l Limits) (*Result, error
 	if l.MaxExecutionTime <= 0 {
 		l.MaxExecutionTime = 30 * time.Second
 	}
-	settings := Settings{
-		"readonly":             1,
-		"max_execution_time":   max(1, int(l.MaxExecutionTime.Seconds())),
-		"max_result_rows":      l.MaxRows,
-		"result_overflow_mode": "throw",
+	settings, err := s.sqlSettings(ctx, l)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := s.conn.Query(ctx, "SELECT * FROM (\n"+q+"\n)", nil, settings)
 	if err != nil {
@@ -270,4 +268,39 @@ func (s *store) SQL(ctx context.Context, query string, l Limits) (*Result, error
 		res.Rows = append(res.Rows, vals)
 	}
 	return res, rows.Err()
+}
+
+// sqlSettings returns the per-query settings of a read-only statement. A user whose
+// profile is already read-only may not change some of them: with readonly=2 the
+// limits still apply per query; with readonly=1 no setting may change, so the
+// profile's own limits apply.
+func (s *store) sqlSettings(ctx context.Context, l Limits) (Settings, error) {
+	// result_overflow_mode stays at its default, throw: servers before 20.x take
+	// only numeric settings over the native protocol.
+	limits := Settings{
+		"max_execution_time": max(1, int(l.MaxExecutionTime.Seconds())),
+		"max_result_rows":    l.MaxRows,
+	}
+	rows, err := s.conn.Query(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: read the session's readonly setting: %w", err)
+	}
+	defer rows.Close()
+	ro := "0"
+	for rows.Next() {
+		if err := rows.Scan(&ro); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	switch ro {
+	case "0":
+		limits["readonly"] = 1
+		return limits, nil
+	case "1":
+		return nil, nil
+	}
+	return limits, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -60,5 +61,41 @@ func TestServerLegacyMigrateAndInsert(t *testing.T) {
 	// Payload bytes arrive intact: compare a digest computed by the server.
 	if n := storetest.Count(t, conn, "SELECT count() FROM frames WHERE kind = 'DataRow' AND length(payload) = 256", nil); n != int64((40-2)/2) {
 		t.Errorf("%d DataRow payloads of 256 bytes, want %d", n, (40-2)/2)
+	}
+}
+
+// TestServerReadOnlySQL: auditors' SQL over clickhouse-go runs read-only with its
+// limits, and values of every common type come back normalized.
+func TestServerReadOnlySQL(t *testing.T) {
+	ctx := context.Background()
+	s, conn, _ := legacyServer(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.SQL(ctx, `SELECT toUInt8(1) AS u, toInt32(-2) AS i, 'x' AS s, [1, 2] AS a, toNullable(NULL) AS n,
+toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6677-8899-aabbccddeeff') AS id`, clickhouse.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{uint64(1), int64(-2), "x", []any{uint64(1), uint64(2)}, nil,
+		time.Date(2024, 5, 1, 10, 11, 12, 0, time.UTC), 2.5, "00112233-4455-6677-8899-aabbccddeeff"}
+	if len(res.Rows) != 1 || !reflect.DeepEqual(res.Rows[0], want) {
+		t.Errorf("row %#v\nwant %#v", res.Rows, want)
+	}
+	if res.Columns[3].Name != "a" || res.Columns[3].Type != "Array(UInt8)" {
+		t.Errorf("columns %+v", res.Columns)
+	}
+	if _, err := s.SQL(ctx, "DROP TABLE frames", clickhouse.Limits{}); err == nil {
+		t.Error("DROP TABLE ran as read-only SQL")
+	}
+	if n := storetest.Count(t, conn, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'frames'", nil); n != 1 {
+		t.Error("frames was dropped through read-only SQL")
+	}
+	if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+		t.Error("100 rows with MaxRows 10 returned without error")
+	}
+	if _, err := s.SQL(ctx, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
+		// sleep(3) is rejected outright by some versions; a timeout is the other outcome.
+		t.Error("a 3 s statement with a 1 s limit returned without error")
 	}
 }

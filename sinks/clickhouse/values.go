@@ -18,8 +18,6 @@ func Normalize(v any) any {
 	switch x := v.(type) {
 	case nil, string, int64, uint64, float64, bool, time.Time:
 		return x
-	case []byte:
-		return string(x)
 	case int8:
 		return int64(x)
 	case int16:

@@ -360,6 +360,22 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 	if _, err := s.SQL(ctx, "SELECT number, throwIf(number = 100000) FROM system.numbers LIMIT 200000", clickhouse.Limits{MaxRows: 1000000}); err == nil {
 		t.Error("throwIf did not fail the statement")
 	}
+	// A session that is already read-only (a profile with readonly = 2) still gets
+	// the per-query limits.
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		if err := c.Exec(ctx, "SET readonly = 2", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SQL(ctx, "SELECT count() FROM frames", clickhouse.Limits{}); err != nil {
+			t.Errorf("SQL under readonly=2: %v", err)
+		}
+		if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+			t.Error("MaxRows not applied under readonly=2")
+		}
+	}()
 	// A statement that failed halfway through its rows leaves nothing behind for the next.
 	res, err = s.SQL(ctx, "SELECT 42 AS answer", clickhouse.Limits{})
 	if err != nil || len(res.Rows) != 1 || res.Rows[0][0] != uint64(42) || res.Columns[0].Name != "answer" {
