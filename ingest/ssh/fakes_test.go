@@ -368,6 +368,8 @@ type harness struct {
 	rec    *fakeRecorder
 	target *fakeTarget
 	dir    string
+	// shutdown stops the proxy as the gateway does on SIGTERM.
+	shutdown context.CancelFunc
 }
 
 const (
@@ -437,7 +439,7 @@ func newHarness(t *testing.T, tweak ...func(*harness, *Options)) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	h.srv, h.addr = srv, ln.Addr().String()
+	h.srv, h.addr, h.shutdown = srv, ln.Addr().String(), cancel
 	return h
 }
 

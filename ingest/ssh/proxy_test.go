@@ -686,3 +686,36 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestShutdownEndsLiveSessions(t *testing.T) {
+	h := newHarness(t)
+	c := h.mustDial("box", tokenOps)
+	sess, _ := c.NewSession()
+	var stderr lockedBuffer
+	sess.Stderr = &stderr
+	if err := sess.Start("sink"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(h.target.requestLog()) > 0 })
+	// A second agent stuck in authentication must not hold the shutdown up.
+	idle, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start := time.Now()
+	h.shutdown()
+	if err := sess.Wait(); err == nil {
+		t.Fatal("session survived the shutdown")
+	}
+	if !strings.Contains(stderr.String(), "tapline: gateway shutdown") {
+		t.Errorf("agent stderr %q", stderr.String())
+	}
+	if reason := h.rec.lastSession(t).waitEnd(t); reason != "gateway shutdown" {
+		t.Errorf("end reason %q", reason)
+	}
+	io.Copy(io.Discard, idle) // returns once the gateway closed it
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %s", d)
+	}
+}

@@ -137,7 +137,14 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	a := &admission{srv: s, ctx: ctx, log: s.log.With("client", nc.RemoteAddr().String())}
 	nc.SetDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	// A shutdown must not wait for handshakes to time out.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	down, chans, reqs, err := ssh.NewServerConn(nc, a.serverConfig())
+	stopped := !stop()
+	if err == nil && stopped {
+		down.Close()
+		err = errors.New("gateway shutdown")
+	}
 	if err != nil {
 		a.abandon(err)
 		return
