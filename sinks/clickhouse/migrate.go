@@ -82,6 +82,11 @@ func (s *store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Schema == SchemaFull {
+		if err := s.checkVersion(ctx); err != nil {
+			return err
+		}
+	}
 	for _, stmt := range bootstrap {
 		if err := s.conn.Exec(ctx, stmt, nil); err != nil {
 			return fmt.Errorf("clickhouse: bootstrap: %w", err)
@@ -128,4 +133,35 @@ func (s *store) appliedMigrations(ctx context.Context) (map[uint32]bool, error) 
 		out[uint32(v)] = true
 	}
 	return out, rows.Err()
+}
+
+// MinVersion is the oldest ClickHouse the full schema supports (DESIGN.md).
+var MinVersion = [2]int{24, 8}
+
+// checkVersion refuses servers older than MinVersion with a clear message instead of
+// the first DDL statement's syntax error.
+func (s *store) checkVersion(ctx context.Context) error {
+	rows, err := s.conn.Query(ctx, "SELECT version()", nil, nil)
+	if err != nil {
+		return fmt.Errorf("clickhouse: server version: %w", err)
+	}
+	defer rows.Close()
+	var v string
+	for rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("clickhouse: server version %q: %w", v, err)
+	}
+	if major < MinVersion[0] || major == MinVersion[0] && minor < MinVersion[1] {
+		return fmt.Errorf("clickhouse: server %s is older than %d.%d, the oldest the schema supports (schema %q exists only for tests against old servers)",
+			v, MinVersion[0], MinVersion[1], SchemaLegacy)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +98,17 @@ toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6
 	if _, err := s.SQL(ctx, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
 		// sleep(3) is rejected outright by some versions; a timeout is the other outcome.
 		t.Error("a 3 s statement with a 1 s limit returned without error")
+	}
+}
+
+func TestServerTooOldForFullSchema(t *testing.T) {
+	ctx := context.Background()
+	_, conn, _ := legacyServer(t)
+	s, err := clickhouse.NewStore(conn, clickhouse.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "older than 24.8") {
+		t.Errorf("full schema on 18.16: err = %v, want a version error", err)
 	}
 }
