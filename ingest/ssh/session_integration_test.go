@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +258,81 @@ func echoServer(t *testing.T) string {
 
 func sshString(s string) []byte {
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...)
+}
+
+// TestSlowAgentHoldsBackTheTarget: an agent that does not read makes the real
+// sshd's command block on its output after a few windows' worth, instead of the
+// gateway reading on and buffering.
+func TestSlowAgentHoldsBackTheTarget(t *testing.T) {
+	g := startGateway(t, gatewayOpts{})
+	dir := targetDir(t)
+	progress := dir + "/progress"
+	c := g.goClient("box", g.token("olga", "ops"))
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := s.StdoutPipe()
+	const chunk, chunks = 256 << 10, 256 // 64 MiB
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do head -c %d /dev/zero; i=$((i+1)); echo $i > %s; done`, chunks, chunk, progress)
+	if err := s.Start(script); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	written := readCount(t, progress) * chunk
+	// Windows on the way (sshd's, the gateway's two, the client's) and buffers:
+	// a few MiB, far from the 64 MiB the command wants to write.
+	if written > 16<<20 {
+		t.Fatalf("the target wrote %d MiB to an agent that reads nothing", written>>20)
+	}
+	t.Logf("target blocked after %d KiB", written>>10)
+	n, err := io.Copy(io.Discard, out)
+	if err != nil || n != chunks*chunk {
+		t.Fatalf("read %d bytes, %v", n, err)
+	}
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readCount(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+// TestSlowTargetHoldsBackTheAgent: a command that reads no stdin makes the agent's
+// writes block after a few windows' worth.
+func TestSlowTargetHoldsBackTheAgent(t *testing.T) {
+	g := startGateway(t, gatewayOpts{})
+	c := g.goClient("box", g.token("pavel", "ops"))
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := s.StdinPipe()
+	if err := s.Start("sleep 3; head -c 1 >/dev/null"); err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			n, err := in.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	if w := written.Load(); w > 16<<20 || w == 0 {
+		t.Fatalf("agent wrote %d KiB into a command that reads nothing", w>>10)
+	}
+	t.Logf("agent blocked after %d KiB", written.Load()>>10)
+	s.Close()
 }
