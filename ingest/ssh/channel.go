@@ -47,12 +47,16 @@ type pair struct {
 	agentBusy, targetBusy sync.Mutex
 }
 
+func newPair(c *proxyConn, id int64, session bool) *pair {
+	return &pair{
+		c: c, id: id, session: session,
+		gate: make(chan struct{}), agentClosed: make(chan struct{}),
+		toTarget: make(chan struct{}), toAgent: make(chan struct{}),
+		agentStderr: make(chan struct{}, 1),
+	}
+}
+
 func (p *pair) run() {
-	p.gate = make(chan struct{})
-	p.agentClosed = make(chan struct{})
-	p.toTarget = make(chan struct{})
-	p.toAgent = make(chan struct{})
-	p.agentStderr = make(chan struct{}, 1)
 	if !p.session {
 		p.openGate()
 	}

@@ -21,6 +21,8 @@ const (
 	noticeTimeout = 2 * time.Second
 )
 
+var errShutdown = errors.New("gateway shutdown")
+
 // proxyConn relays one admitted agent connection to its target.
 type proxyConn struct {
 	log    *slog.Logger
@@ -65,7 +67,7 @@ func (c *proxyConn) run(shutdown context.Context, chans <-chan ssh.NewChannel, r
 	case <-c.rec.Failed():
 		c.fail(fmt.Errorf("recording failed: %w", c.rec.Err()))
 	case <-shutdown.Done():
-		c.fail(errors.New("gateway shutdown"))
+		c.fail(errShutdown)
 	}
 	c.closeBoth()
 	c.wg.Wait()
@@ -125,7 +127,11 @@ func (c *proxyConn) fail(err error) {
 
 func (c *proxyConn) failNow(err error) {
 	c.setReason(err.Error())
-	c.log.Error("ending SSH session", "err", err)
+	level := slog.LevelError
+	if err == errShutdown {
+		level = slog.LevelInfo
+	}
+	c.log.Log(context.Background(), level, "ending SSH session", "err", err)
 	msg := fmt.Sprintf("\r\ntapline: %v; the connection is closed.\r\n", err)
 	c.mu.Lock()
 	pairs := make([]*pair, 0, len(c.pairs))
@@ -309,7 +315,7 @@ func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 		otherCh.Close()
 		return
 	}
-	p := &pair{c: c, id: id, session: nc.ChannelType() == "session"}
+	p := newPair(c, id, nc.ChannelType() == "session")
 	if fromAgent {
 		p.agent, p.agentReqs, p.target, p.targetReqs = ch, reqs, otherCh, otherReqs
 	} else {
