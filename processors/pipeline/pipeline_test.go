@@ -22,7 +22,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 var alice = schemas.SessionStart{Issuer: "https://idp", Subject: "alice", Email: "alice@corp.example", Groups: []string{"dba"},
 	TokenID: "tok-1", Target: "app", ClientAddr: "10.0.0.5:51000"}
 
-func newProcessor(t *testing.T) *Processor {
+func newProcessor(t testing.TB) *Processor {
 	t.Helper()
 	m, err := mask.New(mask.Config{})
 	if err != nil {
@@ -35,7 +35,7 @@ func newProcessor(t *testing.T) *Processor {
 	return p
 }
 
-func enc(t *testing.T, m interface{ Encode([]byte) ([]byte, error) }) []byte {
+func enc(t testing.TB, m interface{ Encode([]byte) ([]byte, error) }) []byte {
 	b, err := m.Encode(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func enc(t *testing.T, m interface{ Encode([]byte) ([]byte, error) }) []byte {
 }
 
 // pgSession records a small Postgres session with secrets in it.
-func pgSession(t *testing.T, start schemas.SessionStart, t0 time.Time) *sessiontest.Session {
+func pgSession(t testing.TB, start schemas.SessionStart, t0 time.Time) *sessiontest.Session {
 	s := sessiontest.Start(schemas.Postgres, start, sessiontest.NewKey(1), t0)
 	s.Add(schemas.Client, "Query", 0, enc(t, &pgproto3.Query{String: "SELECT id, email, password_hash FROM users WHERE email = 'bob@example.com'"}))
 	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("id")}, {Name: []byte("email")}, {Name: []byte("password_hash")}}}
@@ -173,7 +173,7 @@ func saveRestore(t *testing.T, p *Processor, saved map[string][]byte) *Processor
 	return q
 }
 
-func interleaved(t *testing.T, n int, seed uint64) []schemas.Frame {
+func interleaved(t testing.TB, n int, seed uint64) []schemas.Frame {
 	var all [][]schemas.Frame
 	for i := range n {
 		start := alice
@@ -229,7 +229,7 @@ func sshSession(start schemas.SessionStart, t0 time.Time) *sessiontest.Session {
 	return s
 }
 
-func pgExtended(t *testing.T, start schemas.SessionStart, t0 time.Time) *sessiontest.Session {
+func pgExtended(t testing.TB, start schemas.SessionStart, t0 time.Time) *sessiontest.Session {
 	s := sessiontest.Start(schemas.Postgres, start, sessiontest.NewKey(1), t0)
 	s.Add(schemas.Client, "Parse", 0, enc(t, &pgproto3.Parse{Name: "s", Query: "INSERT INTO users (name, password) VALUES ($1, $2)"}))
 	s.Add(schemas.Client, "Bind", 0, enc(t, &pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte("carol"), []byte("pa55word!")}}))

@@ -244,29 +244,37 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 	}
 	var out pipeline.Output
 	touched := map[int32]bool{}
-	var buildErr error
+	// Partitions are independent: process them in parallel, then produce in order.
+	type batch struct {
+		p    int32
+		in   []*kgo.Record
+		out  []*kgo.Record
+		err  error
+		part *part
+	}
+	var batches []*batch
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if fp.Topic != r.cfg.Topics.Raw || len(fp.Records) == 0 || buildErr != nil {
-			return
+		if fp.Topic == r.cfg.Topics.Raw && len(fp.Records) > 0 {
+			batches = append(batches, &batch{p: fp.Partition, in: fp.Records, part: r.parts[fp.Partition]})
 		}
-		pt := r.parts[fp.Partition]
-		for _, rec := range fp.Records {
-			f, err := schemas.FrameCodec().Decode(rec.Value)
-			if err != nil {
-				out.Audit = append(out.Audit, undecodable(rec, err))
-				r.metrics.alerts.WithLabelValues(integrity.Undecodable).Inc()
-			} else {
-				pt.proc.Frame(f, &out)
-			}
-			pt.next = rec.Offset + 1
-		}
-		touched[fp.Partition] = true
-		r.metrics.frames.Add(float64(len(fp.Records)))
-		buildErr = r.emit(&out, produce)
-		out.Reset()
 	})
-	if buildErr != nil {
-		return fail(buildErr)
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.out, b.err = r.processPartition(b.part, b.in)
+		}()
+	}
+	wg.Wait()
+	for _, b := range batches {
+		if b.err != nil {
+			return fail(b.err)
+		}
+		for _, rec := range b.out {
+			produce(rec)
+		}
+		touched[b.p] = true
 	}
 	if sweep {
 		if err := r.loadIdle(ctx); err != nil {
@@ -329,6 +337,25 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 	r.metrics.transactions.WithLabelValues("committed").Inc()
 	r.metrics.sessions.Set(float64(r.sessionCount()))
 	return nil
+}
+
+// processPartition runs one partition's records through its pipeline and returns
+// the records to produce.
+func (r *runner) processPartition(pt *part, in []*kgo.Record) ([]*kgo.Record, error) {
+	var out pipeline.Output
+	for _, rec := range in {
+		f, err := schemas.FrameCodec().Decode(rec.Value)
+		if err != nil {
+			out.Audit = append(out.Audit, undecodable(rec, err)) // counted and logged by emit
+		} else {
+			pt.proc.Frame(f, &out)
+		}
+		pt.next = rec.Offset + 1
+	}
+	r.metrics.frames.Add(float64(len(in)))
+	recs := make([]*kgo.Record, 0, out.Len())
+	err := r.emit(&out, func(rec *kgo.Record) { recs = append(recs, rec) })
+	return recs, err
 }
 
 // load makes sure every partition in the batch has its state loaded.
