@@ -1,0 +1,59 @@
+package sshproxy
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/tapline/tapline/ingest/auth"
+)
+
+// lengthVerifier rejects every token and remembers the lengths it saw.
+type lengthVerifier struct {
+	mu      sync.Mutex
+	lengths []int
+}
+
+func (v *lengthVerifier) Verify(ctx context.Context, raw string) (auth.Identity, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.lengths = append(v.lengths, len(raw))
+	return auth.Identity{}, auth.ErrInvalidToken
+}
+
+// OpenSSH cuts passwords at 1023 bytes; the denial tells the agent so.
+func TestOpenSSHCutsLongTokens(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("no OpenSSH client")
+	}
+	v := &lengthVerifier{}
+	h := newHarness(t, func(h *harness, o *Options) { o.Verifier = v })
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "token"), []byte(strings.Repeat("x", 1500)))
+	writeFile(t, filepath.Join(dir, "known_hosts"), []byte(knownhosts.Line([]string{h.addr}, h.srv.HostKey())+"\n"))
+	if err := os.WriteFile(filepath.Join(dir, "askpass"), []byte("#!/bin/sh\nexec cat "+filepath.Join(dir, "token")+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(h.addr)
+	for _, method := range []string{"password", "keyboard-interactive"} {
+		cmd := exec.Command("ssh", "-F", "/dev/null", "-o", "UserKnownHostsFile="+filepath.Join(dir, "known_hosts"),
+			"-o", "PreferredAuthentications="+method, "-p", port, "box@127.0.0.1", "true")
+		cmd.Env = append(os.Environ(), "SSH_ASKPASS="+filepath.Join(dir, "askpass"), "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0", "HOME="+dir)
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "the token is exactly 1023 bytes: OpenSSH cuts longer passwords there") {
+			t.Errorf("%s: ssh printed %q", method, out)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.lengths) != 2 || v.lengths[0] != openSSHPasswordLimit || v.lengths[1] != openSSHPasswordLimit {
+		t.Errorf("token lengths seen %v", v.lengths)
+	}
+}
