@@ -122,14 +122,14 @@ Flags override the file. See docs/storage.md.`,
 }
 
 func runSink(ctx context.Context, cfg *sinkConfig) error {
-	store, err := openSinkStore(ctx, cfg)
+	store, err := openAndMigrate(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for ClickHouse
+		}
 		return err
 	}
 	defer store.Close()
-	if err := store.Migrate(ctx); err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := clickhouse.NewWriter(cfg.Kafka.WriterConfig, store, reg)
@@ -150,6 +150,33 @@ func runSink(ctx context.Context, cfg *sinkConfig) error {
 	}
 	slog.Info("sink running", "brokers", cfg.Kafka.Brokers, "group", cfg.Kafka.Group)
 	return w.Run(ctx)
+}
+
+// openAndMigrate opens the store and applies the migrations, waiting with backoff
+// while the server is unreachable (it may start after the sink); other errors, such
+// as a server too old for the schema, end the sink.
+func openAndMigrate(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
+	backoff := time.Second
+	for {
+		store, err := openSinkStore(ctx, cfg)
+		if err == nil {
+			if err = store.Migrate(ctx); err == nil {
+				return store, nil
+			}
+			store.Close()
+		}
+		var netErr net.Error
+		if !errors.As(err, &netErr) && !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, err
+		}
+		slog.Warn("sink: ClickHouse unreachable; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 func openSinkStore(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
