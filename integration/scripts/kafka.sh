@@ -105,7 +105,8 @@ kafka_template() {
 	local tpl=$KAFKA_HOME/storage-template
 	[[ -f $tpl/meta.properties ]] && return 0
 	log "formatting Kafka storage template"
-	local tmp cid
+	local tmp cid t0
+	t0=$(now_ms)
 	tmp=$(mktemp -d "$KAFKA_HOME/fmt.XXXXXX")
 	kafka_write_config "$tmp" 9 10
 	sed -i "s#^log.dirs=.*#log.dirs=$tmp/data#" "$tmp/server.properties"
@@ -118,6 +119,7 @@ kafka_template() {
 	rm -rf "$tpl"
 	mv "$tmp/data" "$tpl"
 	rm -rf "$tmp"
+	note "formatted in $((($(now_ms) - t0) / 1000))s"
 }
 
 kafka_cds_archive() {
@@ -178,43 +180,72 @@ kafka_cds() {
 	[[ -f $cds ]] && return 0
 	log "making a class-data-sharing archive for faster Kafka starts (once)"
 	mkdir -p "$(dirname "$cds")"
-	local tmp p c
+	local tmp p c t0
+	t0=$(now_ms)
 	tmp=$(mktemp -d "$KAFKA_HOME/cds.XXXXXX")
 	p=$(pick_port)
 	c=$(pick_port)
 	KAFKA_CDS_DUMP=1 kafka_instance_start "$tmp" "$p" "$c" 512m
-	"$STATE/bin/svcprobe" kafka "127.0.0.1:$p" 60s >/dev/null 2>&1 || true
+	wait_until 60 "Kafka (cds) on 127.0.0.1:$p" "$tmp/kafka.log" "$tmp/pid" kafka_ready "$p"
 	stop_pidfile "kafka (cds)" "$tmp/pid" 60
 	if [[ -f $cds ]]; then
 		rm -rf "$tmp"
+		note "archive made in $((($(now_ms) - t0) / 1000))s"
 	else
 		note "no archive made (see $tmp/kafka.log); Kafka starts without it"
 	fi
 }
 
-# build_probe: the Go readiness probe, rebuilt only when its source or go.sum
-# changed.
-build_probe() {
-	local bin=$STATE/bin/svcprobe t0
-	mkdir -p "$STATE/bin"
-	if [[ -x $bin && $bin -nt $SCRIPT_DIR/scripts/svcprobe/main.go && $bin -nt $REPO/go.sum && $bin -nt $REPO/go.mod ]]; then
-		return 0
-	fi
-	command -v go >/dev/null || die "go is needed to build the Kafka readiness probe"
-	t0=$(now_ms)
-	(cd "$REPO" && go build -buildvcs=false -o "$bin.tmp" ./integration/scripts/svcprobe) >"$STATE/bin/build.log" 2>&1 ||
-		die "could not build the readiness probe; see $STATE/bin/build.log"
-	mv "$bin.tmp" "$bin"
-	note "built the readiness probe in $((($(now_ms) - t0) / 1000))s"
+# kafka_metadata PORT: send a Metadata request (v4, no topics) and print
+# "BROKERS CONTROLLER_ID" from the response. A broker answers only once it has
+# caught up with the metadata log and been unfenced, so a response that lists
+# it means it is ready. Plain bash: no client to build or start.
+kafka_metadata() {
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		# size 28 | api_key 3 | api_version 4 | correlation_id 7 |
+		# client_id "tapline-probe" | topics [] (none) | allow_auto_topic_creation false
+		printf '\x00\x00\x00\x1c\x00\x03\x00\x04\x00\x00\x00\x07\x00\x0dtapline-probe\x00\x00\x00\x00\x00' >&3
+		local h size r i n k len c
+		h=$(timeout 3 head -c 4 <&3 | od -An -tx1 | tr -d ' \n')
+		((${#h} == 8)) || exit 1
+		size=$((16#$h))
+		r=$(timeout 3 head -c "$size" <&3 | od -An -tx1 -v | tr -d ' \n')
+		((${#r} == size * 2)) || exit 1
+		# correlation_id(4) throttle_time_ms(4) brokers[count(4): node_id(4)
+		# host(2+n) port(4) rack(2+n, -1 null)] cluster_id(2+n) controller_id(4)
+		[[ ${r:0:8} == 00000007 ]] || exit 1
+		i=16
+		n=$((16#${r:i:8}))
+		i=$((i + 8))
+		for ((k = 0; k < n; k++)); do
+			i=$((i + 8))
+			len=$((16#${r:i:4}))
+			i=$((i + 4 + len * 2 + 8))
+			len=$((16#${r:i:4}))
+			i=$((i + 4))
+			((len == 65535)) || i=$((i + len * 2))
+		done
+		len=$((16#${r:i:4}))
+		i=$((i + 4))
+		((len == 65535)) || i=$((i + len * 2))
+		c=$((16#${r:i:8}))
+		((c < 2147483648)) || c=$((c - 4294967296))
+		echo "$n $c"
+	)
+}
+
+# kafka_ready PORT: the Metadata response lists a broker and a controller.
+kafka_ready() {
+	local m
+	m=$(kafka_metadata "$1" 2>/dev/null) || return 1
+	read -r -a m <<<"$m"
+	((m[0] >= 1 && m[1] >= 0))
 }
 
 kafka_up() {
-	# The probe builds (cold Go caches: minutes) while Maven fetches.
-	build_probe &
-	local probe_pid=$!
 	kafka_fetch
 	kafka_template
-	wait "$probe_pid" || exit 1
 	kafka_cds
 	local port cport
 	if pid_alive "$KAFKA_DIR/pid" && [[ -f $KAFKA_DIR/ports ]] && port_listening "$(cut -d' ' -f1 "$KAFKA_DIR/ports")"; then
@@ -228,12 +259,8 @@ kafka_up() {
 		log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller :$cport)"
 		kafka_instance_start "$KAFKA_DIR" "$port" "$cport" 768m
 	fi
-	local info
-	info=$("$STATE/bin/svcprobe" kafka "127.0.0.1:$port" 60s 2>&1) || {
-		printf 'services: ERROR: %s\nservices: look at %s\n' "$info" "$KAFKA_DIR/kafka.log" >&2
-		exit 1
-	}
-	note "$info"
+	wait_until 60 "Kafka broker on 127.0.0.1:$port (Metadata request)" "$KAFKA_DIR/kafka.log" "$KAFKA_DIR/pid" kafka_ready "$port"
+	note "ready: $(grep -o 'Kafka version: [^ ]*' "$KAFKA_DIR/kafka.log" | tail -n1), Metadata lists broker $(kafka_metadata "$port" | cut -d' ' -f2) as controller"
 	{
 		env_line TAPLINE_KAFKA_BROKERS "127.0.0.1:$port"
 		env_line TAPLINE_KAFKA_VERSION "$KAFKA_VERSION"
