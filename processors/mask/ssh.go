@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"regexp"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 
@@ -73,9 +74,12 @@ func (t *targetRules) ssh(f *schemas.Frame, st *State, counts Counts) []byte {
 		// Channel types and forwarding addresses carry no secrets.
 		return f.Payload
 	}
-	if len(f.Kind) > len("ssh.request.") && f.Kind[:len("ssh.request.")] == "ssh.request." {
-		// Other requests (pty-req, window-change, exit-status…) carry no free text.
-		return f.Payload
+	for _, prefix := range []string{"ssh.request.", "ssh.reply.", "ssh.global.", "ssh.channel."} {
+		if strings.HasPrefix(f.Kind, prefix) {
+			// Other requests (pty-req, window-change, exit-status…), replies, global
+			// requests (host keys, forwarding addresses), eof and close carry no free text.
+			return f.Payload
+		}
 	}
 	return t.sshOpaque(f.Payload, counts)
 }
