@@ -5,8 +5,11 @@
 #   integration/services.sh up kafka postgres   # once
 #   integration/bench/postgres.sh               # BENCH_SECONDS=30 by default
 #
-# Runs pgbench's select-only (-S) and default TPC-B-like scripts for
-# BENCH_SECONDS each, at BENCH_CLIENTS (default "1 8 32") clients, against:
+# Runs pgbench scripts (BENCH_SCRIPTS, default all four: select-only = -S,
+# tpcb = the default TPC-B-like script, each with the simple query protocol
+# and, as ".../prepared", with -M prepared, i.e. the extended protocol:
+# Bind/Execute/Sync sent together per statement) for BENCH_SECONDS each, at
+# BENCH_CLIENTS (default "1 8 32") clients, against:
 #   direct     the test Postgres
 #   pgbouncer  pgbouncer (transaction pooling) in front of it
 #   strict     a tapline gateway in strict mode (a client message is forwarded
@@ -15,13 +18,15 @@
 # and prints TPS, mean latency, and the ratio of TPS to direct and to pgbouncer.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
 # the gateway to Postgres with tls: disable), so the figures compare the proxies,
-# not TLS. Both gateways record to the shared test Kafka.
+# not TLS. Both gateways record to the shared test Kafka. The gateway binary is
+# built from the working tree unless TAPLINE_BIN names one (to compare builds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 SECONDS_EACH=${BENCH_SECONDS:-30}
 CLIENTS=${BENCH_CLIENTS:-1 8 32}
+SCRIPTS=${BENCH_SCRIPTS:-select-only select-only/prepared tpcb tpcb/prepared}
 SCALE=${BENCH_SCALE:-10}
 env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
 [[ -f $env_file ]] || {
@@ -67,9 +72,10 @@ wait_port() {
 	exit 1
 }
 
-tapline=$repo/bin/tapline
-if [[ ! -x $tapline ]]; then
-	log "building bin/tapline"
+tapline=${TAPLINE_BIN:-}
+if [[ -z $tapline ]]; then
+	log "building tapline"
+	tapline=$work/tapline
 	go build -o "$tapline" ./cmd/tapline
 fi
 go build -o "$work/benchhelper" ./integration/bench/benchhelper
@@ -141,7 +147,8 @@ run() {
 	strict) port=$strict_port user=bench pw=$token ;;
 	buffered) port=$buffered_port user=bench pw=$token ;;
 	esac
-	[[ $script == select-only ]] && flags+=(-S)
+	[[ $script == select-only* ]] && flags+=(-S)
+	[[ $script == */prepared ]] && flags+=(-M prepared)
 	local out
 	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
 		echo "bench: pgbench $target $script -c $clients failed:" >&2
@@ -157,9 +164,12 @@ run() {
 
 results=$work/results
 : >"$results"
-for script in select-only tpcb; do
+for script in $SCRIPTS; do
 	for c in $CLIENTS; do
 		for target in direct pgbouncer strict buffered; do
+			# pgbouncer 1.18 (Debian's) cannot pool protocol-level prepared
+			# statements in transaction mode.
+			[[ $target == pgbouncer && $script == */prepared ]] && continue
 			log "$script, $c clients, $target (${SECONDS_EACH}s)"
 			echo "$script $c $target $(run "$target" "$script" "$c")" >>"$results"
 		done
@@ -171,6 +181,7 @@ printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores 
 awk '
 	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+	function get(k, t) { return ((k, t) in tps) ? tps[k, t] : 0 } # without creating the entry
 	END {
 		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer |\n"
 		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: |\n"
@@ -179,8 +190,9 @@ awk '
 			split(order[i], k, " ")
 			for (j = 1; j <= 4; j++) {
 				t = targets[j]
+				if (!((order[i], t) in tps)) continue
 				printf "| %s | %s | %s | %.0f | %.3f | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
-					ratio(tps[order[i], t], tps[order[i], "direct"]), ratio(tps[order[i], t], tps[order[i], "pgbouncer"])
+					ratio(tps[order[i], t], get(order[i], "direct")), ratio(tps[order[i], t], get(order[i], "pgbouncer"))
 			}
 		}
 	}' "$results"

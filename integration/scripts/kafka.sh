@@ -166,6 +166,7 @@ kafka_instance_start() {
 	fi
 	kafka_prepare "$dir" "$port" "$cport"
 	kafka_java_args "$dir" "$heap"
+	[[ -f $dir/kafka.log ]] && mv -f "$dir/kafka.log" "$dir/kafka.log.1" # one log per start
 	echo "---- start $(date -Is) port $port controller $cport" >>"$dir/kafka.log"
 	daemonize "$dir/kafka.log" "$dir/pid" "${KAFKA_ARGS[@]}"
 	wait_until 90 "Kafka broker on 127.0.0.1:$port" "$dir/kafka.log" "$dir/pid" port_listening "$port"

@@ -161,6 +161,9 @@ pg_up() {
 		echo "$port" >"$PGROOT/port"
 		pg_write_config "$port"
 		log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$port"
+		# A fresh log per start (the previous one is kept as .1): with
+		# log_statement=all it grows by hundreds of MB an hour under load.
+		[[ -f $PG_LOG ]] && mv -f "$PG_LOG" "$PG_LOG.1"
 		echo "---- start $(date -Is) port $port" | pg_as tee -a "$PG_LOG" >/dev/null
 		run_detached runuser -u "$PG_USER" -- "$PG_BIN/pg_ctl" start -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 >"$PGROOT/log/pg_ctl.log" 2>&1 || {
 			printf 'services: ERROR: PostgreSQL did not start within 60s.\nservices: look at %s and %s; last lines:\n' "$PG_LOG" "$PGROOT/log/pg_ctl.log" >&2

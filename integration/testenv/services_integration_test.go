@@ -160,23 +160,13 @@ func TestPostgres(t *testing.T) {
 	}
 
 	// The statement reached the server: log_statement=all writes it to TAPLINE_PG_LOG.
+	off := pg.LogOffset(t)
 	marker := uniq("testenv-marker")
 	if _, err := gw.Exec(ctx, "SELECT '"+marker+"'"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, err := os.ReadFile(pg.Log)
-		if err != nil {
-			t.Fatalf("server log: %v", err)
-		}
-		if strings.Contains(string(data), marker) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never appeared in %s", marker, pg.Log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if logged := pg.WaitLog(t, off, marker, 10*time.Second); !strings.Contains(logged, pg.GWUser+"@"+pg.DB) {
+		t.Errorf("log line for the marker does not name %s@%s:\n%s", pg.GWUser, pg.DB, logged)
 	}
 
 	// md5 login.

@@ -37,6 +37,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -287,6 +288,57 @@ func urlEscape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// LogOffset is the server log's current size. Pass it to LogSince or WaitLog
+// to look only at what the server logs from now on (the log is long: every
+// statement of every test).
+func (p PG) LogOffset(t testing.TB) int64 {
+	t.Helper()
+	fi, err := os.Stat(p.Log)
+	if err != nil {
+		t.Fatalf("testenv: postgres log: %v", err)
+	}
+	return fi.Size()
+}
+
+// LogSince returns what the server logged after offset.
+func (p PG) LogSince(t testing.TB, offset int64) string {
+	t.Helper()
+	f, err := os.Open(p.Log)
+	if err != nil {
+		t.Fatalf("testenv: postgres log: %v", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() < offset {
+		offset = 0 // the log was rotated (services restarted)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		t.Fatalf("testenv: postgres log: %v", err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("testenv: postgres log: %v", err)
+	}
+	return string(data)
+}
+
+// WaitLog waits up to timeout for substr to appear in what the server logged
+// after offset, and returns that text. The server writes its log
+// asynchronously, so a statement shows up a moment after it ran.
+func (p PG) WaitLog(t testing.TB, offset int64, substr string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		text := p.LogSince(t, offset)
+		if strings.Contains(text, substr) {
+			return text
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %q not in %s after %s", substr, p.Log, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Postgres returns the test PostgreSQL server.
