@@ -150,17 +150,25 @@ func BuildTapline(t testing.TB, tags string) string {
 	v, _ := builds.LoadOrStore(tags, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "tapline-bin-")
-		if err != nil {
+		// One place per tag set, replaced by rename, so runs do not pile up binaries.
+		dir := filepath.Join(os.TempDir(), "tapline-sinktest")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			b.err = err
 			return
 		}
-		b.path = filepath.Join(dir, "tapline")
-		cmd := exec.Command(goTool(), "build", "-tags", tags, "-o", b.path, "./cmd/tapline")
+		name := "tapline-nochdb"
+		if tags != "" {
+			name = "tapline-" + strings.ReplaceAll(tags, ",", "-")
+		}
+		b.path = filepath.Join(dir, name)
+		tmp := fmt.Sprintf("%s.%d", b.path, os.Getpid())
+		cmd := exec.Command(goTool(), "build", "-tags", tags, "-o", tmp, "./cmd/tapline")
 		cmd.Dir = RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build ./cmd/tapline: %v\n%s", err, out)
+			return
 		}
+		b.err = os.Rename(tmp, b.path)
 	})
 	if b.err != nil {
 		t.Fatal(b.err)
