@@ -52,7 +52,7 @@ pick_port_locked() {
 # started from it holds neither the state lock nor the pipes of `up`.
 close_fds() {
 	local fd
-	for fd in /proc/$BASHPID/fd/*; do
+	for fd in "/proc/$BASHPID/fd"/*; do
 		fd=${fd##*/}
 		((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
 	done

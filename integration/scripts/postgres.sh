@@ -128,7 +128,7 @@ pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 1; }
 # pg_roles: create or update the roles and the database (every `up`; cheap).
 pg_roles() {
 	local port=$1
-	PGPASSWORD= "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT/run" -p "$port" -U "$PG_ADMIN" -d postgres \
+	PGPASSWORD='' "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT/run" -p "$port" -U "$PG_ADMIN" -d postgres \
 		-v admin_pw="$(secret PG_ADMIN_PASSWORD)" -v gw_pw="$(secret PG_GW_PASSWORD)" -v md5_pw="$(secret PG_MD5_PASSWORD)" \
 		>"$PGROOT/log/roles.log" 2>&1 <<EOF || die "could not set up Postgres roles; see $PGROOT/log/roles.log and $PG_LOG"
 SET log_statement = 'none';
@@ -156,7 +156,7 @@ pg_up() {
 		port=$old
 		note "postgres already running on 127.0.0.1:$port"
 	else
-		pg_running && pg_as "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m fast >/dev/null 2>&1 || true
+		if pg_running; then pg_as "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m fast >/dev/null 2>&1 || true; fi
 		port=$(pick_port "$old")
 		echo "$port" >"$PGROOT/port"
 		pg_write_config "$port"
