@@ -320,6 +320,10 @@ kafka_instance_cmd() {
 		;;
 	stop)
 		stop_pidfile "kafka instance $dir" "$dir/pid" 30
+		if [[ -f $STATE/kafka-instances ]]; then
+			grep -vxF "$dir" "$STATE/kafka-instances" >"$STATE/kafka-instances.tmp" || true
+			mv "$STATE/kafka-instances.tmp" "$STATE/kafka-instances"
+		fi
 		;;
 	*) die "kafka-instance: unknown subcommand $sub" ;;
 	esac
