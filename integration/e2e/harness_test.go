@@ -155,11 +155,14 @@ func start(brokers []string, pg testenv.PG, target testenv.SSHTarget) (_ *harnes
 	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	var stops []func()
+	var stopOnce sync.Once
 	h.stop = func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		logFile.Close()
+		stopOnce.Do(func() {
+			for i := len(stops) - 1; i >= 0; i-- {
+				stops[i]()
+			}
+			logFile.Close()
+		})
 	}
 	defer func() {
 		if err != nil {

@@ -72,6 +72,11 @@ func TestMaskingEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// The scan finds what is there: the subject, in the session.start frame.
+	if n := h.count(t, "SELECT toInt64(count()) FROM frames WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
+		clickhouse.Params{"s": sub}); n == 0 {
+		t.Errorf("the row scan does not find the subject %q in frames", sub)
+	}
 	if len(tables) < 3 {
 		t.Errorf("scanned tables %v; want at least frames, commands and sessions", tables)
 	}
