@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -74,6 +75,13 @@ func TestPsqlSessionInAPI(t *testing.T) {
 		if c.Error != "" {
 			t.Errorf("command %q carries an error %q", c.Text, c.Error)
 		}
+	}
+
+	if sess.Commands != int64(len(stmts)) {
+		t.Errorf("session summary counts %d commands, want %d", sess.Commands, len(stmts))
+	}
+	if rep := h.verify(t, token, sess.SessionID); !rep.OK || rep.Signature.Status != verify.SigTrusted {
+		t.Errorf("verify: %+v", rep)
 	}
 
 	transcript := h.replay(t, token, sess.SessionID, "text")

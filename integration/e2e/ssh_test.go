@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/query/replay"
+	"github.com/tapline/tapline/query/verify"
 )
 
 // An interactive shell through the gateway replays as asciicast v2 sized by the
@@ -107,6 +109,19 @@ func TestSSHShellAsciicast(t *testing.T) {
 	}
 	if len(resizes) != 1 || resizes[0] != "120x40" {
 		t.Errorf("resize events %q; want one 120x40", resizes)
+	}
+	// The typed lines are the session's shell commands, and the session verifies.
+	var lines []string
+	for _, c := range h.commands(t, token, s.SessionID) {
+		if c.Kind == "shell" {
+			lines = append(lines, c.Text)
+		}
+	}
+	if want := []string{"echo e2e-$((6*7))", "stty size", "printf 'done-%s\\n' $((2+3))", "exit"}; !slices.Equal(lines, want) {
+		t.Errorf("shell commands %q, want %q", lines, want)
+	}
+	if rep := h.verify(t, token, s.SessionID); !rep.OK || rep.Signature.Status != verify.SigTrusted {
+		t.Errorf("verify: %+v", rep)
 	}
 	var last float64
 	for _, ev := range events {
