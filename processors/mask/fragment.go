@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 // A Postgres message larger than the recorder's fragment limit arrives as several
@@ -48,7 +49,7 @@ func (t *targetRules) pgFragment(f *schemas.Frame, st *State, pg PGContext, coun
 	if f.Fragment == 0 {
 		st.Walk = nil
 		if f.Kind == "DataRow" || f.Kind == "Bind" {
-			st.Walk = &pgWalk{Kind: f.Kind, Step: walkHeader, Need: 5}
+			st.Walk = &pgWalk{Kind: f.Kind, Step: walkHeader, Need: pgwire.HeaderLen}
 		}
 	}
 	out := append([]byte(nil), f.Payload...)
@@ -58,7 +59,7 @@ func (t *targetRules) pgFragment(f *schemas.Frame, st *State, pg PGContext, coun
 	} else {
 		skip := 0
 		if f.Fragment == 0 {
-			skip = min(5, len(out))
+			skip = min(pgwire.HeaderLen, len(out))
 		}
 		masked := t.text(out[skip:], sameLength, counts)
 		copy(out[skip:], masked)
@@ -177,7 +178,7 @@ func (t *targetRules) field(w *pgWalk, pg PGContext, _ Counts) {
 		if w.Kind == "DataRow" {
 			w.Masked, w.Text = w.Cols[w.Index], true
 		} else {
-			w.Masked, w.Text = w.Params[w.Index], paramFormat(w.Fmts, w.Index) == 0
+			w.Masked, w.Text = w.Params[w.Index], pgwire.FormatCode(w.Fmts, w.Index) == 0
 		}
 	}
 }

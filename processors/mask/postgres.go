@@ -1,7 +1,6 @@
 package mask
 
 import (
-	"encoding/binary"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -9,7 +8,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgproto3/v2"
+
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 // PGContext is what the masker needs to know about a Postgres conversation at the
@@ -51,24 +52,25 @@ func (t *targetRules) postgres(f *schemas.Frame, st *State, pg PGContext, counts
 
 // pgOpaque masks the body of a message that did not decode, in place.
 func (t *targetRules) pgOpaque(p []byte, counts Counts) []byte {
-	if len(p) <= 5 {
+	body := pgwire.Body(p)
+	if len(body) == 0 {
 		return p
 	}
-	body := t.text(p[5:], sameLength, counts)
+	body = t.text(body, sameLength, counts)
 	if len(counts) == 0 {
 		return p
 	}
-	return append(append([]byte{}, p[:5]...), body...)
+	return append(append([]byte{}, p[:pgwire.HeaderLen]...), body...)
 }
 
 func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) ([]byte, Counts, error) {
 	counts := Counts{}
-	if len(p) < 5 {
+	if len(p) < pgwire.HeaderLen {
 		return p, counts, nil
 	}
-	body := p[5:]
-	if n := int(binary.BigEndian.Uint32(p[1:5])); n != len(p)-1 {
-		return nil, nil, fmt.Errorf("%s: length field says %d, message has %d", kind, n, len(p)-1)
+	body, err := pgwire.CheckedBody(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	var msg interface {
 		Decode([]byte) error
@@ -142,7 +144,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		msg = m
 	case "SASLResponse", "GSSResponse":
 		counts.add(AuthMessage, 1)
-		return append(append([]byte{}, p[:5]...), replacement(AuthMessage, st, len(body))...), counts, nil
+		return append(append([]byte{}, p[:pgwire.HeaderLen]...), replacement(AuthMessage, st, len(body))...), counts, nil
 	default:
 		return p, counts, nil
 	}
@@ -197,24 +199,10 @@ func (t *targetRules) bindParams(m *pgproto3.Bind, pg PGContext, st style, count
 			m.Parameters[i] = []byte(replacement(Param, st, len(v)))
 			continue
 		}
-		if paramFormat(m.ParameterFormatCodes, i) == 0 {
+		if pgwire.FormatCode(m.ParameterFormatCodes, i) == 0 {
 			m.Parameters[i] = t.text(v, st, counts)
 		}
 	}
-}
-
-// paramFormat returns the format code of parameter i per the Bind rules: no codes
-// means all text, one code applies to all, otherwise one per parameter.
-func paramFormat(codes []int16, i int) int16 {
-	switch {
-	case len(codes) == 0:
-		return 0
-	case len(codes) == 1:
-		return codes[0]
-	case i < len(codes):
-		return codes[i]
-	}
-	return 0
 }
 
 var (

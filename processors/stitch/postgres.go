@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 // PG stitches one Postgres session's (masked) frames into commands. It follows the
@@ -131,13 +132,10 @@ func (p *PG) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 	if !ok {
 		return nil
 	}
-	if len(payload) < 5 && f.Kind != "StartupMessage" && f.Kind != "SSLRequest" {
+	if len(payload) < pgwire.HeaderLen && f.Kind != "StartupMessage" && f.Kind != "SSLRequest" {
 		return nil
 	}
-	var body []byte
-	if len(payload) >= 5 {
-		body = payload[5:]
-	}
+	body := pgwire.Body(payload)
 	masks, truncated := f.Masks, false
 	if p.Frag != nil {
 		masks, truncated = p.Frag.Masks, p.Frag.Cut
@@ -623,25 +621,13 @@ func params(m *pgproto3.Bind, maxText int) []string {
 		switch {
 		case v == nil:
 			out[i] = "NULL"
-		case format(m.ParameterFormatCodes, i) == 1:
+		case pgwire.FormatCode(m.ParameterFormatCodes, i) == 1:
 			out[i] = clip(`\x`+hex.EncodeToString(v), maxText, false)
 		default:
 			out[i] = clip(string(v), maxText, false)
 		}
 	}
 	return out
-}
-
-func format(codes []int16, i int) int16 {
-	switch {
-	case len(codes) == 0:
-		return 0
-	case len(codes) == 1:
-		return codes[0]
-	case i < len(codes):
-		return codes[i]
-	}
-	return 0
 }
 
 func rowColumns(body []byte) []string {

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 // Defaults for Options.
@@ -227,24 +227,11 @@ func (s *pgState) message(m *Message) {
 	}
 }
 
-// body checks a wire message's type byte and length and returns what follows them.
-func body(payload []byte, typ byte) ([]byte, error) {
-	if len(payload) < 5 {
-		return nil, errors.New("message shorter than its header")
-	}
-	if payload[0] != typ {
-		return nil, fmt.Errorf("type byte %q, expected %q", payload[0], typ)
-	}
-	if n := int(binary.BigEndian.Uint32(payload[1:5])); n != len(payload)-1 {
-		return nil, fmt.Errorf("length field %d, message holds %d", n, len(payload)-1)
-	}
-	return payload[5:], nil
-}
-
 type decoder interface{ Decode([]byte) error }
 
+// decode checks a wire message's type byte and length and decodes its body.
 func decode(m *Message, typ byte, into decoder) error {
-	b, err := body(m.Payload, typ)
+	b, err := pgwire.CheckedBodyOf(m.Payload, typ)
 	if err != nil {
 		return err
 	}
@@ -314,7 +301,7 @@ func (s *pgState) client(m *Message) error {
 		s.push(&op{kind: 'S', seq: m.Seq})
 	case "CopyData":
 		if s.copying != nil {
-			s.copyResult().CopyBytes += int64(max(len(m.Payload)-5, 0))
+			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
 	case "CopyFail":
 		var c pgproto3.CopyFail
@@ -354,7 +341,7 @@ func (s *pgState) bind(m *Message) error {
 		if i < len(ps.oids) {
 			oid = ps.oids[i]
 		}
-		txt := s.cell(formatValue(v, oid, formatCode(b.ParameterFormatCodes, i)))
+		txt := s.cell(formatValue(v, oid, pgwire.FormatCode(b.ParameterFormatCodes, i)))
 		p.params[i] = &txt
 	}
 	if len(s.portals) < maxPrepared || b.DestinationPortal == "" {
@@ -362,19 +349,6 @@ func (s *pgState) bind(m *Message) error {
 	}
 	s.push(&op{kind: 'B', seq: m.Seq, portal: p})
 	return nil
-}
-
-// formatCode applies Postgres' rule: no codes means text, one applies to all.
-func formatCode(codes []int16, i int) int16 {
-	switch {
-	case len(codes) == 0:
-		return 0
-	case len(codes) == 1:
-		return codes[0]
-	case i < len(codes):
-		return codes[i]
-	}
-	return 0
 }
 
 func (s *pgState) push(o *op) {
@@ -477,7 +451,7 @@ func (s *pgState) server(m *Message) error {
 		}
 	case "CopyData":
 		if s.copying != nil {
-			s.copyResult().CopyBytes += int64(max(len(m.Payload)-5, 0))
+			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
 	case "ErrorResponse":
 		var e pgproto3.ErrorResponse
@@ -610,7 +584,7 @@ func (s *pgState) columnType(o *op, r *Result, i int) (uint32, int16) {
 	if f := o.portal.columns; i < len(f) {
 		return oid, f[i].Format
 	}
-	return oid, formatCode(o.portal.formats, i)
+	return oid, pgwire.FormatCode(o.portal.formats, i)
 }
 
 func (s *pgState) complete(m *Message, set func(*Result)) {
