@@ -274,23 +274,9 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 		c.Params = params
 		p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
 	case "Describe":
-		if len(body) > 0 {
-			name, _ := cstringNext(body[1:])
-			op := "describe_s"
-			if body[0] == 'P' {
-				op = "describe_p"
-			}
-			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
-		}
+		p.pushTargeted(f, body, "describe_s", "describe_p", lim)
 	case "Close":
-		if len(body) > 0 {
-			name, _ := cstringNext(body[1:])
-			op := "close_s"
-			if body[0] == 'P' {
-				op = "close_p"
-			}
-			p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
-		}
+		p.pushTargeted(f, body, "close_s", "close_p", lim)
 	case "Sync":
 		p.push(&pgOp{Op: "sync", Seq: f.Seq}, lim)
 	case "CopyFail":
@@ -298,6 +284,20 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 			op.Cmd.Error = "COPY aborted by the client: " + cstring(body)
 		}
 	}
+}
+
+// pushTargeted queues a Describe or Close: its body is a target byte ('S' statement,
+// 'P' portal) and a name, and it waits as stmtOp or portalOp by that target.
+func (p *PG) pushTargeted(f *schemas.Frame, body []byte, stmtOp, portalOp string, lim Limits) {
+	if len(body) == 0 {
+		return
+	}
+	name, _ := cstringNext(body[1:])
+	op := stmtOp
+	if body[0] == 'P' {
+		op = portalOp
+	}
+	p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
 }
 
 func (p *PG) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
