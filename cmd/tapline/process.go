@@ -31,7 +31,7 @@ SIGTERM finishes the transaction in flight and leaves the group.`,
   tapline process --brokers kafka-0:9092,kafka-1:9092 --config /etc/tapline/process.yaml --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := gatewayLogger(logFormat, logLevel)
+			log, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
 			}

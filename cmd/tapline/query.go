@@ -9,12 +9,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/query/api"
@@ -23,10 +21,6 @@ import (
 )
 
 func init() { register(newQueryCmd()) }
-
-// queryOpenCHDB opens an embedded chDB store; set in binaries built with -tags chdb
-// (query_chdb.go), since chdb-go loads libchdb.so at program start.
-var queryOpenCHDB func(dir string, cfg clickhouse.Config) (clickhouse.Store, error)
 
 // queryConfig is the query server's configuration file (docs/api.md).
 type queryConfig struct {
@@ -55,24 +49,6 @@ type queryConfig struct {
 	} `yaml:"clickhouse"`
 }
 
-func loadQueryConfig(path string) (*queryConfig, error) {
-	if path == "" {
-		return &queryConfig{}, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cfg := &queryConfig{}
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
 func newQueryCmd() *cobra.Command {
 	var (
 		configPath, listen, addr, chdbPath, issuer, audience, auditors, accessLog, logLevel string
@@ -95,19 +71,14 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
       --trusted-key /etc/tapline/gateway-key.pub --access-log /var/log/tapline/api-access.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
-			}
-			slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
-			cfg, err := loadQueryConfig(configPath)
+			log, err := newLogger("json", logLevel)
 			if err != nil {
 				return err
 			}
-			override := func(dst *string, v string) {
-				if v != "" {
-					*dst = v
-				}
+			slog.SetDefault(log)
+			cfg := &queryConfig{}
+			if err := loadConfig(configPath, cfg); err != nil {
+				return err
 			}
 			override(&cfg.Listen, listen)
 			override(&cfg.ClickHouse.CHDBPath, chdbPath)
@@ -115,9 +86,7 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
 			override(&cfg.OIDC.Audience, audience)
 			override(&cfg.AuditorsGroup, auditors)
 			override(&cfg.AccessLog, accessLog)
-			if addr != "" {
-				cfg.ClickHouse.Addr = strings.Split(addr, ",")
-			}
+			overrideList(&cfg.ClickHouse.Addr, addr)
 			cfg.TrustedGatewayKeys = append(cfg.TrustedGatewayKeys, trusted...)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -189,18 +158,7 @@ func runQuery(ctx context.Context, cfg *queryConfig) error {
 
 func openQueryStore(ctx context.Context, cfg *queryConfig) (clickhouse.Store, error) {
 	ch := cfg.ClickHouse
-	var store clickhouse.Store
-	var err error
-	switch {
-	case ch.CHDBPath != "" && len(ch.Addr) > 0:
-		return nil, errors.New("query: set either clickhouse.addr or clickhouse.chdb_path, not both")
-	case ch.CHDBPath == "":
-		store, err = clickhouse.OpenServer(ctx, ch.ServerConfig, ch.Config)
-	case queryOpenCHDB == nil:
-		return nil, errors.New("query: this binary was built without chDB; rebuild with -tags chdb or use a ClickHouse server")
-	default:
-		store, err = queryOpenCHDB(ch.CHDBPath, ch.Config)
-	}
+	store, err := openStore(ctx, "query", ch.ServerConfig, ch.Config, ch.CHDBPath, "")
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,16 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
 func init() { register(newSinkCmd()) }
-
-// openCHDB opens an embedded chDB store. Set by sink_chdb.go in binaries built with
-// -tags chdb: chdb-go loads libchdb.so at program start and panics without it.
-var openCHDB func(dir, configFile string, cfg clickhouse.Config) (clickhouse.Store, error)
 
 // sinkConfig is the sink's configuration file (docs/storage.md).
 type sinkConfig struct {
@@ -46,18 +40,8 @@ type sinkConfig struct {
 
 func loadSinkConfig(path string) (*sinkConfig, error) {
 	cfg := &sinkConfig{}
-	if path == "" {
-		return cfg, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
+	if err := loadConfig(path, cfg); err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
 }
@@ -81,30 +65,20 @@ Flags override the file. See docs/storage.md.`,
   CHDB_LIB_PATH=/opt/chdb/libchdb.so tapline sink --brokers 127.0.0.1:9092 --chdb-path ./.dev/chdb`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			log, err := newLogger("text", logLevel)
+			if err != nil {
+				return err
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			slog.SetDefault(log)
 			cfg, err := loadSinkConfig(configPath)
 			if err != nil {
 				return err
 			}
-			if brokers != "" {
-				cfg.Kafka.Brokers = strings.Split(brokers, ",")
-			}
-			if addr != "" {
-				cfg.ClickHouse.Addr = strings.Split(addr, ",")
-			}
-			if chdbPath != "" {
-				cfg.ClickHouse.CHDBPath = chdbPath
-			}
-			if group != "" {
-				cfg.Kafka.Group = group
-			}
-			if metricsListen != "" {
-				cfg.Metrics.Listen = metricsListen
-			}
+			overrideList(&cfg.Kafka.Brokers, brokers)
+			overrideList(&cfg.ClickHouse.Addr, addr)
+			override(&cfg.ClickHouse.CHDBPath, chdbPath)
+			override(&cfg.Kafka.Group, group)
+			override(&cfg.Metrics.Listen, metricsListen)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runSink(ctx, cfg)
@@ -181,14 +155,5 @@ func openAndMigrate(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, err
 
 func openSinkStore(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
 	ch := cfg.ClickHouse
-	if ch.CHDBPath == "" {
-		return clickhouse.OpenServer(ctx, ch.ServerConfig, ch.Config)
-	}
-	if len(ch.Addr) > 0 {
-		return nil, errors.New("sink: set either clickhouse.addr or clickhouse.chdb_path, not both")
-	}
-	if openCHDB == nil {
-		return nil, errors.New("sink: this binary was built without chDB; rebuild with -tags chdb or use a ClickHouse server")
-	}
-	return openCHDB(ch.CHDBPath, ch.CHDBConfigFile, ch.Config)
+	return openStore(ctx, "sink", ch.ServerConfig, ch.Config, ch.CHDBPath, ch.CHDBConfigFile)
 }

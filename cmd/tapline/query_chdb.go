@@ -1,7 +1,0 @@
-//go:build chdb
-
-package main
-
-import "github.com/tapline/tapline/sinks/clickhouse/chdb"
-
-func init() { queryOpenCHDB = chdb.Open }
