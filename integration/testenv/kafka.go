@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -165,7 +166,9 @@ func (b *KafkaBroker) waitReady(done <-chan struct{}) error {
 		md, err := adm.BrokerMetadata(ctx)
 		cancel()
 		if err == nil && len(md.Brokers) > 0 && md.Controller >= 0 {
-			return nil
+			// Listed is not yet able to host partitions: a loaded machine can
+			// take seconds more, so wait until a topic of our own has a leader.
+			return createTopic(adm, "tapline.ready", 1, deadline)
 		}
 		if err == nil {
 			err = errors.New("metadata lists no broker or controller yet")
@@ -224,4 +227,53 @@ func (b *KafkaBroker) logTail() string {
 		fmt.Fprintf(&out, "--- last lines of %s:\n%s\n", f, strings.Join(lines, "\n"))
 	}
 	return out.String()
+}
+
+// CreateTopic creates a topic (an existing one is fine) and waits until every
+// partition has a leader, so the first produce does not race leader election.
+func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := createTopic(kadm.NewClient(cl), topic, partitions, time.Now().Add(StartTimeout)); err != nil {
+		t.Fatalf("topic %s: %v", topic, err)
+	}
+}
+
+func createTopic(adm *kadm.Client, topic string, partitions int32, deadline time.Time) error {
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			err = leadersElected(ctx, adm, topic)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s: %v", StartTimeout, last)
+}
+
+func leadersElected(ctx context.Context, adm *kadm.Client, topic string) error {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return err
+	}
+	td, ok := md.Topics[topic]
+	if !ok || td.Err != nil || len(td.Partitions) == 0 {
+		return fmt.Errorf("topic %s not in metadata yet (%v)", topic, td.Err)
+	}
+	for _, p := range td.Partitions {
+		if p.Leader < 0 || p.Err != nil {
+			return fmt.Errorf("partition %d has no leader yet", p.Partition)
+		}
+	}
+	return nil
 }

@@ -288,6 +288,7 @@ func TestCHDB(t *testing.T) {
 func TestPrivateKafkaStopStart(t *testing.T) {
 	b := testenv.PrivateKafka(t)
 	const topic = "private"
+	testenv.CreateTopic(t, b.Brokers(), topic, 1)
 	// Not idempotent: an idempotent producer only fails a buffered record
 	// when that is safe, so with the broker gone it would wait rather than
 	// fail. A short metadata min age: franz-go fails records only after a
@@ -327,6 +328,7 @@ func TestPrivateKafkaStopStart(t *testing.T) {
 	t0 = time.Now()
 	b.Start()
 	t.Logf("restarted in %s", time.Since(t0).Round(time.Millisecond))
+	testenv.CreateTopic(t, b.Brokers(), topic, 1) // waits for its leader after log recovery
 	if err := produce("after", 60*time.Second); err != nil {
 		t.Fatalf("produce after restart: %v", err)
 	}
