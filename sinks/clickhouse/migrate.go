@@ -141,19 +141,9 @@ var MinVersion = [2]int{24, 8}
 // checkVersion refuses servers older than MinVersion with a clear message instead of
 // the first DDL statement's syntax error.
 func (s *store) checkVersion(ctx context.Context) error {
-	rows, err := s.conn.Query(ctx, "SELECT version()", nil, nil)
+	v, err := s.queryString(ctx, "SELECT version()", nil, "")
 	if err != nil {
 		return fmt.Errorf("clickhouse: server version: %w", err)
-	}
-	defer rows.Close()
-	var v string
-	for rows.Next() {
-		if err := rows.Scan(&v); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	var major, minor int
 	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {

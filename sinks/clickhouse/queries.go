@@ -281,19 +281,9 @@ func (s *store) sqlSettings(ctx context.Context, l Limits) (Settings, error) {
 		"max_execution_time": max(1, int(l.MaxExecutionTime.Seconds())),
 		"max_result_rows":    l.MaxRows,
 	}
-	rows, err := s.conn.Query(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'", nil, nil)
+	ro, err := s.queryString(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'", nil, "0")
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read the session's readonly setting: %w", err)
-	}
-	defer rows.Close()
-	ro := "0"
-	for rows.Next() {
-		if err := rows.Scan(&ro); err != nil {
-			return nil, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	switch ro {
 	case "0":
@@ -303,4 +293,21 @@ func (s *store) sqlSettings(ctx context.Context, l Limits) (Settings, error) {
 		return nil, nil
 	}
 	return limits, nil
+}
+
+// queryString runs a query for one string column and returns the value in its last
+// row, or def when it returns no rows.
+func (s *store) queryString(ctx context.Context, q string, p Params, def string) (string, error) {
+	rows, err := s.conn.Query(ctx, q, p, nil)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	v := def
+	for rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return "", err
+		}
+	}
+	return v, rows.Err()
 }

@@ -68,20 +68,12 @@ func (s *store) applyPolicy(ctx context.Context, table string) error {
 	if want == "" {
 		return nil
 	}
-	rows, err := s.conn.Query(ctx,
+	have, err := s.queryString(ctx,
 		"SELECT storage_policy FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-		Params{"t": table}, nil)
+		Params{"t": table}, "")
 	if err != nil {
 		return fmt.Errorf("clickhouse: read storage policy of %s: %w", table, err)
 	}
-	var have string
-	for rows.Next() {
-		if err := rows.Scan(&have); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
 	if have == want {
 		return nil
 	}
@@ -96,18 +88,10 @@ func (s *store) applyPolicy(ctx context.Context, table string) error {
 
 func (s *store) applyTTL(ctx context.Context, table string) error {
 	want := s.cfg.TTL(table)
-	rows, err := s.conn.Query(ctx, "SELECT ttl FROM table_settings FINAL WHERE table = {t:String}", Params{"t": table}, nil)
+	have, err := s.queryString(ctx, "SELECT ttl FROM table_settings FINAL WHERE table = {t:String}", Params{"t": table}, "")
 	if err != nil {
 		return fmt.Errorf("clickhouse: read applied TTL of %s: %w", table, err)
 	}
-	var have string
-	for rows.Next() {
-		if err := rows.Scan(&have); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
 	if have == want {
 		return nil
 	}
