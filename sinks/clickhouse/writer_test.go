@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -46,59 +45,6 @@ func (m *memStore) Insert(_ context.Context, b *clickhouse.Batch) error {
 	return nil
 }
 
-func produceRecordings(t *testing.T, cl *kgo.Client, topics [3]string, rs ...storetest.Recording) int {
-	t.Helper()
-	var recs []*kgo.Record
-	for _, r := range rs {
-		for i := range r.Frames {
-			v, err := schemas.FrameCodec().Encode(&r.Frames[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs = append(recs, &kgo.Record{Topic: topics[0], Key: []byte(r.ID), Value: v})
-		}
-		for i := range r.Commands {
-			v, err := schemas.CommandCodec().Encode(&r.Commands[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs = append(recs, &kgo.Record{Topic: topics[1], Key: []byte(r.ID), Value: v})
-		}
-		for i := range r.Sessions {
-			v, err := schemas.SessionCodec().Encode(&r.Sessions[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs = append(recs, &kgo.Record{Topic: topics[2], Key: []byte(r.ID), Value: v})
-		}
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	return len(recs)
-}
-
-// committedAll reports whether the group committed every partition up to its end.
-func committedAll(t *testing.T, adm *kadm.Client, group string, topics ...string) (committed, total int64) {
-	t.Helper()
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offs, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends.Each(func(o kadm.ListedOffset) {
-		total += o.Offset
-		if c, ok := offs.Lookup(o.Topic, o.Partition); ok {
-			committed += c.At
-		}
-	})
-	return committed, total
-}
-
 func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
 	topics := [3]string{"f", "c", "s"}
 	cluster := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics[:]...))
@@ -109,7 +55,7 @@ func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	adm := kadm.NewClient(prod)
+	k := &storetest.Kafka{Brokers: addrs, Client: prod, Admin: kadm.NewClient(prod), Topics: topics}
 
 	store := &memStore{failures: 4, frames: map[string]int{}}
 	reg := prometheus.NewRegistry()
@@ -124,7 +70,7 @@ func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
 	for i := range 5 {
 		rs = append(rs, storetest.NewRecording("alice", "app", time.Now().Add(time.Duration(i)*time.Second), 30))
 	}
-	n := produceRecordings(t, prod, topics, rs...)
+	n := k.Produce(t, rs...)
 	// A value that is not Avro: skipped and counted, and not a reason to stall.
 	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topics[0], Key: []byte("x"), Value: []byte("garbage")}).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -137,7 +83,7 @@ func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	sawFailuresUncommitted := false
 	for {
-		c, total := committedAll(t, adm, "g", topics[:]...)
+		c, total := k.Offsets(t, "g")
 		store.mu.Lock()
 		failing, attempts := store.failures, len(store.attempts)
 		store.mu.Unlock()
