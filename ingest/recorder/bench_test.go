@@ -34,7 +34,44 @@ func BenchmarkStrictClient(b *testing.B) {
 	}
 }
 
+// BenchmarkStrictPipeline measures one extended-protocol round (Parse, Bind,
+// Describe, Execute, Sync, sent together by the agent) in strict mode,
+// recorded as one ClientBatch and as five Client calls. ns/op is per round.
+func BenchmarkStrictPipeline(b *testing.B) {
+	round := []Message{{Kind: "Parse"}, {Kind: "Bind"}, {Kind: "Describe"}, {Kind: "Execute"}, {Kind: "Sync"}}
+	for i := range round {
+		round[i].Payload = make([]byte, benchPayload/2)
+	}
+	for _, tgt := range benchTargets(b) {
+		for _, sessions := range []int{1, 32} {
+			name := fmt.Sprintf("%s/sessions=%d", tgt.name, sessions)
+			b.Run(name+"/batch", func(b *testing.B) {
+				benchSessions(b, tgt, sessions, func(s *Session) error { return s.ClientBatch(context.Background(), round) })
+			})
+			b.Run(name+"/one-by-one", func(b *testing.B) {
+				benchSessions(b, tgt, sessions, func(s *Session) error {
+					for _, m := range round {
+						if err := s.Client(context.Background(), m.Kind, 0, m.Payload); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			})
+		}
+	}
+}
+
 func benchRecorder(b *testing.B, tgt benchTarget, sessions int) {
+	payload := make([]byte, benchPayload)
+	benchSessions(b, tgt, sessions, func(s *Session) error {
+		return s.Client(context.Background(), "Query", 0, payload)
+	})
+}
+
+// benchSessions runs b.N calls of op spread over the given number of strict
+// sessions.
+func benchSessions(b *testing.B, tgt benchTarget, sessions int, op func(*Session) error) {
 	cfg := testConfig(b, Strict)
 	cfg.Topic = tgt.topic
 	cfg.ProduceTimeout = 10 * time.Second
@@ -47,10 +84,7 @@ func benchRecorder(b *testing.B, tgt benchTarget, sessions int) {
 		}
 		ss[i] = s
 	}
-	payload := make([]byte, benchPayload)
-	runConcurrent(b, sessions, func(i int) error {
-		return ss[i].Client(context.Background(), "Query", 0, payload)
-	})
+	runConcurrent(b, sessions, func(i int) error { return op(ss[i]) })
 	for _, s := range ss {
 		if err := s.End(context.Background(), "done"); err != nil {
 			b.Fatal(err)

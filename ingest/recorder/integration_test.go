@@ -38,8 +38,9 @@ func createTopic(t testing.TB, brokers []string, partitions int32) string {
 	return topic
 }
 
-// 50 sessions recording concurrently in strict mode on Apache Kafka: every
-// frame of every session is stored, in order, and verifies.
+// 50 sessions recording concurrently in strict mode on Apache Kafka, client
+// messages single and in batches: every frame of every session is stored, in
+// order, and verifies.
 func TestKafkaConcurrentSessionsStrict(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := createTopic(t, brokers, 6)
@@ -110,10 +111,16 @@ func runSession(ctx context.Context, r *Recorder, id *string, n int) error {
 			}
 		}
 	}()
-	for i := range n {
-		if err := s.Client(ctx, "Query", 0, payloadOf(schemas.Client, i)); err != nil {
+	// Client messages one by one and in batches (pipelines) of up to 4.
+	for i := 0; i < n; {
+		msgs := make([]Message, min(1+i%5, 4, n-i))
+		for j := range msgs {
+			msgs[j] = Message{Kind: "Query", Payload: payloadOf(schemas.Client, i+j)}
+		}
+		if err := s.ClientBatch(ctx, msgs); err != nil {
 			return err
 		}
+		i += len(msgs)
 	}
 	wg.Wait()
 	if serverErr != nil {

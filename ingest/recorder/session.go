@@ -13,8 +13,9 @@ import (
 	"github.com/tapline/tapline/schemas"
 )
 
-// Session records one connection. Client and Server may be called from two
-// goroutines; frames get seq numbers, and reach Kafka, in call order.
+// Session records one connection. Client (or ClientBatch) and Server may be
+// called from two goroutines; frames get seq numbers, and reach Kafka, in call
+// order.
 type Session struct {
 	r        *Recorder
 	id       string
@@ -66,21 +67,40 @@ func (s *Session) Err() error {
 	return s.err
 }
 
+// Message is one protocol message of a ClientBatch.
+type Message struct {
+	Kind    string
+	Channel int64
+	Payload []byte
+}
+
 // Client records a message from the agent. In strict mode it returns only
 // after Kafka acknowledged every fragment; in buffered mode once they are
 // buffered. On error the message must not be forwarded and the connection
 // must end.
 func (s *Session) Client(ctx context.Context, kind string, channel int64, payload []byte) error {
+	return s.ClientBatch(ctx, []Message{{Kind: kind, Channel: channel, Payload: payload}})
+}
+
+// ClientBatch records messages the agent sent back to back (a pipeline) as
+// consecutive frames, in order, with no other frame between them. In strict
+// mode it returns once Kafka acknowledged all of them, so a batch costs one
+// wait instead of one per message. On error none of the messages may be
+// forwarded and the connection must end. A bad kind rejects the whole batch
+// before anything is recorded.
+func (s *Session) ClientBatch(ctx context.Context, msgs []Message) error {
 	ts := time.Now()
-	if err := checkKind(kind); err != nil {
-		return err
+	for _, m := range msgs {
+		if err := checkKind(m.Kind); err != nil {
+			return err
+		}
 	}
 	deadline := ts.Add(s.r.cfg.ProduceTimeout)
 	var c *call
 	if s.r.cfg.Mode == Strict {
 		c = newCall()
 	}
-	if err := s.record(schemas.Client, kind, channel, payload, ts, c, deadline); err != nil {
+	if err := s.record(schemas.Client, msgs, ts, c, deadline); err != nil {
 		return err
 	}
 	if c == nil {
@@ -96,8 +116,11 @@ func (s *Session) Server(kind string, channel int64, payload []byte) error {
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	return s.record(schemas.Server, kind, channel, payload, ts, nil, ts.Add(s.r.cfg.ProduceTimeout))
+	return s.record(schemas.Server, []Message{{Kind: kind, Channel: channel, Payload: payload}}, ts, nil, ts.Add(s.r.cfg.ProduceTimeout))
 }
+
+// maxKindBytes is the longest kind the chain's canonical header can hold.
+const maxKindBytes = 0xffff
 
 func checkKind(kind string) error {
 	switch kind {
@@ -106,12 +129,15 @@ func checkKind(kind string) error {
 	case schemas.KindSessionStart, schemas.KindSessionDenied, schemas.KindSessionEnd:
 		return fmt.Errorf("recorder: %s is written by the recorder itself", kind)
 	}
+	if len(kind) > maxKindBytes {
+		return fmt.Errorf("recorder: frame kind of %d bytes (at most %d)", len(kind), maxKindBytes)
+	}
 	return nil
 }
 
-// record produces a message as one frame, or as consecutive fragments when it
-// exceeds FragmentBytes.
-func (s *Session) record(dir schemas.Direction, kind string, channel int64, payload []byte, ts time.Time, c *call, deadline time.Time) error {
+// record produces messages, each as one frame or as consecutive fragments when
+// it exceeds FragmentBytes.
+func (s *Session) record(dir schemas.Direction, msgs []Message, ts time.Time, c *call, deadline time.Time) error {
 	if c != nil {
 		defer s.release(c)
 	}
@@ -124,15 +150,17 @@ func (s *Session) record(dir schemas.Direction, kind string, channel int64, payl
 		return ErrEnded
 	}
 	fb := s.r.cfg.FragmentBytes
-	n := max(1, (len(payload)+fb-1)/fb)
-	for i := range n {
-		f := &schemas.Frame{
-			TS: ts, Direction: dir, Kind: kind, Channel: channel,
-			Payload:  payload[min(i*fb, len(payload)):min((i+1)*fb, len(payload))],
-			Fragment: int32(i), Final: i == n-1,
-		}
-		if err := s.emitLocked(f, c, deadline); err != nil {
-			return err
+	for _, m := range msgs {
+		n := max(1, (len(m.Payload)+fb-1)/fb)
+		for i := range n {
+			f := &schemas.Frame{
+				TS: ts, Direction: dir, Kind: m.Kind, Channel: m.Channel,
+				Payload:  m.Payload[min(i*fb, len(m.Payload)):min((i+1)*fb, len(m.Payload))],
+				Fragment: int32(i), Final: i == n-1,
+			}
+			if err := s.emitLocked(f, c, deadline); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
