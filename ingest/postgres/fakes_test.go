@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -45,8 +46,9 @@ type fakeRecorder struct {
 	sessions []*fakeSession
 	denials  []string
 	startErr error
-	// clientHook, if set, runs inside Client before it returns.
-	clientHook func(kind string) error
+	// clientHook, if set, runs for each message inside Client and ClientBatch
+	// before they record anything; an error fails the call.
+	clientHook func(kind string, payload []byte) error
 }
 
 func (r *fakeRecorder) Start(_ context.Context, start schemas.SessionStart) (Session, error) {
@@ -83,6 +85,7 @@ type fakeSession struct {
 	start   schemas.SessionStart
 	mu      sync.Mutex
 	frames  []recFrame
+	batches []int
 	reason  string
 	failed  chan struct{}
 	failErr error
@@ -91,14 +94,32 @@ type fakeSession struct {
 
 func (s *fakeSession) ID() string { return s.id }
 
-func (s *fakeSession) Client(_ context.Context, kind string, _ int64, payload []byte) error {
+func (s *fakeSession) Client(ctx context.Context, kind string, channel int64, payload []byte) error {
+	return s.ClientBatch(ctx, []recorder.Message{{Kind: kind, Channel: channel, Payload: payload}})
+}
+
+func (s *fakeSession) ClientBatch(_ context.Context, msgs []recorder.Message) error {
 	if hook := s.r.clientHook; hook != nil {
-		if err := hook(kind); err != nil {
-			return err
+		for _, m := range msgs {
+			if err := hook(m.Kind, m.Payload); err != nil {
+				return err
+			}
 		}
 	}
-	s.add(schemas.Client, kind, payload)
+	for _, m := range msgs {
+		s.add(schemas.Client, m.Kind, m.Payload)
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, len(msgs))
+	s.mu.Unlock()
 	return nil
+}
+
+// batchSizes returns the number of messages of each Client/ClientBatch call.
+func (s *fakeSession) batchSizes() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.batches...)
 }
 
 func (s *fakeSession) Server(kind string, _ int64, payload []byte) error {

@@ -101,6 +101,25 @@ func (m *msgReader) completeBuffered() bool {
 	return n >= 4 && m.r.Buffered() >= n+1
 }
 
+// appendBuffered appends the next message to dst when it is already complete in
+// the read buffer, of a known type, and at most limit bytes long; it never reads
+// from the connection. Otherwise it consumes nothing and returns ok false,
+// leaving the message (or the violation) to next.
+func (m *msgReader) appendBuffered(dst []byte, limit int) (out []byte, ok bool) {
+	if !m.completeBuffered() {
+		return dst, false
+	}
+	hdr, _ := m.r.Peek(headerLen)
+	total := int(int32(binary.BigEndian.Uint32(hdr[1:]))) + 1
+	if !m.kinds[hdr[0]] || total > m.max || total > limit {
+		return dst, false
+	}
+	msg, _ := m.r.Peek(total) // buffered: cannot fail
+	dst = append(dst, msg...)
+	_, _ = m.r.Discard(total)
+	return dst, true
+}
+
 func truncated(err error, what string) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return protocolErrorf("truncated %s: connection closed mid-message", what)

@@ -100,6 +100,54 @@ func TestCompleteBuffered(t *testing.T) {
 	}
 }
 
+func TestAppendBufferedTakesOnlyCompleteValidMessages(t *testing.T) {
+	q := encode(&pgproto3.Query{String: "select 1"})
+	s := encode(&pgproto3.Sync{})
+	big := encode(&pgproto3.Query{String: strings.Repeat("x", 200)})
+	in := bytes.Join([][]byte{q, s, big, msg('@', "x"), s[:3]}, nil)
+	r := newMsgReader(bufio.NewReader(bytes.NewReader(in)), 150, clientTypes)
+	if _, _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := r.appendBuffered([]byte("prefix"), 1024)
+	if !ok || string(out) != "prefix"+string(s) {
+		t.Fatalf("buffered Sync: %q, %v", out, ok)
+	}
+	// Over the reader's limit: left for next, which reports it.
+	if _, ok := r.appendBuffered(nil, 1024); ok {
+		t.Fatal("a message over the size limit was taken")
+	}
+	var pe *ProtocolError
+	if _, _, err := r.next(); !errors.As(err, &pe) || !pe.Oversized {
+		t.Fatalf("next after a refused oversized message: %v", err)
+	}
+
+	r = newMsgReader(bufio.NewReader(bytes.NewReader(bytes.Join([][]byte{q, big, msg('@', "x")}, nil))), 1024, clientTypes)
+	if _, _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.appendBuffered(nil, len(big)-1); ok {
+		t.Fatal("a message over the batch limit was taken")
+	}
+	if out, ok := r.appendBuffered(nil, len(big)); !ok || !bytes.Equal(out, big) {
+		t.Fatalf("message at the batch limit: %v", ok)
+	}
+	if _, ok := r.appendBuffered(nil, 1024); ok {
+		t.Fatal("a message of unknown type was taken")
+	}
+	if _, _, err := r.next(); err == nil || !strings.Contains(err.Error(), "unexpected message type") {
+		t.Fatalf("next after a refused unknown type: %v", err)
+	}
+
+	r = newMsgReader(bufio.NewReader(bytes.NewReader(append(append([]byte{}, q...), s[:3]...))), 1024, clientTypes)
+	if _, _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.appendBuffered(nil, 1024); ok {
+		t.Fatal("a partial message was taken")
+	}
+}
+
 func TestServerKindNamesAuthentication(t *testing.T) {
 	for _, tc := range []struct {
 		m    interface{ Encode([]byte) ([]byte, error) }

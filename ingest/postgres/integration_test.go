@@ -195,6 +195,30 @@ func TestPgxPipelineRecordedByteForByte(t *testing.T) {
 			t.Errorf("no %s frame", k)
 		}
 	}
+	// The queued queries were sent in one write and recorded as a batch: one
+	// call, so consecutive frames with one timestamp.
+	if run := longestClientBatch(frames); run < 10 {
+		t.Errorf("longest run of client frames recorded together: %d, want the pgx batch (10 queries) in one", run)
+	}
+}
+
+// longestClientBatch returns the longest run of consecutive CLIENT frames with
+// the same ts (one ClientBatch call).
+func longestClientBatch(frames []schemas.Frame) int {
+	best, run := 0, 0
+	for i, f := range frames {
+		switch {
+		case f.Direction != schemas.Client:
+			run = 0
+			continue
+		case run > 0 && f.TS.Equal(frames[i-1].TS):
+			run++
+		default:
+			run = 1
+		}
+		best = max(best, run)
+	}
+	return best
 }
 
 // withoutPasswordMessage drops the first 'p' message after the startup packet.

@@ -69,7 +69,7 @@ func TestClientMessageForwardedOnlyAfterRecorded(t *testing.T) {
 	h := newHarness(t, nil)
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	h.rec.clientHook = func(kind string) error {
+	h.rec.clientHook = func(kind string, _ []byte) error {
 		if kind == "Query" {
 			entered <- struct{}{}
 			<-release
@@ -94,7 +94,7 @@ func TestClientMessageForwardedOnlyAfterRecorded(t *testing.T) {
 
 func TestRecordingFailureStopsTheStatement(t *testing.T) {
 	h := newHarness(t, nil)
-	h.rec.clientHook = func(kind string) error {
+	h.rec.clientHook = func(kind string, _ []byte) error {
 		if kind == "Query" {
 			return errKafkaDown
 		}

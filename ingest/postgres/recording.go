@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 
+	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -15,12 +16,14 @@ type Recorder interface {
 
 // Session is one recorded session; *recorder.Session satisfies it.
 //
-// Client must have returned nil before a client message is forwarded (in strict
-// mode it returns once Kafka acknowledged the frame). Server is asynchronous.
+// Client (or ClientBatch, for messages read together) must have returned nil
+// before a client message is forwarded: in strict mode it returns once Kafka
+// acknowledged the frames. Server is asynchronous.
 // Failed is closed when recording broke; the proxy then ends the connection.
 type Session interface {
 	ID() string
 	Client(ctx context.Context, kind string, channel int64, payload []byte) error
+	ClientBatch(ctx context.Context, msgs []recorder.Message) error
 	Server(kind string, channel int64, payload []byte) error
 	End(ctx context.Context, reason string) error
 	Failed() <-chan struct{}

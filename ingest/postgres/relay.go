@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
+
+	"github.com/tapline/tapline/ingest/recorder"
 )
 
 var errAgentGone = errors.New("connection to the agent closed")
@@ -155,37 +157,85 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// clientPump reads the agent's messages, records each and only then forwards it.
+// Bounds of one client batch: the messages read together, recorded with one
+// ClientBatch (one Kafka wait in strict mode) and forwarded with one flush.
+const (
+	maxBatchMessages = 64
+	maxBatchBytes    = 256 << 10
+)
+
+// clientBatch holds the agent's messages read together. The first message is
+// the reader's buffer; the others are copied into more.
+type clientBatch struct {
+	msgs []recorder.Message
+	more []byte
+	ends []int // end offset of each further message in more
+}
+
+// readBatch reads one message, blocking, then every further message already
+// complete in the read buffer, up to the bounds. It stops after a Terminate;
+// a message it does not take (incomplete, malformed, too large) is left to the
+// next call, so errors surface in the agent's order.
+func (r *relay) readBatch(b *clientBatch) error {
+	typ, msg, err := r.agentMsgs.next()
+	if err != nil {
+		return err
+	}
+	b.more, b.ends = b.more[:0], b.ends[:0]
+	size := len(msg)
+	for typ != 'X' && len(b.ends)+1 < maxBatchMessages {
+		start := len(b.more)
+		var ok bool
+		if b.more, ok = r.agentMsgs.appendBuffered(b.more, maxBatchBytes-size); !ok {
+			break
+		}
+		b.ends = append(b.ends, len(b.more))
+		typ = b.more[start]
+		size += len(b.more) - start
+	}
+	b.msgs = append(b.msgs[:0], recorder.Message{Kind: clientKinds[msg[0]], Payload: msg})
+	start := 0
+	for _, end := range b.ends {
+		m := b.more[start:end]
+		b.msgs = append(b.msgs, recorder.Message{Kind: clientKinds[m[0]], Payload: m})
+		start = end
+	}
+	return nil
+}
+
+// clientPump reads the agent's messages in batches, records each batch and only
+// then forwards it.
 func (r *relay) clientPump(ctx context.Context) string {
 	m := r.s.metrics
+	var b clientBatch
 	for {
-		typ, msg, err := r.agentMsgs.next()
-		if err != nil {
+		if err := r.readBatch(&b); err != nil {
 			return r.clientReadFailed(err)
 		}
-		if err := r.sess.Client(ctx, clientKinds[typ], 0, msg); err != nil {
+		if err := r.sess.ClientBatch(ctx, b.msgs); err != nil {
 			if ctx.Err() != nil {
 				return "gateway shutdown"
 			}
-			r.log.Error("client message not recorded; not forwarded", "kind", clientKinds[typ], "err", err)
+			r.log.Error("client messages not recorded; not forwarded", "messages", len(b.msgs), "first_kind", b.msgs[0].Kind, "err", err)
 			r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
 			return "recording failed: " + err.Error()
 		}
-		m.clientMsgs.Inc()
-		m.clientBytes.Add(float64(len(msg)))
-		if typ == 'X' {
-			r.terminated.Store(true)
-		}
-		if _, err := r.up.w.Write(msg); err != nil {
-			return "target connection lost: " + err.Error()
-		}
-		// Hold the flush while the agent's pipeline has more complete messages.
-		if !r.agentMsgs.completeBuffered() {
-			if err := r.up.w.Flush(); err != nil {
+		terminate := false
+		for _, msg := range b.msgs {
+			m.clientMsgs.Inc()
+			m.clientBytes.Add(float64(len(msg.Payload)))
+			if msg.Payload[0] == 'X' {
+				terminate = true
+				r.terminated.Store(true)
+			}
+			if _, err := r.up.w.Write(msg.Payload); err != nil {
 				return "target connection lost: " + err.Error()
 			}
 		}
-		if typ == 'X' {
+		if err := r.up.w.Flush(); err != nil {
+			return "target connection lost: " + err.Error()
+		}
+		if terminate {
 			return "client terminated"
 		}
 	}
