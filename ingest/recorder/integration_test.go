@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
@@ -20,21 +18,8 @@ import (
 // see each other's records.
 func createTopic(t testing.TB, brokers []string, partitions int32) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	topic := "tapline.frames.raw.test-" + uuid.NewString()[:8]
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
+	testenv.CreateTopic(t, brokers, topic, partitions)
 	return topic
 }
 
