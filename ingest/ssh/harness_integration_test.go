@@ -28,6 +28,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -244,12 +245,7 @@ func createTopic(t *testing.T, brokers []string, topic string) {
 		t.Fatal(err)
 	}
 	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
-		cl.Close()
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
+	testenv.CreateTopic(t, brokers, topic, 1)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
