@@ -102,9 +102,18 @@ func (d *devRun) start() {
 		"--ssh-port", strconv.Itoa(d.sshPort), "--api-port", strconv.Itoa(d.api))
 	d.cmd.Env = d.env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// Never outlive the test, whatever path it ends on.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
+	cmd := d.cmd
+	d.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if r, err := http.Get(d.apiURL() + "/api/v1/openapi.yaml"); err == nil {
