@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 )
@@ -51,6 +52,8 @@ type Kafka struct {
 	ProduceTimeout   time.Duration `yaml:"produce_timeout"`
 	MaxBufferedBytes int64         `yaml:"max_buffered_bytes"`
 	FragmentBytes    int           `yaml:"fragment_bytes"`
+	// Security is kafka.tls and kafka.sasl (docs/configuration.md); absent is plaintext.
+	kafkaconn.Security `yaml:",inline"`
 }
 
 // Metrics is the Prometheus endpoint; an empty Listen disables it.
@@ -192,6 +195,9 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	}
 	if c.Kafka.MaxBufferedBytes < 0 || c.Kafka.FragmentBytes < 0 {
 		p.add("kafka", "max_buffered_bytes and fragment_bytes must not be negative")
+	}
+	if err := c.Kafka.Security.Validate(lookupEnv); err != nil {
+		p = append(p, strings.Split(err.Error(), "\n")...)
 	}
 	if c.OIDC.Issuer == "" {
 		p.add("oidc.issuer", "required (the URL of the identity provider)")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapline/tapline/kafkaconn/kafkaconntest"
 )
 
 const example = `
@@ -137,5 +139,45 @@ func TestEnvKeysDocumented(t *testing.T) {
 		if !slices.Contains(EnvKeys(), k) {
 			t.Errorf("EnvKeys lacks %s", k)
 		}
+	}
+}
+
+func TestParseKafkaSecurity(t *testing.T) {
+	k := kafkaconntest.Start(t) // for its CA file
+	dir, ca := k.Dir, k.CAFile
+	secured := strings.Replace(example, "fragment_bytes: 921600}", `fragment_bytes: 921600,
+  tls: {ca_file: `+ca+`, server_name: kafka.internal},
+  sasl: {mechanism: SCRAM-SHA-512, username: tapline-gateway, password_env: KAFKA_PASSWORD}}`, 1)
+	e := map[string]string{"APP_DB_PASSWORD": "pw", "KAFKA_PASSWORD": "kpw"}
+	cfg, err := Parse([]byte(secured), env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.TLS == nil || cfg.Kafka.TLS.CAFile != ca || cfg.Kafka.TLS.ServerName != "kafka.internal" ||
+		cfg.Kafka.SASL == nil || cfg.Kafka.SASL.Mechanism != "SCRAM-SHA-512" || cfg.Kafka.SASL.PasswordEnv != "KAFKA_PASSWORD" {
+		t.Fatalf("kafka security parsed as tls=%+v sasl=%+v", cfg.Kafka.TLS, cfg.Kafka.SASL)
+	}
+	if plain, err := Parse([]byte(example), env(e)); err != nil || plain.Kafka.Security.Enabled() {
+		t.Fatalf("default is not plaintext: %+v, %v", plain.Kafka.Security, err)
+	}
+
+	for name, tc := range map[string]struct {
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		"unknown key under tls":  {strings.Replace(secured, "server_name:", "servername:", 1), e, "field servername not found"},
+		"unknown key under sasl": {strings.Replace(secured, "username:", "user:", 1), e, "field user not found"},
+		"password in the file":   {strings.Replace(secured, "password_env: KAFKA_PASSWORD", "password: hunter2", 1), e, "field password not found"},
+		"bad mechanism":          {strings.Replace(secured, "SCRAM-SHA-512", "GSSAPI", 1), e, `kafka.sasl.mechanism: "GSSAPI" not supported`},
+		"password env not set":   {secured, map[string]string{"APP_DB_PASSWORD": "pw"}, "kafka.sasl.password_env: KAFKA_PASSWORD not set"},
+		"missing ca":             {strings.Replace(secured, ca, filepath.Join(dir, "nope.crt"), 1), e, "kafka.tls.ca_file:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

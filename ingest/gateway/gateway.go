@@ -64,6 +64,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 	if g.verifier, err = auth.NewVerifier(ctx, cfg.OIDC); err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
+	kafkaOpts, err := cfg.Kafka.Security.Opts(cfg.lookupEnv)
+	if err != nil {
+		return nil, err
+	}
 	g.rec, err = recorder.New(ctx, recorder.Config{
 		Brokers:          cfg.Kafka.Brokers,
 		Topic:            cfg.Kafka.Topic,
@@ -73,6 +77,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		FragmentBytes:    cfg.Kafka.FragmentBytes,
 		ProduceTimeout:   cfg.Kafka.ProduceTimeout,
 		MaxBufferedBytes: cfg.Kafka.MaxBufferedBytes,
+		Opts:             kafkaOpts,
 		Logger:           g.log,
 	}, g.reg)
 	if err != nil {

@@ -65,6 +65,10 @@ type Config struct {
 	// Recorder does not close it.
 	Client *kgo.Client
 
+	// Opts are added to the options of the client built from Brokers: TLS and
+	// SASL (kafkaconn.Security.Opts). Unused with Client.
+	Opts []kgo.Opt
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 		stop:     make(chan struct{}),
 	}
 	if r.cl == nil {
-		opts := append(ProducerOpts(cfg), kgo.SeedBrokers(cfg.Brokers...))
+		opts := append(append(ProducerOpts(cfg), kgo.SeedBrokers(cfg.Brokers...)), cfg.Opts...)
 		if r.cl, err = kgo.NewClient(opts...); err != nil {
 			return nil, fmt.Errorf("kafka client: %w", err)
 		}
