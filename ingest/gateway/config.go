@@ -18,9 +18,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
+	"github.com/tapline/tapline/kafkaconn"
 )
 
 // Config is the gateway's configuration file (docs/configuration.md).
