@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/processors/pipeline"
@@ -34,6 +35,8 @@ type Config struct {
 	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
 	Masking            mask.Config `yaml:"masking"`
 	Metrics            Metrics     `yaml:"metrics"`
+
+	env func(string) (string, bool) // resolves kafka.sasl.password_env
 }
 
 // Kafka is how the processor reaches Kafka.
@@ -58,6 +61,9 @@ type Kafka struct {
 	// StateLoadTimeout bounds the wait for the state topic to catch up with the
 	// group's committed offsets when partitions are assigned.
 	StateLoadTimeout time.Duration `yaml:"state_load_timeout"`
+	// Security is kafka.tls and kafka.sasl, shared by every client the processor
+	// opens; absent is plaintext.
+	kafkaconn.Security `yaml:",inline"`
 }
 
 // Topics names the topics read and written.
@@ -128,6 +134,7 @@ func Parse(b []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if v, ok := lookupEnv("TAPLINE_KAFKA_TRANSACTIONAL_ID"); ok && v != "" {
 		c.Kafka.TransactionalID = v
 	}
+	c.env = lookupEnv
 	c.fillDefaults()
 	return c, c.validate()
 }
@@ -177,6 +184,9 @@ func (c *Config) validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, "kafka.brokers: at least one broker is required (or set TAPLINE_KAFKA_BROKERS)")
 	}
+	if err := c.Kafka.Security.Validate(c.lookupEnv); err != nil {
+		errs = append(errs, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
 	t := c.Topics
 	seen := map[string]string{}
 	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State} {
@@ -195,6 +205,13 @@ func (c *Config) validate() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+func (c *Config) lookupEnv(name string) (string, bool) {
+	if c.env != nil {
+		return c.env(name)
+	}
+	return os.LookupEnv(name)
 }
 
 // pipelineConfig builds the pipeline's configuration.

@@ -40,6 +40,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	if err != nil {
 		return err
 	}
+	security, err := cfg.Kafka.Security.Opts(cfg.lookupEnv)
+	if err != nil {
+		return err
+	}
+	// TLS and SASL first, so that test options passed as extra can still override them.
+	extra = append(security, extra...)
 	r := &runner{cfg: cfg, log: log, pcfg: pcfg, extra: extra, parts: map[int32]*part{}, revoked: map[int32]bool{},
 		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg)}
 	adm, err := kadm.NewOptClient(r.baseOpts()...)
