@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -26,6 +27,7 @@ func init() { register(newSinkCmd()) }
 type sinkConfig struct {
 	Kafka struct {
 		clickhouse.WriterConfig `yaml:",inline"`
+		kafkaconn.Security      `yaml:",inline"` // kafka.tls, kafka.sasl
 	} `yaml:"kafka"`
 	ClickHouse struct {
 		clickhouse.ServerConfig `yaml:",inline"`
@@ -96,6 +98,13 @@ Flags override the file. See docs/storage.md.`,
 }
 
 func runSink(ctx context.Context, cfg *sinkConfig) error {
+	// Checked before waiting for ClickHouse, so a bad setting fails at once.
+	security, err := cfg.Kafka.Security.Opts(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	wcfg := cfg.Kafka.WriterConfig
+	wcfg.Opts = append(security, wcfg.Opts...)
 	store, err := openAndMigrate(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -106,7 +115,7 @@ func runSink(ctx context.Context, cfg *sinkConfig) error {
 	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := clickhouse.NewWriter(cfg.Kafka.WriterConfig, store, reg)
+	w, err := clickhouse.NewWriter(wcfg, store, reg)
 	if err != nil {
 		return err
 	}

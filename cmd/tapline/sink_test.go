@@ -66,3 +66,44 @@ func TestSinkStoreChoice(t *testing.T) {
 		}
 	}
 }
+
+func TestSinkKafkaSecurity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sink.yaml")
+	write := func(y string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`kafka:
+  brokers: [kafka:9093]
+  group: g
+  tls: {ca_file: /etc/kafka-ca/ca.crt, cert_file: /etc/kafka-user/user.crt, key_file: /etc/kafka-user/user.key}
+  sasl: {mechanism: SCRAM-SHA-512, username: tapline-sink, password_file: /etc/kafka-user/password}
+`)
+	cfg, err := loadSinkConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Kafka
+	if k.Group != "g" || k.TLS == nil || k.TLS.KeyFile != "/etc/kafka-user/user.key" || k.SASL == nil || k.SASL.Username != "tapline-sink" {
+		t.Fatalf("kafka section read as %+v tls=%+v sasl=%+v", k.WriterConfig, k.TLS, k.SASL)
+	}
+
+	write("kafka:\n  sasl: {mechanism: PLAIN, user: x}\n")
+	if _, err := loadSinkConfig(path); err == nil || !strings.Contains(err.Error(), "field user not found") {
+		t.Errorf("unknown key under kafka.sasl: %v", err)
+	}
+
+	// A bad setting stops the sink before it waits for ClickHouse.
+	write("kafka:\n  brokers: [127.0.0.1:1]\n  tls: {}\n  sasl: {mechanism: GSSAPI, username: u, password_env: TAPLINE_TEST_UNSET_PW}\nclickhouse:\n  addr: [127.0.0.1:1]\n")
+	if cfg, err = loadSinkConfig(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = runSink(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), `kafka.sasl.mechanism: "GSSAPI" not supported`) || ctx.Err() != nil {
+		t.Errorf("runSink with a bad mechanism: %v", err)
+	}
+}
