@@ -37,6 +37,7 @@ import (
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -1004,6 +1005,7 @@ func decodeKnown(t *testing.T, name string, b []byte, into any) {
 type sinkConfig struct {
 	Kafka struct {
 		clickhouse.WriterConfig `yaml:",inline"`
+		kafkaconn.Security      `yaml:",inline"` // kafka.tls, kafka.sasl
 	} `yaml:"kafka"`
 	ClickHouse struct {
 		clickhouse.ServerConfig `yaml:",inline"`
