@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		ProduceTimeout:   cfg.Kafka.ProduceTimeout,
 		MaxBufferedBytes: cfg.Kafka.MaxBufferedBytes,
 		Opts:             kafkaOpts,
-		Logger:           g.log,
+		Logger:           log, // the recorder adds gateway_id itself
 	}, g.reg)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
