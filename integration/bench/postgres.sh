@@ -28,65 +28,23 @@ SECONDS_EACH=${BENCH_SECONDS:-30}
 CLIENTS=${BENCH_CLIENTS:-1 8 32}
 SCRIPTS=${BENCH_SCRIPTS:-select-only select-only/prepared tpcb tpcb/prepared}
 SCALE=${BENCH_SCALE:-10}
-env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
-[[ -f $env_file ]] || {
-	echo "bench: no $env_file; run integration/services.sh up kafka postgres" >&2
-	exit 1
-}
-set -a
-# shellcheck disable=SC1090
-source "$env_file"
-set +a
-for v in TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB; do
-	[[ -n ${!v:-} ]] || {
-		echo "bench: $v missing from $env_file; run integration/services.sh up kafka postgres" >&2
-		exit 1
-	}
-done
+# shellcheck source=integration/bench/lib.sh
+source "$repo/integration/bench/lib.sh"
+load_env "kafka postgres" TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB
 PATH=${TAPLINE_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench.XXXXXX")
 pids=()
 bouncer_started=
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	stop_pids
 	[[ -n $bouncer_started ]] && integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-log() { printf '== %s\n' "$*" >&2; }
-
-# free_port: a free loopback port (bound and released by the kernel's choice).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-	local port=$1 what=$2 i
-	for ((i = 0; i < 200; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "bench: $what not listening on $port; see $work" >&2
-	exit 1
-}
-
-tapline=${TAPLINE_BIN:-}
-if [[ -z $tapline ]]; then
-	log "building tapline"
-	tapline=$work/tapline
-	go build -o "$tapline" ./cmd/tapline
-fi
-go build -o "$work/benchhelper" ./integration/bench/benchhelper
-
-log "dev OIDC issuer"
-"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
-pids+=($!)
-sleep 0.3
-issuer_url=$(head -n1 "$work/issuer.log")
-wait_port "${issuer_url##*:}" issuer
-token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+build_tools
+start_issuer
 
 topic=tapline.bench.frames
 "$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"

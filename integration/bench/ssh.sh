@@ -21,62 +21,25 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 MB=${BENCH_SCP_MB:-1024}
 RTT_N=${BENCH_RTT_N:-20}
-env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
-[[ -f $env_file ]] || {
-	echo "bench: no $env_file; run integration/services.sh up kafka ssh" >&2
-	exit 1
-}
-set -a
-# shellcheck disable=SC1090
-source "$env_file"
-set +a
-for v in TAPLINE_KAFKA_BROKERS TAPLINE_SSH_PORT TAPLINE_SSH_USER TAPLINE_SSH_KEY TAPLINE_SSH_KNOWN_HOSTS; do
-	[[ -n ${!v:-} ]] || {
-		echo "bench: $v missing from $env_file; run integration/services.sh up kafka ssh" >&2
-		exit 1
-	}
-done
+# shellcheck source=integration/bench/lib.sh
+source "$repo/integration/bench/lib.sh"
+load_env "kafka ssh" TAPLINE_KAFKA_BROKERS TAPLINE_SSH_PORT TAPLINE_SSH_USER TAPLINE_SSH_KEY TAPLINE_SSH_KNOWN_HOSTS
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-ssh.XXXXXX")
 pids=()
 topic=
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	stop_pids
 	[[ -n $topic ]] && "$work/benchhelper" deltopic "$TAPLINE_KAFKA_BROKERS" "$topic" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-log() { printf '== %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 
-wait_port() {
-	local port=$1 what=$2 i
-	for ((i = 0; i < 200; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "bench: $what not listening on $port; see $work" >&2
-	exit 1
-}
-
-# Built fresh (cached by go): a stale bin/tapline may predate the SSH listener.
-log "building tapline"
-tapline=$work/tapline
-go build -o "$tapline" ./cmd/tapline
-go build -o "$work/benchhelper" ./integration/bench/benchhelper
-
-log "dev OIDC issuer"
-"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
-pids+=($!)
-sleep 0.3
-issuer_url=$(head -n1 "$work/issuer.log")
-wait_port "${issuer_url##*:}" issuer
-token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+build_tools
+start_issuer
 printf '%s' "$token" >"$work/token"
 printf '#!/bin/sh\nexec cat %q\n' "$work/token" >"$work/askpass"
 chmod 700 "$work/askpass"

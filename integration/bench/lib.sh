@@ -1,0 +1,71 @@
+# shellcheck shell=bash disable=SC2154,SC2034
+# (work, pids and repo come from the sourcing script; tapline, issuer_url and token
+# are set here for it.)
+# Shared by the benchmark scripts (sourced, not run). Expects `repo` set and the
+# caller's `work` directory and `pids` array created before it starts anything.
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# free_port: a free loopback port (bound and released by the kernel's choice).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+	local port=$1 what=$2 i
+	for ((i = 0; i < 200; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: $what not listening on $port; see $work" >&2
+	exit 1
+}
+
+# load_env "SERVICES..." VAR...: the test services' endpoints, or a hint to start them.
+load_env() {
+	local services=$1 v
+	shift
+	env_file=${TAPLINE_SERVICES_ENV:-$repo/.services/env}
+	[[ -f $env_file ]] || {
+		echo "bench: no $env_file; run integration/services.sh up $services" >&2
+		exit 1
+	}
+	set -a
+	# shellcheck disable=SC1090
+	source "$env_file"
+	set +a
+	for v in "$@"; do
+		[[ -n ${!v:-} ]] || {
+			echo "bench: $v missing from $env_file; run integration/services.sh up $services" >&2
+			exit 1
+		}
+	done
+}
+
+# stop_pids: end what the script started in the background.
+stop_pids() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# build_tools: sets tapline (TAPLINE_BIN, or built fresh from the working tree so a
+# stale bin/tapline cannot be measured by mistake) and builds the bench helper.
+build_tools() {
+	tapline=${TAPLINE_BIN:-}
+	if [[ -z $tapline ]]; then
+		log "building tapline"
+		tapline=$work/tapline
+		go build -o "$tapline" ./cmd/tapline
+	fi
+	go build -o "$work/benchhelper" ./integration/bench/benchhelper
+}
+
+# start_issuer: the dev OIDC issuer; sets issuer_url and a 6-hour token for group bench.
+start_issuer() {
+	log "dev OIDC issuer"
+	"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
+	pids+=($!)
+	sleep 0.3
+	issuer_url=$(head -n1 "$work/issuer.log")
+	wait_port "${issuer_url##*:}" issuer
+	token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+}
