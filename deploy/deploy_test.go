@@ -13,10 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/printer"
-	"go/token"
 	"maps"
 	"math/big"
 	"net"
@@ -34,11 +30,10 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 	yamlv3 "gopkg.in/yaml.v3"
 
-	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/ingest/recorder"
-	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/processors/runner"
+	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	appsv1 "k8s.io/api/apps/v1"
@@ -798,12 +793,12 @@ func TestComposeRoleConfigsLoad(t *testing.T) {
 			}
 			hosts = cfg.Kafka.Brokers
 		case "sink":
-			cfg := &sinkConfig{}
+			cfg := &clickhouse.SinkFile{}
 			decodeKnown(t, name, text, cfg)
 			checkStoreConfig(t, name, cfg.ClickHouse.ServerConfig, cfg.ClickHouse.Config, env)
 			hosts = append(cfg.Kafka.Brokers, cfg.ClickHouse.Addr...)
 		case "query":
-			cfg := &queryConfig{}
+			cfg := &api.FileConfig{}
 			decodeKnown(t, name, text, cfg)
 			checkStoreConfig(t, name, cfg.ClickHouse.ServerConfig, cfg.ClickHouse.Config, env)
 			if iss := cmpOr(flagValue(s.Command, "--oidc-issuer"), cfg.OIDC.Issuer); !strings.HasPrefix(iss, "https://") {
@@ -1000,84 +995,6 @@ func decodeKnown(t *testing.T, name string, b []byte, into any) {
 	}
 }
 
-// sinkConfig and queryConfig mirror the loaders in cmd/tapline (package main, which
-// cannot be imported); TestConfigMirrorsMatchCmd keeps them identical.
-type sinkConfig struct {
-	Kafka struct {
-		clickhouse.WriterConfig `yaml:",inline"`
-		kafkaconn.Security      `yaml:",inline"` // kafka.tls, kafka.sasl
-	} `yaml:"kafka"`
-	ClickHouse struct {
-		clickhouse.ServerConfig `yaml:",inline"`
-		clickhouse.Config       `yaml:",inline"`
-		CHDBPath                string `yaml:"chdb_path"`
-		CHDBConfigFile          string `yaml:"chdb_config_file"`
-	} `yaml:"clickhouse"`
-	Metrics struct {
-		Listen string `yaml:"listen"`
-	} `yaml:"metrics"`
-}
-
-type queryConfig struct {
-	Listen             string      `yaml:"listen"`
-	TLSCert            string      `yaml:"tls_cert"`
-	TLSKey             string      `yaml:"tls_key"`
-	OIDC               auth.Config `yaml:"oidc"`
-	AuditorsGroup      string      `yaml:"auditors_group"`
-	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
-	AccessLog          string      `yaml:"access_log"`
-	SQL                struct {
-		MaxRows          int           `yaml:"max_rows"`
-		MaxExecutionTime time.Duration `yaml:"max_execution_time"`
-	} `yaml:"sql"`
-	Follow struct {
-		Poll    time.Duration `yaml:"poll"`
-		Timeout time.Duration `yaml:"timeout"`
-	} `yaml:"follow"`
-	ClickHouse struct {
-		clickhouse.ServerConfig `yaml:",inline"`
-		clickhouse.Config       `yaml:",inline"`
-		CHDBPath                string `yaml:"chdb_path"`
-	} `yaml:"clickhouse"`
-}
-
-func TestConfigMirrorsMatchCmd(t *testing.T) {
-	mine := structTypes(t, "deploy_test.go")
-	for file, typ := range map[string]string{"sink.go": "sinkConfig", "query.go": "queryConfig"} {
-		theirs := structTypes(t, filepath.Join(repoRoot, "cmd", "tapline", file))
-		if theirs[typ] == "" || mine[typ] != theirs[typ] {
-			t.Errorf("%s in deploy_test.go differs from cmd/tapline/%s; copy it again:\nmine:   %s\ntheirs: %s", typ, file, mine[typ], theirs[typ])
-		}
-	}
-}
-
-// structTypes prints each struct type of a Go file without comments, whitespace
-// normalised.
-func structTypes(t *testing.T, path string) map[string]string {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		ts, ok := n.(*ast.TypeSpec)
-		if !ok {
-			return true
-		}
-		if _, ok := ts.Type.(*ast.StructType); ok {
-			var buf bytes.Buffer
-			if err := printer.Fprint(&buf, fset, ts.Type); err != nil {
-				t.Fatal(err)
-			}
-			out[ts.Name.Name] = strings.Join(strings.Fields(buf.String()), " ")
-		}
-		return false
-	})
-	return out
-}
-
 // ---- Kubernetes: role configurations and environment ----
 
 type k8sObjects struct {
@@ -1229,7 +1146,7 @@ func TestKubernetesRoleConfigsLoad(t *testing.T) {
 					t.Fatalf("%s: %v", name, err)
 				}
 			case "sink":
-				cfg := &sinkConfig{}
+				cfg := &clickhouse.SinkFile{}
 				decodeKnown(t, name, text, cfg)
 				checkStoreConfig(t, name, cfg.ClickHouse.ServerConfig, cfg.ClickHouse.Config, env)
 				passwordEnvs = append(passwordEnvs, cfg.ClickHouse.PasswordEnv)
@@ -1237,7 +1154,7 @@ func TestKubernetesRoleConfigsLoad(t *testing.T) {
 					t.Errorf("%s: no Kafka brokers", name)
 				}
 			case "query":
-				cfg := &queryConfig{}
+				cfg := &api.FileConfig{}
 				decodeKnown(t, name, text, cfg)
 				checkStoreConfig(t, name, cfg.ClickHouse.ServerConfig, cfg.ClickHouse.Config, env)
 				passwordEnvs = append(passwordEnvs, cfg.ClickHouse.PasswordEnv)

@@ -310,7 +310,7 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 		return err
 	}
 	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()}}
-	qc := &queryConfig{Listen: hostPort(s.opts.apiPort)}
+	qc := &api.FileConfig{Listen: hostPort(s.opts.apiPort)}
 	return serveQuery(ctx, qc, api.New(cfg, s.store, verifier))
 }
 

@@ -16,38 +16,10 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/query/api"
-	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
 func init() { register(newQueryCmd()) }
-
-// queryConfig is the query server's configuration file (docs/api.md).
-type queryConfig struct {
-	Listen  string      `yaml:"listen"`
-	TLSCert string      `yaml:"tls_cert"`
-	TLSKey  string      `yaml:"tls_key"`
-	OIDC    auth.Config `yaml:"oidc"`
-	// AuditorsGroup sees every session and may use SQL (default "auditors").
-	AuditorsGroup string `yaml:"auditors_group"`
-	// TrustedGatewayKeys: hex public keys or key files (verify.ParsePublicKey).
-	TrustedGatewayKeys []string `yaml:"trusted_gateway_keys"`
-	// AccessLog is a file that gets every api_access record as a JSON line.
-	AccessLog string `yaml:"access_log"`
-	SQL       struct {
-		MaxRows          int           `yaml:"max_rows"`
-		MaxExecutionTime time.Duration `yaml:"max_execution_time"`
-	} `yaml:"sql"`
-	Follow struct {
-		Poll    time.Duration `yaml:"poll"`
-		Timeout time.Duration `yaml:"timeout"`
-	} `yaml:"follow"`
-	ClickHouse struct {
-		clickhouse.ServerConfig `yaml:",inline"`
-		clickhouse.Config       `yaml:",inline"`
-		CHDBPath                string `yaml:"chdb_path"`
-	} `yaml:"clickhouse"`
-}
 
 func newQueryCmd() *cobra.Command {
 	var (
@@ -76,7 +48,7 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
 				return err
 			}
 			slog.SetDefault(log)
-			cfg := &queryConfig{}
+			cfg := &api.FileConfig{}
 			if err := loadConfig(configPath, cfg); err != nil {
 				return err
 			}
@@ -107,32 +79,14 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
 	return cmd
 }
 
-func (c *queryConfig) apiConfig() (api.Config, error) {
-	out := api.Config{
-		AuditorsGroup: c.AuditorsGroup, SQLMaxRows: c.SQL.MaxRows, SQLMaxExecutionTime: c.SQL.MaxExecutionTime,
-		FollowPoll: c.Follow.Poll, FollowTimeout: c.Follow.Timeout,
-	}
-	for _, k := range c.TrustedGatewayKeys {
-		pub, err := verify.ParsePublicKey(k)
-		if err != nil {
-			return out, err
-		}
-		out.TrustedGatewayKeys = append(out.TrustedGatewayKeys, pub)
-	}
-	if len(out.TrustedGatewayKeys) == 0 {
-		slog.Warn("no trusted gateway keys configured: verify reports session.end signatures as consistent, not trusted")
-	}
-	return out, nil
-}
-
-func runQuery(ctx context.Context, cfg *queryConfig) error {
+func runQuery(ctx context.Context, cfg *api.FileConfig) error {
 	if cfg.OIDC.Issuer == "" || cfg.OIDC.Audience == "" {
 		return errors.New("query: oidc.issuer and oidc.audience are required (--oidc-issuer, --oidc-audience)")
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
-	apiCfg, err := cfg.apiConfig()
+	apiCfg, err := cfg.APIConfig()
 	if err != nil {
 		return err
 	}
@@ -156,7 +110,7 @@ func runQuery(ctx context.Context, cfg *queryConfig) error {
 	return serveQuery(ctx, cfg, api.New(apiCfg, store, verifier))
 }
 
-func openQueryStore(ctx context.Context, cfg *queryConfig) (clickhouse.Store, error) {
+func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store, error) {
 	ch := cfg.ClickHouse
 	store, err := openStore(ctx, "query", ch.ServerConfig, ch.Config, ch.CHDBPath, "")
 	if err != nil {
@@ -170,7 +124,7 @@ func openQueryStore(ctx context.Context, cfg *queryConfig) (clickhouse.Store, er
 	return store, nil
 }
 
-func serveQuery(ctx context.Context, cfg *queryConfig, h http.Handler) error {
+func serveQuery(ctx context.Context, cfg *api.FileConfig, h http.Handler) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("query: listen: %w", err)

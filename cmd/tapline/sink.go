@@ -17,31 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
-	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
 func init() { register(newSinkCmd()) }
 
-// sinkConfig is the sink's configuration file (docs/storage.md).
-type sinkConfig struct {
-	Kafka struct {
-		clickhouse.WriterConfig `yaml:",inline"`
-		kafkaconn.Security      `yaml:",inline"` // kafka.tls, kafka.sasl
-	} `yaml:"kafka"`
-	ClickHouse struct {
-		clickhouse.ServerConfig `yaml:",inline"`
-		clickhouse.Config       `yaml:",inline"`
-		CHDBPath                string `yaml:"chdb_path"`
-		CHDBConfigFile          string `yaml:"chdb_config_file"` // engine config, e.g. storage policies
-	} `yaml:"clickhouse"`
-	Metrics struct {
-		Listen string `yaml:"listen"`
-	} `yaml:"metrics"`
-}
-
-func loadSinkConfig(path string) (*sinkConfig, error) {
-	cfg := &sinkConfig{}
+func loadSinkConfig(path string) (*clickhouse.SinkFile, error) {
+	cfg := &clickhouse.SinkFile{}
 	if err := loadConfig(path, cfg); err != nil {
 		return nil, err
 	}
@@ -97,7 +79,7 @@ Flags override the file. See docs/storage.md.`,
 	return cmd
 }
 
-func runSink(ctx context.Context, cfg *sinkConfig) error {
+func runSink(ctx context.Context, cfg *clickhouse.SinkFile) error {
 	// Checked before waiting for ClickHouse, so a bad setting fails at once.
 	security, err := cfg.Kafka.Security.Opts(os.LookupEnv)
 	if err != nil {
@@ -138,7 +120,7 @@ func runSink(ctx context.Context, cfg *sinkConfig) error {
 // openAndMigrate opens the store and applies the migrations, waiting with backoff
 // while the server is unreachable (it may start after the sink); other errors, such
 // as a server too old for the schema, end the sink.
-func openAndMigrate(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
+func openAndMigrate(ctx context.Context, cfg *clickhouse.SinkFile) (clickhouse.Store, error) {
 	backoff := time.Second
 	for {
 		store, err := openSinkStore(ctx, cfg)
@@ -162,7 +144,7 @@ func openAndMigrate(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, err
 	}
 }
 
-func openSinkStore(ctx context.Context, cfg *sinkConfig) (clickhouse.Store, error) {
+func openSinkStore(ctx context.Context, cfg *clickhouse.SinkFile) (clickhouse.Store, error) {
 	ch := cfg.ClickHouse
 	return openStore(ctx, "sink", ch.ServerConfig, ch.Config, ch.CHDBPath, ch.CHDBConfigFile)
 }

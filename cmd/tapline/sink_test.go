@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
 // TestSinkConfigInDocs parses the example configuration of docs/storage.md, so the
@@ -53,7 +55,7 @@ func TestSinkConfigRejectsUnknownKeys(t *testing.T) {
 }
 
 func TestSinkStoreChoice(t *testing.T) {
-	cfg := &sinkConfig{}
+	cfg := &clickhouse.SinkFile{}
 	cfg.ClickHouse.CHDBPath = t.TempDir()
 	cfg.ClickHouse.Addr = []string{"127.0.0.1:9000"}
 	if _, err := openSinkStore(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "not both") {
