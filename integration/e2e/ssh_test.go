@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/query/replay"
 	"github.com/tapline/tapline/query/verify"
+	"github.com/tapline/tapline/schemas"
 )
 
 // An interactive shell through the gateway replays as asciicast v2 sized by the
@@ -74,6 +77,11 @@ func TestSSHShellAsciicast(t *testing.T) {
 	if err := sess.WindowChange(40, 120); err != nil {
 		t.Fatalf("window-change: %v", err)
 	}
+	// x/crypto/ssh hands a channel's requests and its data to the gateway on
+	// separate queues, so a resize and keystrokes sent right after it can reach
+	// the target in either order (docs/ssh.md). Type only once the resize is
+	// recorded: the gateway forwards it right after Kafka has it.
+	h.waitRawKind(t, "ssh.request.window-change")
 	typeLine("stty size", "40 120\r\n")
 	typeLine("printf 'done-%s\\n' $((2+3))", "done-5\r\n")
 	if _, err := io.WriteString(stdin, "exit\n"); err != nil {
@@ -186,4 +194,29 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// waitRawKind waits until a frame of the given kind is in the raw topic.
+func (h *harness) waitRawKind(t *testing.T, kind string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.topics.Raw),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		found := false
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if f, err := schemas.FrameCodec().Decode(r.Value); err == nil && f.Kind == kind {
+				found = true
+			}
+		})
+		if found {
+			return
+		}
+	}
+	t.Fatalf("no %s frame in %s within 20s", kind, h.topics.Raw)
 }
