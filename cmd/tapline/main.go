@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,19 +21,6 @@ var (
 var commands []*cobra.Command
 
 func register(c *cobra.Command) { commands = append(commands, c) }
-
-// errNotBuilt marks a subcommand whose role does not exist yet; it exits non-zero.
-var errNotBuilt = errors.New("not built yet")
-
-func notBuilt(use, short string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short + " (not built yet)",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fmt.Errorf("tapline %s: %w", cmd.Name(), errNotBuilt)
-		},
-	}
-}
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
