@@ -30,8 +30,12 @@ type Codec[T any] struct {
 	byPrint  map[uint64]*goavro.Codec // every known version, by CRC-64-AVRO fingerprint
 	defaults map[string]any           // current schema's field defaults, as goavro natives
 	schemaID uint32                   // Confluent schema id; 0 means Single-Object Encoding
+	header   []byte                   // framing before the Avro body; cap == len, so appends copy
 	toNative func(*T) map[string]any
 	fromNat  func(map[string]any) (T, error)
+	// direct, when set, returns header followed by v's Avro binary body, written
+	// without goavro; it must write what goavro would for the current schema.
+	direct func(header []byte, v *T) ([]byte, error)
 }
 
 func newCodec[T any](name string, to func(*T) map[string]any, from func(map[string]any) (T, error)) *Codec[T] {
@@ -41,6 +45,9 @@ func newCodec[T any](name string, to func(*T) map[string]any, from func(map[stri
 	}
 	c := &Codec[T]{name: name, current: cur, byPrint: map[uint64]*goavro.Codec{}, toNative: to, fromNat: from}
 	c.byPrint[uint64(cur.Rabin)] = cur
+	c.header = make([]byte, 10)
+	copy(c.header, soeMagic[:])
+	binary.LittleEndian.PutUint64(c.header[2:], uint64(cur.Rabin))
 	for _, h := range History(name) {
 		hc, err := loadCodec(h)
 		if err != nil {
@@ -88,6 +95,8 @@ func versionOf(file string) int {
 func (c *Codec[T]) WithSchemaID(id uint32) *Codec[T] {
 	cc := *c
 	cc.schemaID = id
+	cc.header = []byte{confluentMagic, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(cc.header[1:], id)
 	return &cc
 }
 
@@ -97,8 +106,17 @@ func (c *Codec[T]) Schema() string { return c.current.Schema() }
 // Fingerprint returns the current schema's CRC-64-AVRO fingerprint.
 func (c *Codec[T]) Fingerprint() uint64 { return uint64(c.current.Rabin) }
 
+// withDirect sets the hand-written body encoder used instead of goavro's.
+func (c *Codec[T]) withDirect(enc func([]byte, *T) ([]byte, error)) *Codec[T] {
+	c.direct = enc
+	return c
+}
+
 // Encode returns v as a framed Kafka value.
 func (c *Codec[T]) Encode(v *T) ([]byte, error) {
+	if c.direct != nil {
+		return c.encodeDirect(v)
+	}
 	native := c.toNative(v)
 	if c.schemaID == 0 {
 		b, err := c.current.SingleFromNative(nil, native)
@@ -111,6 +129,14 @@ func (c *Codec[T]) Encode(v *T) ([]byte, error) {
 	buf[0] = confluentMagic
 	binary.BigEndian.PutUint32(buf[1:], c.schemaID)
 	b, err := c.current.BinaryFromNative(buf, native)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", c.name, err)
+	}
+	return b, nil
+}
+
+func (c *Codec[T]) encodeDirect(v *T) ([]byte, error) {
+	b, err := c.direct(c.header, v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", c.name, err)
 	}

@@ -60,7 +60,7 @@ func (f *Frame) IsLifecycle() bool {
 	return f.Kind == KindSessionStart || f.Kind == KindSessionDenied || f.Kind == KindSessionEnd
 }
 
-var frameCodec = newCodec("frame", frameToNative, frameFromNative)
+var frameCodec = newCodec("frame", frameToNative, frameFromNative).withDirect(appendFrame)
 
 // FrameCodec returns the codec for tapline.frames.raw and tapline.frames values.
 func FrameCodec() *Codec[Frame] { return frameCodec }
