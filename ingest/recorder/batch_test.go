@@ -271,17 +271,7 @@ func TestClientBatchFailsLikeClient(t *testing.T) {
 	begin := time.Now()
 	err = s.ClientBatch(ctx, batch)
 	took := time.Since(begin)
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("ClientBatch while Kafka does not ack: %v, want ErrUnavailable", err)
-	}
-	if took < cfg.ProduceTimeout || took > cfg.ProduceTimeout+time.Second {
-		t.Fatalf("ClientBatch gave up after %s, want about %s", took, cfg.ProduceTimeout)
-	}
-	select {
-	case <-s.Failed():
-	default:
-		t.Fatal("session not marked failed")
-	}
+	failedAfterTimeout(t, "ClientBatch", cfg, s, err, took)
 	begin = time.Now()
 	if err := s.ClientBatch(ctx, batch[:1]); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("ClientBatch after failure: %v", err)

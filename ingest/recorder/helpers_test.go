@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -226,5 +227,22 @@ func waitSettled(t testing.TB, s *Session, timeout time.Duration) {
 			t.Fatalf("%d frames still in flight after %s", n, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failedAfterTimeout checks that a strict call refused with ErrUnavailable after
+// about ProduceTimeout without an ack, and that the session is failed.
+func failedAfterTimeout(t *testing.T, what string, cfg Config, s *Session, err error, took time.Duration) {
+	t.Helper()
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("%s while Kafka does not ack: %v, want ErrUnavailable", what, err)
+	}
+	if took < cfg.ProduceTimeout || took > cfg.ProduceTimeout+time.Second {
+		t.Fatalf("%s gave up after %s, want about %s", what, took, cfg.ProduceTimeout)
+	}
+	select {
+	case <-s.Failed():
+	default:
+		t.Fatal("session not marked failed")
 	}
 }
