@@ -20,8 +20,15 @@ build:
 	$(GO) build -tags chdb -ldflags '$(LDFLAGS)' -o bin/tapline-dev ./cmd/tapline
 
 ## test: unit and integration tests against real Kafka, Postgres, sshd, ClickHouse and chDB.
+# Integration tests share two cores with Kafka, Postgres and ClickHouse; a test
+# that fails is run again (at most twice, only when few failed) and every rerun
+# is listed at the end, so a flake stays visible without sinking the run.
 test: lint services-up
-	$(GO) test -tags chdb -count=1 -timeout 30m ./...
+	@mkdir -p .services
+	$(GO) tool gotestsum --format pkgname --rerun-fails=2 --rerun-fails-max-failures=3 \
+	  --rerun-fails-run-root-test --rerun-fails-report=.services/reruns.txt \
+	  --packages ./... -- -tags chdb -count=1 -timeout 30m
+	@if [ -s .services/reruns.txt ]; then echo "tests that needed a rerun:"; cat .services/reruns.txt; fi
 
 ## test-unit: no services needed; integration tests skip under -short.
 test-unit:
