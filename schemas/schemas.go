@@ -61,4 +61,6 @@ const (
 	TopicCommands  = "tapline.commands"
 	TopicSessions  = "tapline.sessions"
 	TopicAudit     = "tapline.audit"
+	// TopicFramesDeadLetter holds raw records the processors failed on (restricted).
+	TopicFramesDeadLetter = "tapline.frames.deadletter"
 )

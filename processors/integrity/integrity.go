@@ -29,6 +29,9 @@ const (
 	FrameAfterEnd  = "frame_after_end" // a frame arrived after the session ended
 	Undecodable    = "undecodable"     // a raw record is not a frame
 	DeniedActivity = "denied_activity" // a denied session carries protocol frames
+	// ProcessingFailed: the processors failed on this frame (a bug, not an attack as
+	// such); its payload was withheld and the raw record dead-lettered.
+	ProcessingFailed = "processing_failed"
 )
 
 // Alert is one integrity problem found in a session's stream.

@@ -491,7 +491,7 @@ func scan(b []byte, dets []detector, extra []namedPattern) []Match {
 	if len(b) == 0 {
 		return nil
 	}
-	lower := bytes.ToLower(b)
+	lower := asciiLower(b)
 	var all []Match
 	for _, d := range dets {
 		if d.may(b) {
@@ -506,6 +506,20 @@ func scan(b []byte, dets []detector, extra []namedPattern) []Match {
 		}
 	}
 	return resolve(all)
+}
+
+// asciiLower lowercases A-Z byte for byte. The copy must have b's length, because
+// positions found in it index b; bytes.ToLower would rewrite invalid UTF-8 (any
+// binary payload) as U+FFFD and make it longer.
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
 }
 
 // resolve keeps, in priority order (the order of all), each match that does not

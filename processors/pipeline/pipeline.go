@@ -8,6 +8,7 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -38,6 +39,9 @@ type Config struct {
 	Limits          stitch.Limits
 	// MaxIntegrity bounds the problems listed in a session's summary.
 	MaxIntegrity int
+	// FrameHook, when set, runs on every protocol frame before masking. Tests use it
+	// to make one frame fail and watch the failure be contained.
+	FrameHook func(*schemas.Frame)
 }
 
 // Defaults for zero Config fields.
@@ -116,8 +120,25 @@ type session struct {
 	SSH         *stitch.SSH     `json:"ssh,omitempty"`
 }
 
-// Frame processes one raw frame and appends what it produced to out.
-func (p *Processor) Frame(f schemas.Frame, out *Output) {
+// Frame processes one raw frame and appends what it produced to out. A frame that
+// fails (a panic or an error anywhere in checking, masking or stitching it) does not
+// stop the session or the partition: Frame returns a *FrameError, and out holds the
+// frame with its payload withheld and a processing_failed alert (see failed).
+func (p *Processor) Frame(f schemas.Frame, out *Output) (err error) {
+	mark := len(out.Frames)
+	defer func() {
+		if v := recover(); v != nil {
+			err = &FrameError{SessionID: f.SessionID, Seq: f.Seq, Kind: f.Kind, Panic: v, Stack: debug.Stack()}
+		}
+		if err != nil {
+			p.failed(f, mark, err.(*FrameError), out)
+		}
+	}()
+	p.frame(f, out)
+	return nil
+}
+
+func (p *Processor) frame(f schemas.Frame, out *Output) {
 	s := p.sessions[f.SessionID]
 	if s == nil {
 		s = newSession(&f)
@@ -210,6 +231,9 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 			s.PG = &stitch.PG{}
 		}
 		pg = s.PG
+	}
+	if p.cfg.FrameHook != nil {
+		p.cfg.FrameHook(f)
 	}
 	p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg)
 	out.Frames = append(out.Frames, *f)

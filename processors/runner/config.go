@@ -35,6 +35,8 @@ type Config struct {
 	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
 	Masking            mask.Config `yaml:"masking"`
 	Metrics            Metrics     `yaml:"metrics"`
+	// FrameHook is passed to the pipeline (tests only; see pipeline.Config).
+	FrameHook func(*schemas.Frame) `yaml:"-"`
 
 	env func(string) (string, bool) // resolves kafka.sasl.password_env
 }
@@ -74,6 +76,9 @@ type Topics struct {
 	Sessions string `yaml:"sessions"`
 	Audit    string `yaml:"audit"`
 	State    string `yaml:"state"`
+	// DeadLetter receives the raw record of every frame the processors failed on
+	// (restricted like the raw topic: it holds unmasked payloads).
+	DeadLetter string `yaml:"dead_letter"`
 }
 
 // Sessions configures session lifetimes.
@@ -165,7 +170,8 @@ func (c *Config) fillDefaults() {
 		v   *string
 		def string
 	}{{&t.Raw, schemas.TopicFramesRaw}, {&t.Frames, schemas.TopicFrames}, {&t.Commands, schemas.TopicCommands},
-		{&t.Sessions, schemas.TopicSessions}, {&t.Audit, schemas.TopicAudit}, {&t.State, DefaultStateTopic}} {
+		{&t.Sessions, schemas.TopicSessions}, {&t.Audit, schemas.TopicAudit}, {&t.State, DefaultStateTopic},
+		{&t.DeadLetter, schemas.TopicFramesDeadLetter}} {
 		if *d.v == "" {
 			*d.v = d.def
 		}
@@ -189,7 +195,7 @@ func (c *Config) validate() error {
 	}
 	t := c.Topics
 	seen := map[string]string{}
-	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State} {
+	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State, "dead_letter": t.DeadLetter} {
 		if other, ok := seen[v]; ok {
 			errs = append(errs, fmt.Sprintf("topics.%s and topics.%s are both %q", name, other, v))
 		}
@@ -228,6 +234,7 @@ func (c *Config) pipelineConfig() (pipeline.Config, error) {
 		Masker: m, TrustedKeys: keys,
 		IdleTimeout: c.Sessions.IdleTimeout, AbandonedRetention: c.Sessions.AbandonedRetention,
 		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval,
-		Limits: stitch.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
+		Limits:    stitch.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
+		FrameHook: c.FrameHook,
 	}, nil
 }

@@ -77,6 +77,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 			if topic == cfg.Topics.State {
 				return 8 << 20
 			}
+			if topic == cfg.Topics.DeadLetter {
+				return 2 << 20 // a raw record plus its dead-letter headers
+			}
 			return 1_000_000
 		}),
 		kgo.OnPartitionsAssigned(r.onAssigned),
@@ -349,19 +352,20 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 // the records to produce.
 func (r *runner) processPartition(pt *part, in []*kgo.Record) ([]*kgo.Record, error) {
 	var out pipeline.Output
+	var dead []*kgo.Record
 	for _, rec := range in {
 		f, err := schemas.FrameCodec().Decode(rec.Value)
 		if err != nil {
 			out.Audit = append(out.Audit, undecodable(rec, err)) // counted and logged by emit
-		} else {
-			pt.proc.Frame(f, &out)
+		} else if err := pt.proc.Frame(f, &out); err != nil {
+			dead = append(dead, r.deadLetter(rec, &f, err))
 		}
 		pt.next = rec.Offset + 1
 	}
 	r.metrics.frames.Add(float64(len(in)))
-	recs := make([]*kgo.Record, 0, out.Len())
+	recs := make([]*kgo.Record, 0, out.Len()+len(dead))
 	err := r.emit(&out, func(rec *kgo.Record) { recs = append(recs, rec) })
-	return recs, err
+	return append(recs, dead...), err
 }
 
 // load makes sure every partition in the batch has its state loaded.
@@ -503,6 +507,21 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	return nil
 }
 
+// deadLetter logs and counts a frame the pipeline failed on (it has already put the
+// frame, withheld, and the alert in the output) and returns the raw record for the
+// dead-letter topic, written in the same transaction.
+func (r *runner) deadLetter(rec *kgo.Record, f *schemas.Frame, err error) *kgo.Record {
+	attrs := []any{"session_id", f.SessionID, "seq", f.Seq, "kind", f.Kind, "partition", rec.Partition, "offset", rec.Offset, "err", err}
+	var fe *pipeline.FrameError
+	if errors.As(err, &fe) && fe.Stack != nil {
+		attrs = append(attrs, "stack", string(fe.Stack))
+	}
+	r.log.Error("frame processing failed: payload withheld, raw record dead-lettered; fix and run tapline process --reprocess", attrs...)
+	r.metrics.failures.Inc()
+	r.metrics.deadLetters.Inc()
+	return DeadLetterRecord(r.cfg.Topics.DeadLetter, rec, f, err)
+}
+
 // undecodable is the alert for a raw record that is not a frame.
 func undecodable(rec *kgo.Record, err error) audit.Record {
 	s := &schemas.Session{SessionID: string(rec.Key)}
@@ -528,6 +547,8 @@ func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
 
 type metrics struct {
 	frames, commands prometheus.Counter
+	failures         prometheus.Counter
+	deadLetters      prometheus.Counter
 	alerts           *prometheus.CounterVec
 	transactions     *prometheus.CounterVec
 	sessions         prometheus.Gauge
@@ -540,9 +561,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		alerts:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_process_integrity_alerts_total", Help: "Integrity alerts by kind."}, []string{"kind"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_process_transactions_total", Help: "Transactions by result."}, []string{"result"}),
 		sessions:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tapline_process_sessions", Help: "Sessions held in memory."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricFrameFailures,
+			Help: "Frames the processors failed on (payload withheld, processing went on)."}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDeadLetters,
+			Help: "Raw records written to the dead-letter topic."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.frames, m.commands, m.alerts, m.transactions, m.sessions)
+		reg.MustRegister(m.frames, m.commands, m.alerts, m.transactions, m.sessions, m.failures, m.deadLetters)
 	}
 	return m
 }

@@ -45,13 +45,18 @@ func (r *runner) ensureTopics(ctx context.Context) (int32, error) {
 	for _, o := range []struct {
 		name    string
 		configs map[string]*string
-	}{{t.Frames, nil}, {t.Commands, nil}, {t.Sessions, map[string]*string{"cleanup.policy": &compact}}, {t.Audit, nil}} {
+	}{{t.Frames, nil}, {t.Commands, nil}, {t.Sessions, map[string]*string{"cleanup.policy": &compact}}, {t.Audit, nil},
+		{t.DeadLetter, map[string]*string{"max.message.bytes": &deadLetterMaxBytes}}} {
 		if _, err := r.adm.CreateTopic(ctx, n, -1, o.configs, o.name); ignoreExists(err) != nil {
 			return 0, fmt.Errorf("create %s: %w", o.name, err)
 		}
 	}
-	return n, r.waitForTopics(ctx, t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit)
+	return n, r.waitForTopics(ctx, t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit, t.DeadLetter)
 }
+
+// deadLetterMaxBytes leaves room for the headers around a raw record of the raw
+// topic's largest size.
+var deadLetterMaxBytes = "2097152"
 
 // waitForTopics waits until newly created topics show in the cluster's metadata.
 func (r *runner) waitForTopics(ctx context.Context, topics ...string) error {

@@ -1,0 +1,83 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/mask"
+	"github.com/tapline/tapline/schemas"
+)
+
+// Withheld is the mask type of a frame whose payload was withheld because processing
+// it failed: the frame is forwarded without its payload (never unmasked) and its chain
+// links still verify, as for any masked frame.
+const Withheld = "withheld"
+
+// FrameError is a frame the processors failed on.
+type FrameError struct {
+	SessionID string
+	Seq       int64
+	Kind      string
+	Panic     any    // what the code panicked with, or nil
+	Err       error  // the error returned, when it did not panic
+	Stack     []byte // the stack of the panic, for the log
+}
+
+func (e *FrameError) Error() string {
+	cause := fmt.Sprint(e.Err)
+	if e.Panic != nil {
+		cause = fmt.Sprintf("panic: %v", e.Panic)
+	}
+	return fmt.Sprintf("session %s seq %d (%s): processing failed: %s", e.SessionID, e.Seq, e.Kind, cause)
+}
+
+func (e *FrameError) Unwrap() error { return e.Err }
+
+// failed contains a failure on frame f: whatever f produced in out before it failed
+// is replaced by f with its payload withheld, the session counts f, the failure
+// becomes a processing_failed alert, and the session's masking and stitching state is
+// dropped (it may have been left half-updated); following frames start from scratch,
+// so a command open at this point is not reported.
+func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Output) {
+	s := p.sessions[f.SessionID]
+	if s == nil {
+		s = newSession(&f)
+		p.sessions[f.SessionID] = s
+	}
+	p.dirty[f.SessionID] = true
+	if s.Tip.Seq < f.Seq {
+		// The checks did not get as far as accepting f: take it as the tip, so that
+		// the next frame is checked against it.
+		s.Tip.Seq, s.Tip.Hash = f.Seq, append([]byte(nil), f.Hash...)
+	}
+	sum := &s.Summary
+	if sum.LastSeq < f.Seq {
+		sum.Frames++
+		sum.LastSeq = f.Seq
+		sum.FinalHash = append(sum.FinalHash[:0], f.Hash...)
+		if !f.IsLifecycle() {
+			if f.Direction == schemas.Client {
+				sum.BytesClient += int64(len(f.Payload))
+			} else {
+				sum.BytesServer += int64(len(f.Payload))
+			}
+		}
+	}
+	out.Frames = append(out.Frames[:mark], withhold(f))
+	s.Mask, s.PG, s.SSH = mask.State{}, nil, nil
+	s.Changed = true
+	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
+	p.maybeSummary(s, f.TS, true, out)
+}
+
+// withhold returns f without its payload. Lifecycle frames are never masked and carry
+// no agent bytes: they keep theirs, so the session's start and signed end still read.
+func withhold(f schemas.Frame) schemas.Frame {
+	if f.IsLifecycle() {
+		return f
+	}
+	f.Payload, f.PayloadSalt = nil, nil
+	masks := map[string]int64{Withheld: 1}
+	f.Masks = masks
+	return f
+}
