@@ -54,6 +54,10 @@ const (
 	KindSessionEnd    = "session.end"
 )
 
+// MaskWithheld is the mask type of a frame whose payload the processors withheld
+// because they failed on it: it is forwarded without payload and still verifies.
+const MaskWithheld = "withheld"
+
 // Kafka topics (DESIGN.md).
 const (
 	TopicFramesRaw = "tapline.frames.raw"

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 var errAgentGone = errors.New("connection to the agent closed")
@@ -308,7 +309,7 @@ func (r *relay) serverReadFailed(err error) string {
 // that the gateway maps back when the agent sends a CancelRequest.
 func (r *relay) substituteKey(msg []byte) ([]byte, error) {
 	var k pgproto3.BackendKeyData
-	if err := k.Decode(msg[headerLen:]); err != nil {
+	if err := pgwire.Decode(&k, msg[headerLen:]); err != nil {
 		return nil, protocolErrorf("BackendKeyData: %v", err)
 	}
 	if r.keyIssued {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
+
+	"github.com/tapline/tapline/schemas/pgwire"
 )
 
 // TLSMode is how the gateway secures its connection to a target, as libpq's sslmode.
@@ -184,7 +186,7 @@ func (u *upstream) login(t *Target, agentParams map[string]string) error {
 			err = u.sendPassword(t, func(pw string) string { return pw })
 		case pgproto3.AuthTypeMD5Password:
 			var m pgproto3.AuthenticationMD5Password
-			if err := m.Decode(body); err != nil {
+			if err := pgwire.Decode(&m, body); err != nil {
 				return err
 			}
 			err = u.sendPassword(t, func(pw string) string { return md5Password(t.User, pw, m.Salt) })
@@ -245,7 +247,7 @@ func password(t *Target) (string, error) {
 // gateway's own credentials were not, and the agent must not retry with a new token.
 func refusal(t *Target, body []byte) error {
 	var e pgproto3.ErrorResponse
-	if err := e.Decode(body); err != nil {
+	if err := pgwire.Decode(&e, body); err != nil {
 		return fmt.Errorf("undecodable ErrorResponse: %w", err)
 	}
 	code := e.Code

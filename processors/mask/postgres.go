@@ -79,35 +79,35 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 	switch kind {
 	case "Query":
 		m := &pgproto3.Query{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		m.String = string(t.text([]byte(m.String), st, counts))
 		msg = m
 	case "Parse":
 		m := &pgproto3.Parse{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		m.Query = string(t.text([]byte(m.Query), st, counts))
 		msg = m
 	case "Bind":
 		m := &pgproto3.Bind{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		t.bindParams(m, pg, st, counts)
 		msg = m
 	case "DataRow":
 		m := &pgproto3.DataRow{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		t.dataRow(m, pg, st, counts)
 		msg = m
 	case "CopyData":
 		m := &pgproto3.CopyData{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		// Same length: in binary COPY each field is length-prefixed inside the data.
@@ -115,7 +115,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		msg = m
 	case "ErrorResponse":
 		m := &pgproto3.ErrorResponse{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		for _, s := range []*string{&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery} {
@@ -124,7 +124,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		msg = m
 	case "NoticeResponse":
 		m := &pgproto3.NoticeResponse{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		for _, s := range []*string{&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery} {
@@ -136,7 +136,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		msg = &pgproto3.PasswordMessage{Password: replacement(AuthMessage, st, len(body)-1)}
 	case "SASLInitialResponse":
 		m := &pgproto3.SASLInitialResponse{}
-		if err := m.Decode(body); err != nil {
+		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		counts.add(AuthMessage, 1)

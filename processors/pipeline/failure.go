@@ -11,7 +11,7 @@ import (
 // Withheld is the mask type of a frame whose payload was withheld because processing
 // it failed: the frame is forwarded without its payload (never unmasked) and its chain
 // links still verify, as for any masked frame.
-const Withheld = "withheld"
+const Withheld = schemas.MaskWithheld
 
 // FrameError is a frame the processors failed on.
 type FrameError struct {

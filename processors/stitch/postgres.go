@@ -227,7 +227,7 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 	case "FunctionCall":
 		m := &pgproto3.FunctionCall{}
 		text := "function call"
-		if m.Decode(body) == nil {
+		if pgwire.Decode(m, body) == nil {
 			text = fmt.Sprintf("function call (oid %d, %d arguments)", m.Function, len(m.Arguments))
 		}
 		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: newCommand(f, "function", text, masks)}, lim)
@@ -240,7 +240,7 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 	case "Bind":
 		m := &pgproto3.Bind{}
 		pt := &pgPortal{Masks: masks}
-		if err := m.Decode(body); err == nil {
+		if err := pgwire.Decode(m, body); err == nil {
 			pt.Stmt = m.PreparedStatement
 			pt.Params = params(m, lim.MaxText)
 		} else {
@@ -632,7 +632,7 @@ func params(m *pgproto3.Bind, maxText int) []string {
 
 func rowColumns(body []byte) []string {
 	m := &pgproto3.RowDescription{}
-	if m.Decode(body) != nil {
+	if pgwire.Decode(m, body) != nil {
 		return nil
 	}
 	cols := make([]string, len(m.Fields))
@@ -655,7 +655,7 @@ func tagRows(tag string) (int64, bool) {
 
 func errorText(body []byte) string {
 	m := &pgproto3.ErrorResponse{}
-	if m.Decode(body) != nil {
+	if pgwire.Decode(m, body) != nil {
 		return "error (undecodable ErrorResponse)"
 	}
 	s := m.Severity + " " + m.Code + ": " + m.Message

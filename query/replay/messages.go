@@ -30,6 +30,7 @@ type Message struct {
 	Channel   int64
 	Payload   []byte
 	Masked    bool // some fragment's payload was rewritten by masking
+	Withheld  bool // some fragment's payload was withheld: the processors failed on it
 	Start     *schemas.SessionStart
 	Denial    string
 	End       *schemas.SessionEnd
@@ -90,6 +91,7 @@ func Messages(frames iter.Seq2[schemas.Frame, error], maxBytes int) iter.Seq2[Me
 			}
 			m.SeqEnd = f.Seq
 			m.Masked = m.Masked || len(f.Masks) > 0
+			m.Withheld = m.Withheld || f.Masks[schemas.MaskWithheld] > 0
 			if len(m.Payload)+len(f.Payload) > maxBytes {
 				m.Note = fmt.Sprintf("message cut at %d bytes", maxBytes)
 			} else {
@@ -111,6 +113,7 @@ func Messages(frames iter.Seq2[schemas.Frame, error], maxBytes int) iter.Seq2[Me
 func frameMessage(f *schemas.Frame, note string) Message {
 	return Message{
 		Seq: f.Seq, SeqEnd: f.Seq, TS: f.TS, Direction: f.Direction, Kind: f.Kind, Channel: f.Channel,
-		Payload: f.Payload, Masked: len(f.Masks) > 0, Start: f.Start, Denial: f.Denial, End: f.End, Note: note,
+		Payload: f.Payload, Masked: len(f.Masks) > 0,
+		Withheld: f.Masks[schemas.MaskWithheld] > 0, Start: f.Start, Denial: f.Denial, End: f.End, Note: note,
 	}
 }

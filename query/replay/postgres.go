@@ -216,6 +216,10 @@ func (s *pgState) message(m *Message) {
 		s.emit(PGEvent{Type: "session.end", Seq: m.Seq, Time: m.TS, End: sessionEnd(m.End)})
 		return
 	}
+	if m.Withheld {
+		s.note(m, "%s at seq %d: payload withheld (the processors failed on it; see its processing_failed alert)", m.Kind, m.Seq)
+		return
+	}
 	var err error
 	if m.Direction == schemas.Client {
 		err = s.client(m)
@@ -235,7 +239,7 @@ func decode(m *Message, typ byte, into decoder) error {
 	if err != nil {
 		return err
 	}
-	return into.Decode(b)
+	return pgwire.Decode(into, b)
 }
 
 func (s *pgState) client(m *Message) error {
@@ -245,7 +249,7 @@ func (s *pgState) client(m *Message) error {
 			return errors.New("startup message too short")
 		}
 		var sm pgproto3.StartupMessage
-		if err := sm.Decode(m.Payload[4:]); err != nil {
+		if err := pgwire.Decode(&sm, m.Payload[4:]); err != nil {
 			return err
 		}
 		s.emit(PGEvent{Type: "startup", Seq: m.Seq, Time: m.TS, Params: sm.Parameters})

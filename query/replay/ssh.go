@@ -74,6 +74,13 @@ func SSH(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[SSHEvent
 			if m.Note != "" && !yield(SSHEvent{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: m.Note}, nil) {
 				return
 			}
+			if m.Withheld {
+				note := fmt.Sprintf("%s at seq %d: payload withheld (the processors failed on it; see its processing_failed alert)", m.Kind, m.Seq)
+				if !yield(SSHEvent{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: note}, nil) {
+					return
+				}
+				continue
+			}
 			ev, ok := sshEvent(&m)
 			if ok && !yield(ev, nil) {
 				return

@@ -77,6 +77,11 @@ func (t *textTerm) request(ev *SSHEvent, ts string) {
 	case "subsystem":
 		t.meta("# %s  channel %d subsystem %s", ts, ev.Channel, ev.Command)
 	case "exit-status":
+		if ev.ExitStatus == nil {
+			// A malformed exit-status request (ev.Message says why) has no status.
+			t.meta("# channel %d exit status unreadable: %s", ev.Channel, ev.Message)
+			break
+		}
 		t.meta("# channel %d exit status %d", ev.Channel, *ev.ExitStatus)
 	case "exit-signal":
 		t.meta("# channel %d killed by signal %s %s", ev.Channel, ev.Command, ev.Message)

@@ -57,3 +57,18 @@ func FormatCode(codes []int16, i int) int16 {
 	}
 	return 0
 }
+
+// Decoder is a pgproto3 message.
+type Decoder interface{ Decode([]byte) error }
+
+// Decode decodes body into m. pgproto3 panics on some malformed bodies (a Bind
+// value with a negative length other than -1, for one); recorded bytes are whatever a
+// client sent, so such a panic becomes an error here.
+func Decode(m Decoder, body []byte) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("malformed %T: %v", m, v)
+		}
+	}()
+	return m.Decode(body)
+}
