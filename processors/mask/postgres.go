@@ -1,6 +1,7 @@
 package mask
 
 import (
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -144,7 +145,9 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		msg = m
 	case "SASLResponse", "GSSResponse":
 		counts.add(AuthMessage, 1)
-		return append(append([]byte{}, p[:pgwire.HeaderLen]...), replacement(AuthMessage, st, len(body))...), counts, nil
+		rep := replacement(AuthMessage, st, len(body))
+		out := binary.BigEndian.AppendUint32([]byte{p[0]}, uint32(4+len(rep)))
+		return append(out, rep...), counts, nil
 	default:
 		return p, counts, nil
 	}
