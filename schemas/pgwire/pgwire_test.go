@@ -72,3 +72,19 @@ func TestFormatCode(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeTurnsPanicsIntoErrors(t *testing.T) {
+	// A Bind whose one parameter has length -16: pgproto3 slices with it and panics.
+	body := []byte("\x00s\x00\x00\x00\x00\x01\xff\xff\xff\xf0\x00\x00")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Log("pgproto3 no longer panics on this body")
+			}
+		}()
+		_ = (&pgproto3.Bind{}).Decode(body)
+	}()
+	if err := Decode(&pgproto3.Bind{}, body); err == nil {
+		t.Fatal("malformed Bind decoded without error")
+	}
+}

@@ -1,0 +1,134 @@
+package mask
+
+import (
+	"bytes"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/pgwire"
+)
+
+var fuzzMasker *Masker
+
+func fuzzSetup(f *testing.F) *Masker {
+	if fuzzMasker == nil {
+		m, err := New(Config{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		fuzzMasker = m
+	}
+	for _, p := range binaryPayloads(f) {
+		if len(p) > 4096 {
+			p = p[:4096]
+		}
+		f.Add(p, uint8(0))
+	}
+	f.Add([]byte("sudo -S\r\npassword=x y@example.com 4111 1111 1111 1111"), uint8(1))
+	return fuzzMasker
+}
+
+var sshKinds = []string{"ssh.channel.data", "ssh.channel.extended-data", "ssh.request.exec", "ssh.request.env", "ssh.request.exit-status", "ssh.other"}
+
+// FuzzMaskSSH: any payload of any SSH kind masks without panic; channel data keeps its
+// length; requests that decoded still decode; a planted secret is masked.
+func FuzzMaskSSH(f *testing.F) {
+	m := fuzzSetup(f)
+	f.Fuzz(func(t *testing.T, p []byte, sel uint8) {
+		kind := sshKinds[int(sel)%len(sshKinds)]
+		dir := schemas.Client
+		if sel&0x80 != 0 {
+			dir = schemas.Server
+		}
+		st := &State{}
+		if sel&0x40 != 0 {
+			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("[sudo] password for bob: ")), "box", st, nil)
+		}
+		fr := sshFrame(kind, dir, p)
+		m.Frame(fr, "box", st, nil)
+		switch kind {
+		case "ssh.channel.data", "ssh.channel.extended-data", "ssh.other":
+			if len(fr.Payload) != len(p) {
+				t.Fatalf("%s changed length %d → %d", kind, len(p), len(fr.Payload))
+			}
+		case "ssh.request.exec":
+			var c struct{ Command string }
+			if ssh.Unmarshal(p, &c) == nil && ssh.Unmarshal(fr.Payload, &c) != nil {
+				t.Fatal("exec request no longer decodes")
+			}
+		}
+		planted := sshFrame("ssh.channel.data", dir, append(append([]byte(nil), p...), plantedLine...))
+		m.Frame(planted, "box", &State{}, nil)
+		if bytes.Contains(planted.Payload, []byte(plantedSecret)) {
+			t.Fatalf("planted secret not masked in %q", planted.Payload)
+		}
+	})
+}
+
+var pgKinds = []string{"Query", "Parse", "Bind", "DataRow", "CopyData", "ErrorResponse", "NoticeResponse", "PasswordMessage", "SASLInitialResponse", "SASLResponse", "Describe"}
+
+// FuzzMaskPostgres: arbitrary bytes as a payload of every kind (whole, fragmented),
+// and as the content of well-formed messages: no panic, framing kept, planted secret
+// masked.
+func FuzzMaskPostgres(f *testing.F) {
+	m := fuzzSetup(f)
+	f.Fuzz(func(t *testing.T, p []byte, sel uint8) {
+		kind := pgKinds[int(sel)%len(pgKinds)]
+		conv := pgConv{cols: []string{"id", "password", "note"}, stmts: map[string]string{"s": "select * from t where password = $1"}}
+		raw := pgFrame(kind, schemas.Client, append([]byte(nil), p...))
+		m.Frame(raw, "db", &State{}, conv)
+		_, rawErr := pgwire.CheckedBody(p)
+		if _, err := pgwire.CheckedBody(raw.Payload); rawErr == nil && err != nil {
+			t.Fatalf("%s: framing lost: %v", kind, err)
+		}
+		if kind == "Describe" {
+			return
+		}
+		msg := pgMessage(kind, p)
+		whole := pgFrame(kind, schemas.Client, append([]byte(nil), msg...))
+		m.Frame(whole, "db", &State{}, conv)
+		if _, err := pgwire.CheckedBody(whole.Payload); err != nil || whole.Payload[0] != msg[0] {
+			t.Fatalf("%s: framing lost: %v", kind, err)
+		}
+		if bytes.Contains(whole.Payload, []byte(plantedSecret)) {
+			t.Fatalf("%s: planted secret not masked", kind)
+		}
+		n := 2 + int(sel>>4)%3
+		st := &State{}
+		var joined []byte
+		for i, part := range cut(msg, n) {
+			ff := pgFrame(kind, schemas.Server, append([]byte(nil), part...))
+			ff.Fragment, ff.Final = int32(i), i == n-1
+			m.Frame(ff, "db", st, conv)
+			if len(ff.Payload) != len(part) {
+				t.Fatalf("%s fragment %d changed length", kind, i)
+			}
+			joined = append(joined, ff.Payload...)
+		}
+		if _, err := pgwire.CheckedBody(joined); err != nil || joined[0] != msg[0] {
+			t.Fatalf("%s: fragmented framing lost: %v", kind, err)
+		}
+	})
+}
+
+// FuzzMaskHTTP: arbitrary HTTP messages mask without panic and lose a planted secret
+// in a textual body.
+func FuzzMaskHTTP(f *testing.F) {
+	m := fuzzSetup(f)
+	f.Fuzz(func(t *testing.T, p []byte, sel uint8) {
+		fr := &schemas.Frame{Protocol: schemas.HTTP, Kind: "http.request", Payload: append([]byte(nil), p...), Final: sel&1 == 0, Fragment: int32(sel >> 7)}
+		m.Frame(fr, "api", &State{}, nil)
+		if fr.Fragment > 0 && len(fr.Payload) != len(p) {
+			t.Fatalf("continuation fragment changed length")
+		}
+		body := append(append([]byte(nil), p...), plantedLine...)
+		msg := append([]byte("POST /x HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n"), body...)
+		planted := &schemas.Frame{Protocol: schemas.HTTP, Kind: "http.request", Payload: msg, Final: true}
+		m.Frame(planted, "api", &State{}, nil)
+		if bytes.Contains(planted.Payload, []byte(plantedSecret)) {
+			t.Fatalf("planted secret not masked")
+		}
+	})
+}
