@@ -33,11 +33,18 @@ func (e *FrameError) Error() string {
 
 func (e *FrameError) Unwrap() error { return e.Err }
 
-// failed contains a failure on frame f: whatever f produced in out before it failed
-// is replaced by f with its payload withheld, the session counts f, the failure
-// becomes a processing_failed alert, and the session's masking and stitching state is
-// dropped (it may have been left half-updated); following frames start from scratch,
-// so a command open at this point is not reported.
+// Stages of a protocol frame, for failed.
+const (
+	stageMask   = "mask"
+	stageStitch = "stitch"
+)
+
+// failed contains a failure on frame f: the frame f put in out, if any, is replaced by
+// f with its payload withheld, the session counts f, and the failure becomes a
+// processing_failed alert. The state of the stage that failed may be half-updated and
+// is dropped: the session's masking state (a fragment walk, a password prompt) if
+// masking failed, its stitching state (open commands, prepared statements) if
+// stitching did; a frame that fails masking is not stitched.
 func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Output) {
 	s := p.sessions[f.SessionID]
 	if s == nil {
@@ -64,7 +71,12 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 		}
 	}
 	out.Frames = append(out.Frames[:mark], withhold(f))
-	s.Mask, s.PG, s.SSH = mask.State{}, nil, nil
+	switch p.stage {
+	case stageMask:
+		s.Mask = mask.State{}
+	case stageStitch:
+		s.PG, s.SSH = nil, nil
+	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
 	p.maybeSummary(s, f.TS, true, out)

@@ -93,6 +93,9 @@ type Processor struct {
 	cfg      Config
 	sessions map[string]*session
 	dirty    map[string]bool
+	// stage is what the current frame is going through (stageMask, stageStitch, or
+	// empty), so a failure drops only the state that stage may have left half-updated.
+	stage string
 }
 
 // New returns an empty Processor.
@@ -126,6 +129,7 @@ type session struct {
 // frame with its payload withheld and a processing_failed alert (see failed).
 func (p *Processor) Frame(f schemas.Frame, out *Output) (err error) {
 	mark := len(out.Frames)
+	p.stage = ""
 	defer func() {
 		if v := recover(); v != nil {
 			err = &FrameError{SessionID: f.SessionID, Seq: f.Seq, Kind: f.Kind, Panic: v, Stack: debug.Stack()}
@@ -232,11 +236,13 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 		}
 		pg = s.PG
 	}
+	p.stage = stageMask
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
 	}
 	p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg)
 	out.Frames = append(out.Frames, *f)
+	p.stage = stageStitch
 	var cmds []schemas.Command
 	switch f.Protocol {
 	case schemas.Postgres:
