@@ -125,7 +125,7 @@ func writeConfig(t *testing.T, brokers []string, name, raw string) (string, *Con
   transactional_id: %[1]s-txn
   max_poll_records: 40
   session_timeout: 6s
-topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state}
+topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state, dead_letter: %[1]s.deadletter}
 `, name, raw, strings.Join(brokers, ", "))
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {

@@ -23,7 +23,7 @@ func testConfig(t testing.TB, brokers []string, name, raw string) *Config {
 	t.Helper()
 	y := fmt.Sprintf(`
 kafka: {group: %[1]s-group, transactional_id: %[1]s-txn, max_poll_records: 50, transaction_timeout: 20s}
-topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state}
+topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state, dead_letter: %[1]s.deadletter}
 `, name, raw)
 	c, err := Parse([]byte(y), func(k string) (string, bool) {
 		if k == "TAPLINE_KAFKA_BROKERS" {
