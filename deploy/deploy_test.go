@@ -202,7 +202,7 @@ func isSubcommand(s string) bool {
 
 func TestKafkaTopicsDefineRetentionAndRestrictRawTopic(t *testing.T) {
 	topics := map[string]*kafkaTopic{}
-	var writers []string
+	var writers, deadLetterReaders []string
 	for name, doc := range documents(t, "kafka/*.yaml") {
 		switch o := decodeStrict(t, name, doc).(type) {
 		case *kafkaTopic:
@@ -212,10 +212,16 @@ func TestKafkaTopicsDefineRetentionAndRestrictRawTopic(t *testing.T) {
 				if acl.Resource.Name == "tapline.frames.raw" && contains(acl.Operations, "Write") {
 					writers = append(writers, o.Metadata.Name)
 				}
+				// The dead-letter topic holds unmasked payloads, like the raw topic.
+				dl := "tapline.frames.deadletter"
+				matches := acl.Resource.Name == dl || (acl.Resource.PatternType == "prefix" && strings.HasPrefix(dl, acl.Resource.Name))
+				if acl.Resource.Type == "topic" && matches && contains(acl.Operations, "Read") {
+					deadLetterReaders = append(deadLetterReaders, o.Metadata.Name)
+				}
 			}
 		}
 	}
-	for _, name := range []string{"tapline.frames.raw", "tapline.frames", "tapline.commands", "tapline.sessions", "tapline.audit"} {
+	for _, name := range []string{"tapline.frames.raw", "tapline.frames", "tapline.commands", "tapline.sessions", "tapline.audit", "tapline.frames.deadletter"} {
 		tp, ok := topics[name]
 		if !ok {
 			t.Errorf("topic %s not defined", name)
@@ -230,6 +236,12 @@ func TestKafkaTopicsDefineRetentionAndRestrictRawTopic(t *testing.T) {
 	}
 	if raw := topics["tapline.frames.raw"]; raw != nil && raw.Spec.Config["retention.ms"] == "" {
 		t.Error("raw topic must have a bounded retention")
+	}
+	if dl := topics["tapline.frames.deadletter"]; dl != nil && dl.Spec.Config["retention.ms"] == "" {
+		t.Error("dead-letter topic must have a bounded retention")
+	}
+	if strings.Join(deadLetterReaders, ",") != "tapline-process" {
+		t.Errorf("only the processors may read the dead-letter topic, readers: %v", deadLetterReaders)
 	}
 	if strings.Join(writers, ",") != "tapline-gateway" {
 		t.Errorf("only the gateway may write raw frames, writers: %v", writers)

@@ -39,7 +39,9 @@ func (r *runner) ensureTopics(ctx context.Context) (int32, error) {
 		return 0, err
 	}
 	if !create {
-		return n, r.waitForTopics(ctx, t.State)
+		// The dead-letter topic must exist before a frame fails: a produce to a missing
+		// topic would fail the transaction and stop the processor.
+		return n, r.waitForTopics(ctx, t.State, t.DeadLetter)
 	}
 	compact := "compact"
 	for _, o := range []struct {
