@@ -200,7 +200,20 @@ func (w *Writer) poll(ctx context.Context, p *pending) {
 // with its coordinates and skipped (it stays in Kafka for its retention): one bad
 // record must not stop every session's recording from reaching the store.
 func (w *Writer) decode(r *kgo.Record, b *Batch) {
-	var err error
+	if err := w.decodeRecord(r, b); err != nil {
+		w.metrics.rejected.WithLabelValues(r.Topic).Inc()
+		slog.Error("sink: skipping undecodable record; it stays in Kafka for its retention", "topic", r.Topic, "partition", r.Partition,
+			"offset", r.Offset, "err", err)
+	}
+}
+
+// decodeRecord decodes r into b; a decoder panic is an error like any other.
+func (w *Writer) decodeRecord(r *kgo.Record, b *Batch) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("decoder panicked: %v", v)
+		}
+	}()
 	switch r.Topic {
 	case w.cfg.FramesTopic:
 		var f schemas.Frame
@@ -220,11 +233,7 @@ func (w *Writer) decode(r *kgo.Record, b *Batch) {
 	default:
 		err = errors.New("unexpected topic")
 	}
-	if err != nil {
-		w.metrics.rejected.WithLabelValues(r.Topic).Inc()
-		slog.Error("sink: skipping undecodable record", "topic", r.Topic, "partition", r.Partition,
-			"offset", r.Offset, "err", err)
-	}
+	return err
 }
 
 // flush writes p to the store, retrying with exponential backoff until it succeeds
