@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgproto3/v2"
 	"golang.org/x/crypto/ssh"
@@ -170,4 +171,20 @@ func cut(b []byte, n int) [][]byte {
 		out = append(out, b[len(b)*i/n:len(b)*(i+1)/n])
 	}
 	return out
+}
+
+// A payload made of one anchor repeated ("pass=pass=…") used to make every anchor
+// rescan the rest of the payload: about half an hour for a 256 KiB frame, which
+// stalls the partition past its transaction timeout. Linear, it takes well under a
+// second; the bound leaves room for a loaded machine.
+func TestRepeatedAnchorsAreLinear(t *testing.T) {
+	m := defaultMasker(t)
+	for _, unit := range []string{"pass=", "password '", "bearer ", "identified by '"} {
+		p := bytes.Repeat([]byte(unit), (256<<10)/len(unit))
+		start := time.Now()
+		m.Text("x", string(p), Counts{})
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%q × %d: %v", unit, len(p)/len(unit), d)
+		}
+	}
 }

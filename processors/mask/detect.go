@@ -208,6 +208,9 @@ func (p pattern) anchored(typ string, b, lower []byte, out []Match) []Match {
 			if m, ok := groupSpan(loc, p.groups); ok {
 				out = append(out, Match{i + m[0], i + m[1], typ})
 			}
+			// Resume after the match, as FindAll does: otherwise each anchor inside a
+			// long match ("pass=pass=pass=…") rescans the rest, quadratic in the payload.
+			off = max(off, i+loc[1])
 		}
 	}
 	return out
