@@ -12,7 +12,7 @@ export TAPLINE_SERVICES_ENV := $(CURDIR)/.services/env
 # after services-up has written the env file.
 export CHDB_LIB_PATH ?= $(shell sed -n 's/^CHDB_LIB_PATH=//p' '$(CURDIR)/.services/env' 2>/dev/null)
 
-.PHONY: build test test-unit test-integration lint services-up services-down bench dev fmt
+.PHONY: build test fuzz test-unit test-integration lint services-up services-down bench dev fmt
 
 ## build: the production binary (static, no chDB) and the dev binary (embedded chDB).
 build:
@@ -29,6 +29,11 @@ test: lint services-up
 	  --rerun-fails-run-root-test --rerun-fails-report=.services/reruns.txt \
 	  --packages ./... -- -tags chdb -count=1 -timeout 30m
 	@if [ -s .services/reruns.txt ]; then echo "tests that needed a rerun:"; cat .services/reruns.txt; fi
+	FUZZTIME=2000x integration/fuzz.sh
+
+## fuzz: every native fuzz target for longer (FUZZTIME=60s each by default; a count such as 100000x also works).
+fuzz:
+	FUZZTIME=$${FUZZTIME:-60s} integration/fuzz.sh
 
 ## test-unit: no services needed; integration tests skip under -short.
 test-unit:
