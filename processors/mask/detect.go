@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"regexp"
 	"sort"
+	"strings"
 )
 
 // Detector names, also the keys of Frame.Masks and Command.Masks for what they find.
@@ -51,10 +52,10 @@ type detector struct {
 
 var builtin = map[string]detector{
 	Email:       {Email, hasByte('@'), plain(findEmails)},
-	Card:        {Card, digits(13), plain(findCards)},
+	Card:        {Card, digits(13), plain(inRegions(13, findCards))},
 	NationalID:  {NationalID, maySSN, plain(findSSNs)},
-	IBAN:        {IBAN, digits(2), plain(findIBANs)},
-	Phone:       {Phone, digits(8), plain(findPhones)},
+	IBAN:        {IBAN, digits(2), plain(inRegions(2, findIBANs))},
+	Phone:       {Phone, digits(8), plain(inRegions(8, findPhones))},
 	JWT:         {JWT, hasString("eyJ"), multiFinder(JWT, []pattern{pat(`eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)})},
 	CloudKey:    {CloudKey, always, multiFinder(CloudKey, cloudKeyPatterns)},
 	APIToken:    {APIToken, hasByte('_', '-', '.', ' '), multiFinder(APIToken, apiTokenPatterns)},
@@ -136,6 +137,46 @@ var passwordPatterns = []pattern{
 }
 
 func always([]byte) bool { return true }
+
+// inRegions runs find only over the runs of bytes a number-like secret (card, phone,
+// IBAN) can be made of, and only over runs with at least minDigits digits. Their
+// expressions have no literal to skip ahead on, so over binary data (an scp of a
+// tarball) they would otherwise try every byte. Runs are cut at bytes that are not
+// word characters, so \b and the finders' look at the neighbouring byte see the same
+// as over the whole text.
+func inRegions(minDigits int, find func([]byte) []Match) func([]byte) []Match {
+	return func(b []byte) []Match {
+		var out []Match
+		for i := 0; i < len(b); {
+			if !numberish[b[i]] {
+				i++
+				continue
+			}
+			start, nd := i, 0
+			for ; i < len(b) && numberish[b[i]]; i++ {
+				if '0' <= b[i] && b[i] <= '9' {
+					nd++
+				}
+			}
+			if nd < minDigits {
+				continue
+			}
+			for _, m := range find(b[start:i]) {
+				out = append(out, Match{m.Start + start, m.End + start, m.Type})
+			}
+		}
+		return out
+	}
+}
+
+// numberish is the bytes of card numbers, phone numbers and IBANs with their
+// separators, plus every other word character ('_') so that runs end at a \b.
+var numberish = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isAlnum(byte(c)) || strings.IndexByte("_ -.()+\t\n\r\f\v", byte(c)) >= 0
+	}
+	return t
+}()
 
 func hasByte(cs ...byte) func([]byte) bool {
 	return func(b []byte) bool {
