@@ -115,7 +115,9 @@ func TestBinaryDataThroughThePipeline(t *testing.T) {
 
 	// Every session is recorded, processed, stored, and verifies; none needed the
 	// processors' failure containment.
-	sessions := h.waitSessions(t, sub, 6)
+	// About 36 s for 256 MiB on the 2-core machine at load 8: allow a second per
+	// MiB on top of the usual wait.
+	sessions := h.waitSessionsWithin(t, sub, 6, pipelineWait+time.Duration(size>>20)*time.Second)
 	t.Logf("all six sessions stored %s after the first transfer began", time.Since(start).Round(time.Millisecond))
 	for _, s := range sessions {
 		if rep := h.verify(t, token, s.SessionID); !rep.OK || rep.Signature.Status != verify.SigTrusted || len(rep.Problems) != 0 {

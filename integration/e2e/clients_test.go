@@ -164,10 +164,17 @@ func (h *harness) replay(t *testing.T, token, id, format string) string {
 // so it sees what the pipeline stored whoever the subject is.
 func (h *harness) waitSessions(t *testing.T, subject string, n int) []api.Session {
 	t.Helper()
+	return h.waitSessionsWithin(t, subject, n, pipelineWait)
+}
+
+// waitSessionsWithin is waitSessions with its own limit, for sessions carrying a lot
+// of data.
+func (h *harness) waitSessionsWithin(t *testing.T, subject string, n int, limit time.Duration) []api.Session {
+	t.Helper()
 	auditor := h.token(t, "e2e-waiter", auditors)
 	c := h.client(t, auditor)
 	var out []api.Session
-	err := poll(pipelineWait, func() error {
+	err := poll(limit, func() error {
 		list, err := c.Sessions(context.Background(), client.SessionQuery{Subject: subject})
 		if err != nil {
 			return err
@@ -184,7 +191,7 @@ func (h *harness) waitSessions(t *testing.T, subject string, n int) []api.Sessio
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("sessions of %s did not reach the API within %s: %v", subject, pipelineWait, err)
+		t.Fatalf("sessions of %s did not reach the API within %s: %v", subject, limit, err)
 	}
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 { // the API lists newest first
 		out[i], out[j] = out[j], out[i]
