@@ -247,12 +247,15 @@ func (s *devSystem) run(parent context.Context) error {
 	defer stopPipe()
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
+	sup := newSupervisor(s.log)
+	// Each part is restarted with backoff when it fails; one that keeps failing
+	// stops dev with an error naming it.
 	goPart := func(name string, ctx context.Context, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
+			if err := sup.run(ctx, name, fn); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
 			}
 		}()
 	}
