@@ -26,6 +26,9 @@ const (
 	TypeSessionAbandoned = "session.abandoned"
 	TypeSessionResumed   = "session.resumed"
 	TypeIntegrity        = "integrity.alert"
+	// TypeFrameReprocessed: a frame whose payload was withheld (the processors failed
+	// on it) was processed again by `tapline process --reprocess` and re-emitted.
+	TypeFrameReprocessed = "frame.reprocessed"
 )
 
 // Record is one audit event. Fields that do not apply to a type are omitted.

@@ -31,6 +31,9 @@ type pgWalk struct {
 	Params []bool  `json:"params,omitempty"` // Bind: which parameters are masked
 	Fmts   []int16 `json:"fmts,omitempty"`   // Bind: parameter format codes
 	Done   bool    `json:"done,omitempty"`
+	// Blind: the start of the message was lost (it could not be masked); the rest is
+	// masked whole.
+	Blind bool `json:"blind,omitempty"`
 }
 
 const (
@@ -54,7 +57,10 @@ func (t *targetRules) pgFragment(f *schemas.Frame, st *State, pg PGContext, coun
 	}
 	out := append([]byte(nil), f.Payload...)
 	w := st.Walk
-	if w != nil && w.Kind == f.Kind && !w.Done {
+	if w != nil && w.Blind && w.Kind == f.Kind && f.Fragment > 0 {
+		star(out)
+		counts.add(schemas.MaskWithheld, 1)
+	} else if w != nil && w.Kind == f.Kind && !w.Done {
 		t.walk(w, out, pg, counts)
 	} else {
 		skip := 0

@@ -35,6 +35,26 @@ func (s *State) sshChannel(id int64) *sshChannel {
 	return ch
 }
 
+// AfterFailure readies the state for the frames after f, which could not be masked
+// (its payload was withheld): what f would have told the masker is unknown, so it
+// assumes the worst. The next line typed on f's SSH channel is masked as typed at a
+// password prompt (f may have been the prompt), and the rest of a fragmented Postgres
+// message is masked whole (its column walk is lost).
+func (s *State) AfterFailure(f *schemas.Frame) {
+	switch f.Protocol {
+	case schemas.SSH:
+		if s.SSH == nil {
+			s.SSH = map[int64]*sshChannel{}
+		}
+		s.SSH[f.Channel] = &sshChannel{Secret: true}
+	case schemas.Postgres:
+		s.Walk = nil
+		if !f.Final {
+			s.Walk = &pgWalk{Kind: f.Kind, Blind: true}
+		}
+	}
+}
+
 // CloseChannel forgets an SSH channel's state once the channel is closed.
 func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
 

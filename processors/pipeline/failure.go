@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/tapline/tapline/processors/integrity"
-	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -70,16 +69,49 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 			}
 		}
 	}
-	out.Frames = append(out.Frames[:mark], withhold(f))
+	w := withhold(f)
+	out.Frames = append(out.Frames[:mark], w)
 	switch p.stage {
 	case stageMask:
-		s.Mask = mask.State{}
+		s.Mask.AfterFailure(&f)
+		// The stitcher still learns that a message of this kind passed (a Query
+		// whose rows follow, a channel's data), from the withheld frame.
+		if !p.stitchWithheld(s, &f, w, out) {
+			s.PG, s.SSH = nil, nil
+		}
 	case stageStitch:
 		s.PG, s.SSH = nil, nil
 	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
 	p.maybeSummary(s, f.TS, true, out)
+}
+
+// stitchWithheld passes the withheld frame w of f to the stitcher, reporting whether
+// that went without a panic. A whole Postgres message is passed as an empty message
+// of its type, so that the stitcher keeps pairing answers with requests.
+func (p *Processor) stitchWithheld(s *session, f *schemas.Frame, w schemas.Frame, out *Output) (ok bool) {
+	if w.Protocol == schemas.Postgres && w.Fragment == 0 && w.Final && len(f.Payload) > 0 {
+		w.Payload = []byte{f.Payload[0], 0, 0, 0, 4}
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	var cmds []schemas.Command
+	switch w.Protocol {
+	case schemas.Postgres:
+		if s.PG != nil {
+			cmds = s.PG.Frame(&w, p.cfg.Limits)
+		}
+	case schemas.SSH:
+		if s.SSH != nil {
+			cmds = s.SSH.Frame(&w, p.cfg.Limits)
+		}
+	}
+	p.commands(s, cmds, out)
+	return true
 }
 
 // withhold returns f without its payload. Lifecycle frames are never masked and carry

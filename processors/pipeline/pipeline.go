@@ -106,6 +106,15 @@ func New(cfg Config) (*Processor, error) {
 	return &Processor{cfg: cfg.withDefaults(), sessions: map[string]*session{}, dirty: map[string]bool{}}, nil
 }
 
+// Summary returns the current summary of a session held.
+func (p *Processor) Summary(id string) (schemas.Session, bool) {
+	s := p.sessions[id]
+	if s == nil {
+		return schemas.Session{}, false
+	}
+	return cloneSummary(&s.Summary), true
+}
+
 // Sessions is the number of sessions held.
 func (p *Processor) Sessions() int { return len(p.sessions) }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -39,12 +40,18 @@ func TestFailingFrameIsContainedExactlyOnce(t *testing.T) {
 	brokers := newFake(t, raw, 3)
 	sessions := fixtureSessions(16, t0)
 	victim := sessions[5]
+	// The failing frame carries a planted secret: withheld, it must not leak, and
+	// reprocessed, it must come out masked.
 	var bad schemas.Frame
 	for _, f := range victim.Frames {
-		if !f.IsLifecycle() && len(f.Payload) > 0 && f.Seq > 2 {
-			bad = f
-			break
+		for _, p := range planted {
+			if bad.SessionID == "" && !f.IsLifecycle() && bytes.Contains(f.Payload, []byte(p)) {
+				bad = f
+			}
 		}
+	}
+	if bad.SessionID == "" {
+		t.Fatal("no frame with a planted secret in the victim session")
 	}
 	hook := func(f *schemas.Frame) {
 		if f.SessionID == bad.SessionID && f.Seq == bad.Seq {
@@ -149,6 +156,90 @@ func TestFailingFrameIsContainedExactlyOnce(t *testing.T) {
 	if n := testutil.ToFloat64(mustCounter(t, reg, MetricDeadLetters)); n != 1 {
 		t.Errorf("%s = %v, want 1", MetricDeadLetters, n)
 	}
+
+	// A fixed build reprocesses the dead letter: the frame comes out as an
+	// uninterrupted processor masks it, with a frame.reprocessed record; a dry run
+	// emits nothing, and running it twice emits the same records again.
+	fixed := *cfgA
+	fixed.FrameHook = nil
+	pcfg, err := fixed.pipelineConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expectedFrame(t, pcfg, victim.Frames, bad.Seq)
+	if !bytes.Contains(want.Payload, []byte("[masked:")) {
+		t.Fatalf("the expected frame is not masked: %q", want.Payload)
+	}
+	// As read back from Kafka (Avro has no nil bytes).
+	enc, err := schemas.FrameCodec().Encode(&want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = schemas.FrameCodec().Decode(enc); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	framesBefore := len(readCommitted(t, brokers, cfgA.Topics.Frames))
+	dry, err := Reprocess(ctx, &fixed, nil, ReprocessOptions{DryRun: true})
+	if err != nil || len(dry) != 1 || dry[0].Status != ReprocessOK || dry[0].SessionID != bad.SessionID || dry[0].Seq != bad.Seq {
+		t.Fatalf("dry run: %+v %v", dry, err)
+	}
+	if n := len(readCommitted(t, brokers, cfgA.Topics.Frames)); n != framesBefore {
+		t.Fatalf("the dry run emitted %d records", n-framesBefore)
+	}
+	if other, err := Reprocess(ctx, &fixed, nil, ReprocessOptions{SessionID: sessions[0].ID}); err != nil || len(other) != 0 {
+		t.Fatalf("another session's reprocess: %+v %v", other, err)
+	}
+	for run := 1; run <= 2; run++ {
+		got, err := Reprocess(ctx, &fixed, nil, ReprocessOptions{SessionID: bad.SessionID})
+		if err != nil || len(got) != 1 || got[0].Status != ReprocessOK {
+			t.Fatalf("reprocess run %d: %+v %v", run, got, err)
+		}
+		var versions []schemas.Frame
+		for _, r := range readCommitted(t, brokers, cfgA.Topics.Frames) {
+			if f, err := schemas.FrameCodec().Decode(r.Value); err == nil && f.SessionID == bad.SessionID && f.Seq == bad.Seq {
+				versions = append(versions, f)
+			}
+		}
+		if len(versions) != 1+run || canon(versions[len(versions)-1]) != canon(want) {
+			t.Fatalf("run %d: %d versions of the frame, last\n%s\nwant\n%s", run, len(versions), canon(versions[len(versions)-1]), canon(want))
+		}
+		reprocessed := 0
+		for _, r := range readCommitted(t, brokers, cfgA.Topics.Audit) {
+			var a audit.Record
+			if json.Unmarshal(r.Value, &a) == nil && a.Type == audit.TypeFrameReprocessed {
+				reprocessed++
+				if a.ID != bad.SessionID+"/"+strconv.FormatInt(bad.Seq, 10)+"/"+audit.TypeFrameReprocessed || a.UserSubject == "" {
+					t.Errorf("audit record %+v", a)
+				}
+			}
+		}
+		if reprocessed != run {
+			t.Errorf("run %d: %d frame.reprocessed records", run, reprocessed)
+		}
+	}
+}
+
+// expectedFrame is frame seq as a processor without failures masks it.
+func expectedFrame(t *testing.T, cfg pipeline.Config, frames []schemas.Frame, seq int64) schemas.Frame {
+	t.Helper()
+	p, err := pipeline.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out pipeline.Output
+	for _, f := range frames {
+		if err := p.Frame(f, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range out.Frames {
+		if f.Seq == seq {
+			return f
+		}
+	}
+	t.Fatalf("no frame %d", seq)
+	return schemas.Frame{}
 }
 
 // mustCounter finds a registered counter by name.
