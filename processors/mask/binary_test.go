@@ -188,3 +188,27 @@ func TestRepeatedAnchorsAreLinear(t *testing.T) {
 		}
 	}
 }
+
+// After a frame could not be masked, the masker assumes the worst about what that
+// frame would have told it.
+func TestAfterFailureAssumesTheWorst(t *testing.T) {
+	m := defaultMasker(t)
+	st := &State{}
+	// The lost frame may have been a password prompt: the next line is masked.
+	st.AfterFailure(sshFrame("ssh.channel.data", schemas.Server, nil))
+	in := sshFrame("ssh.channel.data", schemas.Client, []byte("hunter2\r"))
+	m.Frame(in, "box", st, nil)
+	if string(in.Payload) != "*******\r" {
+		t.Errorf("line after a lost frame: %q", in.Payload)
+	}
+	// The lost frame started a fragmented DataRow: the rest is masked whole.
+	first := pgFrame("DataRow", schemas.Server, []byte("D\x00\x00\x10\x00\x00\x01"))
+	first.Final = false
+	st.AfterFailure(first)
+	rest := pgFrame("DataRow", schemas.Server, []byte("\x00\x00\x00\x0bsecret-value"))
+	rest.Fragment = 1
+	m.Frame(rest, "db", st, nil)
+	if bytes.Contains(rest.Payload, []byte("secret")) || len(rest.Payload) != 16 || rest.Masks[schemas.MaskWithheld] != 1 {
+		t.Errorf("fragment after a lost start: %q %v", rest.Payload, rest.Masks)
+	}
+}
