@@ -61,6 +61,9 @@ func writeReport(w io.Writer, r *verify.Report) {
 	verdict := map[string]string{verify.StatusOK: "OK", verify.StatusIncomplete: "INCOMPLETE", verify.StatusFailed: "FAILED"}[r.Status]
 	fmt.Fprintf(w, "session %s: %s\n", r.SessionID, verdict)
 	fmt.Fprintf(w, "  frames     %d (seq 0..%d)\n", r.Frames, r.LastSeq)
+	if len(r.Withheld) > 0 {
+		fmt.Fprintf(w, "  withheld   payloads of seq %v (the processors failed on them; see the processing_failed alerts)\n", r.Withheld)
+	}
 	if r.Masked > 0 {
 		fmt.Fprintf(w, "  masked     %d frames (chain checked; payload digests cannot be)\n", r.Masked)
 	}

@@ -90,15 +90,18 @@ type Signature struct {
 
 // Report is the outcome of verifying one session.
 type Report struct {
-	SessionID       string    `json:"session_id"`
-	OK              bool      `json:"ok"`
-	Status          string    `json:"status"`
-	Frames          int64     `json:"frames"`   // frames read (exact duplicates not counted)
-	LastSeq         int64     `json:"last_seq"` // -1 when there are none
-	FinalHash       string    `json:"final_hash,omitempty"`
-	Ended           bool      `json:"ended"`
-	EndReason       string    `json:"end_reason,omitempty"`
-	Masked          int64     `json:"masked_frames"` // chain checked, payload digest not (masked)
+	SessionID string `json:"session_id"`
+	OK        bool   `json:"ok"`
+	Status    string `json:"status"`
+	Frames    int64  `json:"frames"`   // frames read (exact duplicates not counted)
+	LastSeq   int64  `json:"last_seq"` // -1 when there are none
+	FinalHash string `json:"final_hash,omitempty"`
+	Ended     bool   `json:"ended"`
+	EndReason string `json:"end_reason,omitempty"`
+	Masked    int64  `json:"masked_frames"` // chain checked, payload digest not (masked)
+	// Withheld are the seqs (the first 100) of frames whose payload the processors
+	// withheld because they failed on it: the chain holds, the payload is not stored.
+	Withheld        []int64   `json:"withheld_seqs,omitempty"`
 	Signature       Signature `json:"signature"`
 	Problems        []Problem `json:"problems"`
 	ProblemsOmitted int64     `json:"problems_omitted,omitempty"`
@@ -172,6 +175,9 @@ func (c *checker) frame(f *schemas.Frame) {
 	c.r.FinalHash = hex.EncodeToString(f.Hash)
 	if len(f.PayloadSalt) == 0 && len(f.Masks) > 0 {
 		c.r.Masked++
+	}
+	if f.Masks[schemas.MaskWithheld] > 0 && len(c.r.Withheld) < 100 {
+		c.r.Withheld = append(c.r.Withheld, f.Seq)
 	}
 }
 
