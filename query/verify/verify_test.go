@@ -255,3 +255,15 @@ func TestDeniedSessionVerifies(t *testing.T) {
 	fs[0].Denial = "something else"
 	onlyProblem(t, run(t, b, fs, Options{}), ProblemStart, 0)
 }
+
+// A frame the processors withheld (payload dropped, masks {withheld: 1}) keeps the
+// session verifiable, and the report names it.
+func TestWithheldFrameVerifiesAndIsNamed(t *testing.T) {
+	b := session()
+	fs := clone(b.Frames)
+	fs[3].Payload, fs[3].PayloadSalt, fs[3].Masks = nil, nil, map[string]int64{schemas.MaskWithheld: 1}
+	r := run(t, b, fs, Options{})
+	if !r.OK || len(r.Problems) != 0 || !slices.Equal(r.Withheld, []int64{3}) || r.Masked != 1 {
+		t.Fatalf("report %+v, problems %s", r, kinds(r))
+	}
+}
