@@ -27,7 +27,9 @@ import (
 )
 
 // binaryMiB is the size of the random file copied with scp: TAPLINE_E2E_BINARY_MIB,
-// default 256.
+// default 64. 256 MiB passes too (about 55 s on the 2-core machine at load 7–9), but
+// at the load of the whole suite (15–35) it took 70–260 s; 64 MiB keeps the default
+// run short. Set TAPLINE_E2E_BINARY_MIB=256 for the full-size proof.
 func binaryMiB(t *testing.T) int64 {
 	if v := os.Getenv("TAPLINE_E2E_BINARY_MIB"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -36,7 +38,7 @@ func binaryMiB(t *testing.T) int64 {
 		}
 		return n
 	}
-	return 256
+	return 64
 }
 
 // Binary data of every kind an agent moves — random bytes, a tarball, an ELF
@@ -115,9 +117,9 @@ func TestBinaryDataThroughThePipeline(t *testing.T) {
 
 	// Every session is recorded, processed, stored, and verifies; none needed the
 	// processors' failure containment.
-	// About 36 s for 256 MiB on the 2-core machine at load 8: allow a second per
-	// MiB on top of the usual wait.
-	sessions := h.waitSessionsWithin(t, sub, 6, pipelineWait+time.Duration(size>>20)*time.Second)
+	// About 36 s for 256 MiB on the 2-core machine at load 8, three minutes at load
+	// 30: allow two seconds per MiB on top of the usual wait.
+	sessions := h.waitSessionsWithin(t, sub, 6, pipelineWait+2*time.Duration(size>>20)*time.Second)
 	t.Logf("all six sessions stored %s after the first transfer began", time.Since(start).Round(time.Millisecond))
 	for _, s := range sessions {
 		if rep := h.verify(t, token, s.SessionID); !rep.OK || rep.Signature.Status != verify.SigTrusted || len(rep.Problems) != 0 {
