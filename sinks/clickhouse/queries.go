@@ -23,7 +23,7 @@ const commandColumns = `session_id, command_seq, seq_end, protocol, target, subj
 params, started_at, ended_at, status, error, rows, exit_status, masks`
 
 const frameColumns = `session_id, seq, ts, direction, protocol, kind, channel, fragment, final, payload,
-payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end`
+payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end, processor_sig`
 
 // framesPage is how many frames one round trip reads. Fragments are at most ~900 KiB,
 // so a page holds at most ~115 MiB even for a session of maximal fragments.
@@ -200,12 +200,13 @@ func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.F
 	var out []schemas.Frame
 	for rows.Next() {
 		var f schemas.Frame
-		var direction, protocol, start, end string
+		var direction, protocol, start, end, psig string
 		if err := rows.Scan(&f.SessionID, &f.Seq, &f.TS, &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
 			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID, &f.Masks,
-			&start, &f.Denial, &end); err != nil {
+			&start, &f.Denial, &end, &psig); err != nil {
 			return nil, fmt.Errorf("clickhouse: frames: %w", err)
 		}
+		f.ProcessorSig = ParseProcessorSig(psig)
 		f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)
 		if len(f.Masks) == 0 {
 			f.Masks = nil
