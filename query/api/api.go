@@ -49,6 +49,9 @@ type Config struct {
 	// TrustedGatewayKeys are the gateways' session.end signing keys. Without them
 	// verify reports a signature as consistent with its embedded key, not trusted.
 	TrustedGatewayKeys []ed25519.PublicKey
+	// TrustedProcessorKeys are the processors' keys, which sign masked frames.
+	// Without them verify reports a session with masked frames as untrusted.
+	TrustedProcessorKeys []ed25519.PublicKey
 	// SQLMaxRows and SQLMaxExecutionTime cap auditors' SQL; a request may ask for less.
 	SQLMaxRows          int
 	SQLMaxExecutionTime time.Duration

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -21,6 +22,8 @@ type FileConfig struct {
 	AuditorsGroup string `yaml:"auditors_group"`
 	// TrustedGatewayKeys: hex public keys or key files (verify.ParsePublicKey).
 	TrustedGatewayKeys []string `yaml:"trusted_gateway_keys"`
+	// TrustedProcessorKeys: the processors' masked-frame signing keys, same forms.
+	TrustedProcessorKeys []string `yaml:"trusted_processor_keys"`
 	// AccessLog is a file that gets every api_access record as a JSON line.
 	AccessLog string `yaml:"access_log"`
 	SQL       struct {
@@ -53,7 +56,14 @@ func (c *FileConfig) APIConfig() (Config, error) {
 		out.TrustedGatewayKeys = append(out.TrustedGatewayKeys, pub)
 	}
 	if len(out.TrustedGatewayKeys) == 0 {
-		slog.Warn("no trusted gateway keys configured: verify reports session.end signatures as consistent, not trusted")
+		slog.Warn("no trusted gateway keys configured: verify reports every session as untrusted at best; set trusted_gateway_keys")
+	}
+	var err error
+	if out.TrustedProcessorKeys, err = keyfile.ParsePublicList(c.TrustedProcessorKeys); err != nil {
+		return out, err
+	}
+	if len(out.TrustedProcessorKeys) == 0 {
+		slog.Warn("no trusted processor keys configured: verify reports sessions with masked frames as untrusted; set trusted_processor_keys")
 	}
 	return out, nil
 }

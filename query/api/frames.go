@@ -258,7 +258,7 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	frames := s.frames(r.Context(), sess.SessionID, 0, math.MaxInt64, false)
-	rep, err := verify.Session(sess.SessionID, frames, verify.Options{TrustedKeys: s.cfg.TrustedGatewayKeys})
+	rep, err := verify.Session(sess.SessionID, frames, verify.Options{TrustedKeys: s.cfg.TrustedGatewayKeys, TrustedProcessorKeys: s.cfg.TrustedProcessorKeys})
 	if err != nil {
 		s.internal(w, r, err)
 		return
