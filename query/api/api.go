@@ -25,7 +25,7 @@ type Store interface {
 	GetSession(ctx context.Context, sessionID string) (schemas.Session, error)
 	Commands(ctx context.Context, f clickhouse.CommandFilter) ([]schemas.Command, error)
 	Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error
-	SQL(ctx context.Context, query string, l clickhouse.Limits) (*clickhouse.Result, error)
+	SQL(ctx context.Context, query string, l clickhouse.Limits) (clickhouse.Rows, error)
 }
 
 // Verifier checks bearer tokens. *auth.Verifier implements it.
@@ -55,6 +55,11 @@ type Config struct {
 	// SQLMaxRows and SQLMaxExecutionTime cap auditors' SQL; a request may ask for less.
 	SQLMaxRows          int
 	SQLMaxExecutionTime time.Duration
+	// SQLMaxResultBytes and SQLMaxMemoryBytes bound a statement's result and the
+	// memory ClickHouse may use for it (max_result_bytes, max_memory_usage; defaults
+	// in package clickhouse).
+	SQLMaxResultBytes int64
+	SQLMaxMemoryBytes int64
 	// FollowPoll is how often a followed (live) session is polled for new frames;
 	// FollowTimeout ends a follow that sees no session.end.
 	FollowPoll    time.Duration

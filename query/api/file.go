@@ -29,6 +29,8 @@ type FileConfig struct {
 	SQL       struct {
 		MaxRows          int           `yaml:"max_rows"`
 		MaxExecutionTime time.Duration `yaml:"max_execution_time"`
+		MaxResultBytes   int64         `yaml:"max_result_bytes"`
+		MaxMemoryBytes   int64         `yaml:"max_memory_usage"`
 	} `yaml:"sql"`
 	Follow struct {
 		Poll    time.Duration `yaml:"poll"`
@@ -46,6 +48,7 @@ type FileConfig struct {
 func (c *FileConfig) APIConfig() (Config, error) {
 	out := Config{
 		AuditorsGroup: c.AuditorsGroup, SQLMaxRows: c.SQL.MaxRows, SQLMaxExecutionTime: c.SQL.MaxExecutionTime,
+		SQLMaxResultBytes: c.SQL.MaxResultBytes, SQLMaxMemoryBytes: c.SQL.MaxMemoryBytes,
 		FollowPoll: c.Follow.Poll, FollowTimeout: c.Follow.Timeout,
 	}
 	for _, k := range c.TrustedGatewayKeys {

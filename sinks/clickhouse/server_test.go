@@ -73,7 +73,7 @@ func TestServerReadOnlySQL(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.SQL(ctx, `SELECT toUInt8(1) AS u, toInt32(-2) AS i, 'x' AS s, [1, 2] AS a, toNullable(NULL) AS n,
+	res, err := clickhouse.CollectSQL(ctx, s, `SELECT toUInt8(1) AS u, toInt32(-2) AS i, 'x' AS s, [1, 2] AS a, toNullable(NULL) AS n,
 toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6677-8899-aabbccddeeff') AS id`, clickhouse.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,16 +86,16 @@ toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6
 	if res.Columns[3].Name != "a" || res.Columns[3].Type != "Array(UInt8)" {
 		t.Errorf("columns %+v", res.Columns)
 	}
-	if _, err := s.SQL(ctx, "DROP TABLE frames", clickhouse.Limits{}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "DROP TABLE frames", clickhouse.Limits{}); err == nil {
 		t.Error("DROP TABLE ran as read-only SQL")
 	}
 	if n := storetest.Count(t, conn, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'frames'", nil); n != 1 {
 		t.Error("frames was dropped through read-only SQL")
 	}
-	if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
 		t.Error("100 rows with MaxRows 10 returned without error")
 	}
-	if _, err := s.SQL(ctx, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
 		// sleep(3) is rejected outright by some versions; a timeout is the other outcome.
 		t.Error("a 3 s statement with a 1 s limit returned without error")
 	}
