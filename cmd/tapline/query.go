@@ -116,10 +116,11 @@ func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store,
 	if err != nil {
 		return nil, err
 	}
-	// The tables must exist before the first read; migrations are idempotent.
-	if err := store.Migrate(ctx); err != nil {
+	// The sink migrates; the query role reads, with a login that should not be able
+	// to write (tapline_reader, docs/security.md). It only checks the schema is there.
+	if err := store.CheckSchema(ctx); err != nil {
 		store.Close()
-		return nil, err
+		return nil, fmt.Errorf("query: %w", err)
 	}
 	return store, nil
 }

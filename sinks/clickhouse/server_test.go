@@ -2,6 +2,7 @@ package clickhouse_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -110,5 +111,62 @@ func TestServerTooOldForFullSchema(t *testing.T) {
 	}
 	if err := s.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "older than 24.8") {
 		t.Errorf("full schema on 18.16: err = %v, want a version error", err)
+	}
+}
+
+// The query role never migrates: CheckSchema says what is missing and who applies it.
+func TestServerCheckSchema(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := legacyServer(t)
+	if err := s.CheckSchema(ctx); !errors.Is(err, clickhouse.ErrSchemaBehind) || !strings.Contains(err.Error(), "tapline sink") {
+		t.Fatalf("fresh database: %v, want ErrSchemaBehind naming the sink", err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("migrated: %v", err)
+	}
+}
+
+// tapline_reader, the query role's login (readonly=2 profile, as shipped), reads and
+// runs auditors' SQL with their limits, and cannot write.
+func TestServerReaderLoginCannotWrite(t *testing.T) {
+	ctx := context.Background()
+	s, conn, sc := legacyServer(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc.Username = "tapline_reader"
+	rc, err := clickhouse.DialServer(ctx, sc)
+	if err != nil && strings.Contains(err.Error(), "tapline_reader") {
+		t.Skipf("the running test services predate the tapline_reader login (restart them): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := clickhouse.NewStore(rc, clickhouse.Config{Schema: clickhouse.SchemaLegacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.CheckSchema(ctx); err != nil {
+		t.Fatalf("reader CheckSchema: %v", err)
+	}
+	r := storetest.NewRecording("alice", "app", time.Now().UTC(), 4)
+	if err := reader.Insert(ctx, &clickhouse.Batch{Frames: r.Frames}); err == nil {
+		t.Error("the reader login inserted frames")
+	}
+	if err := rc.Exec(ctx, "DROP TABLE frames", nil); err == nil {
+		t.Error("the reader login dropped a table")
+	}
+	if n := storetest.Count(t, conn, "SELECT count() FROM frames", nil); n != 0 {
+		t.Errorf("frames has %d rows after the reader's insert", n)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, reader, "SELECT count() FROM frames", clickhouse.Limits{}); err != nil {
+		t.Errorf("reader SQL: %v", err)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, reader, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+		t.Error("row limit not applied to the reader")
 	}
 }

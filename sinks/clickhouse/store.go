@@ -17,6 +17,10 @@ type Store interface {
 	// schema_migrations yet, then the retention and storage settings of the store's
 	// Config. Safe to run on every start and from several processes.
 	Migrate(ctx context.Context) error
+	// CheckSchema reports whether every embedded migration is applied, without
+	// changing anything: the query role reads with a login that may not write, and
+	// leaves migrations to the sink.
+	CheckSchema(ctx context.Context) error
 
 	// Insert writes a batch. A batch retried with the same Token is dropped by
 	// ClickHouse's insert deduplication; rows written twice under different tokens
