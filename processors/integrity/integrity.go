@@ -7,12 +7,10 @@ package integrity
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"strings"
 
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -56,17 +54,14 @@ func NewTip() Tip { return Tip{Seq: -1} }
 // key of their own.
 type Keys [][]byte
 
-// ParseKeys reads Ed25519 public keys given as base64 or hex.
+// ParseKeys reads Ed25519 public keys given as base64, hex, or a key file (PEM
+// public key, or the gateway's own key file), as keyfile.ParsePublic does.
 func ParseKeys(list []string) (Keys, error) {
 	var out Keys
 	for _, s := range list {
-		s = strings.TrimSpace(s)
-		k, err := base64.StdEncoding.DecodeString(s)
-		if err != nil || len(k) != ed25519.PublicKeySize {
-			k, err = hex.DecodeString(s)
-		}
-		if err != nil || len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("trusted gateway key %q: want a %d-byte Ed25519 public key in base64 or hex", s, ed25519.PublicKeySize)
+		k, err := keyfile.ParsePublic(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted gateway key: %w", err)
 		}
 		out = append(out, k)
 	}
