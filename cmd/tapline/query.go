@@ -86,6 +86,9 @@ func runQuery(ctx context.Context, cfg *api.FileConfig) error {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
+	if cfg.AccessLogRequired && cfg.AccessLog == "" {
+		return errors.New("query: access_log_required is set but access_log is not: set access_log to the file that keeps the access trail")
+	}
 	apiCfg, err := cfg.APIConfig()
 	if err != nil {
 		return err

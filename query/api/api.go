@@ -68,6 +68,18 @@ type Config struct {
 	Logger *slog.Logger
 	// AccessLog, if set, also receives every api_access record, for a durable trail.
 	AccessLog AccessLog
+	// AccessLogRequired fails closed: before serving anything, a request's
+	// api_access_start record must be written to AccessLog, or the request is
+	// refused (503). Without it the trail fails open: a failed write is logged.
+	AccessLogRequired bool
+	// MaxRequests and MaxRequestsPerIdentity bound the authenticated requests in
+	// progress, in total and per identity (issuer and subject); MaxFollows and
+	// MaxFollowsPerIdentity bound those following a live session, which can last
+	// hours. Beyond them requests get 429. Zero means the Default.
+	MaxRequests            int
+	MaxRequestsPerIdentity int
+	MaxFollows             int
+	MaxFollowsPerIdentity  int
 }
 
 func (c *Config) setDefaults() {
@@ -89,18 +101,31 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	for _, l := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxRequests, DefaultMaxRequests}, {&c.MaxRequestsPerIdentity, DefaultMaxRequestsPerIdentity},
+		{&c.MaxFollows, DefaultMaxFollows}, {&c.MaxFollowsPerIdentity, DefaultMaxFollowsPerIdentity}} {
+		if *l.v <= 0 {
+			*l.v = l.def
+		}
+	}
 }
 
 type server struct {
-	cfg   Config
-	store Store
-	auth  Verifier
+	cfg      Config
+	store    Store
+	auth     Verifier
+	requests *limiter
+	follows  *limiter
 }
 
 // New returns the API handler. It serves /api/v1/... and /healthz.
 func New(cfg Config, store Store, verifier Verifier) http.Handler {
 	cfg.setDefaults()
-	s := &server{cfg: cfg, store: store, auth: verifier}
+	s := &server{cfg: cfg, store: store, auth: verifier,
+		requests: newLimiter("requests", cfg.MaxRequests, cfg.MaxRequestsPerIdentity),
+		follows:  newLimiter("follows", cfg.MaxFollows, cfg.MaxFollowsPerIdentity)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
@@ -131,6 +156,15 @@ func (s *server) route(mux *http.ServeMux, pattern string, h func(http.ResponseW
 			return
 		}
 		rec.caller = c
+		release, refusal := s.requests.acquire(c.identity())
+		if refusal != "" {
+			tooMany(lw, refusal)
+			return
+		}
+		defer release()
+		if !s.accessStarted(lw, r, rec) {
+			return
+		}
 		h(lw, r.WithContext(withRecord(r.Context(), rec)), c)
 	})
 }

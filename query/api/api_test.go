@@ -100,7 +100,9 @@ func newEnvStore(t *testing.T, cfg Config, store Store) *env {
 	}
 	e := &env{t: t, iss: iss, access: &memAccessLog{}, logs: &syncBuffer{}}
 	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
-	cfg.AccessLog = e.access
+	if cfg.AccessLog == nil {
+		cfg.AccessLog = e.access
+	}
 	if cfg.FollowPoll == 0 {
 		cfg.FollowPoll = 10 * time.Millisecond
 	}

@@ -26,7 +26,17 @@ type FileConfig struct {
 	TrustedProcessorKeys []string `yaml:"trusted_processor_keys"`
 	// AccessLog is a file that gets every api_access record as a JSON line.
 	AccessLog string `yaml:"access_log"`
-	SQL       struct {
+	// AccessLogRequired refuses a request whose access record cannot be written
+	// (fail closed) instead of serving it and logging the failure.
+	AccessLogRequired bool `yaml:"access_log_required"`
+	// Limits bound the requests and follows in progress (Config).
+	Limits struct {
+		Requests            int `yaml:"requests"`
+		RequestsPerIdentity int `yaml:"requests_per_identity"`
+		Follows             int `yaml:"follows"`
+		FollowsPerIdentity  int `yaml:"follows_per_identity"`
+	} `yaml:"limits"`
+	SQL struct {
 		MaxRows          int           `yaml:"max_rows"`
 		MaxExecutionTime time.Duration `yaml:"max_execution_time"`
 		MaxResultBytes   int64         `yaml:"max_result_bytes"`
@@ -49,6 +59,8 @@ func (c *FileConfig) APIConfig() (Config, error) {
 	out := Config{
 		AuditorsGroup: c.AuditorsGroup, SQLMaxRows: c.SQL.MaxRows, SQLMaxExecutionTime: c.SQL.MaxExecutionTime,
 		SQLMaxResultBytes: c.SQL.MaxResultBytes, SQLMaxMemoryBytes: c.SQL.MaxMemoryBytes,
+		AccessLogRequired: c.AccessLogRequired, MaxRequests: c.Limits.Requests, MaxRequestsPerIdentity: c.Limits.RequestsPerIdentity,
+		MaxFollows: c.Limits.Follows, MaxFollowsPerIdentity: c.Limits.FollowsPerIdentity,
 		FollowPoll: c.Follow.Poll, FollowTimeout: c.Follow.Timeout,
 	}
 	for _, k := range c.TrustedGatewayKeys {

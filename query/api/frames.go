@@ -168,6 +168,13 @@ func (s *server) streamFrames(w http.ResponseWriter, r *http.Request, c *caller)
 		badRequest(w, err.Error())
 		return
 	}
+	if rg.follow {
+		release, ok := s.holdFollow(w, c)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	flush := streamHeaders(w, "application/x-ndjson")
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
@@ -218,6 +225,13 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request, c *caller) {
 	if err != nil {
 		badRequest(w, err.Error())
 		return
+	}
+	if follow {
+		release, ok := s.holdFollow(w, c)
+		if !ok {
+			return
+		}
+		defer release()
 	}
 	flush := streamHeaders(w, replay.ContentType(format))
 	frames := s.frames(r.Context(), sess.SessionID, 0, math.MaxInt64, follow)
