@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"maps"
@@ -659,8 +660,13 @@ func localize(t *testing.T, text string, mounts []mount) string {
 func writeStandIn(t *testing.T, path string) {
 	t.Helper()
 	content := []byte("stand-in for a secret\n")
-	if strings.HasSuffix(path, ".crt") || strings.HasSuffix(path, ".pem") {
+	switch {
+	case strings.HasSuffix(path, ".crt") || strings.HasSuffix(path, ".pem"):
 		content = testCertPEM(t)
+	case strings.HasSuffix(path, ".pub"): // trusted signing keys are parsed at start
+		_, key, _ := ed25519.GenerateKey(nil)
+		der, _ := x509.MarshalPKIXPublicKey(key.Public())
+		content = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -969,8 +975,49 @@ func checkStoreConfig(t *testing.T, name string, sc clickhouse.ServerConfig, cfg
 	if sc.PasswordEnv != "" && env[sc.PasswordEnv] == "" {
 		t.Errorf("%s: clickhouse.password_env %s is not in the environment", name, sc.PasswordEnv)
 	}
+	if sc.Username == readerUser {
+		checkReaderLogin(t, name, sc)
+		return
+	}
 	if u := env["CLICKHOUSE_USER"]; u != "" && u != sc.Username {
 		t.Errorf("%s: logs in as %q, the server creates %q", name, sc.Username, u)
+	}
+}
+
+// readerUser is the query role's read-only login, shipped as a users.d file.
+const readerUser = "tapline_reader"
+
+// checkReaderLogin: the shipped users.d file defines the login with a read-only
+// profile that still allows per-query limits, and the password the role passes.
+func checkReaderLogin(t *testing.T, name string, sc clickhouse.ServerConfig) {
+	t.Helper()
+	raw, err := os.ReadFile("clickhouse/users.d/tapline-reader.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x struct {
+		Profiles struct {
+			Reader struct {
+				Readonly int `xml:"readonly"`
+			} `xml:"tapline_reader"`
+		} `xml:"profiles"`
+		Users struct {
+			Reader struct {
+				Password struct {
+					FromEnv string `xml:"from_env,attr"`
+				} `xml:"password"`
+				Profile string `xml:"profile"`
+			} `xml:"tapline_reader"`
+		} `xml:"users"`
+	}
+	if err := xml.Unmarshal(raw, &x); err != nil {
+		t.Fatalf("tapline-reader.xml: %v", err)
+	}
+	if x.Profiles.Reader.Readonly != 2 || x.Users.Reader.Profile != readerUser {
+		t.Errorf("%s: %s is not bound to a readonly=2 profile: %+v", name, readerUser, x)
+	}
+	if x.Users.Reader.Password.FromEnv != sc.PasswordEnv {
+		t.Errorf("%s: passes %s, the server reads %s's password from %s", name, sc.PasswordEnv, readerUser, x.Users.Reader.Password.FromEnv)
 	}
 }
 

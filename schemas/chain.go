@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/uuid"
 )
@@ -133,7 +135,8 @@ func CheckLink(f *Frame, prev []byte) error {
 	return nil
 }
 
-// SignatureMessage is what a gateway signs at session end.
+// SignatureMessage is what gateways signed at session end with frame schema v1:
+// only the session's tip. Kept to verify recordings made then.
 func SignatureMessage(sessionID string, lastSeq int64, finalHash []byte) ([]byte, error) {
 	id, err := uuid.Parse(sessionID)
 	if err != nil {
@@ -145,26 +148,115 @@ func SignatureMessage(sessionID string, lastSeq int64, finalHash []byte) ([]byte
 	return append(b, finalHash...), nil
 }
 
-// SignEnd signs the session's tip into e.
+// SessionEndMessage is what a gateway signs at session end since frame schema v2: the
+// whole end record but the signature itself, so a rewritten reason or byte count
+// fails verification. Fixed-width integers and length-prefixed byte strings after a
+// domain tag that differs from v1's, so neither message can pass for the other.
+func SessionEndMessage(sessionID string, e *SessionEnd) ([]byte, error) {
+	id, err := uuid.Parse(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte("tapline.session.end.v2")
+	b = append(b, id[:]...)
+	for _, v := range []int64{e.LastSeq, e.Frames, e.BytesClient, e.BytesServer} {
+		b = binary.BigEndian.AppendUint64(b, uint64(v))
+	}
+	for _, v := range [][]byte{[]byte(e.Reason), e.FinalHash, e.GatewayKey} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b, nil
+}
+
+// SignEnd signs the whole end record e (SessionEndMessage) and records the key in it.
 func SignEnd(key ed25519.PrivateKey, sessionID string, e *SessionEnd) error {
-	msg, err := SignatureMessage(sessionID, e.LastSeq, e.FinalHash)
+	e.GatewayKey = key.Public().(ed25519.PublicKey)
+	msg, err := SessionEndMessage(sessionID, e)
 	if err != nil {
 		return err
 	}
 	e.Signature = ed25519.Sign(key, msg)
-	e.GatewayKey = key.Public().(ed25519.PublicKey)
 	return nil
 }
 
+// End signature versions, as EndSignatureVersion reports them.
+const (
+	EndSigTip    = 1 // v1: covers last_seq and final_hash only
+	EndSigRecord = 2 // v2: covers the whole end record
+)
+
+// EndSignatureVersion checks e's signature under pub and says which message it
+// signs: EndSigRecord, or EndSigTip for recordings made before frame schema v2.
+func EndSignatureVersion(pub ed25519.PublicKey, sessionID string, e *SessionEnd) (int, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return 0, errors.New("session.end signature does not verify: no Ed25519 public key")
+	}
+	if msg, err := SessionEndMessage(sessionID, e); err == nil && ed25519.Verify(pub, msg, e.Signature) {
+		return EndSigRecord, nil
+	}
+	if msg, err := SignatureMessage(sessionID, e.LastSeq, e.FinalHash); err == nil && ed25519.Verify(pub, msg, e.Signature) {
+		return EndSigTip, nil
+	}
+	return 0, errors.New("session.end signature does not verify")
+}
+
 // VerifyEnd checks e's signature under pub (callers pass a key they trust, or
-// e.GatewayKey when they only want internal consistency).
+// e.GatewayKey when they only want internal consistency). Both signature versions
+// are accepted; use EndSignatureVersion to tell them apart.
 func VerifyEnd(pub ed25519.PublicKey, sessionID string, e *SessionEnd) error {
-	msg, err := SignatureMessage(sessionID, e.LastSeq, e.FinalHash)
+	_, err := EndSignatureVersion(pub, sessionID, e)
+	return err
+}
+
+// MaskedMessage is what a processor signs for a frame it masked: the frame's place
+// (session, seq), the masked payload's digest, what was masked, and the frame's chain
+// hash, which commits to the original payload's digest and the header. Mask counts
+// are encoded in key order.
+func MaskedMessage(f *Frame) ([]byte, error) {
+	id, err := uuid.Parse(f.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(f.Payload)
+	b := []byte("tapline.frame.masked.v1")
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Seq))
+	b = append(b, sum[:]...)
+	keys := slices.Sorted(maps.Keys(f.Masks))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
+	for _, k := range keys {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(k)))
+		b = append(b, k...)
+		b = binary.BigEndian.AppendUint64(b, uint64(f.Masks[k]))
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f.Hash)))
+	return append(b, f.Hash...), nil
+}
+
+// SignMasked sets f.ProcessorSig to key's signature over MaskedMessage(f). Call it
+// after the payload and mask counts are final.
+func SignMasked(key ed25519.PrivateKey, f *Frame) error {
+	msg, err := MaskedMessage(f)
 	if err != nil {
 		return err
 	}
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, e.Signature) {
-		return errors.New("session.end signature does not verify")
+	f.ProcessorSig = &ProcessorSig{Key: key.Public().(ed25519.PublicKey), Signature: ed25519.Sign(key, msg)}
+	return nil
+}
+
+// VerifyMasked checks f.ProcessorSig under pub (a key the caller trusts, or
+// f.ProcessorSig.Key for internal consistency only).
+func VerifyMasked(pub ed25519.PublicKey, f *Frame) error {
+	if f.ProcessorSig == nil {
+		return errors.New("masked frame carries no processor signature")
+	}
+	msg, err := MaskedMessage(f)
+	if err != nil {
+		return err
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, f.ProcessorSig.Signature) {
+		return errors.New("processor signature over the masked frame does not verify")
 	}
 	return nil
 }

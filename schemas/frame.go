@@ -26,6 +26,14 @@ type Frame struct {
 	Start         *SessionStart
 	Denial        string
 	End           *SessionEnd
+	// ProcessorSig is set by the processor that masked the frame (SignMasked).
+	ProcessorSig *ProcessorSig
+}
+
+// ProcessorSig is a processor's signature over a masked frame.
+type ProcessorSig struct {
+	Key       []byte `json:"key"`
+	Signature []byte `json:"signature"`
 }
 
 // SessionStart is what session.start (and session.denied) frames say about the session.
@@ -91,6 +99,7 @@ func frameToNative(f *Frame) map[string]any {
 		"start":          nil,
 		"denial":         nil,
 		"end":            nil,
+		"processor_sig":  nil,
 	}
 	if f.Start != nil {
 		m["start"] = map[string]any{nsPrefix + "SessionStart": startToNative(f.Start)}
@@ -100,6 +109,11 @@ func frameToNative(f *Frame) map[string]any {
 	}
 	if f.End != nil {
 		m["end"] = map[string]any{nsPrefix + "SessionEnd": endToNative(f.End)}
+	}
+	if p := f.ProcessorSig; p != nil {
+		m["processor_sig"] = map[string]any{nsPrefix + "ProcessorSignature": map[string]any{
+			"key": nonNil(p.Key), "signature": nonNil(p.Signature),
+		}}
 	}
 	return m
 }
@@ -171,6 +185,13 @@ func frameFromNative(m map[string]any) (Frame, error) {
 		}
 		if er.err != nil {
 			return f, er.err
+		}
+	}
+	if p, ok := r.union("processor_sig", nsPrefix+"ProcessorSignature").(map[string]any); ok {
+		pr := reader{m: p}
+		f.ProcessorSig = &ProcessorSig{Key: pr.bytes("key"), Signature: pr.bytes("signature")}
+		if pr.err != nil {
+			return f, pr.err
 		}
 	}
 	return f, r.err

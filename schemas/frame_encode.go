@@ -46,6 +46,9 @@ func frameSizeHint(f *Frame) int {
 	if e := f.End; e != nil {
 		n += 64 + len(e.Reason) + len(e.FinalHash) + len(e.Signature) + len(e.GatewayKey)
 	}
+	if p := f.ProcessorSig; p != nil {
+		n += 16 + len(p.Key) + len(p.Signature)
+	}
 	return n
 }
 
@@ -85,7 +88,8 @@ func frameBinary(buf []byte, f *Frame) []byte {
 	buf = appendMap(buf, f.Masks, appendLong)
 	buf = appendStart(buf, f.Start)
 	buf = appendDenial(buf, f.Denial)
-	return appendEnd(buf, f.End)
+	buf = appendEnd(buf, f.End)
+	return appendProcessorSig(buf, f.ProcessorSig)
 }
 
 // Union branch indexes: every optional field is ["null", T].
@@ -142,6 +146,15 @@ func appendEnd(buf []byte, e *SessionEnd) []byte {
 	buf = appendBytes(buf, e.FinalHash)
 	buf = appendBytes(buf, e.Signature)
 	return appendBytes(buf, e.GatewayKey)
+}
+
+func appendProcessorSig(buf []byte, p *ProcessorSig) []byte {
+	if p == nil {
+		return appendLong(buf, unionNull)
+	}
+	buf = appendLong(buf, unionValue)
+	buf = appendBytes(buf, p.Key)
+	return appendBytes(buf, p.Signature)
 }
 
 // appendLong writes a zigzag varint, low 7-bit groups first.

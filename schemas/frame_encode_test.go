@@ -84,16 +84,16 @@ func goavroSorted(t testing.TB, f *Frame) []byte {
 	full := goavroSOE(t, &g)
 	// An empty map is one 0 byte; find it by encoding f cut off right after it.
 	head := g
-	head.Start, head.Denial, head.End = nil, "", nil
-	masksAt := len(goavroSOE(t, &head)) - 4 // masks, then null start, denial, end
+	head.Start, head.Denial, head.End, head.ProcessorSig = nil, "", nil, nil
+	masksAt := len(goavroSOE(t, &head)) - 5 // masks, then null start, denial, end, processor_sig
 	out := append([]byte{}, full[:masksAt]...)
 	out = append(out, goavroMapSorted(t, longMapCodec, longMap(f.Masks))...)
 	if f.Start == nil {
 		return append(out, full[masksAt+1:]...)
 	}
 	mid := g
-	mid.Denial, mid.End = "", nil
-	paramsAt := len(goavroSOE(t, &mid)) - 3 // params, then null denial, end
+	mid.Denial, mid.End, mid.ProcessorSig = "", nil, nil
+	paramsAt := len(goavroSOE(t, &mid)) - 4 // params, then null denial, end, processor_sig
 	out = append(out, full[masksAt+1:paramsAt]...)
 	out = append(out, goavroMapSorted(t, stringMapCodec, stringMap(f.Start.Params))...)
 	return append(out, full[paramsAt+1:]...)
@@ -245,6 +245,9 @@ func randomFrame(r *rand.Rand) Frame {
 			BytesClient: randLong(r), BytesServer: randLong(r), FinalHash: randBytes(r, 32),
 			Signature: randBytes(r, 64), GatewayKey: randBytes(r, 32)}
 	}
+	if r.IntN(3) == 0 {
+		f.ProcessorSig = &ProcessorSig{Key: randBytes(r, 32), Signature: randBytes(r, 64)}
+	}
 	return f
 }
 
@@ -383,6 +386,11 @@ func normalized(f Frame) Frame {
 		e := *f.End
 		e.FinalHash, e.Signature, e.GatewayKey = nilIfEmpty(e.FinalHash), nilIfEmpty(e.Signature), nilIfEmpty(e.GatewayKey)
 		f.End = &e
+	}
+	if f.ProcessorSig != nil {
+		p := *f.ProcessorSig
+		p.Key, p.Signature = nilIfEmpty(p.Key), nilIfEmpty(p.Signature)
+		f.ProcessorSig = &p
 	}
 	return f
 }

@@ -206,6 +206,63 @@ func TestSessionEndSignature(t *testing.T) {
 	}
 }
 
+// The v2 signature covers the whole end record: a rewritten reason or byte count
+// fails, and a recording signed with the v1 message still verifies as such.
+func TestSessionEndSignatureCoversRecord(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	id := uuid.NewString()
+	e := SessionEnd{Reason: "client closed", LastSeq: 7, Frames: 8, BytesClient: 10, BytesServer: 20, FinalHash: bytes.Repeat([]byte{9}, 32)}
+	if err := SignEnd(priv, id, &e); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := EndSignatureVersion(pub, id, &e); err != nil || v != EndSigRecord {
+		t.Fatalf("version %d, %v; want %d", v, err, EndSigRecord)
+	}
+	for name, change := range map[string]func(*SessionEnd){
+		"reason":       func(e *SessionEnd) { e.Reason = "token expired" },
+		"frames":       func(e *SessionEnd) { e.Frames++ },
+		"bytes_client": func(e *SessionEnd) { e.BytesClient = 0 },
+		"bytes_server": func(e *SessionEnd) { e.BytesServer = 1 << 40 },
+	} {
+		forged := e
+		change(&forged)
+		if VerifyEnd(pub, id, &forged) == nil {
+			t.Errorf("end record with a rewritten %s verified", name)
+		}
+	}
+	msg, _ := SignatureMessage(id, e.LastSeq, e.FinalHash)
+	legacy := e
+	legacy.Signature = ed25519.Sign(priv, msg)
+	if v, err := EndSignatureVersion(pub, id, &legacy); err != nil || v != EndSigTip {
+		t.Fatalf("v1 signature: version %d, %v; want %d", v, err, EndSigTip)
+	}
+}
+
+func TestMaskedFrameSignature(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	f := Frame{SessionID: uuid.NewString(), Seq: 3, Payload: []byte("SELECT '***'"), Masks: map[string]int64{"email": 1, "jwt": 2},
+		Hash: bytes.Repeat([]byte{7}, 32)}
+	if err := SignMasked(priv, &f); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyMasked(pub, &f); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*Frame){
+		"payload": func(f *Frame) { f.Payload = []byte("SELECT 'x'") },
+		"masks":   func(f *Frame) { f.Masks = map[string]int64{"email": 2, "jwt": 2} },
+		"seq":     func(f *Frame) { f.Seq = 4 },
+		"hash":    func(f *Frame) { f.Hash = bytes.Repeat([]byte{8}, 32) },
+		"sig":     func(f *Frame) { f.ProcessorSig = nil },
+	} {
+		g := f
+		change(&g)
+		if VerifyMasked(pub, &g) == nil {
+			t.Errorf("masked frame with a changed %s verified", name)
+		}
+	}
+}
+
 func FuzzFrameDecode(f *testing.F) {
 	fr := sampleFrame(f)
 	good, _ := FrameCodec().Encode(&fr)

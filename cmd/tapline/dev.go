@@ -29,6 +29,7 @@ import (
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/schemas"
@@ -95,6 +96,7 @@ type devSystem struct {
 	issuer  *devissuer.Issuer
 	store   clickhouse.Store
 	gw      *gateway.Gateway
+	procKey ed25519.PrivateKey // signs masked frames; trusted by the query API
 	apiAddr string
 	targets []devTarget
 }
@@ -129,6 +131,7 @@ func (s *devSystem) start(ctx context.Context) error {
 		{"issuer", s.startIssuer},
 		{"store", s.openStore},
 		{"gateway", s.newGateway},
+		{"processor key", s.loadProcessorKey},
 	}
 	for _, st := range steps {
 		s.log.Info("starting", "part", st.name)
@@ -284,8 +287,21 @@ func (s *devSystem) run(parent context.Context) error {
 	return first
 }
 
+func (s *devSystem) processorKeyPath() string {
+	return filepath.Join(s.opts.dataDir, "processor-signing.key")
+}
+
+func (s *devSystem) loadProcessorKey(context.Context) error {
+	k, err := keyfile.LoadOrCreate(s.processorKeyPath())
+	s.procKey = k
+	return err
+}
+
 func (s *devSystem) runProcessors(ctx context.Context) error {
-	cfg, err := runner.Parse([]byte("kafka:\n  transactional_id: tapline-dev-process\n  session_timeout: 6s\n"), func(k string) (string, bool) {
+	// The processors trust the dev gateway's key and sign what they mask with theirs.
+	y := fmt.Sprintf("kafka:\n  transactional_id: tapline-dev-process\n  session_timeout: 6s\ntrusted_gateway_keys: [%x]\nsigning_key: %q\n",
+		[]byte(s.gw.PublicKey()), s.processorKeyPath())
+	cfg, err := runner.Parse([]byte(y), func(k string) (string, bool) {
 		if k == "TAPLINE_KAFKA_BROKERS" {
 			return strings.Join(s.brokers, ","), true
 		}
@@ -312,7 +328,8 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()}}
+	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()},
+		TrustedProcessorKeys: []ed25519.PublicKey{s.procKey.Public().(ed25519.PublicKey)}}
 	qc := &api.FileConfig{Listen: hostPort(s.opts.apiPort)}
 	return serveQuery(ctx, qc, api.New(cfg, s.store, verifier))
 }
@@ -462,7 +479,8 @@ func (s *devSystem) printBanner(out io.Writer) {
 	fmt.Fprintf(out, "  list:    %s sessions --api %s\n", exe, api)
 	fmt.Fprintf(out, "  replay:  %s replay --api %s SESSION_ID\n", exe, api)
 	fmt.Fprintf(out, "  verify:  %s verify --api %s SESSION_ID\n\n", exe, api)
-	fmt.Fprintf(out, "  kafka:   %s   gateway signing key: %x\n\n", strings.Join(s.brokers, ","), s.gw.PublicKey())
+	fmt.Fprintf(out, "  kafka:   %s   gateway signing key: %x\n", strings.Join(s.brokers, ","), s.gw.PublicKey())
+	fmt.Fprintf(out, "  processor signing key: %x\n\n", []byte(s.procKey.Public().(ed25519.PublicKey)))
 }
 
 // clientBinary is what the banner tells people to run for token, sessions, replay

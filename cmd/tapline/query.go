@@ -86,6 +86,9 @@ func runQuery(ctx context.Context, cfg *api.FileConfig) error {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
+	if cfg.AccessLogRequired && cfg.AccessLog == "" {
+		return errors.New("query: access_log_required is set but access_log is not: set access_log to the file that keeps the access trail")
+	}
 	apiCfg, err := cfg.APIConfig()
 	if err != nil {
 		return err
@@ -116,10 +119,11 @@ func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store,
 	if err != nil {
 		return nil, err
 	}
-	// The tables must exist before the first read; migrations are idempotent.
-	if err := store.Migrate(ctx); err != nil {
+	// The sink migrates; the query role reads, with a login that should not be able
+	// to write (tapline_reader, docs/security.md). It only checks the schema is there.
+	if err := store.CheckSchema(ctx); err != nil {
 		store.Close()
-		return nil, err
+		return nil, fmt.Errorf("query: %w", err)
 	}
 	return store, nil
 }

@@ -205,9 +205,15 @@ func TestVerifyCommand(t *testing.T) {
 	e := newCLIEnv(t)
 	good := e.pgSession("alice")
 	tok := e.token(t, "alice")
+	// The test server trusts no keys: an intact session is untrusted, which fails
+	// unless the caller accepts it.
 	out, err := run("verify", good.ID, "--api", e.url, "--token", tok)
-	if err != nil || !strings.Contains(out, "session "+good.ID+": OK") {
-		t.Errorf("intact: %v\n%s", err, out)
+	if err == nil || !strings.Contains(out, "session "+good.ID+": UNTRUSTED") || !strings.Contains(err.Error(), "--accept-untrusted") {
+		t.Errorf("intact, no trusted keys: %v\n%s", err, out)
+	}
+	out, err = run("verify", good.ID, "--api", e.url, "--token", tok, "--accept-untrusted")
+	if err != nil || !strings.Contains(out, "session "+good.ID+": UNTRUSTED") {
+		t.Errorf("intact, untrusted accepted: %v\n%s", err, out)
 	}
 
 	bad := sessiontest.New(schemas.Postgres, schemas.SessionStart{Issuer: e.iss.URL(), Subject: "alice", Target: "app"})

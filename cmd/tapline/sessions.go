@@ -12,6 +12,7 @@ import (
 
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/client"
+	"github.com/tapline/tapline/query/textsafe"
 )
 
 func init() { register(newSessionsCmd()) }
@@ -130,13 +131,29 @@ func writeSessionsJSON(w io.Writer, ss []api.Session) error {
 
 func writeSessionsTable(w io.Writer, ss []api.Session) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STARTED\tSESSION\tSUBJECT\tTARGET\tPROTOCOL\tSTATUS\tCOMMANDS\tDURATION")
+	fmt.Fprintln(tw, "STARTED\tSESSION\tSUBJECT\tTARGET\tPROTOCOL\tSTATUS\tSIGNED\tCOMMANDS\tDURATION")
 	for _, s := range ss {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
-			s.StartedAt.Local().Format("2006-01-02 15:04:05"), s.SessionID, s.Subject, s.Target, s.Protocol,
-			s.Status, s.Commands, sessionDuration(&s))
+		// Subject and target come from tokens and agents: escaped, so they cannot
+		// rewrite the table on the reader's terminal.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+			s.StartedAt.Local().Format("2006-01-02 15:04:05"), textsafe.Line(s.SessionID), textsafe.Line(s.Subject),
+			textsafe.Line(s.Target), textsafe.Line(s.Protocol), textsafe.Line(s.Status), signedColumn(s.SignatureOK),
+			s.Commands, sessionDuration(&s))
 	}
 	tw.Flush()
+}
+
+// signedColumn says whether the session's end was signed by a trusted gateway key:
+// "-" while it has not ended, "UNTRUSTED" for an invalid signature or one by a key the
+// processors were not configured to trust.
+func signedColumn(ok *bool) string {
+	switch {
+	case ok == nil:
+		return "-"
+	case *ok:
+		return "trusted"
+	}
+	return "UNTRUSTED"
 }
 
 func sessionDuration(s *api.Session) string {

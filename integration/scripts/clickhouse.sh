@@ -48,6 +48,9 @@ EOF
 <yandex>
   <profiles>
     <default><max_memory_usage>4000000000</max_memory_usage></default>
+    <!-- The query role's profile: reads only; readonly 2 still lets it set its
+         per-query limits (docs/security.md). -->
+    <tapline_reader><readonly>2</readonly><max_memory_usage>4000000000</max_memory_usage></tapline_reader>
   </profiles>
   <users>
     <default>
@@ -56,6 +59,12 @@ EOF
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <tapline_reader>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>tapline_reader</profile>
+      <quota>default</quota>
+    </tapline_reader>
   </users>
   <quotas>
     <default>

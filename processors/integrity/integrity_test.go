@@ -42,18 +42,30 @@ func run(frames []schemas.Frame, keys Keys) (kinds []string, details []string, s
 	return kinds, details, sig, rejected
 }
 
+func trusted(s *sessiontest.Session) Keys { return Keys{s.Key.Public().(ed25519.PublicKey)} }
+
 func TestCleanSessionHasNoAlerts(t *testing.T) {
 	s := record(t, 5)
-	kinds, _, sig, _ := run(s.Frames, nil)
+	kinds, _, sig, _ := run(s.Frames, trusted(s))
 	if len(kinds) != 0 || sig == nil || !*sig {
 		t.Fatalf("alerts %v, signature %v", kinds, sig)
+	}
+}
+
+// With no trusted keys configured, a valid signature proves nothing about who
+// signed: the session is not marked signature_ok, and no alert is raised per session.
+func TestNoTrustedKeysIsNotSignatureOK(t *testing.T) {
+	s := record(t, 5)
+	kinds, _, sig, _ := run(s.Frames, nil)
+	if len(kinds) != 0 || sig == nil || *sig {
+		t.Fatalf("alerts %v, signature %v; want no alerts and signature_ok false", kinds, sig)
 	}
 }
 
 func TestSeqGap(t *testing.T) {
 	s := record(t, 5)
 	frames := append(append([]schemas.Frame{}, s.Frames[:2]...), s.Frames[4:]...) // drop seqs 2 and 3
-	kinds, details, sig, _ := run(frames, nil)
+	kinds, details, sig, _ := run(frames, trusted(s))
 	// The end names the tip that did arrive, so the gap is the only alert.
 	if len(kinds) != 1 || kinds[0] != SeqGap {
 		t.Fatalf("alerts %v", details)
@@ -136,7 +148,7 @@ func TestForgedEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		end.End = &e
-		kinds, _, sig, _ := run(s.Frames, nil)
+		kinds, _, sig, _ := run(s.Frames, trusted(s))
 		if sig == nil || !*sig || len(kinds) != 1 || kinds[0] != EndMismatch {
 			t.Fatalf("alerts %v sig %v", kinds, sig)
 		}

@@ -70,6 +70,10 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 		}
 	}
 	w := withhold(f)
+	if !w.IsLifecycle() && p.cfg.SigningKey != nil {
+		// The withheld frame is what the processors vouch for, like any masked one.
+		_ = schemas.SignMasked(p.cfg.SigningKey, &w)
+	}
 	out.Frames = append(out.Frames[:mark], w)
 	switch p.stage {
 	case stageMask:

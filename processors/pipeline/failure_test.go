@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"testing"
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
 )
@@ -24,7 +26,8 @@ func panicOn(t *testing.T, sessionID string, seqs ...int64) *Processor {
 	for _, s := range seqs {
 		bad[s] = true
 	}
-	p, err := New(Config{Masker: m, FrameHook: func(f *schemas.Frame) {
+	keys := integrity.Keys{sessiontest.NewKey(1).Public().(ed25519.PublicKey), sessiontest.NewKey(2).Public().(ed25519.PublicKey)}
+	p, err := New(Config{Masker: m, TrustedKeys: keys, SigningKey: processorKey, FrameHook: func(f *schemas.Frame) {
 		if f.SessionID == sessionID && bad[f.Seq] {
 			panic("injected failure")
 		}
@@ -95,6 +98,11 @@ func TestFailingFrameIsWithheldAlertedAndProcessingGoesOn(t *testing.T) {
 			prev = f.Hash
 			if f.SessionID == ssh.ID && f.Seq == failSeq && (len(f.Payload) != 0 || f.Masks[Withheld] != 1 || len(f.Masks) != 1) {
 				t.Errorf("failed frame forwarded with payload %q masks %v", f.Payload, f.Masks)
+			}
+			if f.SessionID == ssh.ID && f.Seq == failSeq {
+				if err := schemas.VerifyMasked(processorKey.Public().(ed25519.PublicKey), &f); err != nil {
+					t.Errorf("withheld frame not signed by the processor: %v", err)
+				}
 			}
 		}
 	}

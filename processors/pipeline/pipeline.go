@@ -6,6 +6,7 @@
 package pipeline
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
@@ -22,6 +23,10 @@ import (
 // Config is what a Processor needs.
 type Config struct {
 	Masker *mask.Masker
+	// SigningKey signs every frame the Masker changed (schemas.SignMasked), so that
+	// verify can tell a masked payload this processor wrote from one altered later.
+	// Nil leaves masked frames unsigned; verify then reports them as unverifiable.
+	SigningKey ed25519.PrivateKey
 	// TrustedKeys are the gateway keys allowed to sign session ends; empty accepts
 	// any key whose signature verifies.
 	TrustedKeys integrity.Keys
@@ -158,6 +163,9 @@ func (p *Processor) frame(f schemas.Frame, out *Output) {
 		p.sessions[f.SessionID] = s
 	}
 	p.dirty[f.SessionID] = true
+	// Only this processor vouches for what it masks: a signature already on a raw
+	// frame was not made here.
+	f.ProcessorSig = nil
 
 	alerts, accept, sigOK := integrity.Check(&s.Tip, &f, p.cfg.TrustedKeys)
 	if accept && (f.Kind == schemas.KindSessionStart || f.Kind == schemas.KindSessionDenied) {
@@ -249,7 +257,11 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
 	}
-	p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg)
+	if p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg) != nil && p.cfg.SigningKey != nil {
+		// Fails only for a session id that is not a UUID, which integrity already
+		// flagged; the frame then stays unsigned and verify reports it.
+		_ = schemas.SignMasked(p.cfg.SigningKey, f)
+	}
 	out.Frames = append(out.Frames, *f)
 	p.stage = stageStitch
 	var cmds []schemas.Command

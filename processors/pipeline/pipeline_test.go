@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/processors/audit"
+	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
@@ -22,13 +24,17 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 var alice = schemas.SessionStart{Issuer: "https://idp", Subject: "alice", Email: "alice@corp.example", Groups: []string{"dba"},
 	TokenID: "tok-1", Target: "app", ClientAddr: "10.0.0.5:51000"}
 
+var processorKey = sessiontest.NewKey(42)
+
 func newProcessor(t testing.TB) *Processor {
 	t.Helper()
 	m, err := mask.New(mask.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{Masker: m})
+	// The test sessions' gateway keys (sessiontest.NewKey(1) and (2)) are trusted.
+	keys := integrity.Keys{sessiontest.NewKey(1).Public().(ed25519.PublicKey), sessiontest.NewKey(2).Public().(ed25519.PublicKey)}
+	p, err := New(Config{Masker: m, TrustedKeys: keys, SigningKey: processorKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +92,15 @@ func TestPostgresSessionEndToEnd(t *testing.T) {
 		}
 		if err := schemas.CheckLink(&f, prev); err != nil {
 			t.Errorf("masked stream does not verify: %v", err)
+		}
+		// Every frame masking changed carries the processor's signature; no other does.
+		switch {
+		case len(f.Masks) > 0:
+			if err := schemas.VerifyMasked(processorKey.Public().(ed25519.PublicKey), &f); err != nil {
+				t.Errorf("seq %d (%s) masked: %v", f.Seq, f.Kind, err)
+			}
+		case f.ProcessorSig != nil:
+			t.Errorf("seq %d (%s) not masked but carries a processor signature", f.Seq, f.Kind)
 		}
 		for _, secret := range []string{"bob@example.com", "$2b$10$hash", "n3w-s3cret"} {
 			if bytes.Contains(f.Payload, []byte(secret)) {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/kafkaconn"
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/processors/pipeline"
@@ -32,9 +34,14 @@ type Config struct {
 	Stitch     Stitch   `yaml:"stitch"`
 	// TrustedGatewayKeys are the Ed25519 public keys (base64 or hex) whose session.end
 	// signatures are trusted; empty trusts any key that verifies its own signature.
-	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
-	Masking            mask.Config `yaml:"masking"`
-	Metrics            Metrics     `yaml:"metrics"`
+	TrustedGatewayKeys []string `yaml:"trusted_gateway_keys"`
+	// SigningKey is the Ed25519 key file that signs every frame masking changed
+	// (created 0600 on first start; refused when others can read it). Processors
+	// sharing a consumer group may share it. Empty leaves masked frames unsigned,
+	// and verify then reports them as unverifiable.
+	SigningKey string      `yaml:"signing_key"`
+	Masking    mask.Config `yaml:"masking"`
+	Metrics    Metrics     `yaml:"metrics"`
 	// FrameHook is passed to the pipeline (tests only; see pipeline.Config).
 	FrameHook func(*schemas.Frame) `yaml:"-"`
 
@@ -230,8 +237,14 @@ func (c *Config) pipelineConfig() (pipeline.Config, error) {
 	if err != nil {
 		return pipeline.Config{}, err
 	}
+	var signer ed25519.PrivateKey
+	if c.SigningKey != "" {
+		if signer, err = keyfile.LoadOrCreate(c.SigningKey); err != nil {
+			return pipeline.Config{}, err
+		}
+	}
 	return pipeline.Config{
-		Masker: m, TrustedKeys: keys,
+		Masker: m, TrustedKeys: keys, SigningKey: signer,
 		IdleTimeout: c.Sessions.IdleTimeout, AbandonedRetention: c.Sessions.AbandonedRetention,
 		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval,
 		Limits:    stitch.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},

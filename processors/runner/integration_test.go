@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/integration/testenv"
+	"github.com/tapline/tapline/processors/internal/sessiontest"
 )
 
 // buildTapline builds the tapline binary for subprocess tests.
@@ -126,7 +128,10 @@ func writeConfig(t *testing.T, brokers []string, name, raw string) (string, *Con
   max_poll_records: 40
   session_timeout: 6s
 topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state, dead_letter: %[1]s.deadletter}
-`, name, raw, strings.Join(brokers, ", "))
+trusted_gateway_keys: [%[4]x, %[5]x]
+signing_key: %[6]s
+`, name, raw, strings.Join(brokers, ", "), []byte(sessiontest.NewKey(1).Public().(ed25519.PublicKey)),
+		[]byte(sessiontest.NewKey(3).Public().(ed25519.PublicKey)), processorKeyFile(t))
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

@@ -420,6 +420,9 @@ func checkSummaries(t *testing.T, o *outputs, ss []*sessiontest.Session) {
 				t.Errorf("session %s: %v", s.ID, err)
 				break
 			}
+			if len(f.Masks) > 0 && (f.ProcessorSig == nil || schemas.VerifyMasked(f.ProcessorSig.Key, &f) != nil) {
+				t.Errorf("session %s seq %d: masked frame without a valid processor signature", s.ID, f.Seq)
+			}
 			prev = f.Hash
 		}
 	}

@@ -10,6 +10,8 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +41,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	pcfg, err := cfg.pipelineConfig()
 	if err != nil {
 		return err
+	}
+	if pcfg.SigningKey == nil {
+		log.Warn("processor: no signing_key configured: masked frames are written unsigned and verify reports them as unverifiable")
+	} else {
+		log.Info("processor: signing masked frames", "key", hex.EncodeToString(pcfg.SigningKey.Public().(ed25519.PublicKey)))
 	}
 	security, err := cfg.Kafka.Security.Opts(cfg.lookupEnv)
 	if err != nil {

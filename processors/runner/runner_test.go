@@ -2,10 +2,13 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +24,14 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func testConfig(t testing.TB, brokers []string, name, raw string) *Config {
 	t.Helper()
+	// The test sessions are signed with sessiontest.NewKey(1) or (3): trust both.
 	y := fmt.Sprintf(`
 kafka: {group: %[1]s-group, transactional_id: %[1]s-txn, max_poll_records: 50, transaction_timeout: 20s}
 topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state, dead_letter: %[1]s.deadletter}
-`, name, raw)
+trusted_gateway_keys: [%[3]x, %[4]x]
+signing_key: %[5]s
+`, name, raw, []byte(sessiontest.NewKey(1).Public().(ed25519.PublicKey)), []byte(sessiontest.NewKey(3).Public().(ed25519.PublicKey)),
+		processorKeyFile(t))
 	c, err := Parse([]byte(y), func(k string) (string, bool) {
 		if k == "TAPLINE_KAFKA_BROKERS" {
 			return strings.Join(brokers, ","), true
@@ -35,6 +42,16 @@ topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %
 		t.Fatal(err)
 	}
 	return c
+}
+
+// processorKeyFile writes the same processor key (a raw seed) for every config of a
+// test, so that runs compared with each other sign alike.
+func processorKeyFile(t testing.TB) string {
+	path := filepath.Join(t.TempDir(), "processor.key")
+	if err := os.WriteFile(path, sessiontest.NewKey(7).Seed(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 type running struct {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -92,6 +93,33 @@ func recordOf(ctx context.Context) *accessRecord {
 		return rec
 	}
 	return &accessRecord{}
+}
+
+// accessStarted, with AccessLogRequired, writes the request's api_access_start
+// record before anything is served, and refuses the request (503) when it cannot:
+// no view without a trail. Otherwise it does nothing.
+func (s *server) accessStarted(w http.ResponseWriter, r *http.Request, rec *accessRecord) bool {
+	if !s.cfg.AccessLogRequired {
+		return true
+	}
+	a := Access{Time: rec.start.UTC(), Event: "api_access_start", Method: r.Method, Route: rec.route, Path: r.URL.Path,
+		Query: r.URL.RawQuery, Remote: r.RemoteAddr}
+	if c := rec.caller; c != nil {
+		a.Subject, a.Issuer, a.Auditor = c.Subject, c.Issuer, c.auditor
+	}
+	var err error
+	if s.cfg.AccessLog == nil {
+		err = errors.New("no access log configured")
+	} else {
+		err = s.cfg.AccessLog.Record(a)
+	}
+	if err == nil {
+		return true
+	}
+	s.cfg.Logger.Error("access log write failed: request refused (access_log_required)", "err", err, "path", a.Path, "subject", a.Subject)
+	writeError(w, http.StatusServiceUnavailable, "access_log_unavailable",
+		"the access trail cannot be written, and this server requires it before serving recordings; the operator must fix the access log")
+	return false
 }
 
 func (s *server) logAccess(r *http.Request, w *loggingWriter, rec *accessRecord) {

@@ -25,7 +25,7 @@ type Store interface {
 	GetSession(ctx context.Context, sessionID string) (schemas.Session, error)
 	Commands(ctx context.Context, f clickhouse.CommandFilter) ([]schemas.Command, error)
 	Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error
-	SQL(ctx context.Context, query string, l clickhouse.Limits) (*clickhouse.Result, error)
+	SQL(ctx context.Context, query string, l clickhouse.Limits) (clickhouse.Rows, error)
 }
 
 // Verifier checks bearer tokens. *auth.Verifier implements it.
@@ -49,9 +49,17 @@ type Config struct {
 	// TrustedGatewayKeys are the gateways' session.end signing keys. Without them
 	// verify reports a signature as consistent with its embedded key, not trusted.
 	TrustedGatewayKeys []ed25519.PublicKey
+	// TrustedProcessorKeys are the processors' keys, which sign masked frames.
+	// Without them verify reports a session with masked frames as untrusted.
+	TrustedProcessorKeys []ed25519.PublicKey
 	// SQLMaxRows and SQLMaxExecutionTime cap auditors' SQL; a request may ask for less.
 	SQLMaxRows          int
 	SQLMaxExecutionTime time.Duration
+	// SQLMaxResultBytes and SQLMaxMemoryBytes bound a statement's result and the
+	// memory ClickHouse may use for it (max_result_bytes, max_memory_usage; defaults
+	// in package clickhouse).
+	SQLMaxResultBytes int64
+	SQLMaxMemoryBytes int64
 	// FollowPoll is how often a followed (live) session is polled for new frames;
 	// FollowTimeout ends a follow that sees no session.end.
 	FollowPoll    time.Duration
@@ -60,6 +68,18 @@ type Config struct {
 	Logger *slog.Logger
 	// AccessLog, if set, also receives every api_access record, for a durable trail.
 	AccessLog AccessLog
+	// AccessLogRequired fails closed: before serving anything, a request's
+	// api_access_start record must be written to AccessLog, or the request is
+	// refused (503). Without it the trail fails open: a failed write is logged.
+	AccessLogRequired bool
+	// MaxRequests and MaxRequestsPerIdentity bound the authenticated requests in
+	// progress, in total and per identity (issuer and subject); MaxFollows and
+	// MaxFollowsPerIdentity bound those following a live session, which can last
+	// hours. Beyond them requests get 429. Zero means the Default.
+	MaxRequests            int
+	MaxRequestsPerIdentity int
+	MaxFollows             int
+	MaxFollowsPerIdentity  int
 }
 
 func (c *Config) setDefaults() {
@@ -81,18 +101,31 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	for _, l := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxRequests, DefaultMaxRequests}, {&c.MaxRequestsPerIdentity, DefaultMaxRequestsPerIdentity},
+		{&c.MaxFollows, DefaultMaxFollows}, {&c.MaxFollowsPerIdentity, DefaultMaxFollowsPerIdentity}} {
+		if *l.v <= 0 {
+			*l.v = l.def
+		}
+	}
 }
 
 type server struct {
-	cfg   Config
-	store Store
-	auth  Verifier
+	cfg      Config
+	store    Store
+	auth     Verifier
+	requests *limiter
+	follows  *limiter
 }
 
 // New returns the API handler. It serves /api/v1/... and /healthz.
 func New(cfg Config, store Store, verifier Verifier) http.Handler {
 	cfg.setDefaults()
-	s := &server{cfg: cfg, store: store, auth: verifier}
+	s := &server{cfg: cfg, store: store, auth: verifier,
+		requests: newLimiter("requests", cfg.MaxRequests, cfg.MaxRequestsPerIdentity),
+		follows:  newLimiter("follows", cfg.MaxFollows, cfg.MaxFollowsPerIdentity)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
@@ -123,6 +156,15 @@ func (s *server) route(mux *http.ServeMux, pattern string, h func(http.ResponseW
 			return
 		}
 		rec.caller = c
+		release, refusal := s.requests.acquire(c.identity())
+		if refusal != "" {
+			tooMany(lw, refusal)
+			return
+		}
+		defer release()
+		if !s.accessStarted(lw, r, rec) {
+			return
+		}
 		h(lw, r.WithContext(withRecord(r.Context(), rec)), c)
 	})
 }

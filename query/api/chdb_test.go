@@ -8,6 +8,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -242,7 +243,8 @@ func TestAPIOverCHDB(t *testing.T) {
 		var rep verify.Report
 		for _, id := range []string{pg.ID, sh.ID} {
 			e.getJSON(audTok, "/api/v1/sessions/"+id+"/verify", &rep)
-			if !rep.OK || rep.Frames < 10 {
+			// The server trusts no keys here: intact, and untrusted rather than ok.
+			if rep.Status != verify.StatusUntrusted || len(rep.Problems) != 0 || rep.Frames < 10 {
 				t.Errorf("%s: %+v", id, rep)
 			}
 		}
@@ -325,4 +327,41 @@ func TestAPIOverCHDB(t *testing.T) {
 		}
 		_ = ctx
 	})
+}
+
+// Whoever can write the store replaces a masked payload: ClickHouse keeps the last
+// row written for a (session_id, seq), so one insert is enough. The chain does not
+// cover a masked payload; the processor's signature does, and verify fails.
+func TestReplacedMaskedPayloadFailsVerify(t *testing.T) {
+	store := realStore(t)
+	_, gw, _ := ed25519.GenerateKey(nil)
+	_, proc, _ := ed25519.GenerateKey(nil)
+	e := newEnvStore(t, Config{TrustedGatewayKeys: []ed25519.PublicKey{gw.Public().(ed25519.PublicKey)},
+		TrustedProcessorKeys: []ed25519.PublicKey{proc.Public().(ed25519.PublicKey)}}, store)
+	b := sessiontest.New(schemas.Postgres, schemas.SessionStart{Issuer: e.iss.URL(), Subject: "alice", Target: "app"})
+	b.Key = gw
+	b.Step(time.Millisecond).Client("Query", 0, pgMsg(&pgproto3.Query{String: "SELECT 'bob@example.com'"}))
+	b.Server("ReadyForQuery", 0, pgMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'}))
+	b.End("client closed")
+	masked := &b.Frames[1]
+	masked.Payload = pgMsg(&pgproto3.Query{String: "SELECT '[masked:email]'"})
+	masked.PayloadSalt, masked.Masks = nil, map[string]int64{"email": 1}
+	if err := schemas.SignMasked(proc, masked); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, store, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{sessiontest.Summary(b, schemas.StatusEnded)}})
+	tok := e.token("alice")
+	var rep verify.Report
+	e.getJSON(tok, "/api/v1/sessions/"+b.ID+"/verify", &rep)
+	if !rep.OK || rep.Masked != 1 || rep.MaskedSigs.Status != verify.MaskedTrusted {
+		t.Fatalf("masked session as recorded: %+v", rep)
+	}
+
+	forged := *masked
+	forged.Payload = pgMsg(&pgproto3.Query{String: "SELECT 'nothing to see'"})
+	insert(t, store, &clickhouse.Batch{Frames: []schemas.Frame{forged}})
+	e.getJSON(tok, "/api/v1/sessions/"+b.ID+"/verify", &rep)
+	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != verify.ProblemMasked || rep.Problems[0].Seq != 1 {
+		t.Errorf("replaced masked payload: %+v", rep)
+	}
 }

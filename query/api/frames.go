@@ -168,6 +168,13 @@ func (s *server) streamFrames(w http.ResponseWriter, r *http.Request, c *caller)
 		badRequest(w, err.Error())
 		return
 	}
+	if rg.follow {
+		release, ok := s.holdFollow(w, c)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	flush := streamHeaders(w, "application/x-ndjson")
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
@@ -219,6 +226,13 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request, c *caller) {
 		badRequest(w, err.Error())
 		return
 	}
+	if follow {
+		release, ok := s.holdFollow(w, c)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	flush := streamHeaders(w, replay.ContentType(format))
 	frames := s.frames(r.Context(), sess.SessionID, 0, math.MaxInt64, follow)
 	if err := replay.Write(w, sess.Protocol, format, frames, opt, flush); err != nil && r.Context().Err() == nil {
@@ -258,7 +272,7 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	frames := s.frames(r.Context(), sess.SessionID, 0, math.MaxInt64, false)
-	rep, err := verify.Session(sess.SessionID, frames, verify.Options{TrustedKeys: s.cfg.TrustedGatewayKeys})
+	rep, err := verify.Session(sess.SessionID, frames, verify.Options{TrustedKeys: s.cfg.TrustedGatewayKeys, TrustedProcessorKeys: s.cfg.TrustedProcessorKeys})
 	if err != nil {
 		s.internal(w, r, err)
 		return

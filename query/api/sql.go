@@ -1,13 +1,17 @@
 package api
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -37,6 +41,12 @@ type SQLResult struct {
 	Columns  []SQLColumn `json:"columns"`
 	Rows     [][]any     `json:"rows"`
 	RowCount int         `json:"row_count"`
+	// Error is set when the statement failed after rows were already sent (the
+	// status is 200 by then): the rows are incomplete.
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
 }
 
 func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
@@ -54,7 +64,8 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
 		badRequest(w, "only SELECT (or WITH ... SELECT) statements run here: the SQL endpoint is read-only")
 		return
 	}
-	lim := clickhouse.Limits{MaxRows: s.cfg.SQLMaxRows, MaxExecutionTime: s.cfg.SQLMaxExecutionTime}
+	lim := clickhouse.Limits{MaxRows: s.cfg.SQLMaxRows, MaxExecutionTime: s.cfg.SQLMaxExecutionTime,
+		MaxResultBytes: s.cfg.SQLMaxResultBytes, MaxMemoryBytes: s.cfg.SQLMaxMemoryBytes}
 	if req.MaxRows > 0 {
 		lim.MaxRows = min(lim.MaxRows, req.MaxRows)
 	}
@@ -64,32 +75,78 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
 	// The server-side limit is whole seconds; the context backs it up.
 	ctx, cancel := context.WithTimeout(r.Context(), lim.MaxExecutionTime+5*time.Second)
 	defer cancel()
-	res, err := s.store.SQL(ctx, req.Query, lim)
+	rows, err := s.store.SQL(ctx, req.Query, lim)
+	if err != nil {
+		s.sqlError(w, r, err)
+		return
+	}
+	defer rows.Close()
+	// The first row decides the status: a statement that fails at once gets a proper
+	// error status. Later rows are streamed as they come rather than held.
+	more := rows.Next()
+	if !more && rows.Err() != nil {
+		s.sqlError(w, r, rows.Err())
+		return
+	}
+	streamSQL(w, rows, more)
+}
+
+// sqlError answers a statement that failed before its first row.
+func (s *server) sqlError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || (err != nil && strings.Contains(err.Error(), "TIMEOUT_EXCEEDED")):
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "TIMEOUT_EXCEEDED"):
 		writeError(w, http.StatusGatewayTimeout, "timeout", "the statement ran past its time limit")
-		return
-	case err != nil && r.Context().Err() != nil:
-		return
-	case err != nil:
+	case r.Context().Err() != nil:
+	default:
 		// Auditors need ClickHouse's own message (syntax, readonly, limits) to fix
 		// their statement; it says nothing they could not query anyway.
 		writeError(w, http.StatusBadRequest, "sql_error", err.Error())
-		return
 	}
-	out := SQLResult{Columns: make([]SQLColumn, len(res.Columns)), Rows: res.Rows, RowCount: len(res.Rows)}
-	for i, col := range res.Columns {
-		out.Columns[i] = SQLColumn{Name: col.Name, Type: col.Type}
+}
+
+// streamSQL writes an SQLResult row by row. A statement that fails after its first
+// row (a result or memory limit reached midway) cannot change the status any more:
+// the body then ends with an "error" member beside the rows sent so far.
+func streamSQL(w http.ResponseWriter, rows clickhouse.Rows, more bool) {
+	cols := make([]SQLColumn, 0, len(rows.Columns()))
+	for _, col := range rows.Columns() {
+		cols = append(cols, SQLColumn{Name: col.Name, Type: col.Type})
 	}
-	if out.Rows == nil {
-		out.Rows = [][]any{}
-	}
-	for _, row := range out.Rows {
-		for i, v := range row {
-			row[i] = jsonSafe(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	bw.WriteString(`{"columns":`)
+	enc.Encode(cols)
+	bw.WriteString(`,"rows":[`)
+	n := 0
+	var err error
+	for ; more; more = rows.Next() {
+		var vals []any
+		if vals, err = rows.Values(); err != nil {
+			break
 		}
+		for i, v := range vals {
+			vals[i] = jsonSafe(v)
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		enc.Encode(vals)
+		n++
 	}
-	writeJSON(w, http.StatusOK, out)
+	fmt.Fprintf(bw, `],"row_count":%d`, n)
+	if err = cmp.Or(err, rows.Err()); err != nil {
+		var e ErrorBody
+		e.Error.Code, e.Error.Message = "sql_error", "the statement failed after "+strconv.Itoa(n)+" rows: "+err.Error()
+		b, _ := json.Marshal(e.Error)
+		bw.WriteString(`,"error":`)
+		bw.Write(b)
+	}
+	bw.WriteString("}\n")
+	bw.Flush()
 }
 
 func readSQLRequest(r *http.Request) (SQLRequest, error) {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"iter"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tapline/tapline/query/textsafe"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -18,14 +20,23 @@ const timeLayout = "2006-01-02 15:04:05.000000Z07:00"
 // WritePostgresText writes a transcript as text, psql-like: each statement with its
 // time, parameters, result tables and tag or error. flush (may be nil) runs after each
 // event so a live or large session reaches the reader as it goes.
+//
+// Everything recorded is escaped (query/textsafe): one-line fields entirely, and the
+// event's text as a whole, newlines and tabs aside, so no control character an agent
+// sent reaches the reader's terminal.
 func WritePostgresText(w io.Writer, events iter.Seq2[PGEvent, error], flush func()) error {
-	bw := bufio.NewWriter(w)
+	out := bufio.NewWriter(w)
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
 	for ev, err := range events {
 		if err != nil {
 			return err
 		}
+		buf.Reset()
 		writePGEvent(bw, &ev)
-		if err := bw.Flush(); err != nil {
+		bw.Flush()
+		out.WriteString(textsafe.Text(buf.String()))
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		if flush != nil {
@@ -42,7 +53,7 @@ func writePGEvent(w *bufio.Writer, ev *PGEvent) {
 		writeStart(w, ev)
 	case "session.end":
 		fmt.Fprintf(w, "-- %s  session ended: %s (%d frames, %d bytes from client, %d from server)\n",
-			ts, ev.End.Reason, ev.End.Frames, ev.End.BytesClient, ev.End.BytesServer)
+			ts, textsafe.Line(ev.End.Reason), ev.End.Frames, ev.End.BytesClient, ev.End.BytesServer)
 	case "startup":
 		fmt.Fprintf(w, "-- %s  startup: %s\n", ts, sortedParams(ev.Params))
 	case "authenticated":
@@ -52,11 +63,11 @@ func writePGEvent(w *bufio.Writer, ev *PGEvent) {
 	case "error", "notice":
 		fmt.Fprintf(w, "-- %s  seq %d\n%s\n", ts, ev.Seq, ev.Error)
 	case "notification":
-		fmt.Fprintf(w, "-- %s  notification %s\n", ts, ev.Message)
+		fmt.Fprintf(w, "-- %s  notification %s\n", ts, textsafe.Line(ev.Message))
 	case "terminate":
 		fmt.Fprintf(w, "-- %s  client disconnected\n", ts)
 	case "note":
-		fmt.Fprintf(w, "-- %s  note (seq %d): %s\n", ts, ev.Seq, ev.Message)
+		fmt.Fprintf(w, "-- %s  note (seq %d): %s\n", ts, ev.Seq, textsafe.Line(ev.Message))
 	}
 }
 
@@ -69,12 +80,14 @@ func writeStart(w *bufio.Writer, ev *PGEvent) {
 	}
 	fmt.Fprintf(w, "-- %s  %s\n", ts, describeStart(s))
 	if ev.Type == "session.denied" {
-		fmt.Fprintf(w, "-- denied: %s\n", ev.Message)
+		fmt.Fprintf(w, "-- denied: %s\n", textsafe.Line(ev.Message))
 	}
 }
 
-// describeStart says who started a session, where, and from where.
-func describeStart(s *schemas.SessionStart) string {
+// describeStart says who started a session, where, and from where, escaped for one line.
+func describeStart(s *schemas.SessionStart) string { return textsafe.Line(startText(s)) }
+
+func startText(s *schemas.SessionStart) string {
 	d := "session by " + who(s.Subject, s.Email)
 	if s.Issuer != "" {
 		d += " (" + s.Issuer + ")"
@@ -103,7 +116,7 @@ func sortedParams(p map[string]string) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + p[k]
+		parts[i] = textsafe.Line(k + "=" + p[k])
 	}
 	return strings.Join(parts, " ")
 }
@@ -114,7 +127,7 @@ func writeStatement(w *bufio.Writer, ev *PGEvent) {
 	text := strings.TrimRight(st.Text, " \t\r\n")
 	fmt.Fprintln(w, text)
 	for i, p := range st.Params {
-		fmt.Fprintf(w, "-- $%d = %s\n", i+1, quoteParam(p))
+		fmt.Fprintf(w, "-- $%d = %s\n", i+1, textsafe.Line(quoteParam(p)))
 	}
 	if st.Masked {
 		fmt.Fprintln(w, "-- (values masked)")
@@ -157,7 +170,7 @@ func writeResult(w *bufio.Writer, r *Result) {
 	case r.Suspended:
 		fmt.Fprintln(w, "(portal suspended at the row limit)")
 	case r.Tag != "":
-		fmt.Fprintln(w, r.Tag)
+		fmt.Fprintln(w, textsafe.Line(r.Tag))
 	}
 }
 
@@ -165,7 +178,7 @@ func writeTable(w *bufio.Writer, r *Result) {
 	cells := make([][]string, 0, len(r.Rows)+1)
 	head := make([]string, len(r.Columns))
 	for i, c := range r.Columns {
-		head[i] = c.Name
+		head[i] = textsafe.Line(c.Name)
 	}
 	cells = append(cells, head)
 	for _, row := range r.Rows {
@@ -173,7 +186,7 @@ func writeTable(w *bufio.Writer, r *Result) {
 		for i := range line {
 			line[i] = "NULL"
 			if i < len(row) && row[i] != nil {
-				line[i] = strings.NewReplacer("\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(*row[i])
+				line[i] = textsafe.Line(*row[i])
 			}
 		}
 		cells = append(cells, line)

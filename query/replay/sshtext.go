@@ -6,6 +6,8 @@ import (
 	"io"
 	"iter"
 	"unicode/utf8"
+
+	"github.com/tapline/tapline/query/textsafe"
 )
 
 // maxLine bounds the line buffer of the text terminal; a longer line is written out
@@ -91,15 +93,18 @@ func (t *textTerm) request(ev *SSHEvent, ts string) {
 	t.channel = ev.Channel
 }
 
-// meta writes one line of our own, on a line of its own.
+// meta writes one line of our own, on a line of its own. Its recorded parts
+// (commands, reasons, identities) are escaped: a command carrying "\r\x1b[2K" must
+// not erase itself on the reader's terminal.
 func (t *textTerm) meta(format string, args ...any) {
 	t.endLine()
-	fmt.Fprintf(t.w, format+"\n", args...)
+	t.w.WriteString(textsafe.Line(fmt.Sprintf(format, args...)))
+	t.w.WriteByte('\n')
 }
 
 func (t *textTerm) endLine() {
 	if len(t.line) > 0 {
-		t.w.Write(t.line)
+		t.w.WriteString(textsafe.Text(string(t.line)))
 		t.w.WriteByte('\n')
 		t.line = t.line[:0]
 	}
@@ -184,8 +189,11 @@ func (t *textTerm) text(c byte) {
 	}
 }
 
+// flushLine writes the line the terminal model built. Escape sequences and C0
+// controls were consumed above; textsafe catches what is left (C1 controls, bytes
+// that are not UTF-8, bidirectional overrides).
 func (t *textTerm) flushLine() {
-	t.w.Write(t.line)
+	t.w.WriteString(textsafe.Text(string(t.line)))
 	t.w.WriteByte('\n')
 	t.line = t.line[:0]
 }

@@ -169,9 +169,26 @@ func (m *Store) Frames(ctx context.Context, id string, from, to int64, fn func(*
 	}
 }
 
-func (m *Store) SQL(_ context.Context, q string, l clickhouse.Limits) (*clickhouse.Result, error) {
+// SQL answers every statement with one row: the row limit it was given.
+func (m *Store) SQL(_ context.Context, q string, l clickhouse.Limits) (clickhouse.Rows, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sqlSeen = append(m.sqlSeen, q)
-	return &clickhouse.Result{Columns: []clickhouse.Column{{Name: "n", Type: "UInt64"}}, Rows: [][]any{{uint64(l.MaxRows)}}}, nil
+	return &MemRows{Cols: []clickhouse.Column{{Name: "n", Type: "UInt64"}}, Rows: [][]any{{uint64(l.MaxRows)}}}, nil
 }
+
+// MemRows is a clickhouse.Rows over rows in memory; Fail, if set, is returned by Err
+// after the rows, as a statement that fails halfway through its result.
+type MemRows struct {
+	Cols []clickhouse.Column
+	Rows [][]any
+	Fail error
+	i    int
+}
+
+func (r *MemRows) Columns() []clickhouse.Column { return r.Cols }
+func (r *MemRows) Next() bool                   { r.i++; return r.i <= len(r.Rows) }
+func (r *MemRows) Values() ([]any, error)       { return r.Rows[r.i-1], nil }
+func (r *MemRows) Err() error                   { return r.Fail }
+func (r *MemRows) Close() error                 { return nil }
+func (r *MemRows) Scan(...any) error            { return fmt.Errorf("MemRows: Scan is not supported; use Values") }

@@ -1,8 +1,14 @@
 // Package verify proves a stored session complete and unaltered, or says exactly
 // what is wrong and where: it recomputes the hash chain from the stored frames,
 // checks that seq runs from 0 without gaps, that unmasked payloads match their
-// digests, that the lifecycle frames agree with their payloads, and that session.end
-// points at the last frame and carries a valid gateway signature.
+// digests, that masked frames carry a valid processor signature over what masking
+// left, that the lifecycle frames agree with their payloads, and that session.end
+// points at the last frame and carries a valid gateway signature over the whole end
+// record.
+//
+// A signature proves who wrote the evidence only when its key is trusted: with no
+// trusted keys configured a session that is otherwise intact reports "untrusted",
+// never "ok" (docs/security.md).
 //
 // It reads frames as a stream in seq order and holds only the previous frame's hash
 // and open fragment runs, so a session of any size verifies in constant memory.
@@ -28,14 +34,18 @@ const DefaultMaxProblems = 1000
 type Options struct {
 	// TrustedKeys are the gateways' Ed25519 public keys. With none configured a
 	// signature is checked against the key embedded in session.end, which proves the
-	// end record consistent but not who wrote it.
+	// end record consistent but not who wrote it: the report says "untrusted".
 	TrustedKeys []ed25519.PublicKey
-	MaxProblems int
+	// TrustedProcessorKeys are the processors' keys, which sign masked frames; the
+	// same rule applies to sessions with masked frames.
+	TrustedProcessorKeys []ed25519.PublicKey
+	MaxProblems          int
 }
 
 // Report statuses.
 const (
-	StatusOK         = "ok"         // chain intact from seq 0 to a signed session.end
+	StatusOK         = "ok"         // chain intact from seq 0 to a session.end signed by a trusted key
+	StatusUntrusted  = "untrusted"  // intact and self-consistent, but no trusted key to check signatures against
 	StatusIncomplete = "incomplete" // intact so far, but no session.end: live, or cut short
 	StatusFailed     = "failed"     // see Problems
 )
@@ -62,6 +72,7 @@ const (
 	ProblemStart      = "start"      // seq 0 is not session.start/denied, or start disagrees with its payload
 	ProblemEnd        = "end"        // session.end inconsistent with the chain or its payload
 	ProblemSignature  = "signature"  // session.end signature invalid or by an untrusted key
+	ProblemMasked     = "masked"     // masked frame without a valid processor signature, or by an untrusted key
 	ProblemAfterEnd   = "after_end"  // frames after session.end
 	ProblemFragment   = "fragment"   // a fragment run out of order
 	ProblemUnreadable = "unreadable" // the frame could not be hashed at all
@@ -86,6 +97,24 @@ func (p Problem) String() string {
 type Signature struct {
 	Status string `json:"status"`
 	Key    string `json:"key,omitempty"` // hex of the key embedded in session.end
+	// Covers is what the signature covers: "end-record" (the whole end record), or
+	// "tip" for recordings made before frame schema v2 (last seq and final hash only:
+	// their end reason and byte counts are not signed).
+	Covers string `json:"covers,omitempty"`
+}
+
+// Masked-frame signature statuses (MaskedSignatures.Status).
+const (
+	MaskedNone      = "none"      // no masked frames
+	MaskedTrusted   = "trusted"   // every masked frame signed by a configured processor key
+	MaskedUntrusted = "untrusted" // signatures valid under their embedded keys; no trusted processor keys configured
+	MaskedFailed    = "failed"    // see problems of kind "masked"
+)
+
+// MaskedSignatures describes the processor signatures on masked frames.
+type MaskedSignatures struct {
+	Status string   `json:"status"`
+	Keys   []string `json:"keys,omitempty"` // hex of the processor keys seen
 }
 
 // Report is the outcome of verifying one session.
@@ -101,10 +130,11 @@ type Report struct {
 	Masked    int64  `json:"masked_frames"` // chain checked, payload digest not (masked)
 	// Withheld are the seqs (the first 100) of frames whose payload the processors
 	// withheld because they failed on it: the chain holds, the payload is not stored.
-	Withheld        []int64   `json:"withheld_seqs,omitempty"`
-	Signature       Signature `json:"signature"`
-	Problems        []Problem `json:"problems"`
-	ProblemsOmitted int64     `json:"problems_omitted,omitempty"`
+	Withheld        []int64          `json:"withheld_seqs,omitempty"`
+	Signature       Signature        `json:"signature"`
+	MaskedSigs      MaskedSignatures `json:"masked_signatures"`
+	Problems        []Problem        `json:"problems"`
+	ProblemsOmitted int64            `json:"problems_omitted,omitempty"`
 }
 
 type fragKey struct {
@@ -121,6 +151,9 @@ type checker struct {
 	end    *schemas.Frame
 	frags  map[fragKey]int32
 	lastOK *schemas.Frame // last frame read, for duplicate detection
+	// maskedBad and maskedUntrusted count masked frames whose signature failed, and
+	// those valid only under their embedded key (no trusted processor keys).
+	maskedBad, maskedUntrusted int64
 }
 
 // Session verifies one session's frames, read in seq order.
@@ -175,9 +208,38 @@ func (c *checker) frame(f *schemas.Frame) {
 	c.r.FinalHash = hex.EncodeToString(f.Hash)
 	if len(f.PayloadSalt) == 0 && len(f.Masks) > 0 {
 		c.r.Masked++
+		if f.Masks[schemas.MaskWithheld] > 0 && len(c.r.Withheld) < 100 {
+			c.r.Withheld = append(c.r.Withheld, f.Seq)
+		}
+		c.masked(f)
 	}
-	if f.Masks[schemas.MaskWithheld] > 0 && len(c.r.Withheld) < 100 {
-		c.r.Withheld = append(c.r.Withheld, f.Seq)
+}
+
+// masked checks the processor signature that vouches for a masked payload, which
+// the chain no longer covers (masking dropped the salt).
+func (c *checker) masked(f *schemas.Frame) {
+	p := f.ProcessorSig
+	if p == nil {
+		c.maskedBad++
+		c.problem(ProblemMasked, f.Seq, "masked %s frame carries no processor signature: its payload cannot be checked", f.Kind)
+		return
+	}
+	key := hex.EncodeToString(p.Key)
+	if !slices.Contains(c.r.MaskedSigs.Keys, key) && len(c.r.MaskedSigs.Keys) < 8 {
+		c.r.MaskedSigs.Keys = append(c.r.MaskedSigs.Keys, key)
+	}
+	if err := schemas.VerifyMasked(p.Key, f); err != nil {
+		c.maskedBad++
+		c.problem(ProblemMasked, f.Seq, "%v: masked %s payload or mask counts altered after masking", err, f.Kind)
+		return
+	}
+	if len(c.opt.TrustedProcessorKeys) == 0 {
+		c.maskedUntrusted++
+		return
+	}
+	if !slices.ContainsFunc(c.opt.TrustedProcessorKeys, func(k ed25519.PublicKey) bool { return bytes.Equal(k, p.Key) }) {
+		c.maskedBad++
+		c.problem(ProblemMasked, f.Seq, "masked %s frame signed by processor key %s, which is not a trusted processor key", f.Kind, key)
 	}
 }
 
@@ -292,10 +354,15 @@ func (c *checker) sessionEnd(f *schemas.Frame) {
 
 func (c *checker) signature(f *schemas.Frame, e *schemas.SessionEnd) {
 	c.r.Signature.Key = hex.EncodeToString(e.GatewayKey)
-	if err := schemas.VerifyEnd(ed25519.PublicKey(e.GatewayKey), c.r.SessionID, e); err != nil {
+	version, err := schemas.EndSignatureVersion(ed25519.PublicKey(e.GatewayKey), c.r.SessionID, e)
+	if err != nil {
 		c.r.Signature.Status = SigInvalid
-		c.problem(ProblemSignature, f.Seq, "%v: the end record (last seq, final hash) was not signed by its embedded gateway key", err)
+		c.problem(ProblemSignature, f.Seq, "%v: the end record (reason, counts, last seq, final hash) was not signed by its embedded gateway key", err)
 		return
+	}
+	c.r.Signature.Covers = "end-record"
+	if version == schemas.EndSigTip {
+		c.r.Signature.Covers = "tip"
 	}
 	if len(c.opt.TrustedKeys) == 0 {
 		c.r.Signature.Status = SigUntrustedConsistent
@@ -313,6 +380,16 @@ func (c *checker) signature(f *schemas.Frame, e *schemas.SessionEnd) {
 }
 
 func (c *checker) finish() {
+	switch {
+	case c.r.Masked == 0:
+		c.r.MaskedSigs.Status = MaskedNone
+	case c.maskedBad > 0:
+		c.r.MaskedSigs.Status = MaskedFailed
+	case c.maskedUntrusted > 0:
+		c.r.MaskedSigs.Status = MaskedUntrusted
+	default:
+		c.r.MaskedSigs.Status = MaskedTrusted
+	}
 	open := slices.SortedFunc(maps.Keys(c.frags), func(a, b fragKey) int {
 		return cmp.Or(cmp.Compare(a.dir, b.dir), cmp.Compare(a.channel, b.channel), cmp.Compare(a.kind, b.kind))
 	})
@@ -324,6 +401,8 @@ func (c *checker) finish() {
 		c.r.Status = StatusFailed
 	case !c.r.Ended:
 		c.r.Status = StatusIncomplete
+	case c.r.Signature.Status != SigTrusted || c.maskedUntrusted > 0:
+		c.r.Status = StatusUntrusted
 	default:
 		c.r.Status = StatusOK
 		c.r.OK = true

@@ -36,6 +36,15 @@ func run(t *testing.T, b *sessiontest.Builder, frames []schemas.Frame, opt Optio
 	return r
 }
 
+// trust returns Options trusting b's gateway key (and the processor keys given).
+func trust(b *sessiontest.Builder, processors ...ed25519.PrivateKey) Options {
+	opt := Options{TrustedKeys: []ed25519.PublicKey{b.Key.Public().(ed25519.PublicKey)}}
+	for _, k := range processors {
+		opt.TrustedProcessorKeys = append(opt.TrustedProcessorKeys, k.Public().(ed25519.PublicKey))
+	}
+	return opt
+}
+
 func kinds(r Report) string {
 	var k []string
 	for _, p := range r.Problems {
@@ -64,19 +73,79 @@ func clone(fs []schemas.Frame) []schemas.Frame {
 
 func TestIntactSessionVerifies(t *testing.T) {
 	b := session()
-	r := run(t, b, b.Frames, Options{})
+	r := run(t, b, b.Frames, trust(b))
 	if !r.OK || r.Status != StatusOK || len(r.Problems) != 0 {
 		t.Fatalf("intact session: %s ok=%v problems: %s", r.Status, r.OK, kinds(r))
+	}
+	if r.Signature.Covers != "end-record" {
+		t.Errorf("signature covers %q, want the whole end record", r.Signature.Covers)
 	}
 	if r.Frames != int64(len(b.Frames)) || r.LastSeq != int64(len(b.Frames)-1) || !r.Ended || r.EndReason != "client closed" {
 		t.Errorf("report %+v", r)
 	}
-	if r.Signature.Status != SigUntrustedConsistent {
-		t.Errorf("no trusted keys configured: signature %s", r.Signature.Status)
+	if r.Signature.Status != SigTrusted {
+		t.Errorf("with the gateway key trusted: signature %s", r.Signature.Status)
 	}
-	trusted := run(t, b, b.Frames, Options{TrustedKeys: []ed25519.PublicKey{b.Key.Public().(ed25519.PublicKey)}})
-	if !trusted.OK || trusted.Signature.Status != SigTrusted {
-		t.Errorf("with the gateway key trusted: %s, signature %s", trusted.Status, trusted.Signature.Status)
+}
+
+// With no trusted keys configured, a session signed by any key is not "ok": the
+// signature proves the end record consistent, not who wrote it.
+func TestNoTrustedKeysIsUntrusted(t *testing.T) {
+	b := session()
+	_, other, _ := ed25519.GenerateKey(nil)
+	for name, fs := range map[string][]schemas.Frame{"gateway's key": b.Frames, "any key": forgeEnd(t, b, other)} {
+		r := run(t, b, fs, Options{})
+		if r.OK || r.Status != StatusUntrusted || len(r.Problems) != 0 {
+			t.Errorf("%s, no trusted keys: %s ok=%v problems: %s", name, r.Status, r.OK, kinds(r))
+		}
+		if r.Signature.Status != SigUntrustedConsistent {
+			t.Errorf("%s: signature %s", name, r.Signature.Status)
+		}
+	}
+}
+
+// Rewriting the end record (reason, byte counts) and resealing its frame, which is
+// the last in the chain and so not covered by any later hash, breaks the signature.
+func TestRewrittenEndRecordFails(t *testing.T) {
+	b := session()
+	for name, change := range map[string]func(*schemas.SessionEnd){
+		"reason":       func(e *schemas.SessionEnd) { e.Reason = "client closed normally" },
+		"bytes_client": func(e *schemas.SessionEnd) { e.BytesClient = 1 },
+		"frames":       func(e *schemas.SessionEnd) { e.Frames = 3 },
+	} {
+		fs := clone(b.Frames)
+		n := len(fs)
+		e := *fs[n-1].End
+		change(&e)
+		fs[n-1].End = &e
+		fs[n-1].Payload, _ = json.Marshal(e)
+		if err := schemas.Seal(&fs[n-1], fs[n-2].Hash); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, b, fs, trust(b))
+		onlyProblem(t, r, ProblemSignature, int64(n-1))
+		if r.Signature.Status != SigInvalid {
+			t.Errorf("%s rewritten: signature %s", name, r.Signature.Status)
+		}
+	}
+}
+
+// Recordings signed before frame schema v2 (tip only) still verify, and say so.
+func TestLegacyEndSignature(t *testing.T) {
+	b := session()
+	fs := clone(b.Frames)
+	n := len(fs)
+	e := *fs[n-1].End
+	msg, _ := schemas.SignatureMessage(b.ID, e.LastSeq, e.FinalHash)
+	e.Signature = ed25519.Sign(b.Key, msg)
+	fs[n-1].End = &e
+	fs[n-1].Payload, _ = json.Marshal(e)
+	if err := schemas.Seal(&fs[n-1], fs[n-2].Hash); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, b, fs, trust(b))
+	if !r.OK || r.Signature.Covers != "tip" {
+		t.Errorf("v1 signature: %s covers %q problems: %s", r.Status, r.Signature.Covers, kinds(r))
 	}
 }
 
@@ -207,7 +276,7 @@ func TestDuplicateRowsAndReordering(t *testing.T) {
 	b := session()
 	fs := clone(b.Frames)
 	dup := slices.Insert(slices.Clone(fs), 3, fs[2])
-	if r := run(t, b, dup, Options{}); !r.OK {
+	if r := run(t, b, dup, trust(b)); !r.OK {
 		t.Errorf("an identical duplicate row is a storage artefact, not tampering: %s", kinds(r))
 	}
 	other := fs[2]
@@ -219,18 +288,67 @@ func TestDuplicateRowsAndReordering(t *testing.T) {
 	onlyProblem(t, r, ProblemDuplicate, 2)
 }
 
+// mask masks fs[i] as a processor does, signing with key (unsigned when nil).
+func mask(t *testing.T, fs []schemas.Frame, i int, key ed25519.PrivateKey) {
+	t.Helper()
+	fs[i].Payload = []byte("Q select ***")
+	fs[i].PayloadSalt = nil
+	fs[i].Masks = map[string]int64{"email": 1}
+	if key == nil {
+		return
+	}
+	if err := schemas.SignMasked(key, &fs[i]); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMaskedFramesAreCountedNotFailed(t *testing.T) {
 	b := session()
+	_, proc, _ := ed25519.GenerateKey(nil)
 	fs := clone(b.Frames)
-	fs[3].Payload = []byte("Q select ***")
-	fs[3].PayloadSalt = nil
-	fs[3].Masks = map[string]int64{"email": 1}
-	r := run(t, b, fs, Options{})
-	if !r.OK || r.Masked != 1 {
-		t.Errorf("masked frame: %s masked=%d problems: %s", r.Status, r.Masked, kinds(r))
+	mask(t, fs, 3, proc)
+	r := run(t, b, fs, trust(b, proc))
+	if !r.OK || r.Masked != 1 || r.MaskedSigs.Status != MaskedTrusted {
+		t.Errorf("masked frame: %s masked=%d %+v problems: %s", r.Status, r.Masked, r.MaskedSigs, kinds(r))
+	}
+	// Gateway key trusted, processor key not configured: untrusted, not ok.
+	if r := run(t, b, fs, trust(b)); r.OK || r.Status != StatusUntrusted || r.MaskedSigs.Status != MaskedUntrusted {
+		t.Errorf("no trusted processor keys: %s %+v problems: %s", r.Status, r.MaskedSigs, kinds(r))
 	}
 	fs[3].Masks = nil
-	onlyProblem(t, run(t, b, fs, Options{}), ProblemSalt, 3)
+	onlyProblem(t, run(t, b, fs, trust(b, proc)), ProblemSalt, 3)
+}
+
+// Whoever can write the store replaces a masked payload (or the mask counts): the
+// chain does not cover a masked payload, so before processors signed what they
+// masked this verified as ok.
+func TestReplacedMaskedPayloadFails(t *testing.T) {
+	b := session()
+	_, proc, _ := ed25519.GenerateKey(nil)
+	_, attacker, _ := ed25519.GenerateKey(nil)
+	for name, tamper := range map[string]func(f *schemas.Frame){
+		"payload":  func(f *schemas.Frame) { f.Payload = []byte("Q select 'innocent'") },
+		"masks":    func(f *schemas.Frame) { f.Masks = map[string]int64{"email": 2} },
+		"unsigned": func(f *schemas.Frame) { f.ProcessorSig = nil },
+		"resigned": func(f *schemas.Frame) {
+			f.Payload = []byte("Q select 'innocent'")
+			_ = schemas.SignMasked(attacker, f)
+		},
+	} {
+		fs := clone(b.Frames)
+		mask(t, fs, 3, proc)
+		tamper(&fs[3])
+		r := run(t, b, fs, trust(b, proc))
+		onlyProblem(t, r, ProblemMasked, 3)
+		if r.MaskedSigs.Status != MaskedFailed {
+			t.Errorf("%s: masked signatures %s", name, r.MaskedSigs.Status)
+		}
+	}
+	// A payload stripped of its salt and marked masked without any signature fails
+	// too: the frame was never masked by a processor.
+	fs := clone(b.Frames)
+	mask(t, fs, 5, nil)
+	onlyProblem(t, run(t, b, fs, trust(b, proc)), ProblemMasked, 5)
 }
 
 func TestProblemsAreCapped(t *testing.T) {
@@ -247,7 +365,7 @@ func TestProblemsAreCapped(t *testing.T) {
 
 func TestDeniedSessionVerifies(t *testing.T) {
 	b := sessiontest.NewDenied(schemas.SSH, schemas.SessionStart{Subject: "mallory", Target: "box"}, "not in group ops")
-	r := run(t, b, b.Frames, Options{})
+	r := run(t, b, b.Frames, trust(b))
 	if !r.OK || r.Frames != 2 || r.EndReason != "denied: not in group ops" {
 		t.Errorf("denied session: %s %+v problems: %s", r.Status, r, kinds(r))
 	}
@@ -262,7 +380,11 @@ func TestWithheldFrameVerifiesAndIsNamed(t *testing.T) {
 	b := session()
 	fs := clone(b.Frames)
 	fs[3].Payload, fs[3].PayloadSalt, fs[3].Masks = nil, nil, map[string]int64{schemas.MaskWithheld: 1}
-	r := run(t, b, fs, Options{})
+	_, proc, _ := ed25519.GenerateKey(nil)
+	if err := schemas.SignMasked(proc, &fs[3]); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, b, fs, trust(b, proc))
 	if !r.OK || len(r.Problems) != 0 || !slices.Equal(r.Withheld, []int64{3}) || r.Masked != 1 {
 		t.Fatalf("report %+v, problems %s", r, kinds(r))
 	}

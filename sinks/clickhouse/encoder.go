@@ -64,6 +64,7 @@ func FramesBlock(fs []schemas.Frame) *Block {
 		col("session_start", fs, func(f *schemas.Frame) string { return jsonOrEmpty(f.Start) }),
 		col("denial", fs, func(f *schemas.Frame) string { return f.Denial }),
 		col("session_end", fs, func(f *schemas.Frame) string { return jsonOrEmpty(f.End) }),
+		col("processor_sig", fs, func(f *schemas.Frame) string { return processorSigColumn(f.ProcessorSig) }),
 	}}
 }
 
@@ -177,4 +178,25 @@ func jsonOrEmpty[T any](v *T) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// processorSigColumn stores a processor signature as key || signature, "" for none.
+func processorSigColumn(p *schemas.ProcessorSig) string {
+	if p == nil {
+		return ""
+	}
+	return string(p.Key) + string(p.Signature)
+}
+
+// ParseProcessorSig reverses processorSigColumn. A value of the wrong length is kept
+// as an unverifiable signature rather than dropped, so verify reports it.
+func ParseProcessorSig(v string) *schemas.ProcessorSig {
+	const keySize = 32
+	switch {
+	case v == "":
+		return nil
+	case len(v) == keySize+64:
+		return &schemas.ProcessorSig{Key: []byte(v[:keySize]), Signature: []byte(v[keySize:])}
+	}
+	return &schemas.ProcessorSig{Signature: []byte(v)}
 }

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -113,6 +114,27 @@ func (s *store) migrate(ctx context.Context) error {
 			return fmt.Errorf("clickhouse: record migration %04d: %w", m.Version, err)
 		}
 		slog.Info("clickhouse migration applied", "version", m.Version, "name", m.Name, "schema", s.cfg.Schema)
+	}
+	return nil
+}
+
+// ErrSchemaBehind is returned by CheckSchema when migrations are missing.
+var ErrSchemaBehind = errors.New("schema not migrated")
+
+func (s *store) CheckSchema(ctx context.Context) error {
+	_, ms, err := Migrations(s.cfg.Schema)
+	if err != nil {
+		return err
+	}
+	applied, err := s.appliedMigrations(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v; start `tapline sink` against this database first: it applies the migrations", ErrSchemaBehind, err)
+	}
+	for _, m := range ms {
+		if !applied[m.Version] {
+			return fmt.Errorf("%w: migration %04d_%s is not applied; start (or upgrade) `tapline sink` first: it applies migrations, the query service never does",
+				ErrSchemaBehind, m.Version, m.Name)
+		}
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ const commandColumns = `session_id, command_seq, seq_end, protocol, target, subj
 params, started_at, ended_at, status, error, rows, exit_status, masks`
 
 const frameColumns = `session_id, seq, ts, direction, protocol, kind, channel, fragment, final, payload,
-payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end`
+payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end, processor_sig`
 
 // framesPage is how many frames one round trip reads. Fragments are at most ~900 KiB,
 // so a page holds at most ~115 MiB even for a session of maximal fragments.
@@ -200,12 +200,13 @@ func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.F
 	var out []schemas.Frame
 	for rows.Next() {
 		var f schemas.Frame
-		var direction, protocol, start, end string
+		var direction, protocol, start, end, psig string
 		if err := rows.Scan(&f.SessionID, &f.Seq, &f.TS, &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
 			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID, &f.Masks,
-			&start, &f.Denial, &end); err != nil {
+			&start, &f.Denial, &end, &psig); err != nil {
 			return nil, fmt.Errorf("clickhouse: frames: %w", err)
 		}
+		f.ProcessorSig = ParseProcessorSig(psig)
 		f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)
 		if len(f.Masks) == 0 {
 			f.Masks = nil
@@ -227,34 +228,29 @@ func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.F
 	return out, rows.Err()
 }
 
-// SQL runs an auditor's statement read-only. The statement is wrapped as a subquery
-// so only a SELECT (or WITH ... SELECT) runs; readonly=1 and the limits come with it.
-// Statements with ";" (a second statement) or their own SETTINGS (which could lift
-// readonly inside a subquery on chDB) are refused.
-func (s *store) SQL(ctx context.Context, query string, l Limits) (*Result, error) {
-	q := strings.TrimRight(strings.TrimSpace(query), "; \t\r\n")
-	switch {
-	case q == "":
-		return nil, fmt.Errorf("%w: empty statement", ErrRejected)
-	case strings.Contains(q, ";"):
-		return nil, fmt.Errorf("%w: one statement only (no ';')", ErrRejected)
-	case strings.Contains(strings.ToLower(q), "settings"):
-		return nil, fmt.Errorf("%w: SETTINGS are fixed by the server (readonly, time and row limits)", ErrRejected)
+// SQL runs an auditor's statement read-only and returns its rows as a stream: the
+// caller writes them out as they come and must Close them. The statement is wrapped
+// as a subquery so only a SELECT (or WITH ... SELECT) runs; readonly and the limits
+// come with it. A second statement or a SETTINGS clause of its own (which could lift
+// readonly or the limits inside the subquery) is refused (checkAuditorSQL).
+func (s *store) SQL(ctx context.Context, query string, l Limits) (Rows, error) {
+	q, err := checkAuditorSQL(query)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
 	if err := CheckParams(q, nil); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	if l.MaxRows <= 0 {
-		l.MaxRows = 10000
-	}
-	if l.MaxExecutionTime <= 0 {
-		l.MaxExecutionTime = 30 * time.Second
-	}
-	settings, err := s.sqlSettings(ctx, l)
+	settings, err := s.sqlSettings(ctx, l.withDefaults())
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.conn.Query(ctx, "SELECT * FROM (\n"+q+"\n)", nil, settings)
+	return s.conn.Query(ctx, "SELECT * FROM (\n"+q+"\n)", nil, settings)
+}
+
+// CollectSQL runs st.SQL and reads the whole result; for tests and small answers.
+func CollectSQL(ctx context.Context, st Store, query string, l Limits) (*Result, error) {
+	rows, err := st.SQL(ctx, query, l)
 	if err != nil {
 		return nil, err
 	}
@@ -270,16 +266,20 @@ func (s *store) SQL(ctx context.Context, query string, l Limits) (*Result, error
 	return res, rows.Err()
 }
 
-// sqlSettings returns the per-query settings of a read-only statement. A user whose
-// profile is already read-only may not change some of them: with readonly=2 the
-// limits still apply per query; with readonly=1 no setting may change, so the
-// profile's own limits apply.
+// sqlSettings returns the per-query settings of a read-only statement. A login
+// that may write gets readonly=1 with every statement. A login whose profile is
+// already read-only cannot be given readonly=1: ClickHouse refuses to change
+// readonly in readonly mode (code 164). Under readonly=2 (tapline_reader's profile)
+// writes and DDL are refused all the same and the limits still apply per query;
+// under readonly=1 no setting may change, so the profile's own limits apply.
 func (s *store) sqlSettings(ctx context.Context, l Limits) (Settings, error) {
 	// result_overflow_mode stays at its default, throw: servers before 20.x take
 	// only numeric settings over the native protocol.
 	limits := Settings{
 		"max_execution_time": max(1, int(l.MaxExecutionTime.Seconds())),
 		"max_result_rows":    l.MaxRows,
+		"max_result_bytes":   int(l.MaxResultBytes),
+		"max_memory_usage":   int(l.MaxMemoryBytes),
 	}
 	ro, err := s.queryString(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'", nil, "0")
 	if err != nil {

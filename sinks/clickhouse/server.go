@@ -15,6 +15,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
+// codeReadonly is ClickHouse's READONLY error: a statement refused in readonly mode.
+const codeReadonly = 164
+
 // OpenServer connects to a ClickHouse server or cluster over the native protocol,
 // creating the configured database if it is missing. Call Migrate before writing.
 func OpenServer(ctx context.Context, sc ServerConfig, cfg Config) (Store, error) {
@@ -56,6 +59,12 @@ func DialServer(ctx context.Context, sc ServerConfig) (Conn, error) {
 	}
 	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+sc.Database)
 	boot.Close()
+	var exc *ch.Exception
+	if errors.As(err, &exc) && exc.Code == codeReadonly {
+		// A read-only login (the query role's tapline_reader) cannot run DDL, even a
+		// no-op one; the sink created the database, and connecting says if not.
+		err = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: create database %s on %s: %w", sc.Database, strings.Join(sc.Addr, ","), err)
 	}

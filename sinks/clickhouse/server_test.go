@@ -2,6 +2,7 @@ package clickhouse_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -73,7 +74,7 @@ func TestServerReadOnlySQL(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.SQL(ctx, `SELECT toUInt8(1) AS u, toInt32(-2) AS i, 'x' AS s, [1, 2] AS a, toNullable(NULL) AS n,
+	res, err := clickhouse.CollectSQL(ctx, s, `SELECT toUInt8(1) AS u, toInt32(-2) AS i, 'x' AS s, [1, 2] AS a, toNullable(NULL) AS n,
 toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6677-8899-aabbccddeeff') AS id`, clickhouse.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,16 +87,16 @@ toDateTime('2024-05-01 10:11:12', 'UTC') AS t, 2.5 AS f, toUUID('00112233-4455-6
 	if res.Columns[3].Name != "a" || res.Columns[3].Type != "Array(UInt8)" {
 		t.Errorf("columns %+v", res.Columns)
 	}
-	if _, err := s.SQL(ctx, "DROP TABLE frames", clickhouse.Limits{}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "DROP TABLE frames", clickhouse.Limits{}); err == nil {
 		t.Error("DROP TABLE ran as read-only SQL")
 	}
 	if n := storetest.Count(t, conn, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'frames'", nil); n != 1 {
 		t.Error("frames was dropped through read-only SQL")
 	}
-	if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
 		t.Error("100 rows with MaxRows 10 returned without error")
 	}
-	if _, err := s.SQL(ctx, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT sleep(3)", clickhouse.Limits{MaxExecutionTime: time.Second}); err == nil {
 		// sleep(3) is rejected outright by some versions; a timeout is the other outcome.
 		t.Error("a 3 s statement with a 1 s limit returned without error")
 	}
@@ -110,5 +111,62 @@ func TestServerTooOldForFullSchema(t *testing.T) {
 	}
 	if err := s.Migrate(ctx); err == nil || !strings.Contains(err.Error(), "older than 24.8") {
 		t.Errorf("full schema on 18.16: err = %v, want a version error", err)
+	}
+}
+
+// The query role never migrates: CheckSchema says what is missing and who applies it.
+func TestServerCheckSchema(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := legacyServer(t)
+	if err := s.CheckSchema(ctx); !errors.Is(err, clickhouse.ErrSchemaBehind) || !strings.Contains(err.Error(), "tapline sink") {
+		t.Fatalf("fresh database: %v, want ErrSchemaBehind naming the sink", err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("migrated: %v", err)
+	}
+}
+
+// tapline_reader, the query role's login (readonly=2 profile, as shipped), reads and
+// runs auditors' SQL with their limits, and cannot write.
+func TestServerReaderLoginCannotWrite(t *testing.T) {
+	ctx := context.Background()
+	s, conn, sc := legacyServer(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sc.Username = "tapline_reader"
+	rc, err := clickhouse.DialServer(ctx, sc)
+	if err != nil && strings.Contains(err.Error(), "tapline_reader") {
+		t.Skipf("the running test services predate the tapline_reader login (restart them): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := clickhouse.NewStore(rc, clickhouse.Config{Schema: clickhouse.SchemaLegacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.CheckSchema(ctx); err != nil {
+		t.Fatalf("reader CheckSchema: %v", err)
+	}
+	r := storetest.NewRecording("alice", "app", time.Now().UTC(), 4)
+	if err := reader.Insert(ctx, &clickhouse.Batch{Frames: r.Frames}); err == nil {
+		t.Error("the reader login inserted frames")
+	}
+	if err := rc.Exec(ctx, "DROP TABLE frames", nil); err == nil {
+		t.Error("the reader login dropped a table")
+	}
+	if n := storetest.Count(t, conn, "SELECT count() FROM frames", nil); n != 0 {
+		t.Errorf("frames has %d rows after the reader's insert", n)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, reader, "SELECT count() FROM frames", clickhouse.Limits{}); err != nil {
+		t.Errorf("reader SQL: %v", err)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, reader, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+		t.Error("row limit not applied to the reader")
 	}
 }

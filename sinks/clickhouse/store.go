@@ -17,6 +17,10 @@ type Store interface {
 	// schema_migrations yet, then the retention and storage settings of the store's
 	// Config. Safe to run on every start and from several processes.
 	Migrate(ctx context.Context) error
+	// CheckSchema reports whether every embedded migration is applied, without
+	// changing anything: the query role reads with a login that may not write, and
+	// leaves migrations to the sink.
+	CheckSchema(ctx context.Context) error
 
 	// Insert writes a batch. A batch retried with the same Token is dropped by
 	// ClickHouse's insert deduplication; rows written twice under different tokens
@@ -33,8 +37,9 @@ type Store interface {
 	// order, reading a page at a time so memory stays bounded. A non-nil error from fn
 	// stops the walk and is returned.
 	Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error
-	// SQL runs one read-only statement (readonly=1) with the given limits.
-	SQL(ctx context.Context, query string, l Limits) (*Result, error)
+	// SQL runs one read-only statement with the given limits and streams its rows;
+	// the caller closes them. CollectSQL reads them all.
+	SQL(ctx context.Context, query string, l Limits) (Rows, error)
 
 	Close() error
 }
@@ -92,6 +97,32 @@ type CommandFilter struct {
 type Limits struct {
 	MaxRows          int           // max_result_rows; default 10000
 	MaxExecutionTime time.Duration // max_execution_time; default 30s
+	MaxResultBytes   int64         // max_result_bytes; default 256 MiB
+	MaxMemoryBytes   int64         // max_memory_usage; default 2 GiB
+}
+
+// Defaults for zero Limits fields.
+const (
+	DefaultSQLMaxRows          = 10000
+	DefaultSQLMaxExecutionTime = 30 * time.Second
+	DefaultSQLMaxResultBytes   = 256 << 20
+	DefaultSQLMaxMemoryBytes   = 2 << 30
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxRows <= 0 {
+		l.MaxRows = DefaultSQLMaxRows
+	}
+	if l.MaxExecutionTime <= 0 {
+		l.MaxExecutionTime = DefaultSQLMaxExecutionTime
+	}
+	if l.MaxResultBytes <= 0 {
+		l.MaxResultBytes = DefaultSQLMaxResultBytes
+	}
+	if l.MaxMemoryBytes <= 0 {
+		l.MaxMemoryBytes = DefaultSQLMaxMemoryBytes
+	}
+	return l
 }
 
 // Column names a result column and its ClickHouse type.

@@ -97,6 +97,10 @@ func DecodeRowBinary(b []byte) (*Table, error) {
 			return nil, fmt.Errorf("column %s: %w", t.Columns[i].Name, err)
 		}
 	}
+	if n == 0 && !r.eof() {
+		// Rows of no columns take no bytes: trailing bytes cannot be rows.
+		return nil, fmt.Errorf("%d bytes after a header of no columns", len(b)-r.off)
+	}
 	for !r.eof() {
 		row := make([]any, n)
 		for i, d := range decs {

@@ -172,6 +172,11 @@ func (c *conn) Query(ctx context.Context, sql string, params clickhouse.Params, 
 	if err != nil {
 		return nil, err
 	}
+	// Embedded, the engine hands over the whole result at once and does not apply
+	// max_result_bytes to it; check it here, before decoding doubles the memory.
+	if limit, ok := settings["max_result_bytes"].(int); ok && limit > 0 && len(out) > limit {
+		return nil, fmt.Errorf("chdb: Limit for result exceeded: %d bytes, max_result_bytes %d", len(out), limit)
+	}
 	t, err := DecodeRowBinary(out)
 	if err != nil {
 		return nil, fmt.Errorf("chdb: decode result: %w", err)

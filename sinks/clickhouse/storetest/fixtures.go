@@ -3,12 +3,17 @@
 package storetest
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/tapline/tapline/schemas"
 )
+
+// processorKey signs the fixtures' masked frames, so the processor_sig column is
+// written and read back like any other.
+var processorKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 
 // Recording is one synthetic session: sealed frames, commands and its summaries.
 type Recording struct {
@@ -62,6 +67,11 @@ func NewRecordingSized(subject, target string, start time.Time, n, size int) Rec
 		}
 		if err := schemas.Seal(&f, prev); err != nil {
 			panic(err)
+		}
+		if f.Masks != nil {
+			if err := schemas.SignMasked(processorKey, &f); err != nil {
+				panic(err)
+			}
 		}
 		prev = f.Hash
 		r.Frames = append(r.Frames, f)

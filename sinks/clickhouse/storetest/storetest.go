@@ -321,7 +321,7 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 	r := NewRecording("erin", "app", time.Now().UTC(), 6)
 	insert(t, s, "", r)
 
-	res, err := s.SQL(ctx, "SELECT session_id, count() AS n, max(ts) AS last FROM frames GROUP BY session_id;", clickhouse.Limits{})
+	res, err := clickhouse.CollectSQL(ctx, s, "SELECT session_id, count() AS n, max(ts) AS last FROM frames GROUP BY session_id;", clickhouse.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 		"SELECT {x:String}",
 		"",
 	} {
-		if _, err := s.SQL(ctx, q, clickhouse.Limits{}); !errors.Is(err, clickhouse.ErrRejected) {
+		if _, err := clickhouse.CollectSQL(ctx, s, q, clickhouse.Limits{}); !errors.Is(err, clickhouse.ErrRejected) {
 			t.Errorf("SQL(%q) = %v, want ErrRejected", q, err)
 		}
 	}
@@ -346,18 +346,29 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 		"SELECT count() FROM file('/etc/hostname', 'LineAsString')",
 		"SELECT 1) UNION ALL (SELECT count() FROM file('/etc/hostname', 'LineAsString')",
 	} {
-		if _, err := s.SQL(ctx, q, clickhouse.Limits{}); err == nil {
+		if _, err := clickhouse.CollectSQL(ctx, s, q, clickhouse.Limits{}); err == nil {
 			t.Errorf("SQL(%q) ran; want it refused", q)
 		}
 	}
 	if n := Count(t, c, "SELECT count() FROM frames", nil); n != 6 {
 		t.Errorf("frames has %d rows after the refused statements, want 6", n)
 	}
-	if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil ||
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil ||
 		!strings.Contains(err.Error(), "Limit for result exceeded") {
 		t.Errorf("100 rows with MaxRows 10: err = %v, want the engine's result limit error", err)
 	}
-	if _, err := s.SQL(ctx, "SELECT number, throwIf(number = 100000) FROM system.numbers LIMIT 200000", clickhouse.Limits{MaxRows: 1000000}); err == nil {
+	// A table whose name merely contains "settings" is an ordinary query.
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT count() FROM table_settings", clickhouse.Limits{}); err != nil {
+		t.Errorf("SELECT from table_settings refused: %v", err)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT repeat('x', 1000) FROM numbers(10000)", clickhouse.Limits{MaxResultBytes: 100 << 10}); err == nil {
+		t.Error("10 MB result with MaxResultBytes 100 KiB: no error")
+	}
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT length(groupArray(number)) FROM numbers(20000000)", clickhouse.Limits{MaxMemoryBytes: 16 << 20}); err == nil ||
+		!strings.Contains(err.Error(), "emory limit") {
+		t.Errorf("160 MB aggregate with MaxMemoryBytes 16 MiB: err = %v, want the memory limit error", err)
+	}
+	if _, err := clickhouse.CollectSQL(ctx, s, "SELECT number, throwIf(number = 100000) FROM system.numbers LIMIT 200000", clickhouse.Limits{MaxRows: 1000000}); err == nil {
 		t.Error("throwIf did not fail the statement")
 	}
 	// A session that is already read-only (a profile with readonly = 2) still gets
@@ -369,15 +380,15 @@ func testReadOnlySQL(t *testing.T, dial Dial) {
 		if err := c.Exec(ctx, "SET readonly = 2", nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.SQL(ctx, "SELECT count() FROM frames", clickhouse.Limits{}); err != nil {
+		if _, err := clickhouse.CollectSQL(ctx, s, "SELECT count() FROM frames", clickhouse.Limits{}); err != nil {
 			t.Errorf("SQL under readonly=2: %v", err)
 		}
-		if _, err := s.SQL(ctx, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
+		if _, err := clickhouse.CollectSQL(ctx, s, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
 			t.Error("MaxRows not applied under readonly=2")
 		}
 	}()
 	// A statement that failed halfway through its rows leaves nothing behind for the next.
-	res, err = s.SQL(ctx, "SELECT 42 AS answer", clickhouse.Limits{})
+	res, err = clickhouse.CollectSQL(ctx, s, "SELECT 42 AS answer", clickhouse.Limits{})
 	if err != nil || len(res.Rows) != 1 || res.Rows[0][0] != uint64(42) || res.Columns[0].Name != "answer" {
 		t.Errorf("statement after failed ones: %+v %v", res, err)
 	}
