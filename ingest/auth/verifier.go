@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,6 +44,8 @@ const (
 	maxTokenLen = 64 << 10
 	// discoveryRetry limits how often Verify retries discovery of an unreachable issuer.
 	discoveryRetry = 2 * time.Second
+	// maxNBF is year ~5138; any real nbf is far below and int64 conversion is exact.
+	maxNBF = 1 << 37
 )
 
 // asymmetricAlgs are the only algorithms ever accepted. Symmetric (HS*) and "none"
@@ -363,6 +366,11 @@ func (v *Verifier) checkTimes(exp time.Time, nbf *json.Number) error {
 	secs, err := nbf.Float64()
 	if err != nil {
 		return fmt.Errorf("%w: nbf claim is not a number", ErrInvalidToken)
+	}
+	// Converting a float beyond int64 is implementation-defined in Go (it wrapped
+	// to the past on amd64, making a far-future nbf valid): refuse it outright.
+	if math.IsNaN(secs) || secs >= maxNBF || secs <= -maxNBF {
+		return fmt.Errorf("%w: nbf claim %s out of range", ErrInvalidToken, nbf.String())
 	}
 	notBefore := time.Unix(int64(secs), 0)
 	if now.Add(v.cfg.ClockSkew).Before(notBefore) {

@@ -136,6 +136,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"expired", with(func(c map[string]any) { c["exp"] = now.Add(-2 * time.Hour).Unix() }), ErrExpired, "token expired at "},
 		{"no exp", with(func(c map[string]any) { delete(c, "exp") }), ErrInvalidToken, "no expiry"},
 		{"not yet valid", with(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() }), ErrInvalidToken, "not valid before"},
+		{"nbf beyond int64", with(func(c map[string]any) { c["nbf"] = 1e19 }), ErrInvalidToken, "out of range"},
+		{"nbf far in the future", with(func(c map[string]any) { c["nbf"] = 9.3e18 }), ErrInvalidToken, "out of range"},
 		{"wrong audience", with(func(c map[string]any) { c["aud"] = "other-app" }), ErrInvalidToken, "audience mismatch"},
 		{"wrong issuer", with(func(c map[string]any) { c["iss"] = "https://evil.example" }), ErrInvalidToken, "issuer mismatch"},
 		{"no subject", with(func(c map[string]any) { delete(c, "sub") }), ErrInvalidToken, "no subject"},
