@@ -228,7 +228,7 @@ func (s *devSystem) gatewayConfig() map[string]any {
 		"gateway_id": "dev",
 		"data_dir":   s.opts.dataDir,
 		"kafka":      map[string]any{"brokers": s.brokers, "mode": "strict"},
-		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.DefaultAudience},
+		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.GatewayAudience},
 		"postgres":   map[string]any{"listen": hostPort(s.opts.pgPort)},
 		"ssh":        map[string]any{"listen": hostPort(s.opts.sshPort)},
 		"targets":    targets,
@@ -305,7 +305,7 @@ func (s *devSystem) runSink(ctx context.Context) error {
 }
 
 func (s *devSystem) runQuery(ctx context.Context) error {
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuer: s.issuer.URL(), Audience: devissuer.DefaultAudience})
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuer: s.issuer.URL(), Audience: devissuer.QueryAudience})
 	if err != nil {
 		return err
 	}
