@@ -69,7 +69,10 @@ type PostgresListener struct {
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
 	// AllowPlaintext accepts tokens without TLS; only valid on a loopback listen address.
-	AllowPlaintext  bool `yaml:"allow_plaintext"`
+	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// AllowSelfSigned generates a self-signed certificate even on a non-loopback
+	// listen address (agents must then pin it: `tapline ca`, sslmode=verify-full).
+	AllowSelfSigned bool `yaml:"allow_self_signed"`
 	MaxMessageBytes int  `yaml:"max_message_bytes"`
 }
 
@@ -226,6 +229,10 @@ func (c *Config) validatePostgresListener(p *problems) {
 	}
 	if (l.TLSCert == "") != (l.TLSKey == "") {
 		p.add("postgres.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	if l.TLSCert == "" && l.Listen != "" && !loopbackHost(l.Listen) && !l.AllowSelfSigned {
+		p.add("postgres.tls_cert", "required on the non-loopback listen address %s: agents need a certificate they can verify (sslmode=verify-full); "+
+			"set tls_cert and tls_key, or allow_self_signed: true to generate one agents pin with `tapline ca`", l.Listen)
 	}
 	for key, f := range map[string]string{"postgres.tls_cert": l.TLSCert, "postgres.tls_key": l.TLSKey} {
 		if f != "" {

@@ -31,7 +31,7 @@ func (c *conn) login(ctx context.Context, st *startup) (Session, *upstream, *Tar
 	}
 	if !c.tls && !c.plaintext {
 		c.reject("tls_required", codeInvalidAuthSpec,
-			"tapline: TLS required: connect with sslmode=require (the password is an identity token and is accepted only over TLS)")
+			"tapline: TLS required: connect with sslmode=verify-full and PGSSLROOTCERT set to the gateway's CA (`tapline ca` prints it); the password is an identity token, and sslmode=require would hand it to anyone in the path")
 		return nil, nil, nil
 	}
 	name := st.params["database"]

@@ -160,7 +160,7 @@ func TestTLSRequiredWithoutPlaintextListener(t *testing.T) {
 	c := h.dial(t)
 	m := c.login("app", "good")
 	e, ok := m.(*pgproto3.ErrorResponse)
-	if !ok || e.Code != codeInvalidAuthSpec || !strings.Contains(e.Message, "TLS required") {
+	if !ok || e.Code != codeInvalidAuthSpec || !strings.Contains(e.Message, "TLS required") || !strings.Contains(e.Message, "sslmode=verify-full") {
 		t.Fatalf("got %#v", m)
 	}
 	// SSLRequest without a certificate: 'N'.
