@@ -99,7 +99,7 @@ func startGateway(t *testing.T, o gwOpts) *gw {
 gateway_id: gw-test
 data_dir: %s
 kafka: {brokers: [%s], topic: %s, mode: %s, produce_timeout: %s, max_buffered_bytes: %d}
-oidc: {issuer: %q, audience: tapline, clock_skew: %s}
+oidc: {issuer: %q, audience: tapline-gateway, clock_skew: %s}
 metrics: {listen: "127.0.0.1:0"}
 postgres: {listen: "127.0.0.1:0", allow_plaintext: %v, max_message_bytes: 4194304}
 targets:

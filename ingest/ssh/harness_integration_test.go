@@ -73,7 +73,7 @@ func startGateway(t *testing.T, o gatewayOpts) *itGateway {
 gateway_id: gw-ssh-test
 data_dir: %[1]s
 kafka: {brokers: [%[2]q], topic: %[3]s, mode: strict, produce_timeout: %[4]s}
-oidc: {issuer: %[5]q, audience: tapline}
+oidc: {issuer: %[5]q, audience: tapline-gateway}
 ssh: {listen: "127.0.0.1:0"}
 targets:
   - name: box
