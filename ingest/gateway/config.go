@@ -97,6 +97,10 @@ type PostgresTarget struct {
 	PasswordFile string `yaml:"password_file"`
 	TLS          string `yaml:"tls"` // disable | require | verify-full (default)
 	CAFile       string `yaml:"ca_file"`
+	// AllowMD5 and AllowCleartext answer a target asking for md5 or a cleartext
+	// password; off, only SCRAM (with channel binding over TLS) is spoken.
+	AllowMD5       bool `yaml:"allow_md5"`
+	AllowCleartext bool `yaml:"allow_cleartext"`
 }
 
 // Defaults.

@@ -145,7 +145,7 @@ func (c *Config) postgresTargets() ([]postgres.Target, error) {
 		pt := postgres.Target{
 			Name: t.Name, Address: t.Address, Groups: t.Groups,
 			Database: pg.Database, User: pg.User, TLS: postgres.TLSMode(pg.TLS),
-			Password: c.passwordFunc(pg),
+			Password: c.passwordFunc(pg), AllowMD5: pg.AllowMD5, AllowCleartext: pg.AllowCleartext,
 		}
 		if pg.CAFile != "" {
 			pool, err := loadCAPool(pg.CAFile)

@@ -287,7 +287,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		MaxMessageBytes: 64 << 10,
 		Targets: []Target{{
 			Name: "app", Address: be.addr(), Groups: []string{"dba"}, Database: "appdb", User: "gw",
-			Password: func() (string, error) { return "gwpass", nil }, TLS: TLSDisable,
+			Password: func() (string, error) { return "gwpass", nil }, TLS: TLSDisable, AllowCleartext: true,
 		}},
 		Verifier: fakeVerifier{
 			"good":  {Issuer: "https://idp", Subject: "alice", Groups: []string{"dba"}, TokenID: "t1"},

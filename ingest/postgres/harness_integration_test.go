@@ -112,7 +112,7 @@ targets:
     protocol: postgres
     address: %s
     groups: [dba]
-    postgres: {database: %s, user: %s, password_file: %s, tls: disable}
+    postgres: {database: %s, user: %s, password_file: %s, tls: disable, allow_md5: true}
 `, dir, strings.Join(o.brokers, ","), topic, o.mode, o.produceTimeout, o.maxBuffered, iss.URL(), o.clockSkew, o.plaintext,
 		pg.Addr(), pg.DB, pg.GWUser, caFile,
 		pg.Addr(), pg.DB, pg.MD5User, writeSecret(t, dir, pg.MD5Password))

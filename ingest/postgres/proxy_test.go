@@ -355,3 +355,15 @@ func TestNegotiateProtocolVersion(t *testing.T) {
 		t.Fatalf("protocol option forwarded to the target: %v", st)
 	}
 }
+
+// A target asking for a cleartext password (a fake target's easiest trick) gets
+// nothing unless its configuration allows it; the agent is told why.
+func TestCleartextTargetRefusedUnlessAllowed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Targets[0].AllowCleartext = false })
+	c := h.dial(t)
+	m := c.login("app", "good")
+	e, ok := m.(*pgproto3.ErrorResponse)
+	if !ok || e.Code != codeRejected || !strings.Contains(e.Message, "allow_cleartext: true") {
+		t.Fatalf("got %#v, want 08004 naming allow_cleartext", m)
+	}
+}
