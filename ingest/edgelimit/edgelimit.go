@@ -47,6 +47,9 @@ type Config struct {
 	MaxConnectionsPerIdentity int `yaml:"max_connections_per_identity"`
 	// MaxChannelsPerConnection caps open SSH channels on one connection.
 	MaxChannelsPerConnection int `yaml:"max_channels_per_connection"`
+	// ExpiryGrace extends each token's expiry as the verifier does (its clock
+	// skew), so a token accepted at login is not ended at once.
+	ExpiryGrace time.Duration `yaml:"-"`
 }
 
 func (c *Config) fillDefaults() {
@@ -211,6 +214,9 @@ func (l *Limiter) Sessions() int {
 // end, and the reason to record then: the token's expiry, or the maximum session
 // length from now if that comes first. A zero expiry means none.
 func (l *Limiter) Deadline(expiry, now time.Time) (time.Time, string) {
+	if !expiry.IsZero() {
+		expiry = expiry.Add(l.cfg.ExpiryGrace)
+	}
 	if l.cfg.MaxSessionLength > 0 {
 		if limit := now.Add(l.cfg.MaxSessionLength); expiry.IsZero() || limit.Before(expiry) {
 			return limit, ReasonMaxSessionLength

@@ -148,7 +148,7 @@ func (s *fakeSession) waitEnd(t *testing.T) string {
 	t.Helper()
 	select {
 	case <-s.ended:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("session did not end")
 	}
 	s.mu.Lock()

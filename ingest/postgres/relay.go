@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
+	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/recorder"
 )
 
@@ -79,6 +80,9 @@ type relay struct {
 	up        *upstream
 	log       *slog.Logger
 
+	deadline       time.Time // zero: none
+	deadlineReason string
+
 	key       cancelKey // the gateway's BackendKeyData for this session
 	realKey   cancelKey // the target's
 	keyIssued bool      // key and realKey are written by the server pump only, read after it ended
@@ -93,6 +97,7 @@ func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream,
 		agentMsgs: newMsgReader(c.in, s.cfg.MaxMessageBytes, clientTypes),
 		out:       &agentWriter{conn: c.net, w: bufio.NewWriterSize(c.net, 32<<10), sess: sess},
 		log:       s.log.With("session", sess.ID(), "target", t.Name, "client", c.remote),
+		deadline:  c.deadline, deadlineReason: c.deadlineReason,
 	}
 	s.metrics.connections.WithLabelValues("session").Inc()
 	s.metrics.active.Inc()
@@ -126,7 +131,13 @@ func (r *relay) run(ctx context.Context) string {
 	go func() { reasons <- r.serverPump() }()
 	pending := 2
 	var reason string
+	deadline, stopDeadline := r.deadlineTimer()
+	defer stopDeadline()
 	select {
+	case <-deadline:
+		reason = r.deadlineReason
+		r.log.Info("ending session at its deadline", "reason", reason)
+		r.out.final(fatalMessage(codeAdminShutdown, deadlineMessage(reason)))
 	case reason = <-reasons:
 		pending--
 	case <-ctx.Done():
@@ -137,7 +148,7 @@ func (r *relay) run(ctx context.Context) string {
 		r.log.Error("recording failed; terminating session", "err", r.sess.Err())
 		r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
 	}
-	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") {
+	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") && reason != r.deadlineReason {
 		reason = "client terminated"
 	}
 	// Closing both sides stops the other pump; its reason is a consequence.
@@ -148,6 +159,22 @@ func (r *relay) run(ctx context.Context) string {
 		<-reasons
 	}
 	return reason
+}
+
+// deadlineTimer fires at the session's deadline; it never fires without one.
+func (r *relay) deadlineTimer() (<-chan time.Time, func()) {
+	if r.deadline.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(r.deadline))
+	return t.C, func() { t.Stop() }
+}
+
+func deadlineMessage(reason string) string {
+	if reason == edgelimit.ReasonMaxSessionLength {
+		return "tapline: session reached the gateway's maximum session length; reconnect to continue"
+	}
+	return "tapline: the session's token expired; reconnect with a fresh token"
 }
 
 func errText(err error) string {

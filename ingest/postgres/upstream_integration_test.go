@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapline/tapline/ingest/edgelimit"
 
 	"github.com/tapline/tapline/integration/testenv"
 )
@@ -81,5 +86,27 @@ func TestTargetMD5RefusedUnlessAllowed(t *testing.T) {
 	up.conn.Close()
 	if up.auth != "md5" {
 		t.Fatalf("auth %q", up.auth)
+	}
+}
+
+// psql over the pending-handshake cap is refused with the gateway's message. The
+// slot is held by a connection this test controls and counted by the gateway
+// before psql starts; GSS encryption is off so libpq opens exactly one connection.
+func TestPsqlRefusedOverPendingHandshakeCap(t *testing.T) {
+	pg := testenv.Postgres(t)
+	lim := limiter(t, edgelimit.Config{MaxPendingHandshakes: 1})
+	h := newHarness(t, func(c *Config) { c.Limits = lim; c.StartupTimeout = 5 * time.Minute })
+	h.dial(t)
+	waitFor(t, "the held connection to be counted", func() bool { return lim.Pending() == 1 })
+	host, port, _ := net.SplitHostPort(h.addr)
+	cmd := exec.Command(filepath.Join(pg.Bin, "psql"), "-X", "-w", "-c", "select 1",
+		"host="+host+" port="+port+" dbname=app user=agent sslmode=disable connect_timeout=30")
+	cmd.Env = append(os.Environ(), "PGPASSWORD=good", "PGGSSENCMODE=disable")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "too many unauthenticated connections") {
+		t.Fatalf("psql over the cap: %v\n%s", err, out)
+	}
+	if lim.Pending() != 1 {
+		t.Fatalf("pending %d after the refusal, want the held 1", lim.Pending())
 	}
 }
