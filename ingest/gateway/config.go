@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 	"github.com/tapline/tapline/kafkaconn"
@@ -38,7 +39,9 @@ type Config struct {
 	// Postgres configures the Postgres listener; absent means no Postgres listener.
 	Postgres *PostgresListener `yaml:"postgres"`
 	// SSH configures the SSH listener (docs/ssh.md); absent means no SSH listener.
-	SSH     *sshproxy.Config `yaml:"ssh"`
+	SSH *sshproxy.Config `yaml:"ssh"`
+	// Limits bound what clients can make every edge do (docs/security.md).
+	Limits  edgelimit.Config `yaml:"limits"`
 	Targets []Target         `yaml:"targets"`
 
 	env func(string) (string, bool) // lookup used for password_env
@@ -214,6 +217,9 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	}
 	if c.Metrics.Listen != "" {
 		checkHostPort(&p, "metrics.listen", c.Metrics.Listen)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		p = append(p, err.Error())
 	}
 	c.validatePostgresListener(&p)
 	c.validateSSHListener(&p)

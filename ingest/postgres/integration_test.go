@@ -533,20 +533,19 @@ func TestDenialsAnsweredAndRecorded(t *testing.T) {
 	}
 }
 
-// A client that violates the framing after login gets 08P01 and nothing it sent
-// in that message reaches Postgres.
+// A client that violates the framing after login gets 08P01 (54000 for a message
+// over the size limit) and nothing it sent in that message reaches Postgres.
 func TestHostileClientAgainstRealTarget(t *testing.T) {
 	g := startGateway(t, gwOpts{plaintext: true})
 	marker := "hostile-" + uuid.NewString()
 	for _, tc := range []struct {
-		name string
-		raw  []byte
-		want string
+		name, code, want, reason string
+		raw                      []byte
 	}{
-		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), "exceeds the limit"},
-		{"negative", []byte{'Q', 0x80, 0, 0, 0}, "invalid length"},
-		{"unknown type", []byte{'!', 0, 0, 0, 4}, "unexpected message type"},
-		{"truncated", append(binary.BigEndian.AppendUint32([]byte{'Q'}, 100), "select '"+marker+"'"...), "truncated"},
+		{"oversized", "54000", "exceeds the limit", "client message too large", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30)},
+		{"negative", "08P01", "invalid length", "protocol violation", []byte{'Q', 0x80, 0, 0, 0}},
+		{"unknown type", "08P01", "unexpected message type", "protocol violation", []byte{'!', 0, 0, 0, 4}},
+		{"truncated", "08P01", "truncated", "protocol violation", append(binary.BigEndian.AppendUint32([]byte{'Q'}, 100), "select '"+marker+"'"...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := rawLogin(t, g, "hostile-"+tc.name)
@@ -557,12 +556,12 @@ func TestHostileClientAgainstRealTarget(t *testing.T) {
 				conn.(*net.TCPConn).CloseWrite()
 			}
 			e := readError(t, conn)
-			if e.Code != "08P01" || !strings.Contains(e.Message, tc.want) {
-				t.Fatalf("got %s %q, want 08P01 mentioning %q", e.Code, e.Message, tc.want)
+			if e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("got %s %q, want %s mentioning %q", e.Code, e.Message, tc.code, tc.want)
 			}
 			frames := g.recordedSession(t, byApp("hostile-"+tc.name))
 			g.verifySession(t, frames)
-			if r := frames[len(frames)-1].End.Reason; !strings.Contains(r, "protocol violation") {
+			if r := frames[len(frames)-1].End.Reason; !strings.Contains(r, tc.reason) {
 				t.Fatalf("end reason %q", r)
 			}
 		})

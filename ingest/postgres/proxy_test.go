@@ -177,13 +177,13 @@ func TestTLSRequiredWithoutPlaintextListener(t *testing.T) {
 func TestHostileClientAfterLogin(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, tc := range []struct {
-		name string
-		raw  []byte
-		want string
+		name       string
+		raw        []byte
+		code, want string
 	}{
-		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), "exceeds the limit"},
-		{"negative length", []byte{'Q', 0xff, 0xff, 0xff, 0xfe}, "invalid length"},
-		{"unknown type", msg('@', "boom"), "unexpected message type"},
+		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), codeProgramLimit, "exceeds the limit"},
+		{"negative length", []byte{'Q', 0xff, 0xff, 0xff, 0xfe}, codeProtocolViolation, "invalid length"},
+		{"unknown type", msg('@', "boom"), codeProtocolViolation, "unexpected message type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.dial(t)
@@ -193,14 +193,15 @@ func TestHostileClientAfterLogin(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := c.fatalError()
-			if e.Code != codeProtocolViolation || !strings.Contains(e.Message, tc.want) {
-				t.Fatalf("got %s %q, want 08P01 mentioning %q", e.Code, e.Message, tc.want)
+			if e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("got %s %q, want %s mentioning %q", e.Code, e.Message, tc.code, tc.want)
 			}
 		})
 	}
-	for i := range h.rec.sessions {
-		if r := h.rec.session(t, i).waitEnd(t); !strings.Contains(r, "protocol violation") {
-			t.Errorf("session %d ended with %q", i, r)
+	wantReasons := []string{"client message too large", "protocol violation", "protocol violation"}
+	for i, want := range wantReasons {
+		if r := h.rec.session(t, i).waitEnd(t); !strings.Contains(r, want) {
+			t.Errorf("session %d ended with %q, want %q", i, r, want)
 		}
 	}
 	if q := h.be.gotQueries(); len(q) != 0 {

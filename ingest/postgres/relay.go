@@ -273,6 +273,12 @@ func (r *relay) clientReadFailed(err error) string {
 	switch {
 	case errors.Is(err, io.EOF):
 		return "client disconnected"
+	case errors.As(err, &pe) && pe.Oversized:
+		// A limit, not a violation: say so in PostgreSQL's terms (54000).
+		r.s.limits.Refused(edgelimit.LimitMessageSize)
+		r.log.Warn("client message over the size limit", "err", err)
+		r.out.final(fatalMessage(codeProgramLimit, "tapline: message too large: "+pe.Reason+" (the gateway's postgres.max_message_bytes)"))
+		return "client message too large: " + pe.Reason
 	case errors.As(err, &pe):
 		r.log.Warn("protocol violation by client", "err", err)
 		r.out.final(fatalMessage(codeProtocolViolation, "tapline: "+err.Error()))
