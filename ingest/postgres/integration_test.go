@@ -789,3 +789,31 @@ func TestDirectTLSNegotiation(t *testing.T) {
 		t.Fatalf("query over direct TLS: %v", err)
 	}
 }
+
+// A session through the real gateway ends when its token expires: a statement
+// still running is cut off with the gateway's message, and the recording (read
+// back from Kafka and verified) ends with reason token_expired.
+func TestSessionEndsAtTokenExpiryThroughGateway(t *testing.T) {
+	g := startGateway(t, gwOpts{clockSkew: "1s"})
+	tok, err := g.iss.Mint("alice", []string{"dba"}, 8*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, g.connString("app", tok, "require", "expiring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "select pg_sleep(45)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" || !strings.Contains(pe.Message, "token expired") {
+		t.Fatalf("statement across the token's expiry: %v, want 57P01 about the token", err)
+	}
+	frames := g.recordedSession(t, byApp("expiring"))
+	g.verifySession(t, frames)
+	if r := frames[len(frames)-1].End.Reason; r != "token_expired" {
+		t.Fatalf("end reason %q, want token_expired", r)
+	}
+}
