@@ -69,6 +69,12 @@ func (r *fakeRecorder) Deny(_ context.Context, start schemas.SessionStart, reaso
 	return nil
 }
 
+func (r *fakeRecorder) denialCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.denials)
+}
+
 func (r *fakeRecorder) session(t *testing.T, i int) *fakeSession {
 	t.Helper()
 	r.mu.Lock()

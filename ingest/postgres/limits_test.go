@@ -90,11 +90,12 @@ func TestConnectionsPerIdentityLimited(t *testing.T) {
 	if !ok || e.Code != codeTooManyConnections || !strings.Contains(e.Message, "too many sessions for alice") {
 		t.Fatalf("second session of alice: %#v", e)
 	}
-	waitFor(t, "the denial to be recorded", func() bool {
-		h.rec.mu.Lock()
-		defer h.rec.mu.Unlock()
-		return len(h.rec.denials) == 1 && strings.Contains(h.rec.denials[0], "too many sessions")
-	})
+	waitFor(t, "the denial to be recorded", func() bool { return h.rec.denialCount() == 1 })
+	h.rec.mu.Lock()
+	if !strings.Contains(h.rec.denials[0], "too many sessions") {
+		t.Errorf("recorded denial %q", h.rec.denials[0])
+	}
+	h.rec.mu.Unlock()
 	// Another identity is not affected; alice can connect again once her session ended.
 	other := h.dial(t)
 	if m := other.login("app", "other"); m == nil {

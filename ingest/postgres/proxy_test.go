@@ -150,6 +150,10 @@ func TestDenials(t *testing.T) {
 			}
 		})
 	}
+	// Denials are recorded in the background, after the agent was answered.
+	waitFor(t, "four recorded denials", func() bool { return h.rec.denialCount() >= 4 })
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
 	if len(h.rec.denials) != 4 || len(h.rec.sessions) != 0 {
 		t.Fatalf("denials %v, sessions %d", h.rec.denials, len(h.rec.sessions))
 	}
