@@ -795,7 +795,7 @@ func TestDirectTLSNegotiation(t *testing.T) {
 // back from Kafka and verified) ends with reason token_expired.
 func TestSessionEndsAtTokenExpiryThroughGateway(t *testing.T) {
 	g := startGateway(t, gwOpts{clockSkew: "1s"})
-	tok, err := g.iss.Mint("alice", []string{"dba"}, 10*time.Second)
+	tok, err := g.iss.Mint("alice", []string{"dba"}, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // with token_expired.
 func TestOpenSSHSessionEndsAtTokenExpiry(t *testing.T) {
 	g := startGateway(t, gatewayOpts{clockSkew: "1s"})
-	tok, err := g.issuer.Mint("erin", []string{"ops"}, 10*time.Second)
+	tok, err := g.issuer.Mint("erin", []string{"ops"}, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
