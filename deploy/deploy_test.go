@@ -375,8 +375,12 @@ func TestComposeRequiresIssuer(t *testing.T) {
 	if got := flagValue(c.Services["query"].Command, "--oidc-issuer"); got != composeEnv["TAPLINE_OIDC_ISSUER"] {
 		t.Errorf("query gets issuer %q", got)
 	}
-	if got := c.Services["gateway"].Environment["TAPLINE_OIDC_AUDIENCE"]; got != "tapline" {
-		t.Errorf("audience defaults to %q, want tapline", got)
+	if got := c.Services["gateway"].Environment["TAPLINE_OIDC_AUDIENCE"]; got != "tapline-gateway" {
+		t.Errorf("gateway audience defaults to %q, want tapline-gateway", got)
+	}
+	// A token stolen from one role must not open the other.
+	if got := flagValue(c.Services["query"].Command, "--oidc-audience"); got != "tapline-query" {
+		t.Errorf("query audience defaults to %q, want tapline-query", got)
 	}
 }
 

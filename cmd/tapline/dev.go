@@ -231,7 +231,7 @@ func (s *devSystem) gatewayConfig() map[string]any {
 		"gateway_id": "dev",
 		"data_dir":   s.opts.dataDir,
 		"kafka":      map[string]any{"brokers": s.brokers, "mode": "strict"},
-		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.DefaultAudience},
+		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.GatewayAudience},
 		"postgres":   map[string]any{"listen": hostPort(s.opts.pgPort)},
 		"ssh":        map[string]any{"listen": hostPort(s.opts.sshPort)},
 		"targets":    targets,
@@ -324,7 +324,7 @@ func (s *devSystem) runSink(ctx context.Context) error {
 }
 
 func (s *devSystem) runQuery(ctx context.Context) error {
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuer: s.issuer.URL(), Audience: devissuer.DefaultAudience})
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuer: s.issuer.URL(), Audience: devissuer.QueryAudience})
 	if err != nil {
 		return err
 	}
@@ -463,15 +463,17 @@ func (s *devSystem) printBanner(out io.Writer) {
 	groups := strings.Join(s.opts.groups, ",")
 	api := "http://" + hostPort(s.opts.apiPort)
 	fmt.Fprintf(out, "\ntapline dev is running (data in %s). Ctrl-C stops it cleanly.\n\n", dd)
-	fmt.Fprintf(out, "  token:   export TAPLINE_TOKEN=$(%s token --data-dir %s --sub alice --groups %s,auditors)\n", exe, dd, groups)
+	fmt.Fprintf(out, "  token:   export TAPLINE_GATEWAY_TOKEN=$(%s token --data-dir %s --sub alice --groups %s)\n", exe, dd, groups)
+	fmt.Fprintf(out, "  ca:      export PGSSLROOTCERT=%s   (%s ca --data-dir %s prints it)\n", filepath.Join(dd, "postgres-tls.crt"), exe, dd)
 	for _, t := range s.targets {
 		switch t.protocol {
 		case "postgres":
-			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=require\"\n", s.opts.pgPort, t.name)
+			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_GATEWAY_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=verify-full\"\n", s.opts.pgPort, t.name)
 		case "ssh":
-			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: the token)\n", s.opts.sshPort, t.login, t.name)
+			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: $TAPLINE_GATEWAY_TOKEN)\n", s.opts.sshPort, t.login, t.name)
 		}
 	}
+	fmt.Fprintf(out, "  API token: export TAPLINE_TOKEN=$(%s token --for query --data-dir %s --sub alice --groups auditors)\n", exe, dd)
 	if len(s.targets) == 0 {
 		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh` and restart, or pass --services-env\n")
 	}

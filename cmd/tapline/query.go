@@ -133,6 +133,10 @@ func serveQuery(ctx context.Context, cfg *api.FileConfig, h http.Handler) error 
 	if err != nil {
 		return fmt.Errorf("query: listen: %w", err)
 	}
+	if err := checkPlaintext(cfg, ln.Addr()); err != nil {
+		ln.Close()
+		return err
+	}
 	// No write timeout: replays and frame streams last as long as a followed session.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
@@ -152,4 +156,15 @@ func serveQuery(ctx context.Context, cfg *api.FileConfig, h http.Handler) error 
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// checkPlaintext refuses plain HTTP off loopback: every request carries a bearer
+// token that anyone on the path could replay.
+func checkPlaintext(cfg *api.FileConfig, addr net.Addr) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	if cfg.TLSCert != "" || cfg.AllowPlaintext || (ok && tcp.IP.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("query: listen %s is not a loopback address and no tls_cert is set: bearer tokens would cross the network in clear; "+
+		"set tls_cert and tls_key, or allow_plaintext: true if a TLS-terminating proxy is in front", cfg.Listen)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -89,5 +90,50 @@ func waitIssuerUp(t *testing.T, url string) {
 			t.Fatalf("%s not up: %v", url, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A gateway token must not open the query API and the other way round.
+func TestTokenCommandAudiencePerRole(t *testing.T) {
+	dir := t.TempDir()
+	iss, err := devissuer.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- iss.Serve(ctx, "") }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitIssuerUp(t, iss.URL()+"/.well-known/openid-configuration")
+	gw, err := auth.NewVerifier(ctx, auth.Config{Issuer: iss.URL(), Audience: devissuer.GatewayAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	query, err := auth.NewVerifier(ctx, auth.Config{Issuer: iss.URL(), Audience: devissuer.QueryAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwTok, err := runTokenCmd(t, "--sub", "alice", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queryTok, err := runTokenCmd(t, "--for", "query", "--sub", "alice", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.Verify(ctx, gwTok); err != nil {
+		t.Fatalf("gateway token at the gateway: %v", err)
+	}
+	if _, err := query.Verify(ctx, queryTok); err != nil {
+		t.Fatalf("query token at the API: %v", err)
+	}
+	if _, err := query.Verify(ctx, gwTok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("gateway token at the API: %v, want it refused", err)
+	}
+	if _, err := gw.Verify(ctx, queryTok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("query token at the gateway: %v, want it refused", err)
+	}
+	if _, err := runTokenCmd(t, "--for", "everything", "--sub", "alice", "--data-dir", dir); err == nil {
+		t.Fatal("--for everything accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,6 +44,8 @@ const (
 	maxTokenLen = 64 << 10
 	// discoveryRetry limits how often Verify retries discovery of an unreachable issuer.
 	discoveryRetry = 2 * time.Second
+	// maxNBF is year ~5138; any real nbf is far below and int64 conversion is exact.
+	maxNBF = 1 << 37
 )
 
 // asymmetricAlgs are the only algorithms ever accepted. Symmetric (HS*) and "none"
@@ -73,6 +76,9 @@ type Config struct {
 	// CAFile is a PEM bundle trusted for the issuer's TLS certificate, in addition
 	// to the system roots. Ignored when HTTPClient is set.
 	CAFile string `yaml:"ca_file"`
+	// KeyRefetchInterval is the least time between two fetches of the issuer's keys
+	// caused by a token signed with an unknown key (default 10s).
+	KeyRefetchInterval time.Duration `yaml:"key_refetch_interval"`
 	// HTTPClient fetches discovery and keys. Default: a client with a 10s timeout.
 	HTTPClient *http.Client `yaml:"-"`
 }
@@ -132,6 +138,9 @@ func (c *Config) fillDefaults() error {
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
+	}
+	if c.KeyRefetchInterval == 0 {
+		c.KeyRefetchInterval = DefaultKeyRefetchInterval
 	}
 	for _, a := range c.Algorithms {
 		if !slices.Contains(asymmetricAlgs, a) {
@@ -199,13 +208,17 @@ func (v *Verifier) verifier(ctx context.Context) (*oidc.IDTokenVerifier, error) 
 		return nil, v.lastErr
 	}
 	var discovered struct {
-		Algs []string `json:"id_token_signing_alg_values_supported"`
+		Algs    []string `json:"id_token_signing_alg_values_supported"`
+		JWKSURI string   `json:"jwks_uri"`
 	}
 	_ = provider.Claims(&discovered) // optional field; absent means RS256 below
+	if discovered.JWKSURI == "" {
+		v.lastErr = fmt.Errorf("%w: discovery at %s names no jwks_uri", ErrIssuerUnavailable, v.cfg.Issuer)
+		return nil, v.lastErr
+	}
 	v.algs = acceptedAlgs(v.cfg.Algorithms, discovered.Algs)
-	// The key set context only carries the HTTP client; go-oidc ignores its cancellation.
-	keysCtx := oidc.ClientContext(context.Background(), v.client)
-	v.oidc = provider.VerifierContext(keysCtx, &oidc.Config{
+	keys := &keySet{url: discovered.JWKSURI, client: v.client, interval: v.cfg.KeyRefetchInterval}
+	v.oidc = oidc.NewVerifier(v.cfg.Issuer, keys, &oidc.Config{
 		ClientID:             v.cfg.Audience,
 		SupportedSigningAlgs: v.algs,
 		// exp and nbf are checked in Verify with a configurable skew and clearer errors.
@@ -363,6 +376,11 @@ func (v *Verifier) checkTimes(exp time.Time, nbf *json.Number) error {
 	secs, err := nbf.Float64()
 	if err != nil {
 		return fmt.Errorf("%w: nbf claim is not a number", ErrInvalidToken)
+	}
+	// Converting a float beyond int64 is implementation-defined in Go (it wrapped
+	// to the past on amd64, making a far-future nbf valid): refuse it outright.
+	if math.IsNaN(secs) || secs >= maxNBF || secs <= -maxNBF {
+		return fmt.Errorf("%w: nbf claim %s out of range", ErrInvalidToken, nbf.String())
 	}
 	notBefore := time.Unix(int64(secs), 0)
 	if now.Add(v.cfg.ClockSkew).Before(notBefore) {

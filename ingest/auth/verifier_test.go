@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -136,6 +137,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"expired", with(func(c map[string]any) { c["exp"] = now.Add(-2 * time.Hour).Unix() }), ErrExpired, "token expired at "},
 		{"no exp", with(func(c map[string]any) { delete(c, "exp") }), ErrInvalidToken, "no expiry"},
 		{"not yet valid", with(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() }), ErrInvalidToken, "not valid before"},
+		{"nbf beyond int64", with(func(c map[string]any) { c["nbf"] = 1e19 }), ErrInvalidToken, "out of range"},
+		{"nbf far in the future", with(func(c map[string]any) { c["nbf"] = 9.3e18 }), ErrInvalidToken, "out of range"},
 		{"wrong audience", with(func(c map[string]any) { c["aud"] = "other-app" }), ErrInvalidToken, "audience mismatch"},
 		{"wrong issuer", with(func(c map[string]any) { c["iss"] = "https://evil.example" }), ErrInvalidToken, "issuer mismatch"},
 		{"no subject", with(func(c map[string]any) { delete(c, "sub") }), ErrInvalidToken, "no subject"},
@@ -214,7 +217,7 @@ func TestVerifyHonoursConfiguredAlgorithms(t *testing.T) {
 
 func TestUnknownKeyRefetchesKeysForRotation(t *testing.T) {
 	ti := newTestIssuer(t)
-	v := newVerifier(t, ti, nil)
+	v := newVerifier(t, ti, func(c *Config) { c.KeyRefetchInterval = 50 * time.Millisecond })
 	if _, err := v.Verify(context.Background(), ti.sign(t, jose.RS256, ti.claims("a"))); err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +228,9 @@ func TestUnknownKeyRefetchesKeysForRotation(t *testing.T) {
 	}
 	ti.rotate(jose.ES256, jose.JSONWebKey{Key: newKey, KeyID: "ec-2", Algorithm: "ES256", Use: "sig"})
 	tok := ti.sign(t, jose.ES256, ti.claims("a"))
-	// go-oidc wakes waiters of a key fetch a moment before it clears that fetch, so
-	// a lookup right after the previous one can reuse the old result: allow a retry.
-	deadline := time.Now().Add(2 * time.Second)
+	// Within the refetch interval of the first fetch the new key may not be
+	// fetched yet; once the interval has passed it must be.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := v.Verify(context.Background(), tok)
 		if err == nil {
@@ -236,7 +239,38 @@ func TestUnknownKeyRefetchesKeysForRotation(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("token signed by rotated-in key: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBadTokensDoNotFloodTheIssuerWithKeyFetches(t *testing.T) {
+	ti := newTestIssuer(t)
+	// An interval longer than the test: any fetch after the first is a flood.
+	v := newVerifier(t, ti, func(c *Config) { c.KeyRefetchInterval = time.Hour })
+	if _, err := v.Verify(context.Background(), ti.sign(t, jose.RS256, ti.claims("a"))); err != nil {
+		t.Fatal(err)
+	}
+	before := ti.jwksHits.Load()
+	valid := strings.Split(ti.sign(t, jose.RS256, ti.claims("a")), ".")
+	for i := range 20 {
+		stranger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unknown := signWith(t, jose.ES256, jose.JSONWebKey{Key: stranger, KeyID: fmt.Sprintf("stranger-%d", i)}, ti.claims("a"))
+		badSig := valid[0] + "." + valid[1] + "." + flipFirst(valid[2])
+		for _, tok := range []string{unknown, badSig} {
+			if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("bad token %d: err = %v, want ErrInvalidToken", i, err)
+			}
+		}
+	}
+	if n := ti.jwksHits.Load() - before; n > 1 {
+		t.Fatalf("40 bad tokens caused %d key fetches, want at most 1", n)
+	}
+	// Good tokens still verify from the cache.
+	if _, err := v.Verify(context.Background(), ti.sign(t, jose.RS256, ti.claims("a"))); err != nil {
+		t.Fatal(err)
 	}
 }
 

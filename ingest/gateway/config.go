@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 	"github.com/tapline/tapline/kafkaconn"
@@ -38,7 +39,9 @@ type Config struct {
 	// Postgres configures the Postgres listener; absent means no Postgres listener.
 	Postgres *PostgresListener `yaml:"postgres"`
 	// SSH configures the SSH listener (docs/ssh.md); absent means no SSH listener.
-	SSH     *sshproxy.Config `yaml:"ssh"`
+	SSH *sshproxy.Config `yaml:"ssh"`
+	// Limits bound what clients can make every edge do (docs/security.md).
+	Limits  edgelimit.Config `yaml:"limits"`
 	Targets []Target         `yaml:"targets"`
 
 	env func(string) (string, bool) // lookup used for password_env
@@ -69,7 +72,10 @@ type PostgresListener struct {
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
 	// AllowPlaintext accepts tokens without TLS; only valid on a loopback listen address.
-	AllowPlaintext  bool `yaml:"allow_plaintext"`
+	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// AllowSelfSigned generates a self-signed certificate even on a non-loopback
+	// listen address (agents must then pin it: `tapline ca`, sslmode=verify-full).
+	AllowSelfSigned bool `yaml:"allow_self_signed"`
 	MaxMessageBytes int  `yaml:"max_message_bytes"`
 }
 
@@ -94,6 +100,10 @@ type PostgresTarget struct {
 	PasswordFile string `yaml:"password_file"`
 	TLS          string `yaml:"tls"` // disable | require | verify-full (default)
 	CAFile       string `yaml:"ca_file"`
+	// AllowMD5 and AllowCleartext answer a target asking for md5 or a cleartext
+	// password; off, only SCRAM (with channel binding over TLS) is spoken.
+	AllowMD5       bool `yaml:"allow_md5"`
+	AllowCleartext bool `yaml:"allow_cleartext"`
 }
 
 // Defaults.
@@ -208,6 +218,9 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	if c.Metrics.Listen != "" {
 		checkHostPort(&p, "metrics.listen", c.Metrics.Listen)
 	}
+	if err := c.Limits.Validate(); err != nil {
+		p = append(p, err.Error())
+	}
 	c.validatePostgresListener(&p)
 	c.validateSSHListener(&p)
 	c.validateTargets(&p, lookupEnv)
@@ -226,6 +239,10 @@ func (c *Config) validatePostgresListener(p *problems) {
 	}
 	if (l.TLSCert == "") != (l.TLSKey == "") {
 		p.add("postgres.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	if l.TLSCert == "" && l.Listen != "" && !loopbackHost(l.Listen) && !l.AllowSelfSigned {
+		p.add("postgres.tls_cert", "required on the non-loopback listen address %s: agents need a certificate they can verify (sslmode=verify-full); "+
+			"set tls_cert and tls_key, or allow_self_signed: true to generate one agents pin with `tapline ca`", l.Listen)
 	}
 	for key, f := range map[string]string{"postgres.tls_cert": l.TLSCert, "postgres.tls_key": l.TLSKey} {
 		if f != "" {

@@ -65,6 +65,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 			[]string{`targets[0].postgres.tls: "prefer": want disable, require or verify-full`}},
 		{"plaintext off loopback", strings.Replace(strings.Replace(example, "allow_plaintext: false", "allow_plaintext: true", 1), `listen: "127.0.0.1:6432"`, `listen: "0.0.0.0:6432"`, 1),
 			[]string{"postgres.allow_plaintext: only allowed on a loopback listen address"}},
+		{"generated certificate off loopback", strings.Replace(example, `listen: "127.0.0.1:6432"`, `listen: "0.0.0.0:6432"`, 1),
+			[]string{"postgres.tls_cert: required on the non-loopback listen address 0.0.0.0:6432", "allow_self_signed: true", "tapline ca"}},
 		{"two targets, second broken", example + `  - name: app
     protocol: postgres
     address: nowhere
@@ -179,5 +181,14 @@ func TestParseKafkaSecurity(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A self-signed certificate off loopback is accepted only when asked for.
+func TestSelfSignedOffLoopbackWhenAllowed(t *testing.T) {
+	y := strings.Replace(example, `listen: "127.0.0.1:6432"`, `listen: "0.0.0.0:6432"`, 1)
+	y = strings.Replace(y, "allow_plaintext: false", "allow_plaintext: false, allow_self_signed: true", 1)
+	if _, err := Parse([]byte(y), env(map[string]string{"APP_DB_PASSWORD": "pw"})); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
 	"github.com/tapline/tapline/ingest/recorder"
 )
@@ -31,6 +32,7 @@ type Gateway struct {
 	reg      *prometheus.Registry
 	verifier *auth.Verifier
 	rec      *recorder.Recorder
+	limits   *edgelimit.Limiter // shared by every edge
 	servers  []server
 	metrics  net.Listener // nil when metrics.listen is empty
 }
@@ -63,6 +65,14 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 	}
 	if g.verifier, err = auth.NewVerifier(ctx, cfg.OIDC); err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
+	}
+	limits := cfg.Limits
+	limits.ExpiryGrace = cfg.OIDC.ClockSkew
+	if limits.ExpiryGrace == 0 {
+		limits.ExpiryGrace = auth.DefaultClockSkew
+	}
+	if g.limits, err = edgelimit.New(limits, g.reg); err != nil {
+		return nil, err
 	}
 	kafkaOpts, err := cfg.Kafka.Security.Opts(cfg.lookupEnv)
 	if err != nil {
@@ -122,6 +132,7 @@ func (g *Gateway) addPostgres() error {
 		Recorder:        postgres.RecorderFor(g.rec),
 		Logger:          g.log,
 		Registerer:      g.reg,
+		Limits:          g.limits,
 	})
 	if err != nil {
 		return err
@@ -145,7 +156,7 @@ func (c *Config) postgresTargets() ([]postgres.Target, error) {
 		pt := postgres.Target{
 			Name: t.Name, Address: t.Address, Groups: t.Groups,
 			Database: pg.Database, User: pg.User, TLS: postgres.TLSMode(pg.TLS),
-			Password: c.passwordFunc(pg),
+			Password: c.passwordFunc(pg), AllowMD5: pg.AllowMD5, AllowCleartext: pg.AllowCleartext,
 		}
 		if pg.CAFile != "" {
 			pool, err := loadCAPool(pg.CAFile)

@@ -33,6 +33,7 @@ func (g *Gateway) addSSH() error {
 		Recorder:   sshproxy.Recording(g.rec),
 		Logger:     g.log,
 		Registerer: g.reg,
+		Limits:     g.limits,
 	})
 	if err != nil {
 		return err

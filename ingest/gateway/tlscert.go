@@ -115,3 +115,35 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// CertificatePEM returns the certificates the Postgres listener presents: those in
+// tlsCert, or the one generated into dataDir when tlsCert is empty. Agents trust
+// it with PGSSLROOTCERT and sslmode=verify-full.
+func CertificatePEM(tlsCert, dataDir string) ([]byte, error) {
+	path := tlsCert
+	if path == "" {
+		path = filepath.Join(dataDir, devCertFile)
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && tlsCert == "" {
+		return nil, fmt.Errorf("no generated certificate in %s yet: start the gateway (or tapline dev) once, then run this again", dataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			out = append(out, pem.EncodeToMemory(blk)...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}

@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +77,40 @@ func TestConfiguredCertificateUsed(t *testing.T) {
 	}
 	if _, err := listenerTLS(key, key, dir, "", log); err == nil {
 		t.Fatal("a key passed as certificate was accepted")
+	}
+}
+
+// `tapline ca` prints exactly the certificate the listener presents, so agents
+// can verify it (sslmode=verify-full) instead of trusting whoever answers.
+func TestCertificatePEMIsWhatTheListenerPresents(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := CertificatePEM("", dir); err == nil || !strings.Contains(err.Error(), "start the gateway") {
+		t.Fatalf("before generation: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, err := listenerTLS("", "", dir, "127.0.0.1:6432", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := CertificatePEM("", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, rest := pem.Decode(out)
+	if blk == nil || blk.Type != "CERTIFICATE" || len(rest) != 0 {
+		t.Fatalf("output is not one PEM certificate: %q", out)
+	}
+	if !bytes.Equal(blk.Bytes, cfg.Certificates[0].Certificate[0]) {
+		t.Fatal("printed certificate differs from the one the listener presents")
+	}
+	// A combined file: the private key must never be printed.
+	combined := filepath.Join(dir, "combined.pem")
+	key, _ := os.ReadFile(filepath.Join(dir, devKeyFile))
+	if err := os.WriteFile(combined, append(append([]byte{}, out...), key...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := CertificatePEM(combined, "")
+	if err != nil || !bytes.Equal(got, out) || bytes.Contains(got, []byte("PRIVATE KEY")) {
+		t.Fatalf("combined file: %v, %q", err, got)
 	}
 }

@@ -15,6 +15,7 @@ const (
 	codeFeatureNotSupported = "0A000" // feature_not_supported
 	codeAdminShutdown       = "57P01" // admin_shutdown
 	codeProgramLimit        = "54000" // program_limit_exceeded
+	codeTooManyConnections  = "53300" // too_many_connections
 )
 
 // Messages the agent sees. They start with "tapline:" so an operator can tell the

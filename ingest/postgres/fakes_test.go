@@ -69,6 +69,12 @@ func (r *fakeRecorder) Deny(_ context.Context, start schemas.SessionStart, reaso
 	return nil
 }
 
+func (r *fakeRecorder) denialCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.denials)
+}
+
 func (r *fakeRecorder) session(t *testing.T, i int) *fakeSession {
 	t.Helper()
 	r.mu.Lock()
@@ -148,7 +154,7 @@ func (s *fakeSession) waitEnd(t *testing.T) string {
 	t.Helper()
 	select {
 	case <-s.ended:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("session did not end")
 	}
 	s.mu.Lock()
@@ -287,7 +293,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		MaxMessageBytes: 64 << 10,
 		Targets: []Target{{
 			Name: "app", Address: be.addr(), Groups: []string{"dba"}, Database: "appdb", User: "gw",
-			Password: func() (string, error) { return "gwpass", nil }, TLS: TLSDisable,
+			Password: func() (string, error) { return "gwpass", nil }, TLS: TLSDisable, AllowCleartext: true,
 		}},
 		Verifier: fakeVerifier{
 			"good":  {Issuer: "https://idp", Subject: "alice", Groups: []string{"dba"}, TokenID: "t1"},

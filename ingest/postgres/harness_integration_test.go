@@ -99,7 +99,7 @@ func startGateway(t *testing.T, o gwOpts) *gw {
 gateway_id: gw-test
 data_dir: %s
 kafka: {brokers: [%s], topic: %s, mode: %s, produce_timeout: %s, max_buffered_bytes: %d}
-oidc: {issuer: %q, audience: tapline, clock_skew: %s}
+oidc: {issuer: %q, audience: tapline-gateway, clock_skew: %s}
 metrics: {listen: "127.0.0.1:0"}
 postgres: {listen: "127.0.0.1:0", allow_plaintext: %v, max_message_bytes: 4194304}
 targets:
@@ -112,7 +112,7 @@ targets:
     protocol: postgres
     address: %s
     groups: [dba]
-    postgres: {database: %s, user: %s, password_file: %s, tls: disable}
+    postgres: {database: %s, user: %s, password_file: %s, tls: disable, allow_md5: true}
 `, dir, strings.Join(o.brokers, ","), topic, o.mode, o.produceTimeout, o.maxBuffered, iss.URL(), o.clockSkew, o.plaintext,
 		pg.Addr(), pg.DB, pg.GWUser, caFile,
 		pg.Addr(), pg.DB, pg.MD5User, writeSecret(t, dir, pg.MD5Password))

@@ -533,20 +533,19 @@ func TestDenialsAnsweredAndRecorded(t *testing.T) {
 	}
 }
 
-// A client that violates the framing after login gets 08P01 and nothing it sent
-// in that message reaches Postgres.
+// A client that violates the framing after login gets 08P01 (54000 for a message
+// over the size limit) and nothing it sent in that message reaches Postgres.
 func TestHostileClientAgainstRealTarget(t *testing.T) {
 	g := startGateway(t, gwOpts{plaintext: true})
 	marker := "hostile-" + uuid.NewString()
 	for _, tc := range []struct {
-		name string
-		raw  []byte
-		want string
+		name, code, want, reason string
+		raw                      []byte
 	}{
-		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), "exceeds the limit"},
-		{"negative", []byte{'Q', 0x80, 0, 0, 0}, "invalid length"},
-		{"unknown type", []byte{'!', 0, 0, 0, 4}, "unexpected message type"},
-		{"truncated", append(binary.BigEndian.AppendUint32([]byte{'Q'}, 100), "select '"+marker+"'"...), "truncated"},
+		{"oversized", "54000", "exceeds the limit", "client message too large", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30)},
+		{"negative", "08P01", "invalid length", "protocol violation", []byte{'Q', 0x80, 0, 0, 0}},
+		{"unknown type", "08P01", "unexpected message type", "protocol violation", []byte{'!', 0, 0, 0, 4}},
+		{"truncated", "08P01", "truncated", "protocol violation", append(binary.BigEndian.AppendUint32([]byte{'Q'}, 100), "select '"+marker+"'"...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := rawLogin(t, g, "hostile-"+tc.name)
@@ -557,12 +556,12 @@ func TestHostileClientAgainstRealTarget(t *testing.T) {
 				conn.(*net.TCPConn).CloseWrite()
 			}
 			e := readError(t, conn)
-			if e.Code != "08P01" || !strings.Contains(e.Message, tc.want) {
-				t.Fatalf("got %s %q, want 08P01 mentioning %q", e.Code, e.Message, tc.want)
+			if e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("got %s %q, want %s mentioning %q", e.Code, e.Message, tc.code, tc.want)
 			}
 			frames := g.recordedSession(t, byApp("hostile-"+tc.name))
 			g.verifySession(t, frames)
-			if r := frames[len(frames)-1].End.Reason; !strings.Contains(r, "protocol violation") {
+			if r := frames[len(frames)-1].End.Reason; !strings.Contains(r, tc.reason) {
 				t.Fatalf("end reason %q", r)
 			}
 		})
@@ -788,5 +787,33 @@ func TestDirectTLSNegotiation(t *testing.T) {
 	var ssl bool
 	if err := c.QueryRow(ctx, "select 1 = 1").Scan(&ssl); err != nil || !ssl {
 		t.Fatalf("query over direct TLS: %v", err)
+	}
+}
+
+// A session through the real gateway ends when its token expires: a statement
+// still running is cut off with the gateway's message, and the recording (read
+// back from Kafka and verified) ends with reason token_expired.
+func TestSessionEndsAtTokenExpiryThroughGateway(t *testing.T) {
+	g := startGateway(t, gwOpts{clockSkew: "1s"})
+	tok, err := g.iss.Mint("alice", []string{"dba"}, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, g.connString("app", tok, "require", "expiring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "select pg_sleep(45)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" || !strings.Contains(pe.Message, "token expired") {
+		t.Fatalf("statement across the token's expiry: %v, want 57P01 about the token", err)
+	}
+	frames := g.recordedSession(t, byApp("expiring"))
+	g.verifySession(t, frames)
+	if r := frames[len(frames)-1].End.Reason; r != "token_expired" {
+		t.Fatalf("end reason %q, want token_expired", r)
 	}
 }

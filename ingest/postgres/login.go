@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgproto3/v2"
 
@@ -31,7 +32,7 @@ func (c *conn) login(ctx context.Context, st *startup) (Session, *upstream, *Tar
 	}
 	if !c.tls && !c.plaintext {
 		c.reject("tls_required", codeInvalidAuthSpec,
-			"tapline: TLS required: connect with sslmode=require (the password is an identity token and is accepted only over TLS)")
+			"tapline: TLS required: connect with sslmode=verify-full and PGSSLROOTCERT set to the gateway's CA (`tapline ca` prints it); the password is an identity token, and sslmode=require would hand it to anyone in the path")
 		return nil, nil, nil
 	}
 	name := st.params["database"]
@@ -44,6 +45,7 @@ func (c *conn) login(ctx context.Context, st *startup) (Session, *upstream, *Tar
 		return nil, nil, nil
 	}
 	id, err := s.cfg.Verifier.Verify(ctx, token)
+	c.authenticated() // the token is checked: no longer an unauthenticated handshake
 	if err != nil {
 		c.denyToken(ctx, start, err)
 		return nil, nil, nil
@@ -60,6 +62,11 @@ func (c *conn) login(ctx context.Context, st *startup) (Session, *upstream, *Tar
 	}
 	t := s.targets[name]
 	start.TargetAddr = t.Address
+	if c.endSession, err = s.limits.Session(id.Issuer+"\x00"+id.Subject, id.Subject); err != nil {
+		c.deny(ctx, start, "too_many_connections", codeTooManyConnections, "tapline: "+err.Error())
+		return nil, nil, nil
+	}
+	c.deadline, c.deadlineReason = s.limits.Deadline(id.Expiry, time.Now())
 	return c.open(ctx, st, start, t)
 }
 
@@ -113,19 +120,24 @@ func (c *conn) denyToken(ctx context.Context, start schemas.SessionStart, err er
 	}
 }
 
-// deny records session.denied and answers the agent. The answer goes out even when
-// the denial cannot be recorded: refusing is always safe.
+// deny answers the agent and records session.denied in the background: the
+// refusal does not wait for Kafka (which would let unauthenticated clients hold
+// connections open for a round trip each), and goes out even when the denial
+// cannot be recorded: refusing is always safe.
 func (c *conn) deny(ctx context.Context, start schemas.SessionStart, reason, code, msg string) {
 	s := c.s
 	s.metrics.connections.WithLabelValues("denied").Inc()
 	s.metrics.denials.WithLabelValues(reason).Inc()
-	ctx, cancel := context.WithTimeout(ctx, endTimeout)
-	defer cancel()
-	if err := s.cfg.Recorder.Deny(ctx, start, msg); err != nil {
-		s.log.Error("denial not recorded", "client", c.remote, "target", start.Target, "err", err)
-	}
 	s.log.Info("login denied", "client", c.remote, "target", start.Target, "subject", start.Subject, "reason", msg)
 	c.fatal(code, msg)
+	remote := c.remote
+	s.denials.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+		defer cancel()
+		if err := s.cfg.Recorder.Deny(ctx, start, msg); err != nil {
+			s.log.Error("denial not recorded", "client", remote, "target", start.Target, "err", err)
+		}
+	})
 }
 
 // open starts the recorded session, records the agent's StartupMessage and logs in

@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tapline_postgres_connections_total",
-			Help: "Postgres connections by result: session, denied, refused (recording unavailable), target_error, protocol_error, tls_required, abandoned (closed before authenticating), cancel.",
+			Help: "Postgres connections by result: session, denied, refused (recording unavailable), target_error, protocol_error, tls_required, limited (over the pending-handshake limits), abandoned (closed before authenticating), cancel.",
 		}, []string{"result"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tapline_postgres_denials_total",

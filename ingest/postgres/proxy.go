@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -24,16 +25,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/edgelimit"
 )
 
 // Defaults for Config.
 const (
-	DefaultMaxMessageBytes = 64 << 20
+	// DefaultMaxMessageBytes bounds one message (16 MiB): far above ordinary
+	// statements and COPY chunks, and with the connection caps in edgelimit it
+	// bounds the gateway's memory.
+	DefaultMaxMessageBytes = 16 << 20
 	DefaultStartupTimeout  = 30 * time.Second
 	DefaultDialTimeout     = 10 * time.Second
 	// minMaxMessageBytes keeps room for a startup exchange and ordinary queries.
 	minMaxMessageBytes = 8 << 10
 	endTimeout         = 15 * time.Second
+	maxDenialsInFlight = 256
 )
 
 // TokenVerifier checks an agent's token; *auth.Verifier satisfies it.
@@ -48,7 +54,7 @@ type Config struct {
 	// AllowPlaintext accepts the token without TLS, and only on a loopback listener (dev).
 	AllowPlaintext bool
 	// MaxMessageBytes is the largest protocol message accepted in either direction,
-	// header included (default 64 MiB). It bounds memory per connection.
+	// header included (default 16 MiB). It bounds memory per connection.
 	MaxMessageBytes int
 	Targets         []Target
 	Verifier        TokenVerifier
@@ -60,6 +66,9 @@ type Config struct {
 	StartupTimeout time.Duration
 	// DialTimeout bounds connecting to a target (default 10s).
 	DialTimeout time.Duration
+	// Limits caps handshakes and sessions and sets each session's deadline;
+	// shared with the gateway's other edges. Nil: edgelimit defaults.
+	Limits *edgelimit.Limiter
 }
 
 // Server accepts agent connections on one or more listeners.
@@ -71,6 +80,8 @@ type Server struct {
 	metrics *metrics
 	log     *slog.Logger
 	conns   sync.WaitGroup
+	limits  *edgelimit.Limiter
+	denials *edgelimit.Background // recording denials off the accept path
 }
 
 // New validates cfg and returns a Server.
@@ -93,6 +104,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Limits == nil {
+		l, err := edgelimit.New(edgelimit.Config{}, nil)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Limits = l
+	}
 	reg := cfg.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -107,7 +125,8 @@ func New(cfg Config) (*Server, error) {
 			cfg.TLS.NextProtos = append(cfg.TLS.NextProtos, alpnPostgres)
 		}
 	}
-	s := &Server{cfg: cfg, targets: map[string]*Target{}, keys: newKeyTable(), metrics: m, log: cfg.Logger.With("proxy", "postgres")}
+	s := &Server{cfg: cfg, targets: map[string]*Target{}, keys: newKeyTable(), metrics: m, log: cfg.Logger.With("proxy", "postgres"),
+		limits: cfg.Limits, denials: edgelimit.NewBackground(maxDenialsInFlight)}
 	groups := map[string][]string{}
 	for i := range cfg.Targets {
 		t := &cfg.Targets[i]
@@ -154,6 +173,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	s.conns.Wait()
+	s.denials.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -173,6 +193,13 @@ type conn struct {
 	remote    string
 	tls       bool
 	plaintext bool // loopback dev listener that accepts tokens without TLS
+	// authenticated frees the pending-handshake slot once the token was checked.
+	authenticated func()
+	// endSession frees the session slot; nil until one was taken.
+	endSession func()
+	// deadline ends the session (token expiry or max length); zero: none.
+	deadline       time.Time
+	deadlineReason string
 }
 
 func (c *conn) fatal(code, msg string) {
@@ -182,7 +209,18 @@ func (c *conn) fatal(code, msg string) {
 
 func (s *Server) serveConn(ctx context.Context, raw net.Conn, plaintext bool) {
 	defer raw.Close()
-	c := &conn{s: s, net: raw, remote: raw.RemoteAddr().String(), plaintext: plaintext}
+	pending, err := s.limits.Handshake(raw.RemoteAddr())
+	if err != nil {
+		s.refuseEarly(raw, err)
+		return
+	}
+	defer pending()
+	c := &conn{s: s, net: raw, remote: raw.RemoteAddr().String(), plaintext: plaintext, authenticated: pending}
+	defer func() {
+		if c.endSession != nil {
+			c.endSession()
+		}
+	}()
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
 	// Until the relay runs (it ends sessions itself), shutdown just drops the connection.
 	dropOnShutdown := context.AfterFunc(ctx, func() { raw.Close() })
@@ -211,6 +249,23 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn, plaintext bool) {
 	}
 	_ = c.net.SetDeadline(time.Time{})
 	s.relay(ctx, c, sess, up, t)
+}
+
+// refuseEarly answers a connection over the pending-handshake limits before
+// reading anything, as PostgreSQL does when it cannot start a backend: clients
+// that sent an SSLRequest report an error during the SSL exchange, others show
+// the message. Nothing is recorded: that would be work for unauthenticated peers.
+func (s *Server) refuseEarly(raw net.Conn, err error) {
+	s.metrics.connections.WithLabelValues("limited").Inc()
+	s.log.Warn("connection refused", "client", raw.RemoteAddr().String(), "reason", err)
+	_ = raw.SetDeadline(time.Now().Add(time.Second))
+	_, _ = raw.Write(fatalMessage(codeTooManyConnections, "tapline: "+err.Error()))
+	// Read what the client already sent before closing, so that the close is a
+	// FIN, not a reset that could discard the error before the client reads it.
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_, _ = io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
+	}
 }
 
 // startupFailed answers a failed startup phase in the protocol's terms.

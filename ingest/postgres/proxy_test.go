@@ -150,6 +150,10 @@ func TestDenials(t *testing.T) {
 			}
 		})
 	}
+	// Denials are recorded in the background, after the agent was answered.
+	waitFor(t, "four recorded denials", func() bool { return h.rec.denialCount() >= 4 })
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
 	if len(h.rec.denials) != 4 || len(h.rec.sessions) != 0 {
 		t.Fatalf("denials %v, sessions %d", h.rec.denials, len(h.rec.sessions))
 	}
@@ -160,7 +164,7 @@ func TestTLSRequiredWithoutPlaintextListener(t *testing.T) {
 	c := h.dial(t)
 	m := c.login("app", "good")
 	e, ok := m.(*pgproto3.ErrorResponse)
-	if !ok || e.Code != codeInvalidAuthSpec || !strings.Contains(e.Message, "TLS required") {
+	if !ok || e.Code != codeInvalidAuthSpec || !strings.Contains(e.Message, "TLS required") || !strings.Contains(e.Message, "sslmode=verify-full") {
 		t.Fatalf("got %#v", m)
 	}
 	// SSLRequest without a certificate: 'N'.
@@ -177,13 +181,13 @@ func TestTLSRequiredWithoutPlaintextListener(t *testing.T) {
 func TestHostileClientAfterLogin(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, tc := range []struct {
-		name string
-		raw  []byte
-		want string
+		name       string
+		raw        []byte
+		code, want string
 	}{
-		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), "exceeds the limit"},
-		{"negative length", []byte{'Q', 0xff, 0xff, 0xff, 0xfe}, "invalid length"},
-		{"unknown type", msg('@', "boom"), "unexpected message type"},
+		{"oversized", binary.BigEndian.AppendUint32([]byte{'Q'}, 1<<30), codeProgramLimit, "exceeds the limit"},
+		{"negative length", []byte{'Q', 0xff, 0xff, 0xff, 0xfe}, codeProtocolViolation, "invalid length"},
+		{"unknown type", msg('@', "boom"), codeProtocolViolation, "unexpected message type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.dial(t)
@@ -193,14 +197,15 @@ func TestHostileClientAfterLogin(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := c.fatalError()
-			if e.Code != codeProtocolViolation || !strings.Contains(e.Message, tc.want) {
-				t.Fatalf("got %s %q, want 08P01 mentioning %q", e.Code, e.Message, tc.want)
+			if e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("got %s %q, want %s mentioning %q", e.Code, e.Message, tc.code, tc.want)
 			}
 		})
 	}
-	for i := range h.rec.sessions {
-		if r := h.rec.session(t, i).waitEnd(t); !strings.Contains(r, "protocol violation") {
-			t.Errorf("session %d ended with %q", i, r)
+	wantReasons := []string{"client message too large", "protocol violation", "protocol violation"}
+	for i, want := range wantReasons {
+		if r := h.rec.session(t, i).waitEnd(t); !strings.Contains(r, want) {
+			t.Errorf("session %d ended with %q, want %q", i, r, want)
 		}
 	}
 	if q := h.be.gotQueries(); len(q) != 0 {
@@ -353,5 +358,17 @@ func TestNegotiateProtocolVersion(t *testing.T) {
 	c.untilReady()
 	if st := h.be.startups[0]; st["_pq_.compression"] != "" {
 		t.Fatalf("protocol option forwarded to the target: %v", st)
+	}
+}
+
+// A target asking for a cleartext password (a fake target's easiest trick) gets
+// nothing unless its configuration allows it; the agent is told why.
+func TestCleartextTargetRefusedUnlessAllowed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Targets[0].AllowCleartext = false })
+	c := h.dial(t)
+	m := c.login("app", "good")
+	e, ok := m.(*pgproto3.ErrorResponse)
+	if !ok || e.Code != codeRejected || !strings.Contains(e.Message, "allow_cleartext: true") {
+		t.Fatalf("got %#v, want 08004 naming allow_cleartext", m)
 	}
 }

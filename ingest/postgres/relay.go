@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
+	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/schemas/pgwire"
 )
@@ -80,6 +81,9 @@ type relay struct {
 	up        *upstream
 	log       *slog.Logger
 
+	deadline       time.Time // zero: none
+	deadlineReason string
+
 	key       cancelKey // the gateway's BackendKeyData for this session
 	realKey   cancelKey // the target's
 	keyIssued bool      // key and realKey are written by the server pump only, read after it ended
@@ -94,6 +98,7 @@ func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream,
 		agentMsgs: newMsgReader(c.in, s.cfg.MaxMessageBytes, clientTypes),
 		out:       &agentWriter{conn: c.net, w: bufio.NewWriterSize(c.net, 32<<10), sess: sess},
 		log:       s.log.With("session", sess.ID(), "target", t.Name, "client", c.remote),
+		deadline:  c.deadline, deadlineReason: c.deadlineReason,
 	}
 	s.metrics.connections.WithLabelValues("session").Inc()
 	s.metrics.active.Inc()
@@ -127,7 +132,13 @@ func (r *relay) run(ctx context.Context) string {
 	go func() { reasons <- r.serverPump() }()
 	pending := 2
 	var reason string
+	deadline, stopDeadline := r.deadlineTimer()
+	defer stopDeadline()
 	select {
+	case <-deadline:
+		reason = r.deadlineReason
+		r.log.Info("ending session at its deadline", "reason", reason)
+		r.out.final(fatalMessage(codeAdminShutdown, deadlineMessage(reason)))
 	case reason = <-reasons:
 		pending--
 	case <-ctx.Done():
@@ -138,7 +149,7 @@ func (r *relay) run(ctx context.Context) string {
 		r.log.Error("recording failed; terminating session", "err", r.sess.Err())
 		r.out.final(fatalMessage(codeConnectionFailure, msgRecordingFailed))
 	}
-	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") {
+	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") && reason != r.deadlineReason {
 		reason = "client terminated"
 	}
 	// Closing both sides stops the other pump; its reason is a consequence.
@@ -149,6 +160,22 @@ func (r *relay) run(ctx context.Context) string {
 		<-reasons
 	}
 	return reason
+}
+
+// deadlineTimer fires at the session's deadline; it never fires without one.
+func (r *relay) deadlineTimer() (<-chan time.Time, func()) {
+	if r.deadline.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(r.deadline))
+	return t.C, func() { t.Stop() }
+}
+
+func deadlineMessage(reason string) string {
+	if reason == edgelimit.ReasonMaxSessionLength {
+		return "tapline: session reached the gateway's maximum session length; reconnect to continue"
+	}
+	return "tapline: the session's token expired; reconnect with a fresh token"
 }
 
 func errText(err error) string {
@@ -247,6 +274,12 @@ func (r *relay) clientReadFailed(err error) string {
 	switch {
 	case errors.Is(err, io.EOF):
 		return "client disconnected"
+	case errors.As(err, &pe) && pe.Oversized:
+		// A limit, not a violation: say so in PostgreSQL's terms (54000).
+		r.s.limits.Refused(edgelimit.LimitMessageSize)
+		r.log.Warn("client message over the size limit", "err", err)
+		r.out.final(fatalMessage(codeProgramLimit, "tapline: message too large: "+pe.Reason+" (the gateway's postgres.max_message_bytes)"))
+		return "client message too large: " + pe.Reason
 	case errors.As(err, &pe):
 		r.log.Warn("protocol violation by client", "err", err)
 		r.out.final(fatalMessage(codeProtocolViolation, "tapline: "+err.Error()))

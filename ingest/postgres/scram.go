@@ -7,42 +7,95 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-const scramMechanism = "SCRAM-SHA-256"
+const (
+	scramMechanism     = "SCRAM-SHA-256"
+	scramPlusMechanism = "SCRAM-SHA-256-PLUS"
+)
 
 // maxSCRAMIterations bounds the work a hostile or misconfigured target can demand
 // (PostgreSQL's default is 4096).
 const maxSCRAMIterations = 1 << 22
 
 // scramClient is the client side of SCRAM-SHA-256 (RFC 5802, RFC 7677) as
-// PostgreSQL uses it: no channel binding, empty username (the startup user counts).
+// PostgreSQL uses it: empty username (the startup user counts), and channel
+// binding (SCRAM-SHA-256-PLUS, tls-server-end-point) when the connection is TLS
+// and the server offers it.
 type scramClient struct {
 	password        string
 	clientNonce     string
 	clientFirstBare string
 	serverSignature []byte
+	// gs2Header is "n,," (no TLS), "y,," (TLS, the server offers no binding) or
+	// "p=tls-server-end-point,,"; empty means "n,,".
+	gs2Header string
+	cbindData []byte // the hash of the server's certificate with "p="
 }
 
-func newSCRAMClient(password string) *scramClient {
+// newSCRAMClient prepares the exchange; tlsState is nil without TLS.
+func newSCRAMClient(password string, mechanisms []string, tlsState *tls.ConnectionState) (*scramClient, string, error) {
 	nonce := make([]byte, 18)
 	if _, err := rand.Read(nonce); err != nil {
 		panic(err)
 	}
 	c := &scramClient{password: password, clientNonce: base64.RawStdEncoding.EncodeToString(nonce)}
 	c.clientFirstBare = "n=,r=" + c.clientNonce
-	return c
+	plus, plain := slices.Contains(mechanisms, scramPlusMechanism), slices.Contains(mechanisms, scramMechanism)
+	switch {
+	case tlsState != nil && plus && len(tlsState.PeerCertificates) > 0:
+		c.gs2Header = "p=tls-server-end-point,,"
+		c.cbindData = tlsServerEndPoint(tlsState.PeerCertificates[0])
+		return c, scramPlusMechanism, nil
+	case !plain:
+		return nil, "", fmt.Errorf("target offers SASL mechanisms %v; the gateway speaks %s and %s", mechanisms, scramPlusMechanism, scramMechanism)
+	case tlsState != nil:
+		// "y": we could bind but the server did not offer it. A server that does
+		// support binding, reached through a downgrading middleman, then refuses.
+		c.gs2Header = "y,,"
+	default:
+		c.gs2Header = "n,,"
+	}
+	return c, scramMechanism, nil
+}
+
+// tlsServerEndPoint is RFC 5929's channel binding data: the hash of the server's
+// certificate with its signature's hash function (SHA-256 for MD5 and SHA-1).
+func tlsServerEndPoint(cert *x509.Certificate) []byte {
+	var h hash.Hash
+	switch cert.SignatureAlgorithm {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		h = sha512.New384()
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		h = sha512.New()
+	default:
+		h = sha256.New()
+	}
+	h.Write(cert.Raw)
+	return h.Sum(nil)
+}
+
+func (c *scramClient) header() string {
+	if c.gs2Header == "" {
+		return "n,,"
+	}
+	return c.gs2Header
 }
 
 // clientFirst is the SASLInitialResponse data.
-func (c *scramClient) clientFirst() []byte { return []byte("n,," + c.clientFirstBare) }
+func (c *scramClient) clientFirst() []byte { return []byte(c.header() + c.clientFirstBare) }
 
 // clientFinal answers the server-first-message with the proof.
 func (c *scramClient) clientFinal(serverFirst []byte) ([]byte, error) {
@@ -68,7 +121,9 @@ func (c *scramClient) clientFinal(serverFirst []byte) ([]byte, error) {
 	}
 	clientKey := hmacSHA256(salted, "Client Key")
 	storedKey := sha256.Sum256(clientKey)
-	withoutProof := "c=biws,r=" + nonce // biws = base64("n,,")
+	// c= is the GS2 header and the binding data: "biws" (base64 "n,,") without TLS.
+	cbind := base64.StdEncoding.EncodeToString(append([]byte(c.header()), c.cbindData...))
+	withoutProof := "c=" + cbind + ",r=" + nonce
 	authMessage := c.clientFirstBare + "," + string(serverFirst) + "," + withoutProof
 	clientSig := hmacSHA256(storedKey[:], authMessage)
 	proof := make([]byte, len(clientKey))

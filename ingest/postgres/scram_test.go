@@ -1,6 +1,10 @@
 package postgres
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -39,9 +43,48 @@ func TestSCRAMClientRejectsBadServerFirst(t *testing.T) {
 			t.Errorf("%s: accepted %q", name, serverFirst)
 		}
 	}
-	c := newSCRAMClient("pw")
-	if !strings.HasPrefix(string(c.clientFirst()), "n,,n=,r=") {
-		t.Fatalf("client-first %q", c.clientFirst())
+	c, mech, err := newSCRAMClient("pw", []string{scramMechanism}, nil)
+	if err != nil || mech != scramMechanism || !strings.HasPrefix(string(c.clientFirst()), "n,,n=,r=") {
+		t.Fatalf("client-first %q, %s, %v", c.clientFirst(), mech, err)
+	}
+}
+
+// Over TLS the gateway binds SCRAM to the target's certificate when offered, and
+// otherwise says it could have ("y"), so a downgrading middleman is detected by a
+// server that supports binding.
+func TestSCRAMChannelBindingChoice(t *testing.T) {
+	cert := &x509.Certificate{Raw: []byte("certificate bytes"), SignatureAlgorithm: x509.ECDSAWithSHA256}
+	st := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+	both := []string{scramPlusMechanism, scramMechanism}
+	for _, tc := range []struct {
+		name       string
+		mechs      []string
+		tls        *tls.ConnectionState
+		wantMech   string
+		wantHeader string
+	}{
+		{"TLS, binding offered", both, st, scramPlusMechanism, "p=tls-server-end-point,,"},
+		{"TLS, no binding offered", []string{scramMechanism}, st, scramMechanism, "y,,"},
+		{"no TLS", both, nil, scramMechanism, "n,,"},
+	} {
+		c, mech, err := newSCRAMClient("pw", tc.mechs, tc.tls)
+		if err != nil || mech != tc.wantMech || !strings.HasPrefix(string(c.clientFirst()), tc.wantHeader+"n=,r=") {
+			t.Errorf("%s: %s %q %v", tc.name, mech, c.clientFirst(), err)
+		}
+	}
+	if _, _, err := newSCRAMClient("pw", []string{scramPlusMechanism}, nil); err == nil {
+		t.Error("PLUS only, without TLS: accepted")
+	}
+	// c= carries the header and the SHA-256 of the certificate.
+	c, _, _ := newSCRAMClient("pw", both, st)
+	final, err := c.clientFinal([]byte("r=" + c.clientNonce + "x,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.Raw)
+	want := "c=" + base64.StdEncoding.EncodeToString(append([]byte("p=tls-server-end-point,,"), sum[:]...)) + ","
+	if !strings.HasPrefix(string(final), want) {
+		t.Fatalf("client-final %q, want prefix %q", final, want)
 	}
 }
 

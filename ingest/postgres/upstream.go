@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
@@ -40,6 +39,11 @@ type Target struct {
 	Password func() (string, error)
 	TLS      TLSMode
 	RootCAs  *x509.CertPool // verify-full: trusted CAs; nil means the system roots
+	// AllowMD5 and AllowCleartext answer a target that asks for md5 or a
+	// cleartext password. Off by default: whoever poses as the target would get
+	// the password, or a hash that logs in as well as the password.
+	AllowMD5       bool
+	AllowCleartext bool
 }
 
 // upstream is an authenticated connection to a target.
@@ -47,6 +51,7 @@ type upstream struct {
 	conn net.Conn
 	w    *bufio.Writer
 	msgs *msgReader
+	auth string // how the gateway authenticated: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, md5, password, trust
 }
 
 // targetError is a failure to reach or log in to a target, with what to tell the agent.
@@ -181,25 +186,37 @@ func (u *upstream) login(t *Target, agentParams map[string]string) error {
 			if scram != nil && !scramDone {
 				return errors.New("target skipped the SCRAM server signature")
 			}
+			if u.auth == "" {
+				u.auth = "trust"
+			}
 			return nil
 		case pgproto3.AuthTypeCleartextPassword:
+			if !t.AllowCleartext {
+				return weakAuth(t, "a cleartext password", "allow_cleartext")
+			}
+			u.auth = "password"
 			err = u.sendPassword(t, func(pw string) string { return pw })
 		case pgproto3.AuthTypeMD5Password:
+			if !t.AllowMD5 {
+				return weakAuth(t, "md5 password authentication", "allow_md5")
+			}
 			var m pgproto3.AuthenticationMD5Password
 			if err := pgwire.Decode(&m, body); err != nil {
 				return err
 			}
+			u.auth = "md5"
 			err = u.sendPassword(t, func(pw string) string { return md5Password(t.User, pw, m.Salt) })
 		case pgproto3.AuthTypeSASL:
-			if !slices.Contains(saslMechanisms(body[4:]), scramMechanism) {
-				return fmt.Errorf("target offers SASL mechanisms %v; the gateway speaks %s", saslMechanisms(body[4:]), scramMechanism)
-			}
 			pw, perr := password(t)
 			if perr != nil {
 				return perr
 			}
-			scram = newSCRAMClient(pw)
-			err = u.send(&pgproto3.SASLInitialResponse{AuthMechanism: scramMechanism, Data: scram.clientFirst()})
+			var mech string
+			if scram, mech, err = newSCRAMClient(pw, saslMechanisms(body[4:]), u.tlsState()); err != nil {
+				return err
+			}
+			u.auth = mech
+			err = u.send(&pgproto3.SASLInitialResponse{AuthMechanism: mech, Data: scram.clientFirst()})
 		case pgproto3.AuthTypeSASLContinue:
 			if scram == nil {
 				return errors.New("SASL continue without SASL start")
@@ -215,12 +232,28 @@ func (u *upstream) login(t *Target, agentParams map[string]string) error {
 			err = scram.verifyServerFinal(body[4:])
 			scramDone = err == nil
 		default:
-			return fmt.Errorf("target requests %s, which the gateway does not support (use scram-sha-256, md5 or password)", authKinds[authType])
+			return fmt.Errorf("target requests %s, which the gateway does not support (configure it for scram-sha-256)", authKinds[authType])
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// tlsState is the target connection's TLS state, or nil without TLS.
+func (u *upstream) tlsState() *tls.ConnectionState {
+	tc, ok := u.conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	return &st
+}
+
+func weakAuth(t *Target, what, key string) error {
+	return &targetError{code: codeRejected, msg: fmt.Sprintf(
+		"tapline: target %q asked for %s, which the gateway refuses (whoever poses as the target would learn a usable credential): "+
+			"configure the target for scram-sha-256, or set %s: true in its postgres section", t.Name, what, key)}
 }
 
 func (u *upstream) sendPassword(t *Target, transform func(string) string) error {

@@ -23,7 +23,23 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
+	if err := checkPrivate(path); err != nil {
+		return nil, err
+	}
 	return parseKey(path, b)
+}
+
+// checkPrivate refuses a key others can read: whoever reads it can sign
+// session ends that verify as this gateway's.
+func checkPrivate(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("signing key %s has mode %#o: it must be readable by its owner only; run: chmod 600 %s", path, perm, path)
+	}
+	return nil
 }
 
 func parseKey(path string, b []byte) (ed25519.PrivateKey, error) {

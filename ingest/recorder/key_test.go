@@ -60,3 +60,19 @@ func TestKeyRejectsGarbage(t *testing.T) {
 		t.Fatalf("garbage key: %v", err)
 	}
 }
+
+func TestKeyReadableByOthersIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.key")
+	if _, err := LoadOrCreateKey(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadOrCreateKey(path)
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Fatalf("mode %#o: err = %v, want a refusal naming chmod 600", mode, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
@@ -31,10 +32,24 @@ type admission struct {
 
 	// result is set when admission refused the agent (a metrics label).
 	result string
+	// authenticated frees the pending-handshake slot once the token was checked.
+	authenticated func()
+	// release frees the session slot; nil until one was taken.
+	release func()
+	// deadline ends the session (token expiry or max length); zero: none.
+	deadline       time.Time
+	deadlineReason string
+
 	// Set once admitted.
 	target *resolvedTarget
 	rec    Session
 	up     *upstream
+}
+
+func (a *admission) endSession() {
+	if a.release != nil {
+		a.release()
+	}
 }
 
 func (a *admission) serverConfig() *ssh.ServerConfig {
@@ -88,6 +103,7 @@ func (a *admission) admit(meta ssh.ConnMetadata, method, token string) (*ssh.Per
 	}
 	a.log = a.log.With("user", meta.User(), "target", name)
 	id, err := s.verifier.Verify(a.ctx, token)
+	a.authenticated() // the token is checked: no longer an unauthenticated handshake
 	if err != nil {
 		return a.deny(start, tokenDenial(err, token))
 	}
@@ -98,6 +114,12 @@ func (a *admission) admit(meta ssh.ConnMetadata, method, token string) (*ssh.Per
 		return a.deny(start, reason)
 	}
 	start.TargetAddr = t.Address
+	if a.release == nil { // MaxAuthTries is 1, but never take two slots
+		if a.release, err = s.limits.Session(id.Issuer+"\x00"+id.Subject, id.Subject); err != nil {
+			return a.deny(start, err.Error())
+		}
+	}
+	a.deadline, a.deadlineReason = s.limits.Deadline(id.Expiry, time.Now())
 	return a.open(t, start)
 }
 
@@ -144,13 +166,19 @@ func (a *admission) open(t *resolvedTarget, start schemas.SessionStart) (*ssh.Pe
 	return &ssh.Permissions{}, nil
 }
 
-// deny records the refusal and fails authentication with the reason as banner.
+// deny fails authentication with the reason as banner and records the refusal
+// in the background: the agent is not kept waiting for Kafka.
 func (a *admission) deny(start schemas.SessionStart, reason string) (*ssh.Permissions, error) {
 	a.result = resultDenied
 	a.log.Info("SSH access denied", "reason", reason)
-	if err := a.srv.rec.Deny(a.ctx, start, reason); err != nil {
-		a.log.Error("recording SSH denial", "reason", reason, "err", err)
-	}
+	log, ctx := a.log, context.WithoutCancel(a.ctx)
+	a.srv.denials.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := a.srv.rec.Deny(ctx, start, reason); err != nil {
+			log.Error("recording SSH denial", "reason", reason, "err", err)
+		}
+	})
 	return nil, refusal("tapline: access denied: %s", reason)
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tapline/tapline/ingest/edgelimit"
 )
 
 // Bounds on teardown: how long a side that is still up gets to take the data the
@@ -34,6 +36,11 @@ type proxyConn struct {
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 	nextID atomic.Int64
+	limits *edgelimit.Limiter
+	// deadline ends the session (token expiry or max length); zero: none.
+	deadline       time.Time
+	deadlineReason string
+	channelsOpen   atomic.Int64 // agent-opened channels being opened or open
 
 	mu       sync.Mutex
 	pairs    map[int64]*pair
@@ -47,6 +54,7 @@ func newProxyConn(a *admission, down *ssh.ServerConn) *proxyConn {
 	return &proxyConn{
 		log: a.log, m: a.srv.m, rec: a.rec, target: a.target, down: down, up: a.up,
 		ctx: ctx, cancel: cancel, pairs: make(map[int64]*pair),
+		limits: a.srv.limits, deadline: a.deadline, deadlineReason: a.deadlineReason,
 	}
 }
 
@@ -58,8 +66,13 @@ func (c *proxyConn) run(shutdown context.Context, chans <-chan ssh.NewChannel, r
 	c.spawn(func() { c.channels(chans, true) })
 	c.spawn(func() { c.channels(c.up.chans, false) })
 	agentGone, targetGone := waitChan(c.down), waitChan(c.up.conn)
+	deadline, stopDeadline := c.deadlineTimer()
+	defer stopDeadline()
 
 	select {
+	case <-deadline:
+		c.setReason(c.deadlineReason)
+		c.fail(deadlineError(deadlineMessage(c.deadlineReason)))
 	case <-agentGone:
 		c.drain("agent disconnected")
 	case <-targetGone:
@@ -78,6 +91,27 @@ func (c *proxyConn) run(shutdown context.Context, chans <-chan ssh.NewChannel, r
 	if err := c.rec.End(ctx, c.endReason()); err != nil {
 		c.log.Error("recording session end", "err", err)
 	}
+}
+
+// deadlineTimer fires at the session's deadline; it never fires without one.
+func (c *proxyConn) deadlineTimer() (<-chan time.Time, func()) {
+	if c.deadline.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(c.deadline))
+	return t.C, func() { t.Stop() }
+}
+
+// deadlineError ends a session at its deadline: expected, not a failure.
+type deadlineError string
+
+func (e deadlineError) Error() string { return string(e) }
+
+func deadlineMessage(reason string) string {
+	if reason == edgelimit.ReasonMaxSessionLength {
+		return "the session reached the gateway's maximum session length; reconnect to continue"
+	}
+	return "the session's token expired; reconnect with a fresh token"
 }
 
 func (c *proxyConn) spawn(f func()) {
@@ -128,7 +162,8 @@ func (c *proxyConn) fail(err error) {
 func (c *proxyConn) failNow(err error) {
 	c.setReason(err.Error())
 	level := slog.LevelError
-	if err == errShutdown {
+	var de deadlineError
+	if err == errShutdown || errors.As(err, &de) {
 		level = slog.LevelInfo
 	}
 	c.log.Log(context.Background(), level, "ending SSH session", "err", err)
@@ -289,6 +324,15 @@ func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 		return
 	}
 	typ := channelType(nc.ChannelType())
+	if fromAgent {
+		defer c.channelsOpen.Add(-1)
+		if err := c.limits.Channel(int(c.channelsOpen.Add(1) - 1)); err != nil {
+			c.m.channels.WithLabelValues(typ, "limited").Inc()
+			c.log.Warn("refused channel", "channel", id, "type", nc.ChannelType(), "reason", err)
+			c.reject(nc, id, ssh.ResourceShortage, "tapline: "+err.Error())
+			return
+		}
+	}
 	if reason := c.refuseChannel(nc.ChannelType(), fromAgent); reason != "" {
 		c.m.channels.WithLabelValues(typ, "refused").Inc()
 		c.log.Info("refused channel", "channel", id, "type", nc.ChannelType(), "reason", reason)

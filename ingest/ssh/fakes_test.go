@@ -78,6 +78,12 @@ func (r *fakeRecorder) lastSession(t *testing.T) *fakeSession {
 	return r.sessions[len(r.sessions)-1]
 }
 
+func (r *fakeRecorder) denialCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.denials)
+}
+
 func (r *fakeRecorder) lastDenial(t *testing.T) denial {
 	t.Helper()
 	r.mu.Lock()
@@ -158,7 +164,7 @@ func (s *fakeSession) waitEnd(t *testing.T) string {
 	t.Helper()
 	select {
 	case <-s.ended:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("session did not end")
 	}
 	s.mu.Lock()

@@ -52,6 +52,8 @@ type itGateway struct {
 type gatewayOpts struct {
 	brokers        []string
 	produceTimeout time.Duration
+	clockSkew      string // oidc.clock_skew (default 1m)
+	limits         string // the limits section as flow YAML, e.g. {max_channels_per_connection: 2}
 }
 
 func startGateway(t *testing.T, o gatewayOpts) *itGateway {
@@ -63,6 +65,12 @@ func startGateway(t *testing.T, o gatewayOpts) *itGateway {
 	if o.produceTimeout == 0 {
 		o.produceTimeout = 10 * time.Second
 	}
+	if o.clockSkew == "" {
+		o.clockSkew = "1m"
+	}
+	if o.limits == "" {
+		o.limits = "{}"
+	}
 	g := &itGateway{t: t, dir: t.TempDir(), brokers: o.brokers, topic: "tapline.frames.raw.sshtest." + randHex(6)}
 	createTopic(t, g.brokers, g.topic)
 	g.issuer = startIssuer(t, g.dir)
@@ -73,8 +81,9 @@ func startGateway(t *testing.T, o gatewayOpts) *itGateway {
 gateway_id: gw-ssh-test
 data_dir: %[1]s
 kafka: {brokers: [%[2]q], topic: %[3]s, mode: strict, produce_timeout: %[4]s}
-oidc: {issuer: %[5]q, audience: tapline}
+oidc: {issuer: %[5]q, audience: tapline-gateway, clock_skew: %[11]s}
 ssh: {listen: "127.0.0.1:0"}
+limits: %[12]s
 targets:
   - name: box
     protocol: ssh
@@ -92,7 +101,7 @@ targets:
     groups: [ops]
     ssh: {user: %[7]s, key_file: %[8]s, known_hosts: %[10]s}
 `, g.dir, strings.Join(g.brokers, ","), g.topic, o.produceTimeout, g.issuer.URL(),
-		target.Addr, target.User, target.Key, target.KnownHosts, empty)
+		target.Addr, target.User, target.Key, target.KnownHosts, empty, o.clockSkew, o.limits)
 	cfg, err := gateway.Parse([]byte(cfgYAML), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)

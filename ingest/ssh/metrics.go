@@ -18,6 +18,7 @@ const (
 	resultRefused     = "refused" // recording unavailable
 	resultTargetError = "target_error"
 	resultAbandoned   = "abandoned" // closed before authenticating
+	resultLimited     = "limited"   // over the pending-handshake limits
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -176,7 +176,7 @@ func TestDenialsAreRecordedAndExplained(t *testing.T) {
 		{"other login", "root+box", tokenOps, `reached as login "tapline-target" only, not "root"`},
 		{"no target", "root+", tokenOps, "no target in the user name"},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, banner, err := h.dial(tc.user, tc.token)
 			if err == nil {
@@ -186,6 +186,8 @@ func TestDenialsAreRecordedAndExplained(t *testing.T) {
 			if !strings.Contains(banner, "tapline: access denied: ") || !strings.Contains(banner, tc.reason) {
 				t.Errorf("banner %q does not explain %q", banner, tc.reason)
 			}
+			// Denials are recorded in the background, after the agent was answered.
+			waitFor(t, func() bool { return h.rec.denialCount() == i+1 })
 			d := h.rec.lastDenial(t)
 			if !strings.Contains(d.reason, tc.reason) {
 				t.Errorf("recorded reason %q", d.reason)
@@ -660,10 +662,10 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
+			t.Fatal("condition not met in 30s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -18,7 +19,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/ingest/edgelimit"
 )
+
+// maxDenialsInFlight bounds denials being recorded at once.
+const maxDenialsInFlight = 256
 
 // TokenVerifier checks an agent's token; *auth.Verifier satisfies it.
 type TokenVerifier interface {
@@ -36,6 +41,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// Registerer receives the tapline_ssh_* metrics (nil: not exported).
 	Registerer prometheus.Registerer
+	// Limits caps handshakes, sessions and channels and sets each session's
+	// deadline; shared with the gateway's other edges. Nil: edgelimit defaults.
+	Limits *edgelimit.Limiter
 }
 
 // Server accepts agents' SSH connections and proxies them to targets.
@@ -48,6 +56,8 @@ type Server struct {
 	rec      Recorder
 	log      *slog.Logger
 	m        *metrics
+	limits   *edgelimit.Limiter
+	denials  *edgelimit.Background // recording denials off the authentication path
 }
 
 // resolvedTarget is a Target with its credentials loaded.
@@ -73,6 +83,12 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		cfg: cfg, hostKey: hostKey, targets: make(map[string]*resolvedTarget, len(opts.Targets)),
 		verifier: opts.Verifier, policy: opts.Policy, rec: opts.Recorder, log: opts.Logger,
+		limits: opts.Limits, denials: edgelimit.NewBackground(maxDenialsInFlight),
+	}
+	if s.limits == nil {
+		if s.limits, err = edgelimit.New(edgelimit.Config{}, nil); err != nil {
+			return nil, err
+		}
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -110,6 +126,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
+	defer s.denials.Wait()
 	defer wg.Wait()
 	for {
 		nc, err := ln.Accept()
@@ -135,7 +152,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // handle runs one agent connection: handshake and admission, then the proxy.
 func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
-	a := &admission{srv: s, ctx: ctx, log: s.log.With("client", nc.RemoteAddr().String())}
+	pending, err := s.limits.Handshake(nc.RemoteAddr())
+	if err != nil {
+		s.refuseEarly(nc, err)
+		return
+	}
+	defer pending()
+	a := &admission{srv: s, ctx: ctx, log: s.log.With("client", nc.RemoteAddr().String()), authenticated: pending}
+	defer a.endSession()
 	nc.SetDeadline(time.Now().Add(s.cfg.AuthTimeout))
 	// A shutdown must not wait for handshakes to time out.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
@@ -155,4 +179,18 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer s.m.active.Dec()
 	pc := newProxyConn(a, down)
 	pc.run(ctx, chans, reqs)
+}
+
+// refuseEarly turns away a connection over the pending-handshake limits before
+// the SSH version exchange, as OpenSSH's MaxStartups does, with a line saying
+// why (RFC 4253 lets a server send lines before its version string).
+func (s *Server) refuseEarly(nc net.Conn, err error) {
+	s.m.connections.WithLabelValues(resultLimited).Inc()
+	s.log.Warn("connection refused", "client", nc.RemoteAddr().String(), "reason", err)
+	_ = nc.SetDeadline(time.Now().Add(time.Second))
+	_, _ = fmt.Fprintf(nc, "tapline: %v\r\n", err)
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+	}
 }

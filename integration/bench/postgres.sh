@@ -58,7 +58,7 @@ start_gateway() {
 gateway_id: bench-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
-oidc: {issuer: "$issuer_url", audience: tapline}
+oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 metrics: {listen: "127.0.0.1:$metrics"}
 postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
 targets:

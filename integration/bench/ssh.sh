@@ -55,7 +55,7 @@ start_gateway() {
 gateway_id: bench-ssh-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
-oidc: {issuer: "$issuer_url", audience: tapline}
+oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 ssh: {listen: "127.0.0.1:$port"}
 targets:
   - name: box

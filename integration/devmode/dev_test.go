@@ -37,18 +37,22 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	d.env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
 
 	d.start()
-	token := d.client("token", "--data-dir", d.data, "--sub", "alice", "--groups", "dev,auditors")
-	token = strings.TrimSpace(token)
-
+	gwToken := strings.TrimSpace(d.client("token", "--data-dir", d.data, "--sub", "alice", "--groups", "dev"))
+	token := strings.TrimSpace(d.client("token", "--for", "query", "--data-dir", d.data, "--sub", "alice", "--groups", "auditors"))
+	// As the banner says: the gateway's certificate from `tapline ca`, verified.
+	ca := filepath.Join(d.data, "gateway-ca.pem")
+	if err := os.WriteFile(ca, []byte(d.client("ca", "--data-dir", d.data)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	psql := exec.Command(filepath.Join(pg.Bin, "psql"), "-X", "-A", "-t",
-		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo user=alice sslmode=require", d.pg),
+		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo user=alice sslmode=verify-full", d.pg),
 		"-c", "select 40 + 2 as answer")
-	psql.Env = append(os.Environ(), "PGPASSWORD="+token)
+	psql.Env = append(os.Environ(), "PGPASSWORD="+gwToken, "PGSSLROOTCERT="+ca, "PGGSSENCMODE=disable")
 	out, err := psql.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "42" {
 		t.Fatalf("psql through tapline dev: %v\n%s\n%s", err, out, d.log)
 	}
-	sshOut := d.ssh(token, target.User+"+demo-box", "echo dev-ssh-$((6*7))")
+	sshOut := d.ssh(gwToken, target.User+"+demo-box", "echo dev-ssh-$((6*7))")
 	if strings.TrimSpace(sshOut) != "dev-ssh-42" {
 		t.Fatalf("ssh through tapline dev printed %q", sshOut)
 	}

@@ -14,10 +14,13 @@ import (
 // (docs/api.md). It lives here, beside what it configures, so the deployment tests
 // decode the shipped configurations into the type the server reads.
 type FileConfig struct {
-	Listen  string      `yaml:"listen"`
-	TLSCert string      `yaml:"tls_cert"`
-	TLSKey  string      `yaml:"tls_key"`
-	OIDC    auth.Config `yaml:"oidc"`
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AllowPlaintext serves plain HTTP on a non-loopback listener: only when a
+	// TLS-terminating proxy is in front, since bearer tokens cross the network.
+	AllowPlaintext bool        `yaml:"allow_plaintext"`
+	OIDC           auth.Config `yaml:"oidc"`
 	// AuditorsGroup sees every session and may use SQL (default "auditors").
 	AuditorsGroup string `yaml:"auditors_group"`
 	// TrustedGatewayKeys: hex public keys or key files (verify.ParsePublicKey).

@@ -34,8 +34,13 @@ import (
 )
 
 const (
-	// DefaultAudience is the aud of minted tokens and what dev verifiers require.
-	DefaultAudience = "tapline"
+	// GatewayAudience and QueryAudience are the default audiences of the two
+	// roles that accept tokens. They differ so that a token presented to one
+	// (and perhaps captured there) does not open the other.
+	GatewayAudience = "tapline-gateway"
+	QueryAudience   = "tapline-query"
+	// DefaultAudience is the aud of minted tokens: the gateway's.
+	DefaultAudience = GatewayAudience
 	// EmailDomain completes the default email, sub@EmailDomain.
 	EmailDomain = "dev.tapline.local"
 	// EnvDataDir overrides the default data directory.
