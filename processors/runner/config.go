@@ -73,7 +73,10 @@ type Topics struct {
 	Commands string `yaml:"commands"`
 	Sessions string `yaml:"sessions"`
 	Audit    string `yaml:"audit"`
-	State    string `yaml:"state"`
+	// AuditOCSF, when set, also writes every audit record as an OCSF event to this
+	// topic, in the same transaction (docs/audit-format.md). Empty (the default) is off.
+	AuditOCSF string `yaml:"audit_ocsf"`
+	State     string `yaml:"state"`
 }
 
 // Sessions configures session lifetimes.
@@ -189,7 +192,10 @@ func (c *Config) validate() error {
 	}
 	t := c.Topics
 	seen := map[string]string{}
-	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State} {
+	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "audit_ocsf": t.AuditOCSF, "state": t.State} {
+		if v == "" {
+			continue // only audit_ocsf may be empty: defaults fill the others
+		}
 		if other, ok := seen[v]; ok {
 			errs = append(errs, fmt.Sprintf("topics.%s and topics.%s are both %q", name, other, v))
 		}

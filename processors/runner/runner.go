@@ -1,7 +1,7 @@
 // Package runner runs the processors exactly once over Kafka: it consumes
 // tapline.frames.raw in a consumer group with read_committed isolation and, in one
 // transaction per batch (franz-go's GroupTransactSession), produces the masked frames,
-// commands, session summaries and audit records, the changed session states with a
+// commands, session summaries and audit records (and their OCSF events, if enabled), the changed session states with a
 // checkpoint to the state topic, and the group's offsets. Either all of a batch's
 // effects are committed or none are; after a crash or a rebalance the new owner of a
 // partition rebuilds its sessions from the state topic at exactly the committed
@@ -26,6 +26,7 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/schemas"
 )
@@ -499,8 +500,24 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 			r.log.Warn("integrity alert", "session_id", a.SessionID, "seq", a.Seq, "alert", a.Alert, "detail", a.AlertDetail)
 		}
 		produce(&kgo.Record{Topic: t.Audit, Key: []byte(a.SessionID), Value: v})
+		if t.AuditOCSF == "" {
+			continue
+		}
+		if v, err = ocsfValue(a); err != nil {
+			return err
+		}
+		produce(&kgo.Record{Topic: t.AuditOCSF, Key: []byte(a.SessionID), Value: v})
 	}
 	return nil
+}
+
+// ocsfValue is an audit record as an OCSF event.
+func ocsfValue(a *audit.Record) ([]byte, error) {
+	e, err := ocsf.FromAudit(a)
+	if err != nil {
+		return nil, fmt.Errorf("OCSF event for %s: %w", a.ID, err)
+	}
+	return e.Marshal()
 }
 
 // undecodable is the alert for a raw record that is not a frame.

@@ -42,15 +42,24 @@ func (r *runner) ensureTopics(ctx context.Context) (int32, error) {
 		return n, r.waitForTopics(ctx, t.State)
 	}
 	compact := "compact"
-	for _, o := range []struct {
+	outputs := []struct {
 		name    string
 		configs map[string]*string
-	}{{t.Frames, nil}, {t.Commands, nil}, {t.Sessions, map[string]*string{"cleanup.policy": &compact}}, {t.Audit, nil}} {
+	}{{t.Frames, nil}, {t.Commands, nil}, {t.Sessions, map[string]*string{"cleanup.policy": &compact}}, {t.Audit, nil}}
+	all := []string{t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit}
+	if t.AuditOCSF != "" {
+		outputs = append(outputs, struct {
+			name    string
+			configs map[string]*string
+		}{t.AuditOCSF, nil})
+		all = append(all, t.AuditOCSF)
+	}
+	for _, o := range outputs {
 		if _, err := r.adm.CreateTopic(ctx, n, -1, o.configs, o.name); ignoreExists(err) != nil {
 			return 0, fmt.Errorf("create %s: %w", o.name, err)
 		}
 	}
-	return n, r.waitForTopics(ctx, t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit)
+	return n, r.waitForTopics(ctx, all...)
 }
 
 // waitForTopics waits until newly created topics show in the cluster's metadata.
