@@ -1,12 +1,15 @@
 # shellcheck shell=bash
-# What the SIEM-consumer tests run: Kafka Connect (the connect-* jars of the same
-# Apache Kafka release as the broker, from Maven Central), rsyslog with imkafka
+# What the SIEM-consumer tests run: Kafka Connect (Apache Kafka's connect-* jars from
+# Maven Central; see CONNECT_VERSION), rsyslog with imkafka
 # (Debian's rsyslog-kafka), kcat, and a Python venv with the OCSF schema exports
 # (ocsf-json-schema) and a JSON Schema validator (jsonschema) from PyPI. Nothing
 # runs here; the tests start their own consumers. Sourced by integration/services.sh.
 
-CONNECT_FILE_VERSION=4.3.1 # newest connect-file on Maven Central (there is no 4.4.0 there)
-CONNECT_HOME=$CACHE/kafka-connect-$KAFKA_VERSION-file-$CONNECT_FILE_VERSION
+# Maven Central has no connect-file (FileStreamSink) for 4.4.0, and the 4.3.1 one
+# calls a clients class that 4.4 moved; so the Connect worker is 4.3.1 throughout,
+# the newest release with all three artifacts, talking to the 4.4.0 broker.
+CONNECT_VERSION=4.3.1
+CONNECT_HOME=$CACHE/kafka-connect-$CONNECT_VERSION
 OCSF_JSON_SCHEMA_VERSION=1.2.0 # bundles the published OCSF 1.0.0–1.8.0 schema exports
 JSONSCHEMA_VERSION=4.26.0
 OCSF_VENV=$CACHE/ocsf-venv-$OCSF_JSON_SCHEMA_VERSION-$JSONSCHEMA_VERSION
@@ -24,7 +27,7 @@ siem_packages() {
 # runtime dependencies into $CONNECT_HOME/libs (once per machine).
 siem_connect_fetch() {
 	[[ -f $CONNECT_HOME/.complete ]] && return 0
-	log "fetching Kafka Connect $KAFKA_VERSION jars from Maven Central into $CONNECT_HOME"
+	log "fetching Kafka Connect $CONNECT_VERSION jars from Maven Central into $CONNECT_HOME"
 	local t0
 	t0=$(now_ms)
 	mkdir -p "$CONNECT_HOME"
@@ -34,15 +37,12 @@ siem_connect_fetch() {
   <modelVersion>4.0.0</modelVersion>
   <groupId>tapline.integration</groupId>
   <artifactId>kafka-connect-runtime</artifactId>
-  <version>$KAFKA_VERSION</version>
+  <version>$CONNECT_VERSION</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-json</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <!-- Maven Central has no connect-file $KAFKA_VERSION; the newest published one runs on
-         the $KAFKA_VERSION runtime (it only uses connect-api), without its own connect-api. -->
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-file</artifactId><version>$CONNECT_FILE_VERSION</version>
-      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId><version>$CONNECT_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-json</artifactId><version>$CONNECT_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-file</artifactId><version>$CONNECT_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
   </dependencies>
 </project>
@@ -52,8 +52,8 @@ POM
 		-DoutputDirectory="$CONNECT_HOME/libs.tmp" -DincludeScope=runtime) >"$CONNECT_HOME/mvn.log" 2>&1; then
 		die "maven could not fetch Kafka Connect jars; see $CONNECT_HOME/mvn.log (pom: $CONNECT_HOME/pom.xml)"
 	fi
-	[[ -f $CONNECT_HOME/libs.tmp/connect-file-$CONNECT_FILE_VERSION.jar ]] ||
-		die "maven ran but connect-file-$CONNECT_FILE_VERSION.jar is missing; see $CONNECT_HOME/mvn.log"
+	[[ -f $CONNECT_HOME/libs.tmp/connect-file-$CONNECT_VERSION.jar ]] ||
+		die "maven ran but connect-file-$CONNECT_VERSION.jar is missing; see $CONNECT_HOME/mvn.log"
 	rm -rf "$CONNECT_HOME/libs"
 	mv "$CONNECT_HOME/libs.tmp" "$CONNECT_HOME/libs"
 	find "$CONNECT_HOME/libs" -name '*.jar' | LC_ALL=C sort | paste -sd: >"$CONNECT_HOME/classpath"
