@@ -16,6 +16,7 @@ import (
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/processors/stitch"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // Config is the processor's configuration file (docs/processors.md).
@@ -35,6 +36,10 @@ type Config struct {
 	TrustedGatewayKeys []string    `yaml:"trusted_gateway_keys"`
 	Masking            mask.Config `yaml:"masking"`
 	Metrics            Metrics     `yaml:"metrics"`
+	// SchemaRegistry, when its urls are set, registers the frames, commands and
+	// sessions schemas at start and writes those topics in the Confluent framing
+	// with the registry's ids (docs/siem.md); it also reads raw frames so framed.
+	SchemaRegistry registry.Config `yaml:"schema_registry"`
 
 	env func(string) (string, bool) // resolves kafka.sasl.password_env
 }
@@ -206,6 +211,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := mask.New(c.Masking); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if sr := c.SchemaRegistry; len(sr.URLs) > 0 || sr.Username != "" || sr.PasswordEnv != "" || sr.BearerTokenEnv != "" {
+		if _, err := registry.Open(c.SchemaRegistry, c.lookupEnv); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

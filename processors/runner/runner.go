@@ -29,6 +29,7 @@ import (
 	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // Run processes until ctx is cancelled (then it finishes the transaction in flight
@@ -48,7 +49,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	// TLS and SASL first, so that test options passed as extra can still override them.
 	extra = append(security, extra...)
 	r := &runner{cfg: cfg, log: log, pcfg: pcfg, extra: extra, parts: map[int32]*part{}, revoked: map[int32]bool{},
-		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg)}
+		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg), codecs: defaultCodecs()}
+	if err := r.registerSchemas(ctx); err != nil {
+		return err
+	}
 	adm, err := kadm.NewOptClient(r.baseOpts()...)
 	if err != nil {
 		return err
@@ -113,6 +117,7 @@ type runner struct {
 	sess    *kgo.GroupTransactSession
 	tick    time.Duration
 	metrics *metrics
+	codecs  codecs
 
 	parts map[int32]*part // loaded raw partitions
 
@@ -351,7 +356,7 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 func (r *runner) processPartition(pt *part, in []*kgo.Record) ([]*kgo.Record, error) {
 	var out pipeline.Output
 	for _, rec := range in {
-		f, err := schemas.FrameCodec().Decode(rec.Value)
+		f, err := r.codecs.raw.Decode(rec.Value)
 		if err != nil {
 			out.Audit = append(out.Audit, undecodable(rec, err)) // counted and logged by emit
 		} else {
@@ -466,7 +471,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	t := r.cfg.Topics
 	for i := range out.Frames {
 		f := &out.Frames[i]
-		v, err := schemas.FrameCodec().Encode(f)
+		v, err := r.codecs.frames.Encode(f)
 		if err != nil {
 			return fmt.Errorf("session %s seq %d: %w", f.SessionID, f.Seq, err)
 		}
@@ -474,7 +479,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	}
 	for i := range out.Commands {
 		c := &out.Commands[i]
-		v, err := schemas.CommandCodec().Encode(c)
+		v, err := r.codecs.commands.Encode(c)
 		if err != nil {
 			return fmt.Errorf("session %s command %d: %w", c.SessionID, c.CommandSeq, err)
 		}
@@ -483,7 +488,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	r.metrics.commands.Add(float64(len(out.Commands)))
 	for i := range out.Sessions {
 		s := &out.Sessions[i]
-		v, err := schemas.SessionCodec().Encode(s)
+		v, err := r.codecs.sessions.Encode(s)
 		if err != nil {
 			return fmt.Errorf("session %s summary: %w", s.SessionID, err)
 		}
@@ -508,6 +513,45 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 		}
 		produce(&kgo.Record{Topic: t.AuditOCSF, Key: []byte(a.SessionID), Value: v})
 	}
+	return nil
+}
+
+// codecs frame the Avro topics: Single-Object Encoding, or the Confluent framing
+// with a schema registry's ids.
+type codecs struct {
+	raw, frames *schemas.Codec[schemas.Frame]
+	commands    *schemas.Codec[schemas.Command]
+	sessions    *schemas.Codec[schemas.Session]
+}
+
+func defaultCodecs() codecs {
+	return codecs{raw: schemas.FrameCodec(), frames: schemas.FrameCodec(), commands: schemas.CommandCodec(), sessions: schemas.SessionCodec()}
+}
+
+// registerSchemas switches the codecs to the schema registry's ids, if one is
+// configured. ctx bounds later id look-ups too (the process's lifetime).
+func (r *runner) registerSchemas(ctx context.Context) error {
+	if len(r.cfg.SchemaRegistry.URLs) == 0 {
+		return nil
+	}
+	reg, err := registry.Open(r.cfg.SchemaRegistry, r.cfg.lookupEnv)
+	if err != nil {
+		return err
+	}
+	t := r.cfg.Topics
+	c := codecs{raw: registry.Reader(ctx, reg, schemas.FrameCodec())}
+	if c.frames, err = registry.Codec(ctx, reg, t.Frames, schemas.FrameCodec()); err != nil {
+		return err
+	}
+	if c.commands, err = registry.Codec(ctx, reg, t.Commands, schemas.CommandCodec()); err != nil {
+		return err
+	}
+	if c.sessions, err = registry.Codec(ctx, reg, t.Sessions, schemas.SessionCodec()); err != nil {
+		return err
+	}
+	r.codecs = c
+	r.log.Info("schemas registered", "registry", r.cfg.SchemaRegistry.URLs[0],
+		"subjects", []string{registry.Subject(t.Frames), registry.Subject(t.Commands), registry.Subject(t.Sessions)})
 	return nil
 }
 

@@ -200,6 +200,7 @@ func TestConfigErrors(t *testing.T) {
 		"kafka: {group: g}", // no brokers
 		"kafka: {brokers: [x]}\ntopics: {frames: a, commands: a}", // same topic twice
 		"kafka: {brokers: [x]}\ntopics: {audit_ocsf: tapline.audit}",
+		"kafka: {brokers: [x]}\nschema_registry: {username: u, password_env: NOT_SET}",
 		"kafka: {brokers: [x]}\ntrusted_gateway_keys: [nope]",
 		"kafka: {brokers: [x]}\nmasking: {defaults: {detectors: {nope: true}}}",
 		"kafka: {brokers: [x]}\nunknown: 1",
