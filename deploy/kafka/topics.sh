@@ -18,6 +18,8 @@ create tapline.frames 24 --config retention.ms=2592000000 --config cleanup.polic
 create tapline.commands 12 --config retention.ms=2592000000 --config cleanup.policy=delete
 create tapline.sessions 12 --config cleanup.policy=compact --config min.compaction.lag.ms=3600000
 create tapline.audit 6 --config retention.ms=7776000000 --config cleanup.policy=delete
+# OCSF events, written only with topics.audit_ocsf set (docs/siem.md).
+create tapline.audit.ocsf 6 --config retention.ms=7776000000 --config cleanup.policy=delete
 # The processors' per-session state: as many partitions as the raw topic (the runner
 # refuses to start otherwise) and records up to 8 MiB (docs/processors.md).
 create tapline.processor.state 24 --config cleanup.policy=compact --config segment.ms=3600000 --config max.message.bytes=8388608
