@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/crypto/ssh"
 
@@ -130,6 +131,7 @@ consumer.isolation.level=read_committed
 consumer.auto.offset.reset=earliest
 `, strings.Join(brokers, ","), d))
 	group := "siem-connect-" + randHex(4)
+	dropGroups(t, brokers, "connect-"+group+"-0", "connect-"+group+"-1")
 	args := []string{"-Xms64m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile=" + filepath.Join(d, "log4j2.properties"),
 		"-cp", tools.ConnectClasspath, "org.apache.kafka.connect.cli.ConnectStandalone", filepath.Join(d, "worker.properties")}
@@ -166,6 +168,7 @@ func startRsyslog(t *testing.T, tools testenv.SIEMTools, brokers []string, dir s
 	c := &consumer{name: "rsyslog", log: filepath.Join(d, "rsyslog.log"),
 		audit: filepath.Join(d, "audit.log"), ocsf: filepath.Join(d, "ocsf.log"), parsed: jsonParsed}
 	group := "siem-rsyslog-" + randHex(4)
+	dropGroups(t, brokers, group+"-0", group+"-1")
 	var b strings.Builder
 	fmt.Fprintf(&b, `global(workDirectory=%q maxMessageSize="1m")
 module(load="imkafka")
@@ -185,6 +188,20 @@ input(type="imkafka" topic=%[3]q broker=[%[4]q] consumergroup="%[5]s-%[1]d" rule
 	}
 	c.start(t, exec.Command(tools.Rsyslogd, "-n", "-f", conf, "-i", filepath.Join(d, "pid"), "-M", tools.RsyslogModDir))
 	return c
+}
+
+// dropGroups deletes the consumers' groups from the shared broker when the test ends.
+func dropGroups(t *testing.T, brokers []string, groups ...string) {
+	t.Cleanup(func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = kadm.NewClient(cl).DeleteGroups(ctx, groups...)
+	})
 }
 
 func jsonParsed(line string) error {
