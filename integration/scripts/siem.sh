@@ -48,13 +48,15 @@ siem_connect_fetch() {
 </project>
 POM
 	rm -rf "$CONNECT_HOME/libs.tmp"
-	if ! (cd "$CONNECT_HOME" && mvn -B -q dependency:copy-dependencies \
+	# Its own local repository: `up` fetches Kafka's jars with Maven at the same time,
+	# and two Maven processes writing one local repository can corrupt a download.
+	if ! (cd "$CONNECT_HOME" && mvn -B -q dependency:copy-dependencies -Dmaven.repo.local="$CONNECT_HOME/m2" \
 		-DoutputDirectory="$CONNECT_HOME/libs.tmp" -DincludeScope=runtime) >"$CONNECT_HOME/mvn.log" 2>&1; then
 		die "maven could not fetch Kafka Connect jars; see $CONNECT_HOME/mvn.log (pom: $CONNECT_HOME/pom.xml)"
 	fi
 	[[ -f $CONNECT_HOME/libs.tmp/connect-file-$CONNECT_VERSION.jar ]] ||
 		die "maven ran but connect-file-$CONNECT_VERSION.jar is missing; see $CONNECT_HOME/mvn.log"
-	rm -rf "$CONNECT_HOME/libs"
+	rm -rf "$CONNECT_HOME/libs" "$CONNECT_HOME/m2"
 	mv "$CONNECT_HOME/libs.tmp" "$CONNECT_HOME/libs"
 	find "$CONNECT_HOME/libs" -name '*.jar' | LC_ALL=C sort | paste -sd: >"$CONNECT_HOME/classpath"
 	touch "$CONNECT_HOME/.complete"
