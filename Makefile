@@ -29,7 +29,7 @@ test: lint services-up
 	  --rerun-fails-run-root-test --rerun-fails-report=.services/reruns.txt \
 	  --packages ./... -- -tags chdb -count=1 -timeout 30m
 	@if [ -s .services/reruns.txt ]; then echo "tests that needed a rerun:"; cat .services/reruns.txt; fi
-	FUZZTIME=2000x integration/fuzz.sh
+	FUZZTIME=1000x integration/fuzz.sh
 
 ## fuzz: every native fuzz target for longer (FUZZTIME=60s each by default; a count such as 100000x also works).
 fuzz:

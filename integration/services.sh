@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # integration/services.sh — install, start and stop the real services that the
 # integration tests use (no Docker): Kafka, PostgreSQL (+ pgbouncer on demand),
-# OpenSSH, ClickHouse server and the chDB library. See docs/services.md.
+# OpenSSH, ClickHouse server, the chDB library, and the SIEM consumers (Kafka
+# Connect, rsyslog imkafka, kcat, an OCSF validator). See docs/services.md.
 #
 #   services.sh up [SERVICE...]      install what is missing, start (or reuse) services,
-#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb
+#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem
 #   services.sh down [SERVICE...]    stop what `up` started
 #   services.sh status               what runs where, and its log
 #   services.sh env [--export]       print .services/env
@@ -23,7 +24,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
-ALL_SERVICES=(kafka postgres ssh clickhouse chdb)
+ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem)
 
 mkdir -p "$STATE/parts" "$CACHE"
 PORTS_TAKEN=$(mktemp "${TMPDIR:-/tmp}/tapline-ports.XXXXXX")
@@ -41,6 +42,8 @@ source "$SCRIPT_DIR/scripts/ssh.sh"
 source "$SCRIPT_DIR/scripts/clickhouse.sh"
 # shellcheck source=scripts/chdb.sh
 source "$SCRIPT_DIR/scripts/chdb.sh"
+# shellcheck source=scripts/siem.sh
+source "$SCRIPT_DIR/scripts/siem.sh"
 
 # prefix SERVICE: the shell-function prefix of a service.
 prefix() {
@@ -50,6 +53,7 @@ prefix() {
 	ssh) echo ssh ;;
 	clickhouse) echo ch ;;
 	chdb) echo chdb ;;
+	siem) echo siem ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac
 }

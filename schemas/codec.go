@@ -30,7 +30,10 @@ type Codec[T any] struct {
 	byPrint  map[uint64]*goavro.Codec // every known version, by CRC-64-AVRO fingerprint
 	defaults map[string]any           // current schema's field defaults, as goavro natives
 	schemaID uint32                   // Confluent schema id; 0 means Single-Object Encoding
-	header   []byte                   // framing before the Avro body; cap == len, so appends copy
+	// resolve maps another Confluent schema id to the CRC-64-AVRO fingerprint of
+	// the schema the registry holds under it (schemas/registry); nil knows none.
+	resolve  func(id uint32) (uint64, bool)
+	header   []byte // framing before the Avro body; cap == len, so appends copy
 	toNative func(*T) map[string]any
 	fromNat  func(map[string]any) (T, error)
 	// direct, when set, returns header followed by v's Avro binary body, written
@@ -97,6 +100,15 @@ func (c *Codec[T]) WithSchemaID(id uint32) *Codec[T] {
 	cc.schemaID = id
 	cc.header = []byte{confluentMagic, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(cc.header[1:], id)
+	return &cc
+}
+
+// WithResolver returns a codec that also decodes Confluent-framed values written
+// with other registry ids: resolve names the fingerprint of the id's schema, which
+// must be a version this build knows (schemas/registry provides one).
+func (c *Codec[T]) WithResolver(resolve func(id uint32) (fingerprint uint64, ok bool)) *Codec[T] {
+	cc := *c
+	cc.resolve = resolve
 	return &cc
 }
 
@@ -184,10 +196,15 @@ func (c *Codec[T]) writerOf(b []byte) (*goavro.Codec, []byte, error) {
 		return w, b[10:], nil
 	case len(b) >= 5 && b[0] == confluentMagic:
 		id := binary.BigEndian.Uint32(b[1:5])
-		if c.schemaID == 0 || id != c.schemaID {
-			return nil, nil, fmt.Errorf("%w: %s schema registry id %d (configure the registry id this topic is written with)", ErrUnknownSchema, c.name, id)
+		if c.schemaID != 0 && id == c.schemaID {
+			return c.current, b[5:], nil
 		}
-		return c.current, b[5:], nil
+		if c.resolve != nil {
+			if fp, ok := c.resolve(id); ok && c.byPrint[fp] != nil {
+				return c.byPrint[fp], b[5:], nil
+			}
+		}
+		return nil, nil, fmt.Errorf("%w: %s schema registry id %d (configure the schema registry this topic is written with)", ErrUnknownSchema, c.name, id)
 	}
 	return nil, nil, fmt.Errorf("%w: %s: no Single-Object or Confluent header", ErrMalformed, c.name)
 }

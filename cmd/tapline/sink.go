@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/tapline/tapline/schemas/registry"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -87,6 +88,11 @@ func runSink(ctx context.Context, cfg *clickhouse.SinkFile) error {
 	}
 	wcfg := cfg.Kafka.WriterConfig
 	wcfg.Opts = append(security, wcfg.Opts...)
+	if len(cfg.SchemaRegistry.URLs) > 0 {
+		if wcfg.Registry, err = registry.Open(cfg.SchemaRegistry, os.LookupEnv); err != nil {
+			return err
+		}
+	}
 	store, err := openAndMigrate(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -21,6 +21,8 @@ create tapline.audit 6 --config retention.ms=7776000000 --config cleanup.policy=
 # Raw records the processors failed on (unmasked, like the raw topic: same retention,
 # read only by `tapline process --reprocess`); room for a raw record plus headers.
 create tapline.frames.deadletter 6 --config retention.ms=259200000 --config cleanup.policy=delete --config max.message.bytes=2097152
+# OCSF events, written only with topics.audit_ocsf set (docs/siem.md).
+create tapline.audit.ocsf 6 --config retention.ms=7776000000 --config cleanup.policy=delete
 # The processors' per-session state: as many partitions as the raw topic (the runner
 # refuses to start otherwise) and records up to 8 MiB (docs/processors.md).
 create tapline.processor.state 24 --config cleanup.policy=compact --config segment.ms=3600000 --config max.message.bytes=8388608

@@ -22,6 +22,7 @@ import (
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 	"github.com/tapline/tapline/kafkaconn"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // Config is the gateway's configuration file (docs/configuration.md).
@@ -32,10 +33,14 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// SigningKey is the Ed25519 key that signs session ends (default <data_dir>/gateway-signing.key,
 	// created on first start).
-	SigningKey string      `yaml:"signing_key"`
-	Kafka      Kafka       `yaml:"kafka"`
-	OIDC       auth.Config `yaml:"oidc"`
-	Metrics    Metrics     `yaml:"metrics"`
+	SigningKey string `yaml:"signing_key"`
+	Kafka      Kafka  `yaml:"kafka"`
+	// SchemaRegistry, when its urls are set, registers the frame schema under the
+	// raw topic's subject at start and writes frames with the registry's id in the
+	// Confluent framing (docs/siem.md). The processors need the same registry.
+	SchemaRegistry registry.Config `yaml:"schema_registry"`
+	OIDC           auth.Config     `yaml:"oidc"`
+	Metrics        Metrics         `yaml:"metrics"`
 	// Postgres configures the Postgres listener; absent means no Postgres listener.
 	Postgres *PostgresListener `yaml:"postgres"`
 	// SSH configures the SSH listener (docs/ssh.md); absent means no SSH listener.
@@ -196,6 +201,11 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	}
 	for i, b := range c.Kafka.Brokers {
 		checkHostPort(&p, fmt.Sprintf("kafka.brokers[%d]", i), b)
+	}
+	if sr := c.SchemaRegistry; len(sr.URLs) > 0 || sr.Username != "" || sr.PasswordEnv != "" || sr.BearerTokenEnv != "" {
+		if _, err := registry.Open(sr, lookupEnv); err != nil {
+			p.add("schema_registry", "%v", err)
+		}
 	}
 	if c.Kafka.Mode != "strict" && c.Kafka.Mode != "buffered" {
 		p.add("kafka.mode", "%q: want strict or buffered", c.Kafka.Mode)

@@ -77,6 +77,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 			[]string{`targets[0].protocol: unknown protocol "mysql"`}},
 		{"bad mode", strings.Replace(example, "mode: strict", "mode: yolo", 1), []string{`kafka.mode: "yolo"`}},
 		{"missing issuer", strings.Replace(example, `issuer: "http://127.0.0.1:5556", `, "", 1), []string{"oidc.issuer: required"}},
+		{"registry secret not set", example + "schema_registry: {urls: [\"http://sr:8081\"], username: key, password_env: SR_SECRET}\n",
+			[]string{"schema_registry: ", "SR_SECRET"}},
 		{"password twice", strings.Replace(example, "password_env: APP_DB_PASSWORD", "password_env: APP_DB_PASSWORD, password: x", 1),
 			[]string{"targets[0].postgres.password: set only one"}},
 	} {

@@ -19,6 +19,8 @@ import (
 	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
 	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // ShutdownTimeout bounds how long the gateway waits, after SIGTERM, for sessions
@@ -78,7 +80,12 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 	if err != nil {
 		return nil, err
 	}
+	codec, err := frameCodec(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	g.rec, err = recorder.New(ctx, recorder.Config{
+		Codec:            codec,
 		Brokers:          cfg.Kafka.Brokers,
 		Topic:            cfg.Kafka.Topic,
 		Mode:             recorder.Mode(cfg.Kafka.Mode),
@@ -297,4 +304,25 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	return g.Serve(ctx)
+}
+
+// frameCodec is the raw topic's framing: the schema registry's id when one is
+// configured (registered now, so a refused schema stops the start), else nil.
+func frameCodec(ctx context.Context, cfg *Config) (*schemas.Codec[schemas.Frame], error) {
+	if len(cfg.SchemaRegistry.URLs) == 0 {
+		return nil, nil
+	}
+	reg, err := registry.Open(cfg.SchemaRegistry, cfg.lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	topic := cfg.Kafka.Topic
+	if topic == "" {
+		topic = schemas.TopicFramesRaw
+	}
+	c, err := registry.Codec(ctx, reg, topic, schemas.FrameCodec())
+	if err != nil {
+		return nil, fmt.Errorf("schema_registry: %w", err)
+	}
+	return c, nil
 }

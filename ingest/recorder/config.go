@@ -69,11 +69,18 @@ type Config struct {
 	// SASL (kafkaconn.Security.Opts). Unused with Client.
 	Opts []kgo.Opt
 
+	// Codec frames the values; nil is Single-Object Encoding. A codec from
+	// schemas/registry writes the Confluent framing with the registry's id.
+	Codec *schemas.Codec[schemas.Frame]
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
+	if c.Codec == nil {
+		c.Codec = schemas.FrameCodec()
+	}
 	if c.Topic == "" {
 		c.Topic = schemas.TopicFramesRaw
 	}

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 		key:      key,
 		log:      cfg.Logger.With("gateway_id", cfg.GatewayID),
 		budget:   newBudget(cfg.MaxBufferedBytes),
-		codec:    schemas.FrameCodec(),
+		codec:    cfg.Codec,
 		sessions: map[*Session]struct{}{},
 		stop:     make(chan struct{}),
 	}

@@ -51,11 +51,11 @@ const pipelineWait = 60 * time.Second
 
 // topics are this test binary's own topics on the shared broker.
 type topics struct {
-	Raw, Frames, Commands, Sessions, Audit, State, DeadLetter string
+	Raw, Frames, Commands, Sessions, Audit, AuditOCSF, State, DeadLetter string
 }
 
 func (t topics) all() []string {
-	return []string{t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.State, t.DeadLetter}
+	return []string{t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.AuditOCSF, t.State, t.DeadLetter}
 }
 
 // harness is one running tapline: gateway → Kafka → processors → sink → chDB →
@@ -144,7 +144,7 @@ func start(brokers []string, pg testenv.PG, target testenv.SSHTarget) (_ *harnes
 		prefix: prefix, brokers: brokers, dir: dir, pg: pg, target: target,
 		logPath: filepath.Join(dir, "pipeline.log"),
 		topics: topics{Raw: prefix + ".frames.raw", Frames: prefix + ".frames", Commands: prefix + ".commands",
-			Sessions: prefix + ".sessions", Audit: prefix + ".audit", State: prefix + ".state", DeadLetter: prefix + ".deadletter"},
+			Sessions: prefix + ".sessions", Audit: prefix + ".audit", AuditOCSF: prefix + ".audit.ocsf", State: prefix + ".state", DeadLetter: prefix + ".deadletter"},
 		groups: []string{prefix + "-process", prefix + "-sink"},
 	}
 	logFile, err := os.Create(h.logPath)
@@ -367,9 +367,9 @@ func (h *harness) processorConfig() (*runner.Config, error) {
   group: %s-process
   transactional_id: %s-txn
   session_timeout: 6s
-topics: {raw: %s, frames: %s, commands: %s, sessions: %s, audit: %s, state: %s, dead_letter: %s}
+topics: {raw: %s, frames: %s, commands: %s, sessions: %s, audit: %s, audit_ocsf: %s, state: %s, dead_letter: %s}
 trusted_gateway_keys: [%s]
-`, strings.Join(h.brokers, ", "), h.prefix, h.prefix, t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.State,
+`, strings.Join(h.brokers, ", "), h.prefix, h.prefix, t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.AuditOCSF, t.State,
 		t.DeadLetter, hex.EncodeToString(h.gwKey))
 	return runner.Parse([]byte(y), func(string) (string, bool) { return "", false })
 }

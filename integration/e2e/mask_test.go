@@ -42,7 +42,7 @@ func TestMaskingEndToEnd(t *testing.T) {
 	sess := h.waitSessions(t, sub, 1)[0]
 
 	// Recorded: the raw topic has them, in the client's statements and the rows.
-	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.State}
+	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
 	scans := h.scanTopics(t, append([]string{h.topics.Raw}, processed...), secrets)
 	for _, s := range secrets {
 		if raw := scans[h.topics.Raw]; raw.hits[s] == 0 {

@@ -355,3 +355,30 @@ func TestPrivateKafkaStopStart(t *testing.T) {
 		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
 	}
 }
+
+// The SIEM consumers are installed and are the versions the tests and docs name.
+func TestSIEMTools(t *testing.T) {
+	tools := testenv.SIEM(t)
+	jars := strings.Split(tools.ConnectClasspath, ":")
+	var runtime, file, json bool
+	for _, j := range jars {
+		if _, err := os.Stat(j); err != nil {
+			t.Fatalf("class path entry: %v", err)
+		}
+		runtime = runtime || strings.HasSuffix(j, "/connect-runtime-4.3.1.jar")
+		file = file || strings.HasSuffix(j, "/connect-file-4.3.1.jar")
+		json = json || strings.HasSuffix(j, "/connect-json-4.3.1.jar")
+	}
+	if !runtime || !file || !json {
+		t.Errorf("Kafka Connect class path lacks runtime %v, file %v or json %v: %s", runtime, file, json, tools.ConnectClasspath)
+	}
+	if _, err := os.Stat(tools.RsyslogModDir + "/imkafka.so"); err != nil {
+		t.Errorf("imkafka: %v", err)
+	}
+	for _, c := range [][]string{{tools.Rsyslogd, "-v"}, {tools.Kcat, "-V"},
+		{tools.OCSFPython, "-c", "import jsonschema, ocsf_json_schema; ocsf_json_schema.get_ocsf_schema(version='1.7.0')"}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("%v: %v\n%s", c, err, out)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/processors/stitch"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // Config is the processor's configuration file (docs/processors.md).
@@ -44,6 +45,10 @@ type Config struct {
 	Metrics    Metrics     `yaml:"metrics"`
 	// FrameHook is passed to the pipeline (tests only; see pipeline.Config).
 	FrameHook func(*schemas.Frame) `yaml:"-"`
+	// SchemaRegistry, when its urls are set, registers the frames, commands and
+	// sessions schemas at start and writes those topics in the Confluent framing
+	// with the registry's ids (docs/siem.md); it also reads raw frames so framed.
+	SchemaRegistry registry.Config `yaml:"schema_registry"`
 
 	env func(string) (string, bool) // resolves kafka.sasl.password_env
 }
@@ -82,7 +87,10 @@ type Topics struct {
 	Commands string `yaml:"commands"`
 	Sessions string `yaml:"sessions"`
 	Audit    string `yaml:"audit"`
-	State    string `yaml:"state"`
+	// AuditOCSF, when set, also writes every audit record as an OCSF event to this
+	// topic, in the same transaction (docs/audit-format.md). Empty (the default) is off.
+	AuditOCSF string `yaml:"audit_ocsf"`
+	State     string `yaml:"state"`
 	// DeadLetter receives the raw record of every frame the processors failed on
 	// (restricted like the raw topic: it holds unmasked payloads).
 	DeadLetter string `yaml:"dead_letter"`
@@ -202,7 +210,10 @@ func (c *Config) validate() error {
 	}
 	t := c.Topics
 	seen := map[string]string{}
-	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "state": t.State, "dead_letter": t.DeadLetter} {
+	for name, v := range map[string]string{"raw": t.Raw, "frames": t.Frames, "commands": t.Commands, "sessions": t.Sessions, "audit": t.Audit, "audit_ocsf": t.AuditOCSF, "state": t.State, "dead_letter": t.DeadLetter} {
+		if v == "" {
+			continue // only audit_ocsf may be empty: defaults fill the others
+		}
 		if other, ok := seen[v]; ok {
 			errs = append(errs, fmt.Sprintf("topics.%s and topics.%s are both %q", name, other, v))
 		}
@@ -213,6 +224,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := mask.New(c.Masking); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if sr := c.SchemaRegistry; len(sr.URLs) > 0 || sr.Username != "" || sr.PasswordEnv != "" || sr.BearerTokenEnv != "" {
+		if _, err := registry.Open(c.SchemaRegistry, c.lookupEnv); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

@@ -127,7 +127,7 @@ func writeConfig(t *testing.T, brokers []string, name, raw string) (string, *Con
   transactional_id: %[1]s-txn
   max_poll_records: 40
   session_timeout: 6s
-topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, state: %[1]s.state, dead_letter: %[1]s.deadletter}
+topics: {raw: %[2]s, frames: %[1]s.frames, commands: %[1]s.commands, sessions: %[1]s.sessions, audit: %[1]s.audit, audit_ocsf: %[1]s.ocsf, state: %[1]s.state, dead_letter: %[1]s.deadletter}
 trusted_gateway_keys: [%[4]x, %[5]x]
 signing_key: %[6]s
 `, name, raw, strings.Join(brokers, ", "), []byte(sessiontest.NewKey(1).Public().(ed25519.PublicKey)),
@@ -145,8 +145,8 @@ signing_key: %[6]s
 
 // 100 interleaved sessions stream in while the processor is killed with SIGKILL
 // three times and restarted; what it committed equals what an uninterrupted
-// processor commits: no frame, command, summary or audit record lost or duplicated,
-// and no planted secret anywhere downstream.
+// processor commits: no frame, command, summary, audit record or OCSF event lost or
+// duplicated, and no planted secret anywhere downstream.
 func TestKilledProcessorIsExactlyOnce(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	bin := buildTapline(t)
@@ -250,7 +250,7 @@ func TestKilledProcessorIsExactlyOnce(t *testing.T) {
 		}
 	}
 	checkSummaries(t, outB, sessions)
-	t.Logf("compared %d frames, %d commands, %d summaries, %d audit records", len(outB.frames), len(outB.commands), len(outB.sessions), len(outB.audit))
+	t.Logf("compared %d frames, %d commands, %d summaries, %d audit records, %d OCSF events", len(outB.frames), len(outB.commands), len(outB.sessions), len(outB.audit), len(outB.ocsf))
 	if len(outB.commands) < 100 {
 		t.Errorf("only %d commands", len(outB.commands))
 	}

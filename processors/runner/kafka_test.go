@@ -18,6 +18,7 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/internal/sessiontest"
+	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -229,6 +230,7 @@ type outputs struct {
 	sessions map[string]schemas.Session // session/version
 	final    map[string]schemas.Session // session → highest version
 	audit    map[string]string          // id → canonical JSON
+	ocsf     map[string]string          // metadata.uid (the audit id) → JSON
 	raw      [][]byte                   // every record's key and value, to look for secrets
 	dups     []string
 }
@@ -236,7 +238,8 @@ type outputs struct {
 func collect(t *testing.T, brokers []string, topics Topics) *outputs {
 	t.Helper()
 	o := &outputs{frames: map[string]schemas.Frame{}, commands: map[string]schemas.Command{},
-		sessions: map[string]schemas.Session{}, final: map[string]schemas.Session{}, audit: map[string]string{}}
+		sessions: map[string]schemas.Session{}, final: map[string]schemas.Session{}, audit: map[string]string{},
+		ocsf: map[string]string{}}
 	add := func(key string, exists bool) {
 		if exists {
 			o.dups = append(o.dups, key)
@@ -288,6 +291,30 @@ func collect(t *testing.T, brokers []string, topics Topics) *outputs {
 		add("audit "+a.ID, ok)
 		o.audit[a.ID] = string(r.Value)
 	}
+	if topics.AuditOCSF == "" {
+		return o
+	}
+	for _, r := range readCommitted(t, brokers, topics.AuditOCSF) {
+		o.raw = append(o.raw, r.Key, r.Value)
+		var e ocsf.Event
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		_, ok := o.ocsf[e.Metadata.UID]
+		add("ocsf "+e.Metadata.UID, ok)
+		o.ocsf[e.Metadata.UID] = string(r.Value)
+	}
+	// Written in the same transactions: one event per audit record, no more.
+	for id := range o.audit {
+		if _, ok := o.ocsf[id]; !ok {
+			o.dups = append(o.dups, "no OCSF event for audit record "+id)
+		}
+	}
+	for id := range o.ocsf {
+		if _, ok := o.audit[id]; !ok {
+			o.dups = append(o.dups, "OCSF event without audit record "+id)
+		}
+	}
 	return o
 }
 
@@ -320,6 +347,7 @@ func diff(a, b *outputs) []string {
 	cmp("command", canonMap(a.commands), canonMap(b.commands))
 	cmp("summary", canonMap(a.sessions), canonMap(b.sessions))
 	cmp("audit", a.audit, b.audit)
+	cmp("ocsf", a.ocsf, b.ocsf)
 	sort.Strings(out)
 	return out
 }

@@ -1,7 +1,7 @@
 // Package runner runs the processors exactly once over Kafka: it consumes
 // tapline.frames.raw in a consumer group with read_committed isolation and, in one
 // transaction per batch (franz-go's GroupTransactSession), produces the masked frames,
-// commands, session summaries and audit records, the changed session states with a
+// commands, session summaries and audit records (and their OCSF events, if enabled), the changed session states with a
 // checkpoint to the state topic, and the group's offsets. Either all of a batch's
 // effects are committed or none are; after a crash or a rebalance the new owner of a
 // partition rebuilds its sessions from the state topic at exactly the committed
@@ -28,8 +28,10 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
+	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // Run processes until ctx is cancelled (then it finishes the transaction in flight
@@ -54,7 +56,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	// TLS and SASL first, so that test options passed as extra can still override them.
 	extra = append(security, extra...)
 	r := &runner{cfg: cfg, log: log, pcfg: pcfg, extra: extra, parts: map[int32]*part{}, revoked: map[int32]bool{},
-		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg)}
+		assigned: map[int32]bool{}, tick: time.Second, metrics: newMetrics(reg), codecs: defaultCodecs()}
+	if err := r.registerSchemas(ctx); err != nil {
+		return err
+	}
 	adm, err := kadm.NewOptClient(r.baseOpts()...)
 	if err != nil {
 		return err
@@ -122,6 +127,7 @@ type runner struct {
 	sess    *kgo.GroupTransactSession
 	tick    time.Duration
 	metrics *metrics
+	codecs  codecs
 
 	parts map[int32]*part // loaded raw partitions
 
@@ -361,7 +367,7 @@ func (r *runner) processPartition(pt *part, in []*kgo.Record) ([]*kgo.Record, er
 	var out pipeline.Output
 	var dead []*kgo.Record
 	for _, rec := range in {
-		f, err := schemas.FrameCodec().Decode(rec.Value)
+		f, err := r.codecs.raw.Decode(rec.Value)
 		if err != nil {
 			out.Audit = append(out.Audit, undecodable(rec, err)) // counted and logged by emit
 		} else if err := pt.proc.Frame(f, &out); err != nil {
@@ -476,7 +482,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	t := r.cfg.Topics
 	for i := range out.Frames {
 		f := &out.Frames[i]
-		v, err := schemas.FrameCodec().Encode(f)
+		v, err := r.codecs.frames.Encode(f)
 		if err != nil {
 			return fmt.Errorf("session %s seq %d: %w", f.SessionID, f.Seq, err)
 		}
@@ -484,7 +490,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	}
 	for i := range out.Commands {
 		c := &out.Commands[i]
-		v, err := schemas.CommandCodec().Encode(c)
+		v, err := r.codecs.commands.Encode(c)
 		if err != nil {
 			return fmt.Errorf("session %s command %d: %w", c.SessionID, c.CommandSeq, err)
 		}
@@ -493,7 +499,7 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 	r.metrics.commands.Add(float64(len(out.Commands)))
 	for i := range out.Sessions {
 		s := &out.Sessions[i]
-		v, err := schemas.SessionCodec().Encode(s)
+		v, err := r.codecs.sessions.Encode(s)
 		if err != nil {
 			return fmt.Errorf("session %s summary: %w", s.SessionID, err)
 		}
@@ -510,6 +516,13 @@ func (r *runner) emit(out *pipeline.Output, produce func(*kgo.Record)) error {
 			r.log.Warn("integrity alert", "session_id", a.SessionID, "seq", a.Seq, "alert", a.Alert, "detail", a.AlertDetail)
 		}
 		produce(&kgo.Record{Topic: t.Audit, Key: []byte(a.SessionID), Value: v})
+		if t.AuditOCSF == "" {
+			continue
+		}
+		if v, err = ocsfValue(a); err != nil {
+			return err
+		}
+		produce(&kgo.Record{Topic: t.AuditOCSF, Key: []byte(a.SessionID), Value: v})
 	}
 	return nil
 }
@@ -527,6 +540,54 @@ func (r *runner) deadLetter(rec *kgo.Record, f *schemas.Frame, err error) *kgo.R
 	r.metrics.failures.Inc()
 	r.metrics.deadLetters.Inc()
 	return DeadLetterRecord(r.cfg.Topics.DeadLetter, rec, f, err)
+}
+
+// codecs frame the Avro topics: Single-Object Encoding, or the Confluent framing
+// with a schema registry's ids.
+type codecs struct {
+	raw, frames *schemas.Codec[schemas.Frame]
+	commands    *schemas.Codec[schemas.Command]
+	sessions    *schemas.Codec[schemas.Session]
+}
+
+func defaultCodecs() codecs {
+	return codecs{raw: schemas.FrameCodec(), frames: schemas.FrameCodec(), commands: schemas.CommandCodec(), sessions: schemas.SessionCodec()}
+}
+
+// registerSchemas switches the codecs to the schema registry's ids, if one is
+// configured. ctx bounds later id look-ups too (the process's lifetime).
+func (r *runner) registerSchemas(ctx context.Context) error {
+	if len(r.cfg.SchemaRegistry.URLs) == 0 {
+		return nil
+	}
+	reg, err := registry.Open(r.cfg.SchemaRegistry, r.cfg.lookupEnv)
+	if err != nil {
+		return err
+	}
+	t := r.cfg.Topics
+	c := codecs{raw: registry.Reader(ctx, reg, schemas.FrameCodec())}
+	if c.frames, err = registry.Codec(ctx, reg, t.Frames, schemas.FrameCodec()); err != nil {
+		return err
+	}
+	if c.commands, err = registry.Codec(ctx, reg, t.Commands, schemas.CommandCodec()); err != nil {
+		return err
+	}
+	if c.sessions, err = registry.Codec(ctx, reg, t.Sessions, schemas.SessionCodec()); err != nil {
+		return err
+	}
+	r.codecs = c
+	r.log.Info("schemas registered", "registry", r.cfg.SchemaRegistry.URLs[0],
+		"subjects", []string{registry.Subject(t.Frames), registry.Subject(t.Commands), registry.Subject(t.Sessions)})
+	return nil
+}
+
+// ocsfValue is an audit record as an OCSF event.
+func ocsfValue(a *audit.Record) ([]byte, error) {
+	e, err := ocsf.FromAudit(a)
+	if err != nil {
+		return nil, fmt.Errorf("OCSF event for %s: %w", a.ID, err)
+	}
+	return e.Marshal()
 }
 
 // undecodable is the alert for a raw record that is not a frame.

@@ -216,6 +216,8 @@ func TestConfigErrors(t *testing.T) {
 	for _, y := range []string{
 		"kafka: {group: g}", // no brokers
 		"kafka: {brokers: [x]}\ntopics: {frames: a, commands: a}", // same topic twice
+		"kafka: {brokers: [x]}\ntopics: {audit_ocsf: tapline.audit}",
+		"kafka: {brokers: [x]}\nschema_registry: {username: u, password_env: NOT_SET}",
 		"kafka: {brokers: [x]}\ntrusted_gateway_keys: [nope]",
 		"kafka: {brokers: [x]}\nmasking: {defaults: {detectors: {nope: true}}}",
 		"kafka: {brokers: [x]}\nunknown: 1",
@@ -225,7 +227,8 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	c, err := Parse(nil, func(k string) (string, bool) { return "a:1,b:2", k == "TAPLINE_KAFKA_BROKERS" })
-	if err != nil || len(c.Kafka.Brokers) != 2 || c.Topics.Raw != schemas.TopicFramesRaw || c.Topics.State != DefaultStateTopic {
+	if err != nil || len(c.Kafka.Brokers) != 2 || c.Topics.Raw != schemas.TopicFramesRaw || c.Topics.State != DefaultStateTopic ||
+		c.Topics.AuditOCSF != "" {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 }

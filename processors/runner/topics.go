@@ -44,16 +44,25 @@ func (r *runner) ensureTopics(ctx context.Context) (int32, error) {
 		return n, r.waitForTopics(ctx, t.State, t.DeadLetter)
 	}
 	compact := "compact"
-	for _, o := range []struct {
+	outputs := []struct {
 		name    string
 		configs map[string]*string
 	}{{t.Frames, nil}, {t.Commands, nil}, {t.Sessions, map[string]*string{"cleanup.policy": &compact}}, {t.Audit, nil},
-		{t.DeadLetter, map[string]*string{"max.message.bytes": &deadLetterMaxBytes}}} {
+		{t.DeadLetter, map[string]*string{"max.message.bytes": &deadLetterMaxBytes}}}
+	all := []string{t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit, t.DeadLetter}
+	if t.AuditOCSF != "" {
+		outputs = append(outputs, struct {
+			name    string
+			configs map[string]*string
+		}{t.AuditOCSF, nil})
+		all = append(all, t.AuditOCSF)
+	}
+	for _, o := range outputs {
 		if _, err := r.adm.CreateTopic(ctx, n, -1, o.configs, o.name); ignoreExists(err) != nil {
 			return 0, fmt.Errorf("create %s: %w", o.name, err)
 		}
 	}
-	return n, r.waitForTopics(ctx, t.Raw, t.State, t.Frames, t.Commands, t.Sessions, t.Audit, t.DeadLetter)
+	return n, r.waitForTopics(ctx, all...)
 }
 
 // deadLetterMaxBytes leaves room for the headers around a raw record of the raw

@@ -1,6 +1,9 @@
 package clickhouse
 
-import "github.com/tapline/tapline/kafkaconn"
+import (
+	"github.com/tapline/tapline/kafkaconn"
+	"github.com/tapline/tapline/schemas/registry"
+)
 
 // SinkFile is the sink's configuration file, `tapline sink --config`
 // (docs/storage.md). It lives here, beside what it configures, so the deployment
@@ -19,4 +22,7 @@ type SinkFile struct {
 	Metrics struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"metrics"`
+	// SchemaRegistry is the registry the processors register with (their
+	// schema_registry); the sink looks the values' ids up there.
+	SchemaRegistry registry.Config `yaml:"schema_registry"`
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/registry"
 )
 
 // WriterConfig configures the sink's Kafka side and batching.
@@ -48,6 +49,9 @@ type WriterConfig struct {
 
 	// Opts are extra client options (tests: kfake, short timeouts).
 	Opts []kgo.Opt `yaml:"-"`
+	// Registry resolves the schema ids of Confluent-framed values (the processors'
+	// schema_registry); nil reads Single-Object Encoding only.
+	Registry *registry.Registry `yaml:"-"`
 }
 
 func (c *WriterConfig) setDefaults() {
@@ -95,6 +99,10 @@ type Writer struct {
 	store   Store
 	cl      *kgo.Client
 	metrics *writerMetrics
+
+	frames   *schemas.Codec[schemas.Frame]
+	commands *schemas.Codec[schemas.Command]
+	sessions *schemas.Codec[schemas.Session]
 }
 
 // NewWriter creates the consumer; Run drives it. reg may be nil.
@@ -127,7 +135,15 @@ func NewWriter(cfg WriterConfig, store Store, reg prometheus.Registerer) (*Write
 	if err != nil {
 		return nil, fmt.Errorf("sink: kafka client: %w", err)
 	}
-	return &Writer{cfg: cfg, store: store, cl: cl, metrics: newWriterMetrics(reg)}, nil
+	w := &Writer{cfg: cfg, store: store, cl: cl, metrics: newWriterMetrics(reg),
+		frames: schemas.FrameCodec(), commands: schemas.CommandCodec(), sessions: schemas.SessionCodec()}
+	if cfg.Registry != nil {
+		ctx := context.Background() // id look-ups are cached; each is bounded by the client's timeout
+		w.frames = registry.Reader(ctx, cfg.Registry, w.frames)
+		w.commands = registry.Reader(ctx, cfg.Registry, w.commands)
+		w.sessions = registry.Reader(ctx, cfg.Registry, w.sessions)
+	}
+	return w, nil
 }
 
 // pending is the batch being assembled and the records it came from.
@@ -217,17 +233,17 @@ func (w *Writer) decodeRecord(r *kgo.Record, b *Batch) (err error) {
 	switch r.Topic {
 	case w.cfg.FramesTopic:
 		var f schemas.Frame
-		if f, err = schemas.FrameCodec().Decode(r.Value); err == nil {
+		if f, err = w.frames.Decode(r.Value); err == nil {
 			b.Frames = append(b.Frames, f)
 		}
 	case w.cfg.CommandsTopic:
 		var c schemas.Command
-		if c, err = schemas.CommandCodec().Decode(r.Value); err == nil {
+		if c, err = w.commands.Decode(r.Value); err == nil {
 			b.Commands = append(b.Commands, c)
 		}
 	case w.cfg.SessionsTopic:
 		var s schemas.Session
-		if s, err = schemas.SessionCodec().Decode(r.Value); err == nil {
+		if s, err = w.sessions.Decode(r.Value); err == nil {
 			b.Sessions = append(b.Sessions, s)
 		}
 	default:
