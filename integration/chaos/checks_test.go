@@ -1,0 +1,409 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// chQuery runs SQL on the ClickHouse server's HTTP interface and returns the
+// rows as tab-separated fields.
+func (s *system) chQuery(sql string) ([][]string, error) {
+	resp, err := http.Post("http://"+s.ch.HTTP+"/?query="+url.QueryEscape(sql+" FORMAT TabSeparated"), "text/plain", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("clickhouse: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if line != "" {
+			rows = append(rows, strings.Split(line, "\t"))
+		}
+	}
+	return rows, nil
+}
+
+func (s *system) chCount(sql string) (int, error) {
+	rows, err := s.chQuery(sql)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	var n int
+	_, err = fmt.Sscan(rows[0][0], &n)
+	return n, err
+}
+
+// check is one row of the report.
+type check struct {
+	name   string
+	result string
+	ok     bool
+	detail []string // first problems, for the log
+}
+
+func (c *check) fail(format string, args ...any) {
+	c.ok = false
+	if len(c.detail) < 10 {
+		c.detail = append(c.detail, fmt.Sprintf(format, args...))
+	}
+}
+
+// subjectOf maps a marker to the subject of the session that sent it.
+var markerRE = regexp.MustCompile(`mk_(chaos[0-9a-f]+)_s([0-9]+)_([0-9])`)
+
+// recorded returns, per subject, the texts of the recorded commands.
+func (s *system) recorded(db string) (map[string][]string, error) {
+	rows, err := s.chQuery(fmt.Sprintf(`SELECT subject, text FROM %[1]s.commands
+		ANY INNER JOIN (SELECT session_id, any(subject) AS subject FROM %[1]s.sessions GROUP BY session_id) USING session_id
+		WHERE position(text, 'mk_%[2]s_') > 0`, db, s.run))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, r := range rows {
+		if len(r) == 2 {
+			out[r[0]] = append(out[r[0]], r[1])
+		}
+	}
+	return out, nil
+}
+
+// completeness: every statement Postgres logged and every command the SSH
+// target ran, marked with its session, is in a recorded command of the session
+// whose subject sent it, at least as often as the target saw it.
+func (s *system) completeness(pgLog string) (check, check) {
+	pgc := check{name: "Postgres log statements recorded in their session", ok: true}
+	shc := check{name: "sshd commands recorded in their session", ok: true}
+	rec, err := s.recorded(s.db)
+	if err != nil {
+		pgc.fail("%v", err)
+		return pgc, shc
+	}
+	count := func(sub, mark string) int {
+		n := 0
+		for _, t := range rec[sub] {
+			n += strings.Count(t, mark)
+		}
+		return n
+	}
+	compare := func(c *check, text string) {
+		seen := map[string]int{}
+		for _, line := range strings.Split(text, "\n") {
+			for _, m := range markerRE.FindAllStringSubmatch(line, -1) {
+				if m[1] == s.run {
+					seen[m[0]]++
+				}
+			}
+		}
+		total, missing := 0, 0
+		for mark, n := range seen {
+			total += n
+			m := markerRE.FindStringSubmatch(mark)
+			sub := fmt.Sprintf("%s-s%s", m[1], m[2])
+			if got := count(sub, mark); got < n {
+				missing += n - got
+				c.fail("%s: target saw it %d times, recorded %d in %s's sessions", mark, n, got, sub)
+			}
+		}
+		c.result = fmt.Sprintf("%d seen by the target, %d unrecorded", total, missing)
+		if total == 0 {
+			c.fail("the target logged no marked statement: the load did not run")
+		}
+	}
+	compare(&pgc, pgStatements(pgLog))
+	ran, _ := os.ReadFile(s.sshDir + "/ran.log")
+	compare(&shc, string(ran))
+	return pgc, shc
+}
+
+// pgStatements keeps the statement and execute lines of a Postgres log.
+func pgStatements(log string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "LOG:  statement: ") || strings.Contains(line, "LOG:  execute ") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// seqCheck: per session, stored frames are seq 0..N, none missing, none doubled.
+func (s *system) seqCheck() check {
+	c := check{name: "frames per session: seq 0..N, no gap, no double", ok: true}
+	rows, err := s.chQuery(fmt.Sprintf(`SELECT session_id, min(seq), max(seq), uniqExact(seq), uniqExact(seq, hash)
+		FROM %s.frames GROUP BY session_id`, s.db))
+	if err != nil {
+		c.fail("%v", err)
+		return c
+	}
+	bad := 0
+	for _, r := range rows {
+		if r[1] != "0" || fmt.Sprint(atoi(r[2])+1) != r[3] || r[3] != r[4] {
+			bad++
+			c.fail("session %s: min %s max %s distinct seq %s distinct (seq,hash) %s", r[0], r[1], r[2], r[3], r[4])
+		}
+	}
+	c.result = fmt.Sprintf("%d sessions, %d with gaps or doubles", len(rows), bad)
+	return c
+}
+
+func atoi(s string) int {
+	var n int
+	fmt.Sscan(s, &n)
+	return n
+}
+
+// reference compares what the pipeline under faults stored with what an
+// uninterrupted processor and sink made of the same raw topic.
+func (s *system) reference() check {
+	c := check{name: "commands and summaries = uninterrupted replay of the raw topic", ok: true}
+	q := map[string]string{
+		"commands": `SELECT session_id, command_seq, seq_end, kind, text, status, error, rows, exit_status FROM %s.commands FINAL ORDER BY session_id, command_seq`,
+		"sessions": `SELECT session_id, argMax(status, version), argMax(end_reason, version), argMax(frames, version), argMax(commands, version),
+			argMax(last_seq, version), argMax(final_hash, version), argMax(signature_ok, version) FROM %s.sessions GROUP BY session_id ORDER BY session_id`,
+	}
+	var parts []string
+	for _, what := range []string{"commands", "sessions"} {
+		got, err1 := s.chQuery(fmt.Sprintf(q[what], s.db))
+		want, err2 := s.chQuery(fmt.Sprintf(q[what], s.refDB))
+		if err1 != nil || err2 != nil {
+			c.fail("%s: %v %v", what, err1, err2)
+			continue
+		}
+		diff := diffRows(got, want)
+		for _, d := range diff {
+			c.fail("%s: %s", what, d)
+		}
+		parts = append(parts, fmt.Sprintf("%d %s, %d differ", len(want), what, len(diff)))
+	}
+	c.result = strings.Join(parts, "; ")
+	return c
+}
+
+func diffRows(got, want [][]string) []string {
+	key := func(r []string) string { return strings.Join(r, "\t") }
+	g, w := map[string]int{}, map[string]int{}
+	for _, r := range got {
+		g[key(r)]++
+	}
+	for _, r := range want {
+		w[key(r)]++
+	}
+	var out []string
+	for k, n := range w {
+		if g[k] != n {
+			out = append(out, fmt.Sprintf("replay has %q %d times, pipeline %d", k, n, g[k]))
+		}
+	}
+	for k, n := range g {
+		if w[k] == 0 {
+			out = append(out, fmt.Sprintf("pipeline has %q %d times, replay never", k, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+type verifyReport struct {
+	Status    string `json:"status"`
+	OK        bool   `json:"ok"`
+	Signature struct {
+		Status string `json:"status"`
+	} `json:"signature"`
+}
+
+// lifecycle: sessions of a killed gateway that were live when it died are
+// abandoned and verify incomplete; every other session ended and verifies ok
+// with a trusted signature; none is left active.
+func (s *system) lifecycle(fl *faultLog, token string) check {
+	c := check{name: "lifecycle and verify", ok: true}
+	rows, err := s.chQuery(fmt.Sprintf(`SELECT session_id, argMax(status, version), argMax(gateway_id, version), argMax(end_reason, version),
+		toUnixTimestamp(min(started_at)) FROM %s.sessions GROUP BY session_id`, s.db))
+	if err != nil {
+		c.fail("%v", err)
+		return c
+	}
+	counts := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan []string)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				msg := s.judge(r, fl, token)
+				mu.Lock()
+				counts[r[1]]++
+				if msg != "" {
+					c.fail("%s", msg)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, r := range rows {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	c.result = fmt.Sprintf("%d sessions: %d ended, %d abandoned, %d denied, %d active", len(rows),
+		counts["ended"], counts["abandoned"], counts["denied"], counts["active"])
+	return c
+}
+
+func (s *system) judge(r []string, fl *faultLog, token string) string {
+	id, status, gw := r[0], r[1], r[2]
+	v, err := s.verify(id, token)
+	if err != nil {
+		return fmt.Sprintf("%s: verify: %v", id, err)
+	}
+	switch status {
+	case "abandoned":
+		if !s.killedWhileLive(gw, atoi(r[4]), fl) {
+			return fmt.Sprintf("%s abandoned (%s) but its gateway %s was not killed while it ran", id, r[3], gw)
+		}
+		if v.Status != "incomplete" {
+			return fmt.Sprintf("%s abandoned but verifies %s", id, v.Status)
+		}
+	case "ended", "denied":
+		if !v.OK || v.Signature.Status != "trusted" {
+			return fmt.Sprintf("%s %s (%s) verifies %s, signature %s", id, status, r[3], v.Status, v.Signature.Status)
+		}
+	default:
+		return fmt.Sprintf("%s left %s", id, status)
+	}
+	return ""
+}
+
+func (s *system) killedWhileLive(gwID string, started int, fl *faultLog) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for i, kills := range fl.gatewayKills {
+		if gwID != fmt.Sprintf("%s-gw%d", s.run, i+1) {
+			continue
+		}
+		for _, k := range kills {
+			if int64(started) <= k.Unix()+1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *system) verify(id, token string) (verifyReport, error) {
+	var v verifyReport
+	req, _ := http.NewRequest("GET", s.apiURL()+"/api/v1/sessions/"+id+"/verify", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return v, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return v, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+// agentSide: every session the agent completed without error is stored as
+// ended; sessions that failed failed in the protocol's terms (an error the
+// client printed), never by hanging.
+func (s *system) agentSide(outs []outcome) check {
+	c := check{name: "agent-side outcomes", ok: true}
+	rows, err := s.chQuery(fmt.Sprintf(`SELECT subject, argMax(status, version) FROM %s.sessions GROUP BY session_id, subject`, s.db))
+	if err != nil {
+		c.fail("%v", err)
+		return c
+	}
+	stored := map[string][]string{}
+	for _, r := range rows {
+		stored[r[0]] = append(stored[r[0]], r[1])
+	}
+	okN, failed := 0, 0
+	for _, o := range outs {
+		if o.err != nil {
+			failed++
+			continue
+		}
+		okN++
+		st := stored[o.sub]
+		if len(st) == 0 {
+			c.fail("%s %s succeeded for the agent but no session is stored", o.kind, o.sub)
+			continue
+		}
+		for _, x := range st {
+			if x != "ended" {
+				c.fail("%s %s succeeded for the agent but a session is %s", o.kind, o.sub, x)
+			}
+		}
+	}
+	c.result = fmt.Sprintf("%d sessions ran, %d refused or ended by a fault", okN, failed)
+	return c
+}
+
+// probe measures edge-to-queryable latency: a marked statement through a
+// gateway, then the time until its command is in the store.
+type probe struct {
+	during, outside []time.Duration
+}
+
+func (s *system) probes(l *load, fl *faultLog, stop <-chan struct{}) *probe {
+	p := &probe{}
+	tok := s.token(s.run+"-probe", groupName)
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return p
+		case <-time.After(2 * time.Second):
+		}
+		o := outcome{sub: s.run + "-probe", gateway: i % len(s.gateways)}
+		mark := fmt.Sprintf("pr_%s_%d", s.run, i)
+		t0 := time.Now()
+		if err := l.command(ctxTimeout(time.Minute), s.pg.Bin+"/psql", []string{"-X", "-q", l.pgConn(o), "-c", "select '" + mark + "'"}, "PGPASSWORD="+tok); err != nil {
+			continue
+		}
+		deadline := t0.Add(3 * time.Minute)
+		for time.Now().Before(deadline) {
+			n, err := s.chCount(fmt.Sprintf("SELECT count() FROM %s.commands WHERE position(text, '%s') > 0", s.db, mark))
+			if err == nil && n > 0 {
+				d := time.Since(t0)
+				if fl.active(t0) || fl.active(time.Now()) {
+					p.during = append(p.during, d)
+				} else {
+					p.outside = append(p.outside, d)
+				}
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func percentiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "no samples"
+	}
+	s := append([]time.Duration{}, ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return fmt.Sprintf("p50 %s p99 %s (%d samples)", at(0.5).Round(10*time.Millisecond), at(0.99).Round(10*time.Millisecond), len(s))
+}
