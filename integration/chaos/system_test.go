@@ -216,7 +216,7 @@ func (s *system) newSink(id, prefix, db, addr string) *proc {
 	cfg := map[string]any{
 		"kafka": map[string]any{"brokers": s.cl.brokers, "group": s.run + "-" + prefix + "sink", "session_timeout": "10s",
 			"batch_wait": "200ms", "frames_topic": out("frames"), "commands_topic": out("commands"), "sessions_topic": out("sessions")},
-		"clickhouse": map[string]any{"addr": []string{addr}, "database": db, "username": "default"},
+		"clickhouse": map[string]any{"addr": []string{addr}, "database": db, "username": "default", "schema": "legacy"},
 		"metrics":    map[string]any{"listen": "127.0.0.1:" + strconv.Itoa(testenv.FreePort(s.t))},
 	}
 	return s.newProc(name, "sink", "sink", "--config", s.writeConfig(name, cfg))
@@ -229,7 +229,7 @@ func (s *system) startQuery() {
 		"oidc":                 map[string]any{"issuer": s.iss.URL(), "audience": devissuer.DefaultAudience},
 		"auditors_group":       auditors,
 		"trusted_gateway_keys": s.gwKeys,
-		"clickhouse":           map[string]any{"addr": []string{s.ch.Addr}, "database": s.db, "username": "default"},
+		"clickhouse":           map[string]any{"addr": []string{s.ch.Addr}, "database": s.db, "username": "default", "schema": "legacy"},
 	}
 	s.query = s.newProc("query", "query", "query", "--config", s.writeConfig("query", cfg))
 }
