@@ -62,6 +62,7 @@ func (s *system) faults(seed uint64, rounds int, outage time.Duration, spread ti
 		fl.mu.Unlock()
 		w.detail, w.err = s.inject(kind, rng, outage, fl)
 		w.to = time.Now()
+		s.t.Logf("fault %s (%s): %s, err %v", kind, w.detail, w.to.Sub(w.from).Round(time.Second), w.err)
 		fl.mu.Lock()
 		fl.windows[idx] = w
 		fl.mu.Unlock()
@@ -69,7 +70,7 @@ func (s *system) faults(seed uint64, rounds int, outage time.Duration, spread ti
 }
 
 func (s *system) inject(kind string, rng *rand.Rand, outage time.Duration, fl *faultLog) (string, error) {
-	raw := s.topic("frames.raw")
+	raw := s.topics()
 	switch kind {
 	case "broker-kill":
 		n := 1 + rng.IntN(3)
@@ -80,14 +81,14 @@ func (s *system) inject(kind string, rng *rand.Rand, outage time.Duration, fl *f
 		if err := s.cl.start(n); err != nil {
 			return "", err
 		}
-		return "broker " + strconv.Itoa(n), s.cl.waitInSync(3*time.Minute, raw)
+		return "broker " + strconv.Itoa(n), s.cl.waitInSync(3*time.Minute, raw...)
 	case "broker-pause":
 		n := 1 + rng.IntN(3)
 		s.cl.signal(n, syscall.SIGSTOP)
 		// Past the broker's session timeout (9 s) and the clients' group session timeouts (10 s).
 		time.Sleep(15 * time.Second)
 		s.cl.signal(n, syscall.SIGCONT)
-		return "broker " + strconv.Itoa(n) + " 15s", s.cl.waitInSync(3*time.Minute, raw)
+		return "broker " + strconv.Itoa(n) + " 15s", s.cl.waitInSync(3*time.Minute, raw...)
 	case "processor-kill", "sink-kill":
 		ps := s.processors
 		if kind == "sink-kill" {

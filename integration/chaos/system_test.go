@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
@@ -98,7 +102,7 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 		}
 		s.proxy.close()
 	})
-	testenv.CreateTopic(t, cl.brokers, s.topic("frames.raw"), 6)
+	s.createRaw()
 	for i := 1; i <= 2; i++ {
 		s.addGateway(i)
 	}
@@ -114,6 +118,60 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 	}
 	s.waitReady()
 	return s
+}
+
+// createRaw creates the raw topic with the cluster's defaults: replication
+// factor 3, min.insync.replicas 2. The processors create the others alike.
+func (s *system) createRaw() {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cl.brokers...))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	waitFor(s.t, time.Minute, "raw topic", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		resp, err := adm.CreateTopic(ctx, 6, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, s.topic("frames.raw"))
+		if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			err = resp.Err
+		}
+		return err
+	})
+	s.t.Cleanup(func() {
+		if s.t.Failed() {
+			return
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(s.cl.brokers...))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		adm := kadm.NewClient(cl)
+		_, _ = adm.DeleteGroups(ctx, s.run+"-process", s.run+"-sink", s.run+"-refprocess", s.run+"-refsink")
+		topics, err := adm.ListTopics(ctx)
+		if err != nil {
+			return
+		}
+		var mine []string
+		for _, name := range topics.Names() {
+			if strings.HasPrefix(name, s.run+".") {
+				mine = append(mine, name)
+			}
+		}
+		_, _ = adm.DeleteTopics(ctx, mine...)
+	})
+}
+
+// topics are the run's topics the pipeline under test uses.
+func (s *system) topics() []string {
+	var out []string
+	for _, n := range []string{"frames.raw", "frames", "commands", "sessions", "audit", "state"} {
+		out = append(out, s.topic(n))
+	}
+	return out
 }
 
 func (s *system) startIssuer() {
