@@ -138,10 +138,9 @@ func (s *system) createRaw() {
 		}
 		return err
 	})
+	// Topics go even when the test failed (the roles' logs are kept): left on
+	// the cluster they would slow every later broker restart.
 	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			return
-		}
 		cl, err := kgo.NewClient(kgo.SeedBrokers(s.cl.brokers...))
 		if err != nil {
 			return

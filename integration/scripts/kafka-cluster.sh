@@ -161,7 +161,8 @@ kcluster_node_cmd() {
 	start)
 		kcluster_write_config "$n"
 		kcluster_start_node "$n"
-		wait_until 90 "kafka-cluster node $n" "$KCLUSTER_DIR/node$n/kafka.log" "$KCLUSTER_DIR/node$n/pid" \
+		# A restarted node reloads every partition it holds: slow on a loaded machine.
+		wait_until 300 "kafka-cluster node $n" "$KCLUSTER_DIR/node$n/kafka.log" "$KCLUSTER_DIR/node$n/pid" \
 			kafka_ready "$(sed -n "${n}p" "$KCLUSTER_DIR/ports" | cut -d' ' -f1)"
 		;;
 	stop) stop_pidfile "kafka-cluster node $n" "$KCLUSTER_DIR/node$n/pid" 60 ;;
