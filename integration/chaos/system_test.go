@@ -83,7 +83,17 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 	s := &system{t: t, cl: cl, idle: idle, pg: testenv.Postgres(t), target: testenv.SSH(t), ch: testenv.ClickHouse(t)}
 	s.run = "chaos" + randHex(4)
 	s.db, s.refDB = strings.ReplaceAll(s.run, "-", "_"), strings.ReplaceAll(s.run, "-", "_")+"_ref"
-	s.dir = t.TempDir()
+	// Kept when the test fails: the roles' logs are what explains a failure.
+	dir, err := os.MkdirTemp("", "tapline-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dir = dir
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
 	s.sshDir = filepath.Join(os.TempDir(), s.run)
 	if err := os.MkdirAll(s.sshDir, 0o777); err != nil {
 		t.Fatal(err)
@@ -92,7 +102,6 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 	t.Cleanup(func() { os.RemoveAll(s.sshDir) })
 	s.bin = build(t, s.dir)
 	s.startIssuer()
-	var err error
 	if s.proxy, err = newStoreProxy(s.ch.Addr); err != nil {
 		t.Fatal(err)
 	}
