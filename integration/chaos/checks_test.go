@@ -444,7 +444,7 @@ func (s *system) probes(l *load, fl *faultLog, stop <-chan struct{}) *probe {
 			n, err := s.chCount(fmt.Sprintf("SELECT count() FROM %s.commands WHERE position(text, '%s') > 0", s.db, mark))
 			if err == nil && n > 0 {
 				d := time.Since(t0)
-				if fl.active(t0) || fl.active(time.Now()) {
+				if fl.overlaps(t0, time.Now()) {
 					p.during = append(p.during, d)
 				} else {
 					p.outside = append(p.outside, d)

@@ -26,11 +26,12 @@ type window struct {
 	err          error
 }
 
-func (f *faultLog) active(t time.Time) bool {
+// overlaps: a fault was under way at some moment between from and to.
+func (f *faultLog) overlaps(from, to time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, w := range f.windows {
-		if !t.Before(w.from) && (w.to.IsZero() || !t.After(w.to)) {
+		if !to.Before(w.from) && (w.to.IsZero() || !from.After(w.to)) {
 			return true
 		}
 	}
