@@ -188,16 +188,6 @@ func (s *system) recordingFailed() (map[string]bool, error) {
 	return out, err
 }
 
-// onlyGapAlerts: every integrity alert is a seq gap or the end naming the frame before it.
-func onlyGapAlerts(integrity string) bool {
-	for _, a := range strings.Split(integrity, ";") {
-		if !strings.HasPrefix(a, "seq_gap") && !strings.HasPrefix(a, "end_mismatch") {
-			return false
-		}
-	}
-	return integrity != ""
-}
-
 func atoi(s string) int {
 	var n int
 	fmt.Sscan(s, &n)
@@ -268,9 +258,12 @@ type verifyReport struct {
 // with a trusted signature; none is left active.
 func (s *system) lifecycle(fl *faultLog, token string) check {
 	c := check{name: "lifecycle and verify", ok: true}
-	rows, err := s.chQuery(fmt.Sprintf(`SELECT session_id, argMax(status, version), argMax(gateway_id, version), argMax(end_reason, version),
-		toUnixTimestamp(min(started_at)), argMax(signature_ok, version), arrayStringConcat(argMax(integrity, version), ';')
-		FROM %s.sessions GROUP BY session_id`, s.db))
+	// gap_only: every integrity alert is a seq gap or the end naming the frame before it.
+	rows, err := s.chQuery(fmt.Sprintf(`SELECT id, st, gw, reason, started, sig, arrayStringConcat(integ, ' / '),
+		arrayAll(x -> startsWith(x, 'seq_gap') OR startsWith(x, 'end_mismatch'), integ) AND length(integ) > 0
+		FROM (SELECT session_id AS id, argMax(status, version) AS st, argMax(gateway_id, version) AS gw, argMax(end_reason, version) AS reason,
+		toUnixTimestamp(min(started_at)) AS started, argMax(signature_ok, version) AS sig, argMax(integrity, version) AS integ
+		FROM %s.sessions GROUP BY session_id)`, s.db))
 	if err != nil {
 		c.fail("%v", err)
 		return c
@@ -328,7 +321,7 @@ func (s *system) judge(r []string, fl *faultLog, token string) string {
 			return fmt.Sprintf("%s abandoned with integrity alerts %q (verify %s)", id, integrity, v.Status)
 		}
 	case "ended", "denied":
-		if strings.HasPrefix(r[3], "recording failed") && sigOK == "1" && (integrity == "" || onlyGapAlerts(integrity)) {
+		if strings.HasPrefix(r[3], "recording failed") && sigOK == "1" && (integrity == "" || r[7] == "1") {
 			return "" // ended in the protocol's terms, the loss reported where it is
 		}
 		if sigOK != "1" || integrity != "" {
