@@ -12,7 +12,7 @@ export TAPLINE_SERVICES_ENV := $(CURDIR)/.services/env
 # after services-up has written the env file.
 export CHDB_LIB_PATH ?= $(shell sed -n 's/^CHDB_LIB_PATH=//p' '$(CURDIR)/.services/env' 2>/dev/null)
 
-.PHONY: build test fuzz test-unit test-integration lint services-up services-down bench dev fmt
+.PHONY: build test fuzz test-unit test-integration lint services-up services-down bench dev fmt chaos
 
 ## build: the production binary (static, no chDB) and the dev binary (embedded chDB).
 build:
@@ -56,6 +56,16 @@ services-down:
 
 bench: build services-up
 	integration/bench/run.sh
+
+## chaos: the fault campaign on a three-broker Kafka cluster (docs/reliability.md).
+# CHAOS_DURATION: how long sessions are started (default 10m); CHAOS_SEED: the
+# fault schedule and load mix (default: time); the report goes to .services/chaos-report.txt.
+CHAOS_DURATION ?= 10m
+CHAOS_SEED ?=
+chaos: services-up
+	$(SERVICES) up kafka-cluster
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) CHAOS_REPORT=$(CURDIR)/.services/chaos-report.txt \
+	  $(GO) test -count=1 -v -run 'TestChaosCampaign' -timeout 3h ./integration/chaos/
 
 ## dev: the whole system in one process (kfake, chDB, dev issuer) with demo Postgres and sshd.
 dev:

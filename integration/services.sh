@@ -13,6 +13,10 @@
 #                                    a private Kafka broker (tests that stop/restart a broker)
 #   services.sh pgbouncer start [POOL_MODE] | stop | status
 #                                    pgbouncer in front of the test Postgres (benchmarks)
+#   services.sh up|down kafka-cluster  three-broker Kafka (RF=3, min.insync.replicas=2) for
+#                                    make chaos; never started by a bare `up`
+#   services.sh kafka-cluster-node start|stop N
+#                                    restart one node of that cluster with its ports and data
 #
 # State, data and logs live in $REPO/.services (gitignored); downloads are
 # cached in ${XDG_CACHE_HOME:-$HOME/.cache}/tapline so that another clone on the
@@ -25,6 +29,8 @@ STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
 ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem)
+# Services started only when named (`up kafka-cluster`); their env parts are kept.
+OPT_SERVICES=(kafka-cluster)
 
 mkdir -p "$STATE/parts" "$CACHE"
 PORTS_TAKEN=$(mktemp "${TMPDIR:-/tmp}/tapline-ports.XXXXXX")
@@ -44,6 +50,8 @@ source "$SCRIPT_DIR/scripts/clickhouse.sh"
 source "$SCRIPT_DIR/scripts/chdb.sh"
 # shellcheck source=scripts/siem.sh
 source "$SCRIPT_DIR/scripts/siem.sh"
+# shellcheck source=scripts/kafka-cluster.sh
+source "$SCRIPT_DIR/scripts/kafka-cluster.sh"
 
 # prefix SERVICE: the shell-function prefix of a service.
 prefix() {
@@ -54,6 +62,7 @@ prefix() {
 	clickhouse) echo ch ;;
 	chdb) echo chdb ;;
 	siem) echo siem ;;
+	kafka-cluster) echo kcluster ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac
 }
@@ -75,7 +84,7 @@ write_env() {
 		echo "# Written by integration/services.sh $(date -Is). Endpoints of the test services."
 		env_line TAPLINE_SERVICES_DIR "$STATE"
 		env_line TAPLINE_SERVICES_SCRIPT "$SCRIPT_DIR/services.sh"
-		for f in "${ALL_SERVICES[@]}"; do
+		for f in "${ALL_SERVICES[@]}" "${OPT_SERVICES[@]}"; do
 			[[ -f $STATE/parts/$f.env ]] && cat "$STATE/parts/$f.env"
 		done
 	} >"$tmp"
@@ -136,6 +145,7 @@ cmd_down() {
 cmd_status() {
 	local s
 	for s in "${ALL_SERVICES[@]}"; do "$(prefix "$s")_status"; done
+	kcluster_status
 	pgbouncer_cmd status
 	if [[ -f $ENV_FILE ]]; then echo "env file: $ENV_FILE"; else echo "env file: none (run: make services-up)"; fi
 }
@@ -159,6 +169,7 @@ main() {
 	env) cmd_env "$@" ;;
 	kafka-instance) kafka_instance_cmd "$@" ;;
 	pgbouncer) pgbouncer_cmd "$@" ;;
+	kafka-cluster-node) kcluster_node_cmd "$@" ;;
 	*)
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
 		exit 2
