@@ -31,6 +31,7 @@ import (
 	"github.com/tapline/tapline/ingest/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/integration/testenv"
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -360,6 +361,10 @@ func (h *harness) startGateway(log *slog.Logger, stops *[]func()) error {
 	return nil
 }
 
+// processorKeyPath is the processors' signing key, created on first use; the query
+// API trusts it, as a deployment's does.
+func (h *harness) processorKeyPath() string { return filepath.Join(h.dir, "processor.key") }
+
 func (h *harness) processorConfig() (*runner.Config, error) {
 	t := h.topics
 	y := fmt.Sprintf(`kafka:
@@ -369,8 +374,9 @@ func (h *harness) processorConfig() (*runner.Config, error) {
   session_timeout: 6s
 topics: {raw: %s, frames: %s, commands: %s, sessions: %s, audit: %s, audit_ocsf: %s, state: %s, dead_letter: %s}
 trusted_gateway_keys: [%s]
+signing_key: %s
 `, strings.Join(h.brokers, ", "), h.prefix, h.prefix, t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.AuditOCSF, t.State,
-		t.DeadLetter, hex.EncodeToString(h.gwKey))
+		t.DeadLetter, hex.EncodeToString(h.gwKey), h.processorKeyPath())
 	return runner.Parse([]byte(y), func(string) (string, bool) { return "", false })
 }
 
@@ -383,7 +389,12 @@ func (h *harness) startAPI(log *slog.Logger, stops *[]func()) error {
 	}
 	// The access trail (one Info record per request) would drown the pipeline's log.
 	quiet := slog.New(slog.NewTextHandler(h.logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := api.Config{TrustedGatewayKeys: []ed25519.PublicKey{h.gwKey}, Logger: quiet.With("part", "query")}
+	procKey, err := keyfile.LoadOrCreate(h.processorKeyPath())
+	if err != nil {
+		return err
+	}
+	cfg := api.Config{TrustedGatewayKeys: []ed25519.PublicKey{h.gwKey},
+		TrustedProcessorKeys: []ed25519.PublicKey{procKey.Public().(ed25519.PublicKey)}, Logger: quiet.With("part", "query")}
 	h.api = httptest.NewServer(api.New(cfg, h.store, verifier))
 	*stops = append(*stops, h.api.Close)
 	return nil

@@ -181,7 +181,7 @@ func produceOnce(ctx context.Context, cfg *Config, base []kgo.Opt, out *pipeline
 	if err := cl.BeginTransaction(); err != nil {
 		return err
 	}
-	r := &runner{cfg: cfg, metrics: newMetrics(nil), log: slog.New(slog.DiscardHandler)}
+	r := &runner{cfg: cfg, metrics: newMetrics(nil), log: slog.New(slog.DiscardHandler), codecs: defaultCodecs()}
 	var recs []*kgo.Record
 	if err := r.emit(out, func(rec *kgo.Record) { recs = append(recs, rec) }); err != nil {
 		return errors.Join(err, cl.EndTransaction(ctx, kgo.TryAbort))
