@@ -58,7 +58,7 @@ const (
 // because they failed on it: it is forwarded without payload and still verifies.
 const MaskWithheld = "withheld"
 
-// Kafka topics (DESIGN.md).
+// Kafka topics (docs/architecture.md).
 const (
 	TopicFramesRaw = "tapline.frames.raw"
 	TopicFrames    = "tapline.frames"

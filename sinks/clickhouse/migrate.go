@@ -157,7 +157,7 @@ func (s *store) appliedMigrations(ctx context.Context) (map[uint32]bool, error) 
 	return out, rows.Err()
 }
 
-// MinVersion is the oldest ClickHouse the full schema supports (DESIGN.md).
+// MinVersion is the oldest ClickHouse the full schema supports (docs/architecture.md, docs/storage.md).
 var MinVersion = [2]int{24, 8}
 
 // checkVersion refuses servers older than MinVersion with a clear message instead of
