@@ -329,8 +329,20 @@ func TestPrivateKafkaStopStart(t *testing.T) {
 	b.Start()
 	t.Logf("restarted in %s", time.Since(t0).Round(time.Millisecond))
 	testenv.CreateTopic(t, b.Brokers(), topic, 1) // waits for its leader after log recovery
-	if err := produce("after", 60*time.Second); err != nil {
-		t.Fatalf("produce after restart: %v", err)
+	// The client fails a record after 2 s (see above), which a broker still electing
+	// leaders after log recovery can exceed on a loaded machine: retry until it takes
+	// records again.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := produce("after", 10*time.Second)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("produce after restart: %v", err)
+		}
+		t.Logf("produce after restart: %v; retrying", err)
+		time.Sleep(time.Second)
 	}
 
 	// Same data directory: the record from before the restart is still there.
