@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -104,7 +105,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 
 func signingKey(cfg Config) (ed25519.PrivateKey, error) {
 	if cfg.KeyFile != "" {
-		return LoadOrCreateKey(cfg.KeyFile)
+		return keyfile.LoadOrCreate(cfg.KeyFile)
 	}
 	cfg.Logger.Warn("no signing key file configured; session ends are signed with an ephemeral key nobody can trust later")
 	_, k, err := ed25519.GenerateKey(rand.Reader)

@@ -23,8 +23,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tapline/tapline/ingest/auth/devissuer"
-	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/integration/testenv"
+	"github.com/tapline/tapline/keyfile"
 )
 
 const (
@@ -230,7 +230,7 @@ func (s *system) newProc(name, role string, args ...string) *proc {
 func (s *system) addGateway(i int) {
 	name := "gateway-" + strconv.Itoa(i)
 	keyPath := filepath.Join(s.dir, name+".key")
-	key, err := recorder.LoadOrCreateKey(keyPath)
+	key, err := keyfile.LoadOrCreate(keyPath)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package recorder
+package keyfile
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 func TestKeyCreatedOnceWithPrivateMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys", "gateway.key")
-	k1, err := LoadOrCreateKey(path)
+	k1, err := LoadOrCreate(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestKeyCreatedOnceWithPrivateMode(t *testing.T) {
 	if !strings.HasPrefix(string(b), "-----BEGIN PRIVATE KEY-----") {
 		t.Fatalf("key file is not PKCS#8 PEM: %.40q", b)
 	}
-	k2, err := LoadOrCreateKey(path)
+	k2, err := LoadOrCreate(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestKeyFromRawSeed(t *testing.T) {
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := LoadOrCreateKey(path)
+	k, err := LoadOrCreate(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,21 +56,21 @@ func TestKeyFromRawSeed(t *testing.T) {
 func TestKeyRejectsGarbage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad")
 	os.WriteFile(path, []byte("not a key"), 0o600)
-	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "neither PEM") {
+	if _, err := LoadOrCreate(path); err == nil || !strings.Contains(err.Error(), "neither PEM") {
 		t.Fatalf("garbage key: %v", err)
 	}
 }
 
 func TestKeyReadableByOthersIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gateway.key")
-	if _, err := LoadOrCreateKey(path); err != nil {
+	if _, err := LoadOrCreate(path); err != nil {
 		t.Fatal(err)
 	}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 		if err := os.Chmod(path, mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadOrCreateKey(path)
+		_, err := LoadOrCreate(path)
 		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
 			t.Fatalf("mode %#o: err = %v, want a refusal naming chmod 600", mode, err)
 		}
