@@ -66,20 +66,9 @@ func realStore(t *testing.T) clickhouse.Store {
 	return chdbStore
 }
 
-func insert(t *testing.T, s clickhouse.Store, b *clickhouse.Batch) {
-	t.Helper()
-	if err := s.Insert(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func withCommands(s schemas.Session, n int64) schemas.Session {
 	s.Commands = n
 	return s
-}
-
-func pgMsg(m interface{ Encode([]byte) ([]byte, error) }) []byte {
-	return sessiontest.Must(m.Encode(nil))
 }
 
 func TestAPIOverCHDB(t *testing.T) {

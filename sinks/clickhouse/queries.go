@@ -25,6 +25,26 @@ params, started_at, ended_at, status, error, rows, exit_status, masks`
 const frameColumns = `session_id, seq, ts, direction, protocol, kind, channel, fragment, final, payload,
 payload_salt, payload_digest, prev_hash, hash, gateway_id, masks, session_start, denial, session_end, processor_sig`
 
+// The legacy schema (18.16) keeps ts in µs and masks as two arrays.
+var (
+	legacyCommandColumns = strings.Replace(commandColumns, "masks", "masks_keys, masks_values", 1)
+	legacyFrameColumns   = strings.NewReplacer(" ts,", " ts_us,", "masks,", "masks_keys, masks_values,").Replace(frameColumns)
+)
+
+func (s *store) commandColumns() string {
+	if s.cfg.Schema == SchemaLegacy {
+		return legacyCommandColumns
+	}
+	return commandColumns
+}
+
+func (s *store) frameColumns() string {
+	if s.cfg.Schema == SchemaLegacy {
+		return legacyFrameColumns
+	}
+	return frameColumns
+}
+
 // framesPage is how many frames one round trip reads. Fragments are at most ~900 KiB,
 // so a page holds at most ~115 MiB even for a session of maximal fragments.
 const framesPage = 128
@@ -140,7 +160,7 @@ func (s *store) Commands(ctx context.Context, f CommandFilter) ([]schemas.Comman
 	}
 	limit = min(limit, 10000)
 	p := Params{"sid": f.SessionID, "from": strconv.FormatInt(f.FromSeq, 10), "limit": strconv.Itoa(limit)}
-	q := "SELECT " + commandColumns + " FROM commands FINAL WHERE session_id = {sid:String} AND command_seq >= {from:Int64}"
+	q := "SELECT " + s.commandColumns() + " FROM commands FINAL WHERE session_id = {sid:String} AND command_seq >= {from:Int64}"
 	if f.Text != "" {
 		q += " AND lower(text) LIKE {text:String}"
 		p["text"] = LikeContains(f.Text)
@@ -155,10 +175,21 @@ func (s *store) Commands(ctx context.Context, f CommandFilter) ([]schemas.Comman
 	for rows.Next() {
 		var c schemas.Command
 		var protocol string
-		if err := rows.Scan(&c.SessionID, &c.CommandSeq, &c.SeqEnd, &protocol, &c.Target, &c.Subject, &c.Channel,
-			&c.Kind, &c.Text, &c.Params, &c.StartedAt, &c.EndedAt, &c.Status, &c.Error, &c.Rows,
-			&c.ExitStatus, &c.Masks); err != nil {
+		var keys []string
+		var vals []int64
+		dest := []any{&c.SessionID, &c.CommandSeq, &c.SeqEnd, &protocol, &c.Target, &c.Subject, &c.Channel,
+			&c.Kind, &c.Text, &c.Params, &c.StartedAt, &c.EndedAt, &c.Status, &c.Error, &c.Rows, &c.ExitStatus, &c.Masks}
+		if s.cfg.Schema == SchemaLegacy {
+			dest = append(dest[:len(dest)-1], &keys, &vals)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("clickhouse: commands: %w", err)
+		}
+		if s.cfg.Schema == SchemaLegacy {
+			var err error
+			if c.Masks, err = arraysMap(keys, vals); err != nil {
+				return nil, fmt.Errorf("clickhouse: command %s/%d: %w", c.SessionID, c.CommandSeq, err)
+			}
 		}
 		c.Protocol = schemas.Protocol(protocol)
 		out = append(out, c)
@@ -167,7 +198,7 @@ func (s *store) Commands(ctx context.Context, f CommandFilter) ([]schemas.Comman
 }
 
 func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error {
-	const q = "SELECT " + frameColumns + ` FROM frames FINAL
+	q := "SELECT " + s.frameColumns() + ` FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`
 	for from <= to {
@@ -201,10 +232,26 @@ func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.F
 	for rows.Next() {
 		var f schemas.Frame
 		var direction, protocol, start, end, psig string
-		if err := rows.Scan(&f.SessionID, &f.Seq, &f.TS, &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
-			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID, &f.Masks,
-			&start, &f.Denial, &end, &psig); err != nil {
+		var tsUS int64
+		var keys []string
+		var vals []int64
+		legacy := s.cfg.Schema == SchemaLegacy
+		ts, masks := []any{&f.TS}, []any{&f.Masks}
+		if legacy {
+			ts, masks = []any{&tsUS}, []any{&keys, &vals}
+		}
+		dest := append(append([]any{&f.SessionID, &f.Seq}, ts...), &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
+			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID)
+		dest = append(append(dest, masks...), &start, &f.Denial, &end, &psig)
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("clickhouse: frames: %w", err)
+		}
+		if legacy {
+			f.TS = time.UnixMicro(tsUS).UTC()
+			var err error
+			if f.Masks, err = arraysMap(keys, vals); err != nil {
+				return nil, fmt.Errorf("clickhouse: frame %s/%d: %w", f.SessionID, f.Seq, err)
+			}
 		}
 		f.ProcessorSig = ParseProcessorSig(psig)
 		f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)

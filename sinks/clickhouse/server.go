@@ -13,6 +13,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 )
 
 // codeReadonly is ClickHouse's READONLY error: a statement refused in readonly mode.
@@ -73,7 +74,12 @@ func DialServer(ctx context.Context, sc ServerConfig) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	return &serverConn{db: db}, nil
+	sv, err := db.ServerVersion()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("clickhouse: server version of %s: %w", strings.Join(sc.Addr, ","), err)
+	}
+	return &serverConn{db: db, inline: sv.Revision < proto.DBMS_MIN_PROTOCOL_VERSION_WITH_PARAMETERS}, nil
 }
 
 func serverOptions(sc ServerConfig) (*ch.Options, error) {
@@ -112,6 +118,20 @@ func serverOptions(sc ServerConfig) (*ch.Options, error) {
 // serverConn is a Conn over clickhouse-go's native protocol.
 type serverConn struct {
 	db driver.Conn
+	// inline: the server predates query parameters; they go into the SQL as literals.
+	inline bool
+}
+
+// prepare checks params against sql and, for an old server, writes them in.
+func (c *serverConn) prepare(sql string, params Params) (string, Params, error) {
+	if err := CheckParams(sql, params); err != nil {
+		return "", nil, err
+	}
+	if !c.inline || len(params) == 0 {
+		return sql, params, nil
+	}
+	sql, err := inlineParams(sql, params)
+	return sql, nil, err
 }
 
 func queryContext(ctx context.Context, params Params, settings Settings) context.Context {
@@ -129,14 +149,16 @@ func queryContext(ctx context.Context, params Params, settings Settings) context
 }
 
 func (c *serverConn) Exec(ctx context.Context, sql string, params Params) error {
-	if err := CheckParams(sql, params); err != nil {
+	sql, params, err := c.prepare(sql, params)
+	if err != nil {
 		return err
 	}
 	return c.db.Exec(queryContext(ctx, params, nil), sql)
 }
 
 func (c *serverConn) Query(ctx context.Context, sql string, params Params, settings Settings) (Rows, error) {
-	if err := CheckParams(sql, params); err != nil {
+	sql, params, err := c.prepare(sql, params)
+	if err != nil {
 		return nil, err
 	}
 	rows, err := c.db.Query(queryContext(ctx, params, settings), sql)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/integration/testenv"
+	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/storetest"
 )
@@ -168,5 +169,58 @@ func TestServerReaderLoginCannotWrite(t *testing.T) {
 	}
 	if _, err := clickhouse.CollectSQL(ctx, reader, "SELECT number FROM system.numbers LIMIT 100", clickhouse.Limits{MaxRows: 10}); err == nil {
 		t.Error("row limit not applied to the reader")
+	}
+}
+
+// The API's reads (session, commands, frames, search) on a server that predates
+// query parameters: the values are written into the SQL as literals, so a
+// subject made of quotes, backslashes and placeholders matches itself only.
+func TestServerLegacyParameterisedReads(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := legacyServer(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evil := "x' OR 1=1 OR subject = '\\' --\x00\t\n}{y:String}"
+	r := storetest.NewRecording(evil, "app", time.Now().UTC(), 40)
+	other := storetest.NewRecording("alice", "app", time.Now().UTC(), 4)
+	for _, rec := range []storetest.Recording{r, other} {
+		if err := s.Insert(ctx, &clickhouse.Batch{Frames: rec.Frames, Commands: rec.Commands, Sessions: rec.Sessions}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetSession(ctx, r.ID)
+	if err != nil {
+		t.Fatalf("GetSession on 18.16: %v", err)
+	}
+	if got.SessionID != r.ID || got.Subject != evil {
+		t.Fatalf("GetSession: %q of %q, want %q of %q", got.SessionID, got.Subject, r.ID, evil)
+	}
+	if _, err := s.GetSession(ctx, "nobody' OR '1'='1"); !errors.Is(err, clickhouse.ErrNotFound) {
+		t.Errorf("GetSession of an injected id: %v, want ErrNotFound", err)
+	}
+	cmds, err := s.Commands(ctx, clickhouse.CommandFilter{SessionID: r.ID})
+	if err != nil {
+		t.Fatalf("Commands on 18.16: %v", err)
+	}
+	if len(cmds) != len(r.Commands) {
+		t.Errorf("Commands: %d, want %d", len(cmds), len(r.Commands))
+	}
+	var seqs []int64
+	if err := s.Frames(ctx, r.ID, 0, 1<<40, func(f *schemas.Frame) error { seqs = append(seqs, f.Seq); return nil }); err != nil {
+		t.Fatalf("Frames on 18.16: %v", err)
+	}
+	if len(seqs) != 40 || seqs[0] != 0 || seqs[39] != 39 {
+		t.Errorf("Frames: %d frames %v, want seq 0..39", len(seqs), seqs)
+	}
+	list, err := s.ListSessions(ctx, clickhouse.SessionFilter{Subject: evil})
+	if err != nil {
+		t.Fatalf("ListSessions on 18.16: %v", err)
+	}
+	if len(list) != 1 || list[0].SessionID != r.ID {
+		t.Errorf("ListSessions by the evil subject: %d sessions, want exactly %s", len(list), r.ID)
+	}
+	if list, err = s.ListSessions(ctx, clickhouse.SessionFilter{Subject: "nobody' OR '1'='1"}); err != nil || len(list) != 0 {
+		t.Errorf("an injected OR: %d sessions, err %v", len(list), err)
 	}
 }

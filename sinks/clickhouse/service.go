@@ -3,7 +3,10 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
+	"time"
 )
 
 // store implements Store over a Conn; the server and chDB stores differ only in it.
@@ -79,7 +82,63 @@ func (s *store) fit(ctx context.Context, b *Block) (*Block, error) {
 		}
 		out.Columns = append(out.Columns, BlockColumn{Name: c.Name, Values: boolsAsUInt8(typ, c.Values)})
 	}
+	out.Columns = append(out.Columns, legacyColumns(cols, b)...)
 	return out, nil
+}
+
+// legacyColumns are the legacy schema's stand-ins for types 18.16 lacks: ts in
+// µs next to the DateTime of whole seconds, and masks as key and value arrays.
+// Verify needs both exactly as recorded.
+func legacyColumns(cols map[string]string, b *Block) []BlockColumn {
+	var out []BlockColumn
+	for _, c := range b.Columns {
+		switch v := c.Values.(type) {
+		case []time.Time:
+			if _, ok := cols[c.Name+"_us"]; ok && c.Name == "ts" {
+				us := make([]int64, len(v))
+				for i, t := range v {
+					us[i] = t.UnixMicro()
+				}
+				out = append(out, BlockColumn{Name: c.Name + "_us", Values: us})
+			}
+		case []map[string]int64:
+			if _, ok := cols[c.Name+"_keys"]; ok {
+				keys, vals := make([][]string, len(v)), make([][]int64, len(v))
+				for i, m := range v {
+					keys[i], vals[i] = mapArrays(m)
+				}
+				out = append(out, BlockColumn{Name: c.Name + "_keys", Values: keys}, BlockColumn{Name: c.Name + "_values", Values: vals})
+			}
+		}
+	}
+	return out
+}
+
+func mapArrays(m map[string]int64) ([]string, []int64) {
+	keys := slices.Sorted(maps.Keys(m))
+	vals := make([]int64, len(keys))
+	for i, k := range keys {
+		vals[i] = m[k]
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	return keys, vals
+}
+
+// arraysMap is mapArrays reversed; nil when empty, as the Avro codecs decode it.
+func arraysMap(keys []string, vals []int64) (map[string]int64, error) {
+	if len(keys) != len(vals) {
+		return nil, fmt.Errorf("masks: %d keys, %d values", len(keys), len(vals))
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]int64, len(keys))
+	for i, k := range keys {
+		m[k] = vals[i]
+	}
+	return m, nil
 }
 
 func boolsAsUInt8(typ string, v any) any {

@@ -144,6 +144,19 @@ func ScanInto(dest, v any) error {
 			*d = out
 			return nil
 		}
+	case *[]int64:
+		if xs, ok := v.([]any); ok {
+			out := make([]int64, 0, len(xs))
+			for _, x := range xs {
+				n, ok := toInt64(x)
+				if !ok {
+					return fmt.Errorf("scan %T into *[]int64", x)
+				}
+				out = append(out, n)
+			}
+			*d = out
+			return nil
+		}
 	case *map[string]int64:
 		if m, ok := v.(map[string]any); ok {
 			out := make(map[string]int64, len(m))

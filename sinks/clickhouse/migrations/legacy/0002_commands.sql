@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS commands
     status      String,
     error       String,
     rows        Int64,
-    exit_status Nullable(Int32)
+    exit_status Nullable(Int32),
+    masks_keys  Array(String),
+    masks_values Array(Int64)
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(started_at)
