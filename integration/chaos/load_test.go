@@ -107,7 +107,8 @@ func (l *load) pgConn(o outcome) string {
 func (l *load) psql(ctx context.Context, o outcome, tok string) error {
 	args := []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", l.pgConn(o)}
 	for i := 1; i <= 3; i++ {
-		args = append(args, "-c", fmt.Sprintf("select '%s%d' as m, %d + 1", o.marker, i, i))
+		// An address in the statement: the processors mask and sign these frames.
+		args = append(args, "-c", fmt.Sprintf("select '%s%d' as m, %d + 1, 'agent%d@chaos.example.net' as email", o.marker, i, i, i))
 	}
 	return l.command(ctx, filepath.Join(l.s.pg.Bin, "psql"), args, "PGPASSWORD="+tok)
 }

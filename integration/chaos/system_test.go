@@ -25,6 +25,7 @@ import (
 	"github.com/tapline/tapline/ingest/auth/devissuer"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/keyfile"
+	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
 const (
@@ -47,6 +48,8 @@ type system struct {
 	iss     *devissuer.Issuer
 	proxy   *storeProxy
 	gwKeys  []string // hex public keys of the gateways
+	procKey string   // the processors' signing key file (masked frames)
+	procPub string   // its public key, hex, trusted by the query API
 	db      string   // ClickHouse database of the pipeline under test
 	refDB   string   // ClickHouse database of the reference replay
 	idle    time.Duration
@@ -112,6 +115,7 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 		s.proxy.close()
 	})
 	s.createRaw()
+	s.processorKey()
 	for i := 1; i <= 2; i++ {
 		s.addGateway(i)
 	}
@@ -121,11 +125,14 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 	for i := 1; i <= 2; i++ {
 		s.sinks = append(s.sinks, s.newSink(strconv.Itoa(i), "", s.db, s.proxy.addr()))
 	}
-	s.startQuery()
 	for _, p := range s.procs() {
 		p.start(t)
 	}
+	// The query role refuses a store the sinks have not migrated yet.
 	s.waitReady()
+	s.startQuery()
+	s.query.start(t)
+	s.waitQuery()
 	return s
 }
 
@@ -227,6 +234,17 @@ func (s *system) newProc(name, role string, args ...string) *proc {
 		env: roleEnv("CHAOS_PG_PASSWORD=" + s.pg.GWPassword), logf: filepath.Join(s.dir, name+".log")}
 }
 
+// processorKey creates the key every processor instance signs masked frames
+// with, as a deployment shares one per processor group; the API trusts it.
+func (s *system) processorKey() {
+	s.procKey = filepath.Join(s.dir, "processor.key")
+	key, err := keyfile.LoadOrCreate(s.procKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.procPub = hex.EncodeToString(key.Public().(ed25519.PublicKey))
+}
+
 func (s *system) addGateway(i int) {
 	name := "gateway-" + strconv.Itoa(i)
 	keyPath := filepath.Join(s.dir, name+".key")
@@ -270,6 +288,7 @@ func (s *system) newProcessor(id, prefix string, idle time.Duration) *proc {
 			"sessions": out("sessions"), "audit": out("audit"), "state": out("state")},
 		"partitions":           6,
 		"trusted_gateway_keys": s.gwKeys,
+		"signing_key":          s.procKey,
 		"sessions":             map[string]any{"idle_timeout": idle.String()},
 		"metrics":              map[string]any{"listen": "127.0.0.1:" + strconv.Itoa(testenv.FreePort(s.t))},
 	}
@@ -291,24 +310,39 @@ func (s *system) newSink(id, prefix, db, addr string) *proc {
 func (s *system) startQuery() {
 	s.apiPort = testenv.FreePort(s.t)
 	cfg := map[string]any{
-		"listen":               "127.0.0.1:" + strconv.Itoa(s.apiPort),
-		"oidc":                 map[string]any{"issuer": s.iss.URL(), "audience": devissuer.DefaultAudience},
-		"auditors_group":       auditors,
-		"trusted_gateway_keys": s.gwKeys,
-		"clickhouse":           map[string]any{"addr": []string{s.ch.Addr}, "database": s.db, "username": "default", "schema": "legacy"},
+		"listen":                 "127.0.0.1:" + strconv.Itoa(s.apiPort),
+		"oidc":                   map[string]any{"issuer": s.iss.URL(), "audience": devissuer.DefaultAudience},
+		"auditors_group":         auditors,
+		"trusted_gateway_keys":   s.gwKeys,
+		"trusted_processor_keys": []string{s.procPub},
+		"clickhouse":             map[string]any{"addr": []string{s.ch.Addr}, "database": s.db, "username": "default", "schema": "legacy"},
 	}
 	s.query = s.newProc("query", "query", "query", "--config", s.writeConfig("query", cfg))
 }
 
 func (s *system) apiURL() string { return "http://127.0.0.1:" + strconv.Itoa(s.apiPort) }
 
-// waitReady waits until the gateways and the API accept connections and the
-// sinks have created the store's tables.
+// waitReady waits until the gateways accept connections and the sinks have
+// applied every migration.
 func (s *system) waitReady() {
 	for i := range s.gateways {
 		s.waitGateway(i)
 	}
-	waitFor(s.t, 2*time.Minute, "query API", func() error {
+	_, ms, err := clickhouse.Migrations(clickhouse.SchemaLegacy)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	waitFor(s.t, 3*time.Minute, "store migrated", func() error {
+		n, err := s.chCount("SELECT uniqExact(version) FROM " + s.db + ".schema_migrations")
+		if err == nil && n < len(ms) {
+			err = fmt.Errorf("%d of %d migrations applied", n, len(ms))
+		}
+		return err
+	})
+}
+
+func (s *system) waitQuery() {
+	waitFor(s.t, 3*time.Minute, "query API", func() error {
 		r, err := http.Get(s.apiURL() + "/healthz")
 		if err != nil {
 			return err
@@ -318,10 +352,6 @@ func (s *system) waitReady() {
 			return fmt.Errorf("healthz %d", r.StatusCode)
 		}
 		return nil
-	})
-	waitFor(s.t, 2*time.Minute, "store tables", func() error {
-		_, err := s.chQuery("SELECT count() FROM " + s.db + ".sessions")
-		return err
 	})
 }
 
