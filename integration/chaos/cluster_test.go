@@ -42,6 +42,12 @@ func kafkaCluster(t testing.TB) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{script: filepath.Join(root, "integration", "services.sh"), state: state}
+	c.dir = filepath.Join(state, "kafka-cluster")
+	if !c.running() {
+		// Started for this test, stopped after it: three brokers would otherwise
+		// take memory and CPU from every test that runs after.
+		t.Cleanup(func() { c.services("down", "kafka-cluster") })
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.script, "up", "kafka-cluster")
@@ -63,6 +69,24 @@ func kafkaCluster(t testing.TB) *cluster {
 		c.signal(n, syscall.SIGCONT)
 	}
 	return c
+}
+
+// running: all three nodes have a live process.
+func (c *cluster) running() bool {
+	for n := 1; n <= 3; n++ {
+		if p := c.pid(n); p <= 0 || syscall.Kill(p, 0) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cluster) services(args ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.script, args...)
+	cmd.Env = append(os.Environ(), "TAPLINE_SERVICES_DIR="+c.state)
+	_ = cmd.Run()
 }
 
 func (c *cluster) pid(n int) int {
@@ -99,7 +123,8 @@ func (c *cluster) kill(n int) error {
 
 // start restarts broker n on its ports and data, and waits until it serves.
 func (c *cluster) start(n int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Longer than the script's own wait (5 minutes) so that its message says why.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.script, "kafka-cluster-node", "start", strconv.Itoa(n))
 	cmd.Env = append(os.Environ(), "TAPLINE_SERVICES_DIR="+c.state)

@@ -82,14 +82,14 @@ func (s *system) inject(kind string, rng *rand.Rand, outage time.Duration, fl *f
 		if err := s.cl.start(n); err != nil {
 			return "", err
 		}
-		return "broker " + strconv.Itoa(n), s.cl.waitInSync(3*time.Minute, raw...)
+		return "broker " + strconv.Itoa(n), s.cl.waitInSync(5*time.Minute, raw...)
 	case "broker-pause":
 		n := 1 + rng.IntN(3)
 		s.cl.signal(n, syscall.SIGSTOP)
 		// Past the broker's session timeout (9 s) and the clients' group session timeouts (10 s).
 		time.Sleep(15 * time.Second)
 		s.cl.signal(n, syscall.SIGCONT)
-		return "broker " + strconv.Itoa(n) + " 15s", s.cl.waitInSync(3*time.Minute, raw...)
+		return "broker " + strconv.Itoa(n) + " 15s", s.cl.waitInSync(5*time.Minute, raw...)
 	case "processor-kill", "sink-kill":
 		ps := s.processors
 		if kind == "sink-kill" {
@@ -111,8 +111,7 @@ func (s *system) inject(kind string, rng *rand.Rand, outage time.Duration, fl *f
 		s.gateways[i].kill()
 		time.Sleep(2 * time.Second)
 		s.gateways[i].start(s.t)
-		s.waitGateway(i)
-		return s.gateways[i].name, nil
+		return s.gateways[i].name, s.gatewayUp(i)
 	case "store-outage":
 		s.proxy.setCut(true)
 		time.Sleep(outage)

@@ -117,8 +117,9 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
 	s.createRaw()
 	s.processorKey()
 	for i := 1; i <= 2; i++ {
-		s.addGateway(i)
+		s.addGateway(i, "strict")
 	}
+	s.addGateway(3, "buffered")
 	for i := 1; i <= 2; i++ {
 		s.processors = append(s.processors, s.newProcessor(strconv.Itoa(i), "", s.idle))
 	}
@@ -245,7 +246,10 @@ func (s *system) processorKey() {
 	s.procPub = hex.EncodeToString(key.Public().(ed25519.PublicKey))
 }
 
-func (s *system) addGateway(i int) {
+// bufferedGateway: gateway 3 runs in buffered mode; the others are strict.
+const bufferedGateway = 2
+
+func (s *system) addGateway(i int, mode string) {
 	name := "gateway-" + strconv.Itoa(i)
 	keyPath := filepath.Join(s.dir, name+".key")
 	key, err := keyfile.LoadOrCreate(keyPath)
@@ -258,7 +262,7 @@ func (s *system) addGateway(i int) {
 		"gateway_id":  s.run + "-gw" + strconv.Itoa(i),
 		"data_dir":    filepath.Join(s.dir, name),
 		"signing_key": keyPath,
-		"kafka":       map[string]any{"brokers": s.cl.brokers, "topic": s.topic("frames.raw"), "mode": "strict", "produce_timeout": "10s"},
+		"kafka":       map[string]any{"brokers": s.cl.brokers, "topic": s.topic("frames.raw"), "mode": mode, "produce_timeout": "10s"},
 		"oidc":        map[string]any{"issuer": s.iss.URL(), "audience": devissuer.DefaultAudience},
 		"metrics":     map[string]any{"listen": ""},
 		"postgres":    map[string]any{"listen": "127.0.0.1:" + strconv.Itoa(pgPort)},
@@ -356,16 +360,36 @@ func (s *system) waitQuery() {
 }
 
 func (s *system) waitGateway(i int) {
-	waitFor(s.t, 2*time.Minute, s.gateways[i].name, func() error {
-		for _, p := range []int{s.pgPorts[i], s.sshPorts[i]} {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), 5*time.Second)
-			if err != nil {
-				return err
-			}
-			c.Close()
+	if err := s.gatewayUp(i); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// gatewayUp waits until gateway i accepts connections; an error, not a
+// Fatal, so that the fault goroutine can report it.
+func (s *system) gatewayUp(i int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := s.dialGateway(i)
+		if err == nil {
+			return nil
 		}
-		return nil
-	})
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting connections after 2m: %v", s.gateways[i].name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (s *system) dialGateway(i int) error {
+	for _, p := range []int{s.pgPorts[i], s.sshPorts[i]} {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
 }
 
 // waitFor polls fn until it succeeds; the test fails after limit.
