@@ -28,7 +28,9 @@ func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault campaign: integration test")
 	}
-	campaign(t, params{load: 150 * time.Second, workers: 8, rounds: 1, spread: 6 * time.Second,
+	// The load runs until every fault is over (about three minutes here), so
+	// its own time is short.
+	campaign(t, params{load: 60 * time.Second, workers: 8, rounds: 1, spread: 3 * time.Second,
 		outage: 20 * time.Second, idle: 20 * time.Second, seed: seedFromEnv(t)})
 }
 
@@ -124,6 +126,7 @@ func campaign(t *testing.T, p params) {
 	pr := <-probesDone
 	loadEnd := time.Now()
 
+	t.Logf("load and faults done after %s", time.Since(t0).Round(time.Second))
 	// Everything ends: sessions of killed gateways are abandoned after idle.
 	s.waitDrained(s.db, 10*time.Minute)
 	s.startReference()
@@ -138,6 +141,7 @@ func campaign(t *testing.T, p params) {
 	})
 	close(stopRSS)
 	<-rssDone
+	t.Logf("drained and replayed after %s", time.Since(t0).Round(time.Second))
 
 	viaBuffered := map[string]bool{}
 	for _, o := range l.outcomes {
