@@ -53,6 +53,7 @@ type system struct {
 	db      string   // ClickHouse database of the pipeline under test
 	refDB   string   // ClickHouse database of the reference replay
 	idle    time.Duration
+	parts   int
 	sshDir  string // where the target's commands leave their markers
 	apiPort int
 
@@ -81,9 +82,9 @@ func (s *system) procs() []*proc {
 	return all
 }
 
-func startSystem(t testing.TB, cl *cluster, idle time.Duration) *system {
+func startSystem(t testing.TB, cl *cluster, idle time.Duration, parts int) *system {
 	t.Helper()
-	s := &system{t: t, cl: cl, idle: idle, pg: testenv.Postgres(t), target: testenv.SSH(t), ch: testenv.ClickHouse(t)}
+	s := &system{t: t, cl: cl, idle: idle, parts: parts, pg: testenv.Postgres(t), target: testenv.SSH(t), ch: testenv.ClickHouse(t)}
 	s.run = "chaos" + randHex(4)
 	s.db, s.refDB = strings.ReplaceAll(s.run, "-", "_"), strings.ReplaceAll(s.run, "-", "_")+"_ref"
 	// Kept when the test fails: the roles' logs are what explains a failure.
@@ -149,7 +150,7 @@ func (s *system) createRaw() {
 	waitFor(s.t, time.Minute, "raw topic", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		resp, err := adm.CreateTopic(ctx, 6, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, s.topic("frames.raw"))
+		resp, err := adm.CreateTopic(ctx, int32(s.parts), 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, s.topic("frames.raw"))
 		if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 			err = resp.Err
 		}
@@ -290,7 +291,7 @@ func (s *system) newProcessor(id, prefix string, idle time.Duration) *proc {
 			"transactional_id": s.run + "-" + prefix + "process-" + id, "session_timeout": "10s"},
 		"topics": map[string]any{"raw": s.topic("frames.raw"), "frames": out("frames"), "commands": out("commands"),
 			"sessions": out("sessions"), "audit": out("audit"), "state": out("state")},
-		"partitions":           6,
+		"partitions":           s.parts,
 		"trusted_gateway_keys": s.gwKeys,
 		"signing_key":          s.procKey,
 		"sessions":             map[string]any{"idle_timeout": idle.String()},

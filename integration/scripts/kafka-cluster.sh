@@ -135,9 +135,15 @@ kcluster_up() {
 	} >"$STATE/parts/kafka-cluster.env"
 }
 
+# kcluster_down stops the nodes side by side: one after the other, the last ones
+# wait out their timeout for a controller quorum that is already gone.
 kcluster_down() {
-	local n
-	for n in "${KCLUSTER_NODES[@]}"; do stop_pidfile "kafka-cluster node $n" "$KCLUSTER_DIR/node$n/pid" 60; done
+	local n pids=()
+	for n in "${KCLUSTER_NODES[@]}"; do
+		stop_pidfile "kafka-cluster node $n" "$KCLUSTER_DIR/node$n/pid" 60 &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
 }
 
 kcluster_status() {
