@@ -70,8 +70,20 @@ func seedFromEnv(t *testing.T) uint64 {
 
 func campaign(t *testing.T, p params) {
 	t0 := time.Now()
+	// The binary builds while the cluster starts: both take minutes on a loaded machine.
+	dir := newRunDir(t)
+	type built struct {
+		bin string
+		err error
+	}
+	bc := make(chan built, 1)
+	go func() { b, err := build(dir); bc <- built{b, err} }()
 	cl := kafkaCluster(t)
-	s := startSystem(t, cl, p.idle, p.parts)
+	b := <-bc
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	s := startSystem(t, cl, dir, b.bin, p.idle, p.parts)
 	t.Logf("campaign %s seed %d (CHAOS_SEED=%d reproduces the schedule), logs in %s", s.run, p.seed, p.seed, s.dir)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -140,21 +140,20 @@ func vmHWM(pid int) int64 {
 	return 0
 }
 
-// build compiles the tapline binary once for the campaign.
-func build(t testing.TB, dir string) string {
-	t.Helper()
+// build compiles the tapline binary for the campaign into dir.
+func build(dir string) (string, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	bin := filepath.Join(dir, "tapline")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tapline")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tapline: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/tapline: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
 }
 
 func tail(path string, n int) string {

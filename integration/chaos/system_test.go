@@ -82,29 +82,21 @@ func (s *system) procs() []*proc {
 	return all
 }
 
-func startSystem(t testing.TB, cl *cluster, idle time.Duration, parts int) *system {
+// startSystem starts every role in dir (made by newRunDir) with the binary bin.
+func startSystem(t testing.TB, cl *cluster, dir, bin string, idle time.Duration, parts int) *system {
 	t.Helper()
 	s := &system{t: t, cl: cl, idle: idle, parts: parts, pg: testenv.Postgres(t), target: testenv.SSH(t), ch: testenv.ClickHouse(t)}
 	s.run = "chaos" + randHex(4)
 	s.db, s.refDB = strings.ReplaceAll(s.run, "-", "_"), strings.ReplaceAll(s.run, "-", "_")+"_ref"
-	// Kept when the test fails: the roles' logs are what explains a failure.
-	dir, err := os.MkdirTemp("", "tapline-chaos-")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.dir = dir
-	t.Cleanup(func() {
-		if !t.Failed() {
-			os.RemoveAll(dir)
-		}
-	})
 	s.sshDir = filepath.Join(os.TempDir(), s.run)
 	if err := os.MkdirAll(s.sshDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(s.sshDir, 0o1777)
 	t.Cleanup(func() { os.RemoveAll(s.sshDir) })
-	s.bin = build(t, s.dir)
+	s.bin = bin
+	var err error
 	s.startIssuer()
 	if s.proxy, err = newStoreProxy(s.ch.Addr); err != nil {
 		t.Fatal(err)
@@ -136,6 +128,21 @@ func startSystem(t testing.TB, cl *cluster, idle time.Duration, parts int) *syst
 	s.query.start(t)
 	s.waitQuery()
 	return s
+}
+
+// newRunDir is the directory of a run's configs, keys and logs. Kept when the
+// test fails: the roles' logs are what explains a failure.
+func newRunDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "tapline-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	return dir
 }
 
 // createRaw creates the raw topic with the cluster's defaults: replication
