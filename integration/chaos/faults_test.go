@@ -38,36 +38,59 @@ func (f *faultLog) overlaps(from, to time.Time) bool {
 	return false
 }
 
-// faults injects the kinds in a seeded random order at seeded random moments
-// until stop; one fault at a time, each followed by recovery (a broker's
-// replicas back in sync) so that faults never add up beyond what RF=3 and
-// min.insync.replicas=2 are built for.
-func (s *system) faults(seed uint64, rounds int, outage time.Duration, spread time.Duration, stop <-chan struct{}, fl *faultLog) {
+// faults injects the kinds, round after round, each round in a seeded random
+// order at seeded random moments; one fault at a time, each followed by
+// recovery (a broker's replicas back in sync) so that faults never add up
+// beyond what RF=3 and min.insync.replicas=2 are built for. The first
+// minRounds rounds always complete (minDone is closed then); after them stop
+// ends the campaign's faults before the next one.
+func (s *system) faults(seed uint64, minRounds int, outage time.Duration, spread time.Duration, stop <-chan struct{}, minDone chan<- struct{}, fl *faultLog) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	var plan []string
-	for range rounds {
-		k := append([]string{}, faultKinds...)
-		rng.Shuffle(len(k), func(i, j int) { k[i], k[j] = k[j], k[i] })
-		plan = append(plan, k...)
-	}
-	for _, kind := range plan {
+	stopped := func() bool {
 		select {
 		case <-stop:
-			return
-		case <-time.After(time.Duration(rng.Int64N(int64(spread)) + int64(2*time.Second))):
+			return true
+		default:
+			return false
 		}
-		w := window{kind: kind, from: time.Now()}
-		fl.mu.Lock()
-		fl.windows = append(fl.windows, w)
-		idx := len(fl.windows) - 1
-		fl.mu.Unlock()
-		w.detail, w.err = s.inject(kind, rng, outage, fl)
-		w.to = time.Now()
-		s.t.Logf("fault %s (%s): %s, err %v", kind, w.detail, w.to.Sub(w.from).Round(time.Second), w.err)
-		fl.mu.Lock()
-		fl.windows[idx] = w
-		fl.mu.Unlock()
 	}
+	for round := 0; ; round++ {
+		if round == minRounds {
+			close(minDone)
+		}
+		kinds := append([]string{}, faultKinds...)
+		rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
+		for _, kind := range kinds {
+			pause := time.Duration(rng.Int64N(int64(spread)) + int64(2*time.Second))
+			if round >= minRounds {
+				select {
+				case <-stop:
+					return
+				case <-time.After(pause):
+				}
+				if stopped() {
+					return
+				}
+			} else {
+				time.Sleep(pause)
+			}
+			s.injectLogged(kind, rng, outage, fl)
+		}
+	}
+}
+
+func (s *system) injectLogged(kind string, rng *rand.Rand, outage time.Duration, fl *faultLog) {
+	w := window{kind: kind, from: time.Now()}
+	fl.mu.Lock()
+	fl.windows = append(fl.windows, w)
+	idx := len(fl.windows) - 1
+	fl.mu.Unlock()
+	w.detail, w.err = s.inject(kind, rng, outage, fl)
+	w.to = time.Now()
+	s.t.Logf("fault %s (%s): %s, err %v", kind, w.detail, w.to.Sub(w.from).Round(time.Second), w.err)
+	fl.mu.Lock()
+	fl.windows[idx] = w
+	fl.mu.Unlock()
 }
 
 func (s *system) inject(kind string, rng *rand.Rand, outage time.Duration, fl *faultLog) (string, error) {
