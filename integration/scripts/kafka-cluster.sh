@@ -127,7 +127,8 @@ kcluster_up() {
 		for n in "${KCLUSTER_NODES[@]}"; do kcluster_start_node "$n"; done
 	fi
 	mapfile -t ports < <(cut -d' ' -f1 "$KCLUSTER_DIR/ports")
-	wait_until 120 "Kafka cluster ($(kcluster_brokers)) with three brokers" "$KCLUSTER_DIR/node1/kafka.log" - kcluster_all_ready "${ports[@]}"
+	# Three JVMs starting at once on two busy cores: two minutes is not always enough.
+	wait_until 300 "Kafka cluster ($(kcluster_brokers)) with three brokers" "$KCLUSTER_DIR/node1/kafka.log" - kcluster_all_ready "${ports[@]}"
 	note "ready: three brokers, RF=3, min.insync.replicas=2"
 	{
 		env_line TAPLINE_KAFKA_CLUSTER_BROKERS "$(kcluster_brokers)"
