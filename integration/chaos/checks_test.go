@@ -340,7 +340,8 @@ func (s *system) lifecycle(fl *faultLog, token string) check {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	work := make(chan []string)
-	for range 2 {
+	// Verify waits on the store more than it computes: four at a time.
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
