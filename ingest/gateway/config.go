@@ -67,6 +67,10 @@ type Kafka struct {
 // Metrics is the Prometheus endpoint; an empty Listen disables it.
 type Metrics struct {
 	Listen string `yaml:"listen"`
+	// Pprof adds Go's /debug/pprof/ handlers to the listener, to profile the
+	// gateway under load. Off by default: profiles show memory and goroutine
+	// stacks, so keep the listener private when it is on.
+	Pprof bool `yaml:"pprof"`
 }
 
 // PostgresListener is the agent-facing side of the Postgres proxy.
