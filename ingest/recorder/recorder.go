@@ -49,6 +49,7 @@ type Meta struct {
 type Recorder struct {
 	cfg       Config
 	cl        *kgo.Client
+	commit    *committer
 	ownClient bool
 	key       ed25519.PrivateKey
 	log       *slog.Logger
@@ -97,6 +98,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 		}
 		r.ownClient = true
 	}
+	r.commit = newCommitter(r.cl, max(cfg.Linger, 0), roundBytes)
 	r.m = newMetrics(reg, r.budget)
 	r.bg.Add(1)
 	go r.watchdog()
