@@ -69,3 +69,32 @@ start_issuer() {
 	wait_port "${issuer_url##*:}" issuer
 	token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
 }
+
+# start_kafka: a private broker for this script (services.sh kafka-instance run,
+# the same jars and settings as the test services' broker), so that the broker's
+# CPU figures are this benchmark's alone; sets brokers and broker_pid.
+# BENCH_KAFKA=shared uses the test services' broker instead: its CPU then
+# includes whatever else uses it.
+start_kafka() {
+	if [[ ${BENCH_KAFKA:-private} == shared ]]; then
+		brokers=$TAPLINE_KAFKA_BROKERS
+		broker_pid=$(cat "$TAPLINE_SERVICES_DIR/kafka/pid")
+		return
+	fi
+	local port cport i
+	port=$(free_port)
+	cport=$(free_port)
+	log "private Kafka broker on 127.0.0.1:$port"
+	bash "$TAPLINE_SERVICES_SCRIPT" kafka-instance run "$work/kafka" "$port" "$cport" >"$work/kafka.out" 2>&1 &
+	broker_pid=$! # the script execs java in its place
+	pids+=($!)
+	brokers=127.0.0.1:$port
+	for ((i = 0; i < 180; i++)); do
+		"$work/benchhelper" topic "$brokers" tapline.bench.ready >/dev/null 2>&1 && return 0
+		kill -0 "$broker_pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	echo "bench: private Kafka did not start; see $work/kafka/kafka.log" >&2
+	tail -n 20 "$work/kafka/kafka.log" >&2 || true
+	exit 1
+}

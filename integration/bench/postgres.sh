@@ -19,9 +19,11 @@
 # the CPU per transaction of the proxy, the Kafka broker and Postgres (read from
 # /proc during each run). Then, for one client in strict mode, the latency over
 # direct in units of one acknowledged produce measured in the same run.
+# BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
 # the gateway to Postgres with tls: disable), so the figures compare the proxies,
-# not TLS. Both gateways record to the shared test Kafka. The gateway binary is
+# not TLS. Both gateways record to a private Kafka broker the script starts
+# (BENCH_KAFKA=shared: the test services' broker). The gateway binary is
 # built from the working tree unless TAPLINE_BIN names one (to compare builds).
 set -euo pipefail
 
@@ -33,7 +35,7 @@ SCRIPTS=${BENCH_SCRIPTS:-select-only select-only/prepared tpcb tpcb/prepared}
 SCALE=${BENCH_SCALE:-10}
 # shellcheck source=integration/bench/lib.sh
 source "$repo/integration/bench/lib.sh"
-load_env "kafka postgres" TAPLINE_SERVICES_DIR TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB
+load_env "kafka postgres" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB
 PATH=${TAPLINE_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench.XXXXXX")
@@ -48,9 +50,10 @@ trap cleanup EXIT
 
 build_tools
 start_issuer
+start_kafka
 
 topic=tapline.bench.frames
-"$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
+"$work/benchhelper" topic "$brokers" "$topic"
 
 # start_gateway MODE: sets gw_port and gw_pid (not run in a subshell, so its pid is tracked).
 start_gateway() {
@@ -60,9 +63,9 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
-metrics: {listen: "127.0.0.1:$metrics"}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
 targets:
   - name: $TAPLINE_PG_DB
@@ -75,14 +78,14 @@ EOF
 	pids+=($!)
 	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"
-	gw_port=$port
+	gw_port=$port gw_metrics=$metrics
 }
 
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port strict_pid=$gw_pid
+strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
 start_gateway buffered
-buffered_port=$gw_port buffered_pid=$gw_pid
+buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 
 log "pgbouncer"
 if ! integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
@@ -105,7 +108,6 @@ PGPASSWORD=$TAPLINE_PG_GW_PASSWORD pgbench -i -q -I dtGvp -s "$SCALE" -h 127.0.0
 # ended during the run). Other load on the machine (other tests on the shared
 # broker) shows up in the broker's figure; the direct rows give its floor.
 pg_pid=$(head -n1 "$TAPLINE_SERVICES_DIR/postgres/data/postmaster.pid")
-broker_pid=$(cat "$TAPLINE_SERVICES_DIR/kafka/pid" 2>/dev/null || echo -)
 bouncer_pid=$(cat "$TAPLINE_SERVICES_DIR/postgres/pgbouncer/pgbouncer.pid" 2>/dev/null || echo -)
 
 # run TARGET SCRIPT CLIENTS: prints "tps latency_ms proxy_us broker_us postgres_us",
@@ -121,7 +123,15 @@ run() {
 	esac
 	[[ $script == select-only* ]] && flags+=(-S)
 	[[ $script == */prepared ]] && flags+=(-M prepared)
-	local out before after
+	local out before after profiling=
+	if [[ -n ${BENCH_PPROF:-} && ($target == strict || $target == buffered) ]]; then
+		# A CPU profile of the gateway for most of the run (go tool pprof FILE).
+		local m=${target}_metrics
+		mkdir -p "$BENCH_PPROF"
+		curl -fsS -o "$BENCH_PPROF/$target-${script//\//-}-c$clients.pprof" \
+			"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=$((SECONDS_EACH > 3 ? SECONDS_EACH - 2 : 1))" &
+		profiling=$!
+	fi
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
 		echo "bench: pgbench $target $script -c $clients failed:" >&2
@@ -130,6 +140,7 @@ run() {
 		return
 	}
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
+	[[ -n $profiling ]] && { wait "$profiling" || echo "bench: no profile for $target" >&2; }
 	local tps lat txns
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
@@ -157,10 +168,10 @@ for script in $SCRIPTS; do
 done
 
 # The floor of a strict CLIENT frame in this run: one acknowledged produce.
-produce=$("$work/benchhelper" produce "$TAPLINE_KAFKA_BROKERS" "$topic" 2000)
+produce=$("$work/benchhelper" produce "$brokers" "$topic" 2000)
 
 printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores shared by everything\n' \
-	"$SECONDS_EACH" "$SCALE" "$TAPLINE_KAFKA_BROKERS"
+	"$SECONDS_EACH" "$SCALE" "$brokers (${BENCH_KAFKA:-private})"
 printf 'CPU µs per transaction from /proc: proxy = the gateway or pgbouncer; broker = the Kafka broker; postgres = postmaster and backends\n\n'
 awk -v produce="$produce" '
 	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8
