@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		FragmentBytes:    cfg.Kafka.FragmentBytes,
 		ProduceTimeout:   cfg.Kafka.ProduceTimeout,
 		MaxBufferedBytes: cfg.Kafka.MaxBufferedBytes,
+		Linger:           linger(cfg.Kafka.Linger),
 		Opts:             kafkaOpts,
 		Logger:           log, // the recorder adds gateway_id itself
 	}, g.reg)
@@ -302,6 +303,17 @@ func (g *Gateway) httpHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// linger maps kafka.linger to the recorder's: absent is its default, 0 is none.
+func linger(l *time.Duration) time.Duration {
+	switch {
+	case l == nil:
+		return 0
+	case *l == 0:
+		return -1
+	}
+	return *l
 }
 
 // Run is New then Serve.
