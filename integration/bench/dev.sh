@@ -17,6 +17,7 @@ CLIENTS=${BENCH_DEV_CLIENTS:-1}
 source "$repo/integration/bench/lib.sh"
 load_env "kafka postgres chdb" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB CHDB_LIB_PATH
 PATH=${TAPLINE_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH
+export CHDB_LIB_PATH # a chDB build loads it at start, whatever the subcommand
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-dev.XXXXXX")
 pids=()
@@ -38,7 +39,7 @@ start_kafka
 
 # The strict gateway, shaped as in postgres.sh.
 topic=tapline.bench.dev.$(date +%s)
-"$work/benchhelper" topic "$brokers" "$topic"
+create_topic "$brokers" "$topic"
 gw_port=$(free_port)
 cat >"$work/strict.yaml" <<YAML
 gateway_id: bench-dev-strict
@@ -53,7 +54,7 @@ targets:
     groups: [bench]
     postgres: {database: $TAPLINE_PG_DB, user: $TAPLINE_PG_GW_USER, password_env: TAPLINE_PG_GW_PASSWORD, tls: disable}
 YAML
-"$tapline" gateway --config "$work/strict.yaml" --log-level warn >"$work/gateway.log" 2>&1 &
+TAPLINE_PG_GW_PASSWORD=$TAPLINE_PG_GW_PASSWORD "$tapline" gateway --config "$work/strict.yaml" --log-level warn >"$work/gateway.log" 2>&1 &
 pids+=($!)
 wait_port "$gw_port" "gateway (strict)"
 
@@ -84,8 +85,13 @@ latency() {
 	strict) port=$gw_port user=bench pw=$token ;;
 	dev) port=$dev_port user=bench pw=$dev_token ssl=require db=demo ;;
 	esac
-	PGPASSWORD=$pw PGSSLMODE=$ssl pgbench -n -S -T "$SECONDS_EACH" -c "$2" -h 127.0.0.1 -p "$port" -U "$user" "$db" 2>&1 |
-		awk '/^tps =/ { tps = $3 } /^latency average/ { lat = $4 } END { print tps + 0, lat + 0 }'
+	local out
+	out=$(PGPASSWORD=$pw PGSSLMODE=$ssl pgbench -n -S -T "$SECONDS_EACH" -c "$2" -h 127.0.0.1 -p "$port" -U "$user" "$db" 2>&1) || {
+		echo "bench: pgbench $1 -c $2 failed:" >&2
+		echo "$out" >&2
+		[[ $1 == strict ]] && tail -n 20 "$work/gateway.log" >&2
+	}
+	awk '/^tps =/ { tps = $3 } /^latency average/ { lat = $4 } END { print tps + 0, lat + 0 }' <<<"$out"
 }
 
 printf '\npgbench -S through tapline dev, %ss per run (dev: TLS to the gateway, as its banner prints)\n\n' "$SECONDS_EACH"

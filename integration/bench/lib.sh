@@ -28,10 +28,11 @@ load_env() {
 		echo "bench: no $env_file; run integration/services.sh up $services" >&2
 		exit 1
 	}
-	set -a
+	# Not exported: a gateway reads TAPLINE_* variables as overrides of its
+	# configuration (TAPLINE_KAFKA_BROKERS would send it to the shared broker).
+	# Scripts pass what a child needs explicitly.
 	# shellcheck disable=SC1090
 	source "$env_file"
-	set +a
 	for v in "$@"; do
 		[[ -n ${!v:-} ]] || {
 			echo "bench: $v missing from $env_file; run integration/services.sh up $services" >&2
@@ -85,7 +86,7 @@ start_kafka() {
 	port=$(free_port)
 	cport=$(free_port)
 	log "private Kafka broker on 127.0.0.1:$port"
-	bash "$TAPLINE_SERVICES_SCRIPT" kafka-instance run "$work/kafka" "$port" "$cport" >"$work/kafka.out" 2>&1 &
+	TAPLINE_KAFKA_RUNTIME=$TAPLINE_KAFKA_RUNTIME bash "$TAPLINE_SERVICES_SCRIPT" kafka-instance run "$work/kafka" "$port" "$cport" >"$work/kafka.out" 2>&1 &
 	broker_pid=$! # the script execs java in its place
 	pids+=($!)
 	brokers=127.0.0.1:$port
@@ -96,5 +97,18 @@ start_kafka() {
 	done
 	echo "bench: private Kafka did not start; see $work/kafka/kafka.log" >&2
 	tail -n 20 "$work/kafka/kafka.log" >&2 || true
+	exit 1
+}
+
+# create_topic BROKERS TOPIC: creates TOPIC and waits until it takes a record:
+# a new topic's leader can take a moment, and a gateway refuses sessions until then.
+create_topic() {
+	local i
+	"$work/benchhelper" topic "$1" "$2"
+	for ((i = 0; i < 60; i++)); do
+		"$work/benchhelper" produce "$1" "$2" 1 >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	echo "bench: topic $2 on $1 takes no records" >&2
 	exit 1
 }

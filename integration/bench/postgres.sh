@@ -53,7 +53,7 @@ start_issuer
 start_kafka
 
 topic=tapline.bench.frames
-"$work/benchhelper" topic "$brokers" "$topic"
+create_topic "$brokers" "$topic"
 
 # start_gateway MODE: sets gw_port and gw_pid (not run in a subshell, so its pid is tracked).
 start_gateway() {
@@ -74,7 +74,7 @@ targets:
     groups: [bench]
     postgres: {database: $TAPLINE_PG_DB, user: $TAPLINE_PG_GW_USER, password_env: TAPLINE_PG_GW_PASSWORD, tls: disable}
 EOF
-	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
+	TAPLINE_PG_GW_PASSWORD=$TAPLINE_PG_GW_PASSWORD "$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
 	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"

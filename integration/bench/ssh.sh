@@ -48,7 +48,7 @@ printf '#!/bin/sh\nexec cat %q\n' "$work/token" >"$work/askpass"
 chmod 700 "$work/askpass"
 
 topic=tapline.bench.ssh.$(date +%s)
-"$work/benchhelper" topic "$brokers" "$topic"
+create_topic "$brokers" "$topic"
 
 # start_gateway MODE: sets gw_port.
 start_gateway() {
