@@ -136,8 +136,10 @@ func (c Config) validate() error {
 	if c.FragmentBytes < 1 || c.FragmentBytes > MaxFragmentBytes {
 		errs = append(errs, fmt.Errorf("fragment bytes %d: want 1..%d", c.FragmentBytes, MaxFragmentBytes))
 	}
-	if c.Linger > time.Second {
-		errs = append(errs, fmt.Errorf("linger %s: want at most 1s", c.Linger))
+	// A held frame is in flight for the watchdog: it must go out well before
+	// the produce timeout fails its session.
+	if c.Linger > time.Second || c.Linger > c.ProduceTimeout/2 {
+		errs = append(errs, fmt.Errorf("linger %s: want at most 1s and half the produce timeout (%s)", c.Linger, c.ProduceTimeout))
 	}
 	if c.ProduceTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("produce timeout %s: want at least 100ms", c.ProduceTimeout))
