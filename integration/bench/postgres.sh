@@ -43,7 +43,7 @@ pids=()
 bouncer_started=
 cleanup() {
 	stop_pids
-	[[ -n $bouncer_started ]] && integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
+	[[ -n $bouncer_started ]] && TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -88,8 +88,8 @@ start_gateway buffered
 buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 
 log "pgbouncer"
-if ! integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
-bouncer_env=$(integration/services.sh pgbouncer start transaction 2>"$work/pgbouncer.log") || {
+if ! TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
+bouncer_env=$(TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer start transaction 2>"$work/pgbouncer.log") || {
 	cat "$work/pgbouncer.log" >&2
 	exit 1
 }
