@@ -20,6 +20,7 @@
 # /proc during each run). Then, for one client in strict mode, the latency over
 # direct in units of one acknowledged produce measured in the same run.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
+# BENCH_WARMUP (default 20) seconds of load through each gateway come first, unmeasured.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
 # the gateway to Postgres with tls: disable), so the figures compare the proxies,
 # not TLS. Both gateways record to a private Kafka broker the script starts
@@ -152,6 +153,13 @@ run() {
 			printf "%s %s %s %s %s\n", tps, lat, proxy == "-" ? "-" : per(1), per(2), per(3)
 		}'
 }
+
+# A fresh broker JVM compiles its hot paths during the first minute of load; warm
+# it (and the gateways) up so that the first rows do not pay for it.
+log "warm-up: pgbench through both gateways, ${BENCH_WARMUP:-20}s each (not measured)"
+for target in buffered strict; do
+	SECONDS_EACH=${BENCH_WARMUP:-20} BENCH_PPROF= run "$target" select-only 8 >/dev/null
+done
 
 results=$work/results
 : >"$results"
