@@ -65,8 +65,12 @@ start_issuer() {
 	log "dev OIDC issuer"
 	"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
 	pids+=($!)
-	sleep 0.3
-	issuer_url=$(head -n1 "$work/issuer.log")
+	local i
+	for ((i = 0; i < 300; i++)); do # the first line is the URL, once it serves
+		issuer_url=$(head -n1 "$work/issuer.log")
+		[[ $issuer_url == http* ]] && break
+		sleep 0.1
+	done
 	wait_port "${issuer_url##*:}" issuer
 	token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
 }

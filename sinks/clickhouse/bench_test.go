@@ -64,5 +64,5 @@ func BenchmarkFramesReadServer(b *testing.B) {
 	if err := s.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	storetest.BenchFramesRead(b, s, 200000, 64)
+	storetest.BenchFramesRead(b, s, 50000, 64)
 }

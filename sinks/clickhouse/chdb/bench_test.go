@@ -51,5 +51,5 @@ func BenchmarkFramesRead(b *testing.B) {
 	if err := s.Migrate(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	storetest.BenchFramesRead(b, s, 200000, 64)
+	storetest.BenchFramesRead(b, s, 50000, 64)
 }
