@@ -178,11 +178,16 @@ func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn
 	const q = "SELECT " + frameColumns + ` FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`
-	limit := framesFirstPage
+	first := true
 	for from <= to {
-		last, n, more, err := s.framesPageEnd(ctx, sessionID, from, to, limit)
-		if err != nil || n == 0 {
-			return err
+		// The first page is a plain query (the replay's first event waits for it);
+		// 128 fragments bound it as before. Later ones are sized first.
+		last, n, more := to, framesFirstPage, true
+		if !first {
+			var err error
+			if last, n, more, err = s.framesPageEnd(ctx, sessionID, from, to, framesPageMax); err != nil || n == 0 {
+				return err
+			}
 		}
 		page, err := s.framesPage(ctx, q, Params{
 			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(last, 10),
@@ -196,10 +201,16 @@ ORDER BY seq LIMIT {limit:UInt32}`
 				return err
 			}
 		}
+		if first {
+			more = len(page) == n
+			if more {
+				last = page[len(page)-1].Seq
+			}
+		}
 		if !more {
 			return nil
 		}
-		from, limit = last+1, framesPageMax
+		from, first = last+1, false
 	}
 	return nil
 }
