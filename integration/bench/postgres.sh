@@ -20,6 +20,8 @@
 # /proc during each run). Then, for one client in strict mode, the latency over
 # direct in units of one acknowledged produce measured in the same run.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
+# BENCH_LINGER sets the gateways' kafka.linger (0s: no group commit, to compare).
+# frames/batch: frames per record batch the gateway wrote, from its metrics.
 # BENCH_WARMUP (default 20) seconds of load through each gateway come first, unmeasured.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
 # the gateway to Postgres with tls: disable), so the figures compare the proxies,
@@ -64,7 +66,7 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_LINGER:+, linger: $BENCH_LINGER}}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
@@ -111,8 +113,14 @@ PGPASSWORD=$TAPLINE_PG_GW_PASSWORD pgbench -i -q -I dtGvp -s "$SCALE" -h 127.0.0
 pg_pid=$(head -n1 "$TAPLINE_SERVICES_DIR/postgres/data/postmaster.pid")
 bouncer_pid=$(cat "$TAPLINE_SERVICES_DIR/postgres/pgbouncer/pgbouncer.pid" 2>/dev/null || echo -)
 
-# run TARGET SCRIPT CLIENTS: prints "tps latency_ms proxy_us broker_us postgres_us",
-# the CPU figures per transaction.
+# batches METRICS_PORT: "sum count" of the gateway's frames-per-batch histogram.
+batches() {
+	curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
+		awk '/^tapline_recorder_batch_frames_sum/ { s = $2 } /^tapline_recorder_batch_frames_count/ { c = $2 } END { print s + 0, c + 0 }'
+}
+
+# run TARGET SCRIPT CLIENTS: prints "tps latency_ms proxy_us broker_us postgres_us
+# frames_per_batch", the CPU figures per transaction.
 run() {
 	local target=$1 script=$2 clients=$3 port user pw proxy=-
 	local flags=(-n -T "$SECONDS_EACH" -c "$clients" -j "$((clients < 2 ? 1 : 2))")
@@ -133,24 +141,28 @@ run() {
 			"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=$((SECONDS_EACH > 3 ? SECONDS_EACH - 2 : 1))" &
 		profiling=$!
 	fi
+	local m=${target}_metrics b0="0 0" b1="0 0"
+	[[ -n ${!m:-} ]] && b0=$(batches "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
 		echo "bench: pgbench $target $script -c $clients failed:" >&2
 		echo "$out" >&2
-		echo "0 0 - - -"
+		echo "0 0 - - - -"
 		return
 	}
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
+	[[ -n ${!m:-} ]] && b1=$(batches "${!m}")
 	[[ -n $profiling ]] && { wait "$profiling" || echo "bench: no profile for $target" >&2; }
 	local tps lat txns
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
 	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-	awk -v tps="${tps:-0}" -v lat="${lat:-0}" -v n="${txns:-0}" -v proxy="$proxy" -v b="$before" -v a="$after" '
+	awk -v tps="${tps:-0}" -v lat="${lat:-0}" -v n="${txns:-0}" -v proxy="$proxy" -v b="$before" -v a="$after" -v b0="$b0" -v b1="$b1" '
 		function per(i) { return n > 0 ? sprintf("%.1f", (y[i] - x[i]) / n) : "-" }
 		BEGIN {
-			split(b, x, " "); split(a, y, " ")
-			printf "%s %s %s %s %s\n", tps, lat, proxy == "-" ? "-" : per(1), per(2), per(3)
+			split(b, x, " "); split(a, y, " "); split(b0, p, " "); split(b1, q, " ")
+			fpb = q[2] > p[2] ? sprintf("%.1f", (q[1] - p[1]) / (q[2] - p[2])) : "-"
+			printf "%s %s %s %s %s %s\n", tps, lat, proxy == "-" ? "-" : per(1), per(2), per(3), fpb
 		}'
 }
 
@@ -182,14 +194,14 @@ printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores 
 	"$SECONDS_EACH" "$SCALE" "$brokers (${BENCH_KAFKA:-private})"
 printf 'CPU µs per transaction from /proc: proxy = the gateway or pgbouncer; broker = the Kafka broker; postgres = postmaster and backends\n\n'
 awk -v produce="$produce" '
-	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8
+	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8; fb[key, $3] = $9
 	  if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
 	function get(k, t) { return ((k, t) in tps) ? tps[k, t] : 0 } # without creating the entry
 	function cpu(k, t) { return ((k, t) in px) ? px[k, t] : "-" }
 	END {
-		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer | proxy µs/txn | proxy vs pgbouncer | broker µs/txn | postgres µs/txn |\n"
-		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer | proxy µs/txn | proxy vs pgbouncer | broker µs/txn | postgres µs/txn | frames/batch |\n"
+		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		split("direct pgbouncer buffered strict", targets, " ")
 		for (i = 0; i < n; i++) {
 			split(order[i], k, " ")
@@ -197,10 +209,10 @@ awk -v produce="$produce" '
 				t = targets[j]
 				if (!((order[i], t) in tps)) continue
 				b = cpu(order[i], "pgbouncer")
-				printf "| %s | %s | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
+				printf "| %s | %s | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
 					ratio(tps[order[i], t], get(order[i], "direct")), ratio(tps[order[i], t], get(order[i], "pgbouncer")),
 					px[order[i], t], (t != "pgbouncer" && b != "-" && px[order[i], t] != "-") ? ratio(px[order[i], t], b) : "-",
-					br[order[i], t], pg[order[i], t]
+					br[order[i], t], pg[order[i], t], fb[order[i], t]
 			}
 		}
 		# One client, strict: the latency over direct, in acknowledged produces.
