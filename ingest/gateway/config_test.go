@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -192,5 +193,31 @@ func TestSelfSignedOffLoopbackWhenAllowed(t *testing.T) {
 	y = strings.Replace(y, "allow_plaintext: false", "allow_plaintext: false, allow_self_signed: true", 1)
 	if _, err := Parse([]byte(y), env(map[string]string{"APP_DB_PASSWORD": "pw"})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKafkaLinger(t *testing.T) {
+	parse := func(line string) (*Config, error) {
+		yaml := fmt.Sprintf(`
+data_dir: /tmp/x
+kafka: {brokers: ["127.0.0.1:1"]%s}
+oidc: {issuer: "http://127.0.0.1:1", audience: tapline}
+postgres: {listen: "127.0.0.1:0"}
+targets:
+  - {name: app, protocol: postgres, address: "127.0.0.1:5432", groups: [dba], postgres: {database: app, user: gw, password: pw, tls: disable}}
+`, line)
+		return Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	}
+	for line, want := range map[string]time.Duration{"": 0, ", linger: 0s": -1, ", linger: 20ms": 20 * time.Millisecond} {
+		cfg, err := parse(line)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if got := linger(cfg.Kafka.Linger); got != want {
+			t.Errorf("%q: recorder linger %s, want %s", line, got, want)
+		}
+	}
+	if _, err := parse(", linger: 2s"); err == nil || !strings.Contains(err.Error(), "kafka.linger") {
+		t.Errorf("linger 2s accepted: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		FragmentBytes:    cfg.Kafka.FragmentBytes,
 		ProduceTimeout:   cfg.Kafka.ProduceTimeout,
 		MaxBufferedBytes: cfg.Kafka.MaxBufferedBytes,
+		Linger:           linger(cfg.Kafka.Linger),
 		Opts:             kafkaOpts,
 		Logger:           log, // the recorder adds gateway_id itself
 	}, g.reg)
@@ -294,7 +296,24 @@ func (g *Gateway) httpHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if g.cfg.Metrics.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// linger maps kafka.linger to the recorder's: absent is its default, 0 is none.
+func linger(l *time.Duration) time.Duration {
+	switch {
+	case l == nil:
+		return 0
+	case *l == 0:
+		return -1
+	}
+	return *l
 }
 
 // Run is New then Serve.

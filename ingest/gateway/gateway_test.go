@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A listen address in use fails New with the key named (and without the panic
@@ -35,5 +38,18 @@ targets:
 	_, err = New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "postgres.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// Profiles are served only when metrics.pprof is on.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		g := &Gateway{cfg: &Config{Metrics: Metrics{Pprof: on}}, reg: prometheus.NewRegistry()}
+		rec := httptest.NewRecorder()
+		g.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/goroutine?debug=1", nil))
+		served := rec.Code == 200 && strings.Contains(rec.Body.String(), "goroutine")
+		if served != on {
+			t.Fatalf("pprof %v: GET /debug/pprof/goroutine answered %d", on, rec.Code)
+		}
 	}
 }

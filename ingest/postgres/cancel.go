@@ -26,8 +26,10 @@ type cancelEntry struct {
 }
 
 // keyTable maps the BackendKeyData the gateway gave agents to the targets' real
-// ones. Agents never see a target's pid or secret, and a cancel can only reach the
-// backend of a session the gateway is relaying.
+// ones. Agents see the backend's real pid (drivers and pools pass it to
+// pg_terminate_backend and match it against pg_stat_activity) but never its
+// secret, so a cancel can only reach the backend of a session the gateway is
+// relaying. The pid alone does not route: two targets may share one.
 type keyTable struct {
 	mu sync.Mutex
 	m  map[cancelKey]*cancelEntry
@@ -35,18 +37,18 @@ type keyTable struct {
 
 func newKeyTable() *keyTable { return &keyTable{m: map[cancelKey]*cancelEntry{}} }
 
-// issue registers e under a fresh random key and returns the key.
+// issue registers e under the backend's real pid and a fresh random secret and
+// returns the key.
 func (t *keyTable) issue(e *cancelEntry) cancelKey {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
-		var b [8]byte
+		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			panic(err)
 		}
-		// pid stays positive: clients print it, and some parse it as a signed int.
-		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, secret: binary.BigEndian.Uint32(b[4:])}
-		if _, taken := t.m[k]; !taken && k.pid != 0 {
+		k := cancelKey{pid: e.real.pid, secret: binary.BigEndian.Uint32(b[:])}
+		if _, taken := t.m[k]; !taken && k != e.real {
 			t.m[k] = e
 			return k
 		}

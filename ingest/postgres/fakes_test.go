@@ -186,6 +186,9 @@ type fakeBackend struct {
 
 const fakePID, fakeSecret = 4242, 987654
 
+// fakeTerminateQuery makes the fake backend end the connection with a FATAL.
+const fakeTerminateQuery = "select pg_terminate_backend(pg_backend_pid())"
+
 func newFakeBackend(t *testing.T) *fakeBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -259,6 +262,12 @@ func (b *fakeBackend) serve(c net.Conn) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:
+			if m.String == fakeTerminateQuery {
+				// As PostgreSQL does when pg_terminate_backend hits this backend.
+				_ = be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01",
+					Message: "terminating connection due to administrator command"})
+				return
+			}
 			b.mu.Lock()
 			b.queries = append(b.queries, m.String)
 			b.mu.Unlock()

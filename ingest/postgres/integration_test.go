@@ -817,3 +817,82 @@ func TestSessionEndsAtTokenExpiryThroughGateway(t *testing.T) {
 		t.Fatalf("end reason %q, want token_expired", r)
 	}
 }
+
+// A driver terminates a session by the pid the server announced in
+// BackendKeyData, as pools do to drop a broken connection: through the gateway
+// that pid is the real backend's, the agent gets PostgreSQL's FATAL and the
+// disconnect, and the recording ends with that reason.
+func TestTerminateBackendByAnnouncedPid(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	ctx := context.Background()
+	admin := g.admin(t)
+	const wantReason = "target ended the session: FATAL 57P01: terminating connection due to administrator command"
+
+	t.Run("pgx", func(t *testing.T) {
+		c := g.connect(t, "terminate-pgx")
+		announced := c.PgConn().PID()
+		var backend uint32
+		if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&backend); err != nil {
+			t.Fatal(err)
+		}
+		if announced != backend {
+			t.Fatalf("BackendKeyData announced pid %d, the backend is %d", announced, backend)
+		}
+		running := make(chan error, 1)
+		go func() {
+			_, err := c.Exec(ctx, "select pg_sleep(60) /* terminate-pgx */")
+			running <- err
+		}()
+		waitRunning(t, admin, "terminate-pgx")
+		var ok bool
+		if err := admin.QueryRow(ctx, "select pg_terminate_backend($1)", int32(announced)).Scan(&ok); err != nil || !ok {
+			t.Fatalf("pg_terminate_backend(%d): %v, %v", announced, ok, err)
+		}
+		select {
+		case err := <-running:
+			if code := pgErrCode(err); code != "57P01" {
+				t.Fatalf("error %v (SQLSTATE %q), want 57P01 admin_shutdown", err, code)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("the terminated statement did not return")
+		}
+		if !c.IsClosed() {
+			t.Fatal("connection still open after the target's FATAL")
+		}
+		frames := g.recordedSession(t, byApp("terminate-pgx"))
+		g.verifySession(t, frames)
+		if got := frames[len(frames)-1].End.Reason; got != wantReason {
+			t.Fatalf("end reason %q, want %q", got, wantReason)
+		}
+	})
+
+	t.Run("psql", func(t *testing.T) {
+		cmd := exec.Command(g.pgTool("psql"), "-X", "-h", g.host, "-p", g.port, "-U", "agent", "-d", "app", "-c", "select pg_sleep(60) /* terminate-psql */")
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+g.token("alice", "dba"), "PGSSLMODE=require", "PGAPPNAME=terminate-psql", "PGCONNECT_TIMEOUT=20")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitRunning(t, admin, "terminate-psql")
+		var n int
+		err := admin.QueryRow(ctx, "select count(pg_terminate_backend(pid)) from pg_stat_activity where query like '%terminate-psql%' and pid <> pg_backend_pid()").Scan(&n)
+		if err != nil || n != 1 {
+			t.Fatalf("terminated %d backends: %v", n, err)
+		}
+		err = cmd.Wait()
+		if err == nil {
+			t.Fatalf("psql succeeded after its backend was terminated:\n%s", out.String())
+		}
+		for _, want := range []string{"FATAL:  terminating connection due to administrator command", "connection to server was lost"} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("psql output lacks %q:\n%s", want, out.String())
+			}
+		}
+		frames := g.recordedSession(t, byApp("terminate-psql"))
+		g.verifySession(t, frames)
+		if got := frames[len(frames)-1].End.Reason; got != wantReason {
+			t.Fatalf("end reason %q, want %q", got, wantReason)
+		}
+	})
+}

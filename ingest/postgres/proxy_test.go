@@ -27,8 +27,9 @@ func TestRelayRecordsBothDirections(t *testing.T) {
 			key = k
 		}
 	}
-	if key == nil || (key.ProcessID == fakePID && key.SecretKey == fakeSecret) {
-		t.Fatalf("agent got the target's BackendKeyData or none: %+v", key)
+	// The backend's real pid (drivers pass it to pg_terminate_backend), the gateway's secret.
+	if key == nil || key.ProcessID != fakePID || key.SecretKey == fakeSecret {
+		t.Fatalf("agent got BackendKeyData %+v, want pid %d and a secret other than the target's", key, fakePID)
 	}
 	c.send(&pgproto3.Query{String: "select 'hello'"})
 	rows := c.untilReady()
@@ -273,6 +274,37 @@ func TestCancelForwardedWithTheTargetsKey(t *testing.T) {
 	}
 }
 
+// A backend terminated by an administrator: the agent gets the target's FATAL
+// and then the disconnect, and the session ends with that reason.
+func TestTargetFatalRelayedAndRecordedAsTheEnd(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial(t)
+	c.login("app", "good")
+	c.untilReady()
+	c.send(&pgproto3.Query{String: fakeTerminateQuery})
+	e := c.fatalError()
+	if e.Code != "57P01" || e.Message != "terminating connection due to administrator command" {
+		t.Fatalf("agent got %s %q, want the target's 57P01", e.Code, e.Message)
+	}
+	if m, err := c.fe.Receive(); err == nil {
+		t.Fatalf("connection still open after the FATAL: got %T", m)
+	}
+	s := h.rec.session(t, 0)
+	want := "target ended the session: FATAL 57P01: terminating connection due to administrator command"
+	if reason := s.waitEnd(t); reason != want {
+		t.Fatalf("end reason %q, want %q", reason, want)
+	}
+	if got := s.kinds(schemas.Server); got[len(got)-1] != "ErrorResponse" {
+		t.Fatalf("server frames %v: the FATAL is not the last one", got)
+	}
+	// The backend is gone: the gateway sends it no cancel of its own.
+	h.be.mu.Lock()
+	defer h.be.mu.Unlock()
+	if len(h.be.cancels) != 0 {
+		t.Fatalf("cancels sent after a target FATAL: %v", h.be.cancels)
+	}
+}
+
 // The recorded SERVER frames concatenate to what the agent read, byte for byte.
 func TestRecordedServerBytesEqualWhatTheAgentRead(t *testing.T) {
 	h := newHarness(t, nil)
@@ -315,9 +347,11 @@ func (t teeReader) Read(p []byte) (int, error) {
 func TestKeyTableIssuesUniqueKeys(t *testing.T) {
 	kt := newKeyTable()
 	seen := map[cancelKey]bool{}
+	// Backends of two targets may share a pid: their keys still differ.
+	real := cancelKey{pid: 4242, secret: 7}
 	for range 1000 {
-		k := kt.issue(&cancelEntry{})
-		if seen[k] || k.pid == 0 || k.pid > 0x7fffffff {
+		k := kt.issue(&cancelEntry{real: real})
+		if seen[k] || k.pid != real.pid || k == real {
 			t.Fatalf("bad or duplicate key %+v", k)
 		}
 		seen[k] = true

@@ -84,12 +84,16 @@ type relay struct {
 	deadline       time.Time // zero: none
 	deadlineReason string
 
-	key       cancelKey // the gateway's BackendKeyData for this session
+	key       cancelKey // the BackendKeyData the agent got: the real pid, the gateway's secret
 	realKey   cancelKey // the target's
 	keyIssued bool      // key and realKey are written by the server pump only, read after it ended
 	// terminated is set before the agent's Terminate is forwarded: the target
 	// closing right after is then the client's doing, whichever pump ends first.
 	terminated atomic.Bool
+	// targetFatal is the target's FATAL or PANIC ErrorResponse as an end reason
+	// (pg_terminate_backend, a server shutdown), set before it is relayed: the
+	// connection closing after it is the target's doing, whichever pump ends first.
+	targetFatal atomic.Pointer[string]
 }
 
 func (s *Server) relay(ctx context.Context, c *conn, sess Session, up *upstream, t *Target) {
@@ -151,6 +155,9 @@ func (r *relay) run(ctx context.Context) string {
 	}
 	if r.terminated.Load() && !strings.HasPrefix(reason, "recording failed") && reason != r.deadlineReason {
 		reason = "client terminated"
+	}
+	if fatal := r.targetFatal.Load(); fatal != nil && !r.abnormal(reason) {
+		reason = *fatal
 	}
 	// Closing both sides stops the other pump; its reason is a consequence.
 	cancel()
@@ -297,10 +304,13 @@ func (r *relay) serverPump() string {
 		if err != nil {
 			return r.serverReadFailed(err)
 		}
-		if typ == 'K' {
+		switch typ {
+		case 'K':
 			if msg, err = r.substituteKey(msg); err != nil {
 				return r.serverReadFailed(err)
 			}
+		case 'E':
+			r.noteFatal(msg)
 		}
 		if err := r.out.send(serverKind(typ, msg), msg, !r.up.msgs.completeBuffered()); err != nil {
 			return r.sendFailed(err)
@@ -338,8 +348,27 @@ func (r *relay) serverReadFailed(err error) string {
 	}
 }
 
-// substituteKey replaces the target's BackendKeyData with a gateway-issued key
-// that the gateway maps back when the agent sends a CancelRequest.
+// noteFatal remembers a FATAL or PANIC from the target as the session's end
+// reason; ordinary errors (severity ERROR) leave the session running.
+func (r *relay) noteFatal(msg []byte) {
+	var e pgproto3.ErrorResponse
+	if err := pgwire.Decode(&e, msg[headerLen:]); err != nil {
+		return // relayed as is; the agent's driver judges it
+	}
+	sev := e.SeverityUnlocalized
+	if sev == "" {
+		sev = e.Severity
+	}
+	if sev != "FATAL" && sev != "PANIC" {
+		return
+	}
+	reason := "target ended the session: " + sev + " " + e.Code + ": " + e.Message
+	r.targetFatal.Store(&reason)
+}
+
+// substituteKey replaces the target's secret in its BackendKeyData with a
+// gateway-issued one that the gateway maps back when the agent sends a
+// CancelRequest. The pid is the backend's own.
 func (r *relay) substituteKey(msg []byte) ([]byte, error) {
 	var k pgproto3.BackendKeyData
 	if err := pgwire.Decode(&k, msg[headerLen:]); err != nil {
@@ -359,7 +388,8 @@ func (r *relay) substituteKey(msg []byte) ([]byte, error) {
 func (r *relay) abnormal(reason string) bool {
 	switch {
 	case reason == "client terminated", reason == "client disconnected", reason == "target closed the connection",
-		strings.HasPrefix(reason, "client connection lost"), strings.HasPrefix(reason, "target connection lost"):
+		strings.HasPrefix(reason, "client connection lost"), strings.HasPrefix(reason, "target connection lost"),
+		strings.HasPrefix(reason, "target ended the session"):
 		return false
 	}
 	return true

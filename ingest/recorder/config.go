@@ -28,11 +28,18 @@ const (
 	DefaultFragmentBytes    = 900 << 10
 	DefaultProduceTimeout   = 10 * time.Second
 	DefaultMaxBufferedBytes = 64 << 20
+	// DefaultLinger is how long a frame nobody waits for (SERVER frames,
+	// every frame in buffered mode) may wait to share a produce request.
+	DefaultLinger = 5 * time.Millisecond
 
 	// MaxFragmentBytes keeps a fragment well inside what the schemas codec
 	// decodes and what a broker can be configured to accept in one batch.
 	MaxFragmentBytes = 8 << 20
 )
+
+// roundBytes is how much the committer holds back at most (commit.go): a
+// stream of large SERVER messages goes out in requests of about this size.
+const roundBytes = 1 << 20
 
 // recordOverhead is what one frame costs besides its payload when accounting
 // buffered bytes: Avro header fields, key, and the client's per-record state.
@@ -59,6 +66,13 @@ type Config struct {
 	// MaxBufferedBytes bounds unacknowledged frame bytes across all sessions.
 	// Producing blocks past it, for at most ProduceTimeout.
 	MaxBufferedBytes int64
+
+	// Linger is how long a frame that nobody waits for may wait to share a
+	// produce request with others (default DefaultLinger; negative: none).
+	// Frames a caller waits for never linger. Longer means fewer, larger
+	// requests (less CPU for the gateway and the broker) and, for buffered
+	// mode, that much more to lose if the gateway dies.
+	Linger time.Duration
 
 	// Client, when set, is used instead of a client built from Brokers. Build
 	// it with ProducerOpts so that acks, partitioning and timeouts match; the
@@ -99,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBufferedBytes == 0 {
 		c.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -118,6 +135,11 @@ func (c Config) validate() error {
 	}
 	if c.FragmentBytes < 1 || c.FragmentBytes > MaxFragmentBytes {
 		errs = append(errs, fmt.Errorf("fragment bytes %d: want 1..%d", c.FragmentBytes, MaxFragmentBytes))
+	}
+	// A held frame is in flight for the watchdog: it must go out well before
+	// the produce timeout fails its session.
+	if c.Linger > time.Second || c.Linger > c.ProduceTimeout/2 {
+		errs = append(errs, fmt.Errorf("linger %s: want at most 1s and half the produce timeout (%s)", c.Linger, c.ProduceTimeout))
 	}
 	if c.ProduceTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("produce timeout %s: want at least 100ms", c.ProduceTimeout))
@@ -139,8 +161,9 @@ func (c Config) batchMaxBytes() int32 {
 
 // ProducerOpts returns the franz-go options the recorder's producer needs:
 // idempotent (the franz-go default), acks from all in-sync replicas, records
-// keyed by session id hashed to a partition, no linger (a strict CLIENT frame
-// waits for its ack), and delivery bounded by ProduceTimeout. Buffer limits
+// keyed by session id hashed to a partition, no linger in the client (the
+// recorder batches frames itself, and a strict CLIENT frame waits for its ack),
+// and delivery bounded by ProduceTimeout. Buffer limits
 // are a safety net above the recorder's own accounting. Callers that pass
 // their own Config.Client build it with these plus their seeds.
 func ProducerOpts(cfg Config) []kgo.Opt {

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/schemas"
 )
@@ -17,6 +18,15 @@ type metrics struct {
 	failed   prometheus.Counter
 	denied   prometheus.Counter
 	recovery *prometheus.CounterVec
+	// batchRecords: frames per record batch the producer wrote (group commit at work).
+	batchRecords prometheus.Histogram
+}
+
+// batchHook feeds batchRecords from the Kafka client.
+type batchHook struct{ h prometheus.Histogram }
+
+func (b batchHook) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	b.h.Observe(float64(m.NumRecords))
 }
 
 func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
@@ -56,10 +66,15 @@ func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
 			Help: "Failed sessions closed after Kafka was back, by outcome: written (session.end with the failure reason), empty (nothing of the session reached Kafka), abandoned (gateway shut down first).",
 		}, []string{"outcome"}),
 	}
+	m.batchRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tapline_recorder_batch_frames",
+		Help:    "Frames per record batch written to Kafka (one per partition in a produce request); the recorder's own client only.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.frames, m.bytes, m.latency, m.active, m.refused, m.failed, m.denied, m.recovery,
+	reg.MustRegister(m.frames, m.bytes, m.latency, m.active, m.refused, m.failed, m.denied, m.recovery, m.batchRecords,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tapline_recorder_unacknowledged_bytes",
 			Help: "Frame bytes handed to Kafka and not yet acknowledged (bounded by max_buffered_bytes).",

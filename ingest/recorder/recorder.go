@@ -49,6 +49,7 @@ type Meta struct {
 type Recorder struct {
 	cfg       Config
 	cl        *kgo.Client
+	commit    *committer
 	ownClient bool
 	key       ed25519.PrivateKey
 	log       *slog.Logger
@@ -90,14 +91,15 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 		sessions: map[*Session]struct{}{},
 		stop:     make(chan struct{}),
 	}
+	r.m = newMetrics(reg, r.budget)
 	if r.cl == nil {
-		opts := append(append(ProducerOpts(cfg), kgo.SeedBrokers(cfg.Brokers...)), cfg.Opts...)
+		opts := append(append(ProducerOpts(cfg), kgo.SeedBrokers(cfg.Brokers...), kgo.WithHooks(batchHook{r.m.batchRecords})), cfg.Opts...)
 		if r.cl, err = kgo.NewClient(opts...); err != nil {
 			return nil, fmt.Errorf("kafka client: %w", err)
 		}
 		r.ownClient = true
 	}
-	r.m = newMetrics(reg, r.budget)
+	r.commit = newCommitter(r.cl, max(cfg.Linger, 0), roundBytes)
 	r.bg.Add(1)
 	go r.watchdog()
 	return r, nil

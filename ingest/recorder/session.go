@@ -211,7 +211,7 @@ func (s *Session) emitLocked(f *schemas.Frame, c *call, deadline time.Time) erro
 		}
 	}
 	settled := frameInfo{size: size, sent: time.Now(), dir: f.Direction, payload: len(f.Payload), end: f.Kind == schemas.KindSessionEnd}
-	s.r.cl.Produce(context.Background(), &kgo.Record{Key: s.key, Value: val, Timestamp: f.TS},
+	s.r.commit.produce(&kgo.Record{Key: s.key, Value: val, Timestamp: f.TS}, c != nil,
 		func(_ *kgo.Record, err error) { s.settle(settled, c, err) })
 	return nil
 }
@@ -404,6 +404,7 @@ func (s *Session) waitIdle(deadline time.Time) error {
 	}
 	idle := s.idle
 	s.st.Unlock()
+	s.r.commit.flush() // frames waiting for a round: the end need not wait for their linger
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {

@@ -28,10 +28,11 @@ load_env() {
 		echo "bench: no $env_file; run integration/services.sh up $services" >&2
 		exit 1
 	}
-	set -a
+	# Not exported: a gateway reads TAPLINE_* variables as overrides of its
+	# configuration (TAPLINE_KAFKA_BROKERS would send it to the shared broker).
+	# Scripts pass what a child needs explicitly.
 	# shellcheck disable=SC1090
 	source "$env_file"
-	set +a
 	for v in "$@"; do
 		[[ -n ${!v:-} ]] || {
 			echo "bench: $v missing from $env_file; run integration/services.sh up $services" >&2
@@ -64,8 +65,54 @@ start_issuer() {
 	log "dev OIDC issuer"
 	"$work/benchhelper" issuer "$work/issuer" >"$work/issuer.log" 2>&1 &
 	pids+=($!)
-	sleep 0.3
-	issuer_url=$(head -n1 "$work/issuer.log")
+	local i
+	for ((i = 0; i < 300; i++)); do # the first line is the URL, once it serves
+		issuer_url=$(head -n1 "$work/issuer.log")
+		[[ $issuer_url == http* ]] && break
+		sleep 0.1
+	done
 	wait_port "${issuer_url##*:}" issuer
 	token=$("$tapline" token --data-dir "$work/issuer" --sub bench --groups bench --ttl 6h)
+}
+
+# start_kafka: a private broker for this script (services.sh kafka-instance run,
+# the same jars and settings as the test services' broker), so that the broker's
+# CPU figures are this benchmark's alone; sets brokers and broker_pid.
+# BENCH_KAFKA=shared uses the test services' broker instead: its CPU then
+# includes whatever else uses it.
+start_kafka() {
+	if [[ ${BENCH_KAFKA:-private} == shared ]]; then
+		brokers=$TAPLINE_KAFKA_BROKERS
+		broker_pid=$(cat "$TAPLINE_SERVICES_DIR/kafka/pid")
+		return
+	fi
+	local port cport i
+	port=$(free_port)
+	cport=$(free_port)
+	log "private Kafka broker on 127.0.0.1:$port"
+	TAPLINE_KAFKA_RUNTIME=$TAPLINE_KAFKA_RUNTIME bash "$TAPLINE_SERVICES_SCRIPT" kafka-instance run "$work/kafka" "$port" "$cport" >"$work/kafka.out" 2>&1 &
+	broker_pid=$! # the script execs java in its place
+	pids+=($!)
+	brokers=127.0.0.1:$port
+	for ((i = 0; i < 180; i++)); do
+		"$work/benchhelper" topic "$brokers" tapline.bench.ready >/dev/null 2>&1 && return 0
+		kill -0 "$broker_pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	echo "bench: private Kafka did not start; see $work/kafka/kafka.log" >&2
+	tail -n 20 "$work/kafka/kafka.log" >&2 || true
+	exit 1
+}
+
+# create_topic BROKERS TOPIC: creates TOPIC and waits until it takes a record:
+# a new topic's leader can take a moment, and a gateway refuses sessions until then.
+create_topic() {
+	local i
+	"$work/benchhelper" topic "$1" "$2"
+	for ((i = 0; i < 60; i++)); do
+		"$work/benchhelper" produce "$1" "$2" 1 >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	echo "bench: topic $2 on $1 takes no records" >&2
+	exit 1
 }

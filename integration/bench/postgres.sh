@@ -15,10 +15,18 @@
 #   strict     a tapline gateway in strict mode (a client message is forwarded
 #              only after Kafka acknowledged its frame)
 #   buffered   a tapline gateway in buffered mode
-# and prints TPS, mean latency, and the ratio of TPS to direct and to pgbouncer.
+# and prints TPS, mean latency, the ratio of TPS to direct and to pgbouncer, and
+# the CPU per transaction of the proxy, the Kafka broker and Postgres (read from
+# /proc during each run). Then, for one client in strict mode, the latency over
+# direct in units of one acknowledged produce measured in the same run.
+# BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
+# BENCH_LINGER sets the gateways' kafka.linger (0s: no group commit, to compare).
+# frames/batch: frames per record batch the gateway wrote, from its metrics.
+# BENCH_WARMUP (default 20) seconds of load through each gateway come first, unmeasured.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
 # the gateway to Postgres with tls: disable), so the figures compare the proxies,
-# not TLS. Both gateways record to the shared test Kafka. The gateway binary is
+# not TLS. Both gateways record to a private Kafka broker the script starts
+# (BENCH_KAFKA=shared: the test services' broker). The gateway binary is
 # built from the working tree unless TAPLINE_BIN names one (to compare builds).
 set -euo pipefail
 
@@ -30,7 +38,7 @@ SCRIPTS=${BENCH_SCRIPTS:-select-only select-only/prepared tpcb tpcb/prepared}
 SCALE=${BENCH_SCALE:-10}
 # shellcheck source=integration/bench/lib.sh
 source "$repo/integration/bench/lib.sh"
-load_env "kafka postgres" TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB
+load_env "kafka postgres" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME TAPLINE_KAFKA_BROKERS TAPLINE_PG_PORT TAPLINE_PG_GW_USER TAPLINE_PG_GW_PASSWORD TAPLINE_PG_DB
 PATH=${TAPLINE_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench.XXXXXX")
@@ -38,18 +46,19 @@ pids=()
 bouncer_started=
 cleanup() {
 	stop_pids
-	[[ -n $bouncer_started ]] && integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
+	[[ -n $bouncer_started ]] && TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer stop >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 build_tools
 start_issuer
+start_kafka
 
 topic=tapline.bench.frames
-"$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
+create_topic "$brokers" "$topic"
 
-# start_gateway MODE: sets gw_port (not run in a subshell, so its pid is tracked).
+# start_gateway MODE: sets gw_port and gw_pid (not run in a subshell, so its pid is tracked).
 start_gateway() {
 	local mode=$1 port metrics
 	port=$(free_port)
@@ -57,9 +66,9 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_LINGER:+, linger: $BENCH_LINGER}}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
-metrics: {listen: "127.0.0.1:$metrics"}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
 targets:
   - name: $TAPLINE_PG_DB
@@ -68,21 +77,22 @@ targets:
     groups: [bench]
     postgres: {database: $TAPLINE_PG_DB, user: $TAPLINE_PG_GW_USER, password_env: TAPLINE_PG_GW_PASSWORD, tls: disable}
 EOF
-	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
+	TAPLINE_PG_GW_PASSWORD=$TAPLINE_PG_GW_PASSWORD "$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
+	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"
-	gw_port=$port
+	gw_port=$port gw_metrics=$metrics
 }
 
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port
+strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
 start_gateway buffered
-buffered_port=$gw_port
+buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 
 log "pgbouncer"
-if ! integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
-bouncer_env=$(integration/services.sh pgbouncer start transaction 2>"$work/pgbouncer.log") || {
+if ! TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer status | grep -q running; then bouncer_started=1; fi
+bouncer_env=$(TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh pgbouncer start transaction 2>"$work/pgbouncer.log") || {
 	cat "$work/pgbouncer.log" >&2
 	exit 1
 }
@@ -95,36 +105,79 @@ PGPASSWORD=$TAPLINE_PG_GW_PASSWORD pgbench -i -q -I dtGvp -s "$SCALE" -h 127.0.0
 	exit 1
 }
 
-# run TARGET SCRIPT CLIENTS: prints "tps latency_ms".
+# CPU is read from /proc for the whole run of each row (benchhelper cpu: user +
+# system, all threads, children included): the proxy (gateway or pgbouncer),
+# the Kafka broker, and Postgres (postmaster, backends and the backends that
+# ended during the run). Other load on the machine (other tests on the shared
+# broker) shows up in the broker's figure; the direct rows give its floor.
+pg_pid=$(head -n1 "$TAPLINE_SERVICES_DIR/postgres/data/postmaster.pid")
+bouncer_pid=$(cat "$TAPLINE_SERVICES_DIR/postgres/pgbouncer/pgbouncer.pid" 2>/dev/null || echo -)
+
+# batches METRICS_PORT: "sum count" of the gateway's frames-per-batch histogram.
+batches() {
+	curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
+		awk '/^tapline_recorder_batch_frames_sum/ { s = $2 } /^tapline_recorder_batch_frames_count/ { c = $2 } END { print s + 0, c + 0 }'
+}
+
+# run TARGET SCRIPT CLIENTS: prints "tps latency_ms proxy_us broker_us postgres_us
+# frames_per_batch", the CPU figures per transaction.
 run() {
-	local target=$1 script=$2 clients=$3 port user pw
+	local target=$1 script=$2 clients=$3 port user pw proxy=-
 	local flags=(-n -T "$SECONDS_EACH" -c "$clients" -j "$((clients < 2 ? 1 : 2))")
 	case $target in
 	direct) port=$TAPLINE_PG_PORT user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD ;;
-	pgbouncer) port=$bouncer_port user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD ;;
-	strict) port=$strict_port user=bench pw=$token ;;
-	buffered) port=$buffered_port user=bench pw=$token ;;
+	pgbouncer) port=$bouncer_port user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD proxy=$bouncer_pid ;;
+	strict) port=$strict_port user=bench pw=$token proxy=$strict_pid ;;
+	buffered) port=$buffered_port user=bench pw=$token proxy=$buffered_pid ;;
 	esac
 	[[ $script == select-only* ]] && flags+=(-S)
 	[[ $script == */prepared ]] && flags+=(-M prepared)
-	local out
+	local out before after profiling=
+	if [[ -n ${BENCH_PPROF:-} && ($target == strict || $target == buffered) ]]; then
+		# A CPU profile of the gateway for most of the run (go tool pprof FILE).
+		local m=${target}_metrics
+		mkdir -p "$BENCH_PPROF"
+		curl -fsS -o "$BENCH_PPROF/$target-${script//\//-}-c$clients.pprof" \
+			"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=$((SECONDS_EACH > 3 ? SECONDS_EACH - 2 : 1))" &
+		profiling=$!
+	fi
+	local m=${target}_metrics b0="0 0" b1="0 0"
+	[[ -n ${!m:-} ]] && b0=$(batches "${!m}")
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
 		echo "bench: pgbench $target $script -c $clients failed:" >&2
 		echo "$out" >&2
-		echo "0 0"
+		echo "0 0 - - - -"
 		return
 	}
-	local tps lat
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
+	[[ -n ${!m:-} ]] && b1=$(batches "${!m}")
+	[[ -n $profiling ]] && { wait "$profiling" || echo "bench: no profile for $target" >&2; }
+	local tps lat txns
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
-	echo "${tps:-0} ${lat:-0}"
+	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	awk -v tps="${tps:-0}" -v lat="${lat:-0}" -v n="${txns:-0}" -v proxy="$proxy" -v b="$before" -v a="$after" -v b0="$b0" -v b1="$b1" '
+		function per(i) { return n > 0 ? sprintf("%.1f", (y[i] - x[i]) / n) : "-" }
+		BEGIN {
+			split(b, x, " "); split(a, y, " "); split(b0, p, " "); split(b1, q, " ")
+			fpb = q[2] > p[2] ? sprintf("%.1f", (q[1] - p[1]) / (q[2] - p[2])) : "-"
+			printf "%s %s %s %s %s %s\n", tps, lat, proxy == "-" ? "-" : per(1), per(2), per(3), fpb
+		}'
 }
+
+# A fresh broker JVM compiles its hot paths during the first minute of load; warm
+# it (and the gateways) up so that the first rows do not pay for it.
+log "warm-up: pgbench through both gateways, ${BENCH_WARMUP:-20}s each (not measured)"
+for target in buffered strict; do
+	SECONDS_EACH=${BENCH_WARMUP:-20} BENCH_PPROF= run "$target" select-only 8 >/dev/null
+done
 
 results=$work/results
 : >"$results"
 for script in $SCRIPTS; do
 	for c in $CLIENTS; do
-		for target in direct pgbouncer strict buffered; do
+		for target in direct pgbouncer buffered strict; do
 			# pgbouncer 1.18 (Debian's) cannot pool protocol-level prepared
 			# statements in transaction mode.
 			[[ $target == pgbouncer && $script == */prepared ]] && continue
@@ -134,23 +187,42 @@ for script in $SCRIPTS; do
 	done
 done
 
-printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores shared by everything\n\n' \
-	"$SECONDS_EACH" "$SCALE" "$TAPLINE_KAFKA_BROKERS"
-awk '
-	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
+# The floor of a strict CLIENT frame in this run: one acknowledged produce.
+produce=$("$work/benchhelper" produce "$brokers" "$topic" 2000)
+
+printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores shared by everything\n' \
+	"$SECONDS_EACH" "$SCALE" "$brokers (${BENCH_KAFKA:-private})"
+printf 'CPU µs per transaction from /proc: proxy = the gateway or pgbouncer; broker = the Kafka broker; postgres = postmaster and backends\n\n'
+awk -v produce="$produce" '
+	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8; fb[key, $3] = $9
+	  if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
 	function get(k, t) { return ((k, t) in tps) ? tps[k, t] : 0 } # without creating the entry
+	function cpu(k, t) { return ((k, t) in px) ? px[k, t] : "-" }
 	END {
-		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer |\n"
-		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: |\n"
-		split("direct pgbouncer strict buffered", targets, " ")
+		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer | proxy µs/txn | proxy vs pgbouncer | broker µs/txn | postgres µs/txn | frames/batch |\n"
+		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		split("direct pgbouncer buffered strict", targets, " ")
 		for (i = 0; i < n; i++) {
 			split(order[i], k, " ")
 			for (j = 1; j <= 4; j++) {
 				t = targets[j]
 				if (!((order[i], t) in tps)) continue
-				printf "| %s | %s | %s | %.0f | %.3f | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
-					ratio(tps[order[i], t], get(order[i], "direct")), ratio(tps[order[i], t], get(order[i], "pgbouncer"))
+				b = cpu(order[i], "pgbouncer")
+				printf "| %s | %s | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s |\n", k[1], k[2], t, tps[order[i], t], lat[order[i], t],
+					ratio(tps[order[i], t], get(order[i], "direct")), ratio(tps[order[i], t], get(order[i], "pgbouncer")),
+					px[order[i], t], (t != "pgbouncer" && b != "-" && px[order[i], t] != "-") ? ratio(px[order[i], t], b) : "-",
+					br[order[i], t], pg[order[i], t], fb[order[i], t]
 			}
 		}
+		# One client, strict: the latency over direct, in acknowledged produces.
+		split(produce, p, " ")
+		for (i = 0; i < n; i++) {
+			split(order[i], k, " ")
+			if (k[2] != 1 || !((order[i], "strict") in tps) || p[1] <= 0) continue
+			extra = (lat[order[i], "strict"] - lat[order[i], "direct"]) * 1000
+			printf "\n%s, 1 client, strict: %.3f ms = direct %.3f ms + %.0f µs; one acknowledged produce in this run: p50 %d µs (mean %d µs); extra = %.2f produces",
+				k[1], lat[order[i], "strict"], lat[order[i], "direct"], extra, p[1], p[2], extra / p[1]
+		}
+		printf "\n"
 	}' "$results"

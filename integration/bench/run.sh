@@ -14,9 +14,11 @@ run() {
   "$@" 2>&1 | tee -a "$log"
 }
 
-for script in postgres.sh ssh.sh; do
-  if [ -x "integration/bench/$script" ]; then
-    run "integration/bench/$script"
+# Each section is a script of its own (integration/bench/NAME.sh) that prints its
+# tables; BENCH_SECTIONS picks and orders them.
+for section in ${BENCH_SECTIONS:-postgres ssh dev}; do
+  if [ -x "integration/bench/$section.sh" ]; then
+    run "integration/bench/$section.sh"
   fi
 done
 # Go benchmarks carry their own baselines (raw produce, plain copy, bare insert).

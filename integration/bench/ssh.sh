@@ -14,7 +14,9 @@
 # 2. `ssh TARGET true`, BENCH_RTT_N (default 20) times per target, interleaved:
 #    mean wall time of a whole connection (handshake, token check, session.start
 #    acknowledged, the gateway's login to the target, exec, exit).
-# Both gateways record to the shared test Kafka, into a topic deleted at the end.
+# 3. CPU per MiB moved by scp, read from /proc: gateway, Kafka broker, sshd.
+# Both gateways record to a private Kafka broker the script starts
+# (BENCH_KAFKA=shared: the test services' broker, into a topic deleted at the end).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,14 +25,14 @@ MB=${BENCH_SCP_MB:-1024}
 RTT_N=${BENCH_RTT_N:-20}
 # shellcheck source=integration/bench/lib.sh
 source "$repo/integration/bench/lib.sh"
-load_env "kafka ssh" TAPLINE_KAFKA_BROKERS TAPLINE_SSH_PORT TAPLINE_SSH_USER TAPLINE_SSH_KEY TAPLINE_SSH_KNOWN_HOSTS
+load_env "kafka ssh" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME TAPLINE_KAFKA_BROKERS TAPLINE_SSH_PORT TAPLINE_SSH_USER TAPLINE_SSH_KEY TAPLINE_SSH_KNOWN_HOSTS
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-ssh.XXXXXX")
 pids=()
 topic=
 cleanup() {
 	stop_pids
-	[[ -n $topic ]] && "$work/benchhelper" deltopic "$TAPLINE_KAFKA_BROKERS" "$topic" 2>/dev/null || true
+	[[ -n $topic && ${BENCH_KAFKA:-private} == shared ]] && "$work/benchhelper" deltopic "$brokers" "$topic" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,12 +42,13 @@ calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 
 build_tools
 start_issuer
+start_kafka
 printf '%s' "$token" >"$work/token"
 printf '#!/bin/sh\nexec cat %q\n' "$work/token" >"$work/askpass"
 chmod 700 "$work/askpass"
 
 topic=tapline.bench.ssh.$(date +%s)
-"$work/benchhelper" topic "$TAPLINE_KAFKA_BROKERS" "$topic"
+create_topic "$brokers" "$topic"
 
 # start_gateway MODE: sets gw_port.
 start_gateway() {
@@ -54,7 +57,7 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-ssh-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${TAPLINE_KAFKA_BROKERS//,/\",\"}"], topic: $topic, mode: $mode}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 ssh: {listen: "127.0.0.1:$port"}
 targets:
@@ -66,6 +69,7 @@ targets:
 EOF
 	"$tapline" gateway --config "$work/$mode.yaml" --log-level warn >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
+	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"
 	echo "[127.0.0.1]:$port $(ssh-keygen -y -f "$work/gw-$mode/ssh_host_ed25519_key")" >>"$work/known_hosts"
 	gw_port=$port
@@ -73,9 +77,10 @@ EOF
 
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port
+strict_port=$gw_port strict_pid=$gw_pid
 start_gateway buffered
-buffered_port=$gw_port
+buffered_port=$gw_port buffered_pid=$gw_pid
+sshd_pid=$(cat "$TAPLINE_SERVICES_DIR/ssh/sshd.pid")
 
 # curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
 # cannot against the gateway, and the gateway's own login to sshd uses curve25519.
@@ -107,23 +112,29 @@ log "${MB} MiB random file"
 head -c "$((MB << 20))" /dev/urandom >"$work/file"
 want=$(sha256sum <"$work/file" | cut -d' ' -f1)
 
-# scp_run TARGET: prints "up_seconds down_seconds".
+# scp_run TARGET: prints "up_seconds down_seconds gateway_us broker_us sshd_us", the
+# CPU of the whole run (both directions) from /proc.
 scp_run() {
-	local target=$1 t0 t1 t2 got
+	local target=$1 t0 t1 t2 got proxy=- before after
 	client "$target"
+	[[ $target == strict ]] && proxy=$strict_pid
+	[[ $target == buffered ]] && proxy=$buffered_pid
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	rm -f "$remote/file" "$work/back"
 	t0=$(now)
 	scp -q "${opts[@]}" -P "$port" "$work/file" "$dest:$remote/file"
 	t1=$(now)
 	scp -q "${opts[@]}" -P "$port" "$dest:$remote/file" "$work/back"
 	t2=$(now)
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	for got in "$remote/file" "$work/back"; do
 		[[ $(sha256sum <"$got" | cut -d' ' -f1) == "$want" ]] || {
 			echo "bench: $target: $got differs from the original" >&2
 			exit 1
 		}
 	done
-	echo "$(calc "$t1 - $t0") $(calc "$t2 - $t1")"
+	echo "$(calc "$t1 - $t0") $(calc "$t2 - $t1") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')"
 }
 
 # rtt_once TARGET: prints the seconds of one `ssh TARGET true`.
@@ -153,20 +164,21 @@ for ((i = 0; i <= RTT_N; i++)); do
 done
 
 printf '\nSSH: scp %s MiB (SFTP protocol) each way, `ssh box true` x%s; loopback; Kafka %s; 2 cores shared by everything\n\n' \
-	"$MB" "$RTT_N" "$TAPLINE_KAFKA_BROKERS"
+	"$MB" "$RTT_N" "$brokers (${BENCH_KAFKA:-private})"
+printf 'CPU µs per MiB moved (up and down together), from /proc: gateway, Kafka broker, sshd (with its session processes)\n\n'
 awk -v mb="$MB" '
-	$1 == "scp" { up[$2] = $3; down[$2] = $4 }
+	$1 == "scp" { up[$2] = $3; down[$2] = $4; gw[$2] = $5; br[$2] = $6; sd[$2] = $7 }
 	$1 == "rtt" { rtt[$2] += $3; n[$2]++ }
 	function rate(s) { return s > 0 ? mb / s : 0 }
 	END {
-		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct |\n"
-		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct | gateway µs/MiB | broker µs/MiB | sshd µs/MiB |\n"
+		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		split("direct strict buffered", ts, " ")
 		for (i = 1; i <= 3; i++) {
 			t = ts[i]
 			rtt[t] /= n[t]
-			printf "| %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f |\n", t,
+			printf "| %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f | %s | %.0f | %.0f |\n", t,
 				rate(up[t]), rate(up[t]) / rate(up["direct"]), rate(down[t]), rate(down[t]) / rate(down["direct"]),
-				rtt[t] * 1000, rtt[t] / rtt["direct"]
+				rtt[t] * 1000, rtt[t] / rtt["direct"], gw[t] == "-" ? "-" : sprintf("%.0f", gw[t] / (2 * mb)), br[t] / (2 * mb), sd[t] / (2 * mb)
 		}
 	}' "$results"

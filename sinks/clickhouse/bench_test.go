@@ -43,3 +43,26 @@ func BenchmarkSinkServer(b *testing.B) {
 	b.Run("BareInsert", func(b *testing.B) { storetest.BenchBareInsert(b, open(b), rs, batch) })
 	b.Run("Sink", func(b *testing.B) { storetest.BenchSink(b, brokers, open(b), rs, batch) })
 }
+
+// BenchmarkFramesReadServer reads one long session back (Store.Frames) from the
+// ClickHouse server. go test -run '^$' -bench FramesRead -benchtime 1x ./sinks/clickhouse/
+func BenchmarkFramesReadServer(b *testing.B) {
+	ctx := context.Background()
+	sc := clickhouse.ServerConfig{Addr: []string{testenv.ClickHouse(b).Addr}, Database: fmt.Sprintf("tapline_bench_%d", rand.Uint64())}
+	conn, err := clickhouse.DialServer(ctx, sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := clickhouse.NewStore(conn, clickhouse.Config{Schema: clickhouse.SchemaLegacy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+sc.Database, nil) //nolint:errcheck // best effort
+		s.Close()
+	}()
+	if err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchFramesRead(b, s, 50000, 64)
+}

@@ -45,9 +45,18 @@ func (s *store) frameColumns() string {
 	return frameColumns
 }
 
-// framesPage is how many frames one round trip reads. Fragments are at most ~900 KiB,
-// so a page holds at most ~115 MiB even for a session of maximal fragments.
-const framesPage = 128
+
+// Frames reads a session in pages: the first small, so that a replay's first
+// event comes at once, then up to framesPageMax frames or framesPageBytes of
+// payload, whichever comes first (one frame more than the bytes when a single
+// fragment is larger). A round trip per 128 frames held long sessions to ~12,000
+// frames/s; pages sized by payload keep memory flat however large the frames
+// (chDB hands over a whole result at once).
+const (
+	framesFirstPage = 128
+	framesPageMax   = 16384
+	framesPageBytes = 8 << 20
+)
 
 // TimeParam formats t as a DateTime64(6) query parameter value.
 func TimeParam(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
@@ -201,10 +210,20 @@ func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn
 	q := "SELECT " + s.frameColumns() + ` FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`
+	first := true
 	for from <= to {
+		// The first page is a plain query (the replay's first event waits for it);
+		// 128 fragments bound it as before. Later ones are sized first.
+		last, n, more := to, framesFirstPage, true
+		if !first {
+			var err error
+			if last, n, more, err = s.framesPageEnd(ctx, sessionID, from, to, framesPageMax); err != nil || n == 0 {
+				return err
+			}
+		}
 		page, err := s.framesPage(ctx, q, Params{
-			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(to, 10),
-			"limit": strconv.Itoa(framesPage),
+			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(last, 10),
+			"limit": strconv.Itoa(n),
 		})
 		if err != nil {
 			return err
@@ -214,12 +233,67 @@ ORDER BY seq LIMIT {limit:UInt32}`
 				return err
 			}
 		}
-		if len(page) < framesPage {
+		if first {
+			more = len(page) == n
+			if more {
+				last = page[len(page)-1].Seq
+			}
+		}
+		if !more {
 			return nil
 		}
-		from = page[len(page)-1].Seq + 1
+		from, first = last+1, false
 	}
 	return nil
+}
+
+// framesPageEnd sizes the next page: the seq of its last frame and its frame
+// count, from the payload sizes of up to limit frames; more is false when the
+// range holds no frames beyond the page.
+func (s *store) framesPageEnd(ctx context.Context, sessionID string, from, to int64, limit int) (last int64, n int, more bool, err error) {
+	rows, err := s.conn.Query(ctx, `SELECT seq, length(payload) FROM frames FINAL
+WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
+ORDER BY seq LIMIT {limit:UInt32}`, Params{
+		"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(to, 10), "limit": strconv.Itoa(limit),
+	}, nil)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+	}
+	defer rows.Close()
+	var sizes []pageSize
+	for rows.Next() {
+		var p pageSize
+		if err := rows.Scan(&p.seq, &p.bytes); err != nil {
+			return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+		}
+		sizes = append(sizes, p)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+	}
+	last, n = cutPage(sizes, framesPageBytes)
+	return last, n, n < len(sizes) || len(sizes) == limit, nil
+}
+
+type pageSize struct {
+	seq   int64
+	bytes uint64
+}
+
+// cutPage returns the last seq and the count of the longest prefix of sizes
+// within budget bytes, and at least one frame.
+func cutPage(sizes []pageSize, budget uint64) (int64, int) {
+	var total uint64
+	for i, p := range sizes {
+		total += p.bytes
+		if total > budget && i > 0 {
+			return sizes[i-1].seq, i
+		}
+	}
+	if len(sizes) == 0 {
+		return 0, 0
+	}
+	return sizes[len(sizes)-1].seq, len(sizes)
 }
 
 func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.Frame, error) {

@@ -3,6 +3,8 @@
 //	benchhelper issuer DATA_DIR       serve the dev OIDC issuer of DATA_DIR until killed
 //	benchhelper topic BROKERS TOPIC   create TOPIC (one partition) unless it exists
 //	benchhelper deltopic BROKERS TOPIC  delete TOPIC (benchmarks that write gigabytes)
+//	benchhelper cpu PID...            CPU µs (user+system, all threads) of each PID's process tree
+//	benchhelper produce BROKERS TOPIC N  p50 and mean µs of N acknowledged produces, one at a time
 //
 // Tokens for the issuer come from `tapline token --data-dir DATA_DIR`.
 package main
@@ -46,8 +48,12 @@ func run(args []string) error {
 		return createTopic(strings.Split(args[1], ","), args[2])
 	case len(args) == 3 && args[0] == "deltopic":
 		return deleteTopic(strings.Split(args[1], ","), args[2])
+	case len(args) >= 2 && args[0] == "cpu":
+		return cpu(args[1:])
+	case len(args) == 4 && args[0] == "produce":
+		return produce(strings.Split(args[1], ","), args[2], args[3])
 	default:
-		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC")
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N")
 	}
 }
 

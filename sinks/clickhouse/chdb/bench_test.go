@@ -39,3 +39,17 @@ func BenchmarkSinkCHDB(b *testing.B) {
 		storetest.BenchSink(b, brokers, s, rs, batch)
 	})
 }
+
+// BenchmarkFramesRead reads one long session back (Store.Frames).
+// go test -tags chdb -run '^$' -bench FramesRead -benchtime 1x ./sinks/clickhouse/chdb/
+func BenchmarkFramesRead(b *testing.B) {
+	s, err := Open(b.TempDir(), clickhouse.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchFramesRead(b, s, 50000, 64)
+}

@@ -96,3 +96,37 @@ func BenchSink(b *testing.B, brokers []string, s clickhouse.Store, rs []Recordin
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "rows/s")
 }
+
+// BenchFramesRead writes one session of n frames, then reads it whole with
+// Store.Frames b.N times and reports frames/s and the time to the first frame
+// (what verify, replay and the frames NDJSON wait for).
+func BenchFramesRead(b *testing.B, s clickhouse.Store, n, payload int) {
+	rs := BenchWorkload(1, n, payload)
+	BenchBareInsert(b, s, rs, 50000)
+	id := rs[0].Frames[0].SessionID
+	ctx := context.Background()
+	b.ResetTimer()
+	var first, total time.Duration
+	read := 0
+	for range b.N {
+		t0 := time.Now()
+		seen := 0
+		err := s.Frames(ctx, id, 0, 1<<62, func(*schemas.Frame) error {
+			if seen == 0 {
+				first += time.Since(t0)
+			}
+			seen++
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if seen != len(rs[0].Frames) {
+			b.Fatalf("read %d frames of %d", seen, len(rs[0].Frames))
+		}
+		total += time.Since(t0)
+		read += seen
+	}
+	b.ReportMetric(float64(read)/total.Seconds(), "frames/s")
+	b.ReportMetric(float64(first.Milliseconds())/float64(b.N), "ms-to-first")
+}
