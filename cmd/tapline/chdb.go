@@ -2,6 +2,12 @@
 
 package main
 
-import "github.com/tapline/tapline/sinks/clickhouse/chdb"
+import (
+	"github.com/tapline/tapline/sinks/clickhouse/chdb"
+	"github.com/tapline/tapline/sinks/clickhouse/chdb/libchdb"
+)
 
-func init() { openCHDB = chdb.OpenConfig }
+func init() {
+	openCHDB = chdb.OpenConfig
+	loadCHDB = libchdb.Load
+}

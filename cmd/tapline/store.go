@@ -8,8 +8,12 @@ import (
 )
 
 // openCHDB opens an embedded chDB store. Set by chdb.go in binaries built with
-// -tags chdb: chdb-go loads libchdb.so at program start and panics without it.
+// -tags chdb (libchdb.so is loaded when the first store opens).
 var openCHDB func(dir, configFile string, cfg clickhouse.Config) (clickhouse.Store, error)
+
+// loadCHDB loads libchdb.so, so that a command which needs it fails before it
+// starts anything else. Set with openCHDB.
+var loadCHDB func() error
 
 // openStore opens the store a role's clickhouse section names: a ClickHouse server
 // (addr), or embedded chDB (chdb_path, with an optional engine configuration file)
