@@ -110,7 +110,11 @@ func runQuery(ctx context.Context, cfg *api.FileConfig) error {
 		return err
 	}
 	defer store.Close()
-	return serveQuery(ctx, cfg, api.New(apiCfg, store, verifier))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("query: listen: %w", err)
+	}
+	return serveQuery(ctx, cfg, ln, api.New(apiCfg, store, verifier))
 }
 
 func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store, error) {
@@ -128,11 +132,8 @@ func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store,
 	return store, nil
 }
 
-func serveQuery(ctx context.Context, cfg *api.FileConfig, h http.Handler) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("query: listen: %w", err)
-	}
+// serveQuery serves h on ln until ctx ends; it owns ln.
+func serveQuery(ctx context.Context, cfg *api.FileConfig, ln net.Listener, h http.Handler) error {
 	if err := checkPlaintext(cfg, ln.Addr()); err != nil {
 		ln.Close()
 		return err
