@@ -32,6 +32,7 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/server"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -106,10 +107,10 @@ type devSystem struct {
 }
 
 func runDev(ctx context.Context, o devOptions, out io.Writer) error {
-	if openCHDB == nil {
+	if clickhouse.Embedded.Open == nil {
 		return errors.New("tapline dev needs chDB: build with -tags chdb and set CHDB_LIB_PATH to libchdb.so (make dev does both)")
 	}
-	if err := loadCHDB(); err != nil {
+	if err := clickhouse.Embedded.Load(); err != nil {
 		return fmt.Errorf("tapline dev: %w", err)
 	}
 	abs, err := filepath.Abs(o.dataDir)
@@ -198,7 +199,7 @@ func (s *devSystem) startIssuer(ctx context.Context) error {
 }
 
 func (s *devSystem) openStore(ctx context.Context) error {
-	st, err := openCHDB(filepath.Join(s.opts.dataDir, "chdb"), "", clickhouse.Config{})
+	st, err := clickhouse.Embedded.Open(filepath.Join(s.opts.dataDir, "chdb"), "", clickhouse.Config{})
 	if err != nil {
 		return err
 	}
@@ -342,8 +343,8 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	qc := &api.FileConfig{Listen: s.apiAddr}
-	return serveQuery(ctx, qc, ln, api.New(cfg, s.store, verifier))
+	qc := &server.Config{Listen: s.apiAddr}
+	return server.Serve(ctx, qc, ln, api.New(cfg, s.store, verifier), s.log.With("part", "query"))
 }
 
 func (s *devSystem) listenAPI(context.Context) error {

@@ -32,6 +32,13 @@ var (
 	isOpen bool // chDB allows one session per process
 )
 
+// The embedded store is available to clickhouse.Open in binaries that link this
+// package.
+func init() {
+	clickhouse.Embedded.Open = OpenConfig
+	clickhouse.Embedded.Load = libchdb.Load
+}
+
 // Open opens (creating if needed) an embedded chDB store whose data lives in dir.
 // One per process. Call Migrate before writing.
 func Open(dir string, cfg clickhouse.Config) (clickhouse.Store, error) {
