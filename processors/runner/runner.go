@@ -322,10 +322,18 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 			continue
 		}
 		for _, c := range changes {
-			produce(&kgo.Record{Topic: r.cfg.Topics.State, Partition: p, Key: []byte(c.SessionID), Value: c.Value})
+			rec, err := sessionStateRecord(r.cfg.Topics.State, p, c)
+			if err != nil {
+				return fail(err)
+			}
+			produce(rec)
 		}
 		if pt.next >= 0 {
-			produce(checkpointRecord(r.cfg.Topics.Raw, r.cfg.Topics.State, p, pt.next))
+			rec, err := checkpointRecord(r.cfg.Topics.Raw, r.cfg.Topics.State, p, pt.next)
+			if err != nil {
+				return fail(err)
+			}
+			produce(rec)
 		}
 	}
 	if !began {
