@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tapline/tapline/config"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/processors/runner"
@@ -16,13 +18,16 @@ import (
 	"github.com/tapline/tapline/sinks/sink"
 )
 
-// runRole runs `tapline ARGS...` as main does, with a deadline so that a role that
+// runRole runs `tapline ARGS...` as main does (ARGS[0] a role), with a deadline so that a role that
 // got past its configuration checks (and would wait for Kafka) ends.
 func runRole(t *testing.T, args ...string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	root := newRoot()
+	// Fresh commands each time: flag values would otherwise carry over between runs.
+	fresh := map[string]func() *cobra.Command{"gateway": newGatewayCmd, "process": newProcessCmd, "sink": newSinkCmd, "query": newQueryCmd}
+	root := &cobra.Command{Use: "tapline", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(fresh[args[0]]())
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
