@@ -7,9 +7,9 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 SERVICES := integration/services.sh
 # Integration tests read endpoints from this file (written by services-up).
 export TAPLINE_SERVICES_ENV := $(CURDIR)/.services/env
-# chdb-go loads libchdb.so in a package init (and panics without it), so test
-# binaries need its path in their environment. Read when a recipe runs, i.e.
-# after services-up has written the env file.
+# Embedded chDB loads libchdb.so from this path when a store opens, so test
+# binaries need it in their environment. Read when a recipe runs, i.e. after
+# services-up has written the env file.
 export CHDB_LIB_PATH ?= $(shell sed -n 's/^CHDB_LIB_PATH=//p' '$(CURDIR)/.services/env' 2>/dev/null)
 
 .PHONY: build test fuzz test-unit test-integration lint services-up services-down bench dev fmt chaos

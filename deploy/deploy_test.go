@@ -35,8 +35,10 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/server"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
+	"github.com/tapline/tapline/sinks/sink"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -498,6 +500,15 @@ func subcommandFlags(t *testing.T, sub string) map[string]bool {
 	}
 	if !bytes.Contains(src, []byte("register(")) || !bytes.Contains(src, []byte(`Use:   "`+sub)) {
 		t.Fatalf("cmd/tapline/%s.go does not register a %q subcommand", sub, sub)
+	}
+	// Roles add the flags they share (--config, --log-format, --log-level) with
+	// addRoleFlags, declared in flags.go.
+	if bytes.Contains(src, []byte("addRoleFlags(")) {
+		shared, err := os.ReadFile(filepath.Join(repoRoot, "cmd", "tapline", "flags.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, shared...)
 	}
 	flags := map[string]bool{}
 	for _, m := range flagDeclRe.FindAllSubmatch(src, -1) {
@@ -1132,31 +1143,11 @@ func containerEnv(c corev1.Container) map[string]string {
 // envRead lists the TAPLINE_* variables a role reads.
 func envRead(t *testing.T, role string) []string {
 	t.Helper()
-	if role == "gateway" {
-		return gateway.EnvKeys()
+	keys := map[string]func() []string{"gateway": gateway.EnvKeys, "process": runner.EnvKeys, "sink": sink.EnvKeys, "query": server.EnvKeys}[role]
+	if keys == nil {
+		t.Fatalf("no role %q", role)
 	}
-	globs := map[string][]string{
-		"process": {"processors/runner/*.go"},
-		"sink":    {"cmd/tapline/sink.go", "sinks/clickhouse/*.go"},
-		"query":   {"cmd/tapline/query.go", "sinks/clickhouse/*.go"},
-	}[role]
-	var out []string
-	for _, g := range globs {
-		files, _ := filepath.Glob(filepath.Join(repoRoot, g))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range regexp.MustCompile(`\("(TAPLINE_[A-Z0-9_]+)"\)`).FindAllSubmatch(b, -1) {
-				out = append(out, string(m[1]))
-			}
-		}
-	}
-	return out
+	return keys()
 }
 
 func TestKubernetesRoleConfigsLoad(t *testing.T) {

@@ -17,6 +17,7 @@ func TestSchemaHistoryIsBackwardCompatible(t *testing.T) {
 		"frame":   func(b []byte) error { _, err := FrameCodec().Decode(b); return err },
 		"command": func(b []byte) error { _, err := CommandCodec().Decode(b); return err },
 		"session": func(b []byte) error { _, err := SessionCodec().Decode(b); return err },
+		"state":   func(b []byte) error { _, err := StateCodec().Decode(b); return err },
 	}
 	for name, decode := range decoders {
 		hist := History(name)

@@ -32,6 +32,7 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/server"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -97,13 +98,20 @@ type devSystem struct {
 	store   clickhouse.Store
 	gw      *gateway.Gateway
 	procKey ed25519.PrivateKey // signs masked frames; trusted by the query API
+	// apiLn is the query API's listener, bound at start so the banner shows the
+	// real port when --api-port is 0; the first run of the query part takes it and
+	// a restart binds apiAddr again.
+	apiLn   net.Listener
 	apiAddr string
 	targets []devTarget
 }
 
 func runDev(ctx context.Context, o devOptions, out io.Writer) error {
-	if openCHDB == nil {
+	if clickhouse.Embedded.Open == nil {
 		return errors.New("tapline dev needs chDB: build with -tags chdb and set CHDB_LIB_PATH to libchdb.so (make dev does both)")
+	}
+	if err := clickhouse.Embedded.Load(); err != nil {
+		return fmt.Errorf("tapline dev: %w", err)
 	}
 	abs, err := filepath.Abs(o.dataDir)
 	if err != nil {
@@ -132,6 +140,7 @@ func (s *devSystem) start(ctx context.Context) error {
 		{"store", s.openStore},
 		{"gateway", s.newGateway},
 		{"processor key", s.loadProcessorKey},
+		{"query listener", s.listenAPI},
 	}
 	for _, st := range steps {
 		s.log.Info("starting", "part", st.name)
@@ -193,7 +202,7 @@ func (s *devSystem) startIssuer(ctx context.Context) error {
 }
 
 func (s *devSystem) openStore(ctx context.Context) error {
-	st, err := openCHDB(filepath.Join(s.opts.dataDir, "chdb"), "", clickhouse.Config{})
+	st, err := clickhouse.Embedded.Open(filepath.Join(s.opts.dataDir, "chdb"), "", clickhouse.Config{})
 	if err != nil {
 		return err
 	}
@@ -333,8 +342,31 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 	}
 	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()},
 		TrustedProcessorKeys: []ed25519.PublicKey{s.procKey.Public().(ed25519.PublicKey)}}
-	qc := &api.FileConfig{Listen: hostPort(s.opts.apiPort)}
-	return serveQuery(ctx, qc, api.New(cfg, s.store, verifier))
+	ln, err := s.takeAPIListener()
+	if err != nil {
+		return err
+	}
+	qc := &server.Config{Listen: s.apiAddr}
+	return server.Serve(ctx, qc, ln, api.New(cfg, s.store, verifier), s.log.With("part", "query"))
+}
+
+func (s *devSystem) listenAPI(context.Context) error {
+	ln, err := net.Listen("tcp", hostPort(s.opts.apiPort))
+	if err != nil {
+		return fmt.Errorf("query API: %w (is another tapline dev running? use --api-port)", err)
+	}
+	s.apiLn, s.apiAddr = ln, ln.Addr().String()
+	return nil
+}
+
+// takeAPIListener hands the listener bound at start to the first run of the query
+// part; a restarted part binds the same address again.
+func (s *devSystem) takeAPIListener() (net.Listener, error) {
+	if ln := s.apiLn; ln != nil {
+		s.apiLn = nil
+		return ln, nil
+	}
+	return net.Listen("tcp", s.apiAddr)
 }
 
 // drain waits until the processors and the sink have consumed everything the
@@ -389,6 +421,9 @@ func lagState(lags kadm.DescribedGroupLags, err error) (int64, bool) {
 }
 
 func (s *devSystem) close() {
+	if s.apiLn != nil {
+		s.apiLn.Close()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
@@ -464,16 +499,17 @@ func (s *devSystem) printBanner(out io.Writer) {
 	exe := clientBinary()
 	dd := s.opts.dataDir
 	groups := strings.Join(s.opts.groups, ",")
-	api := "http://" + hostPort(s.opts.apiPort)
+	api := "http://" + s.apiAddr
+	pgPort, sshPort := boundPort(s.gw.Addr("postgres")), boundPort(s.gw.Addr("ssh"))
 	fmt.Fprintf(out, "\ntapline dev is running (data in %s). Ctrl-C stops it cleanly.\n\n", dd)
 	fmt.Fprintf(out, "  token:   export TAPLINE_GATEWAY_TOKEN=$(%s token --data-dir %s --sub alice --groups %s)\n", exe, dd, groups)
 	fmt.Fprintf(out, "  ca:      export PGSSLROOTCERT=%s   (%s ca --data-dir %s prints it)\n", filepath.Join(dd, "postgres-tls.crt"), exe, dd)
 	for _, t := range s.targets {
 		switch t.protocol {
 		case "postgres":
-			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_GATEWAY_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=verify-full\"\n", s.opts.pgPort, t.name)
+			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_GATEWAY_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=verify-full\"\n", pgPort, t.name)
 		case "ssh":
-			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: $TAPLINE_GATEWAY_TOKEN)\n", s.opts.sshPort, t.login, t.name)
+			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: $TAPLINE_GATEWAY_TOKEN)\n", sshPort, t.login, t.name)
 		}
 	}
 	fmt.Fprintf(out, "  API token: export TAPLINE_TOKEN=$(%s token --for query --data-dir %s --sub alice --groups auditors)\n", exe, dd)
@@ -488,9 +524,18 @@ func (s *devSystem) printBanner(out io.Writer) {
 	fmt.Fprintf(out, "  processor signing key: %x\n\n", []byte(s.procKey.Public().(ed25519.PublicKey)))
 }
 
+// boundPort is the port a listener bound (the flag's value may be 0).
+func boundPort(a net.Addr) int {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.Port
+	}
+	return 0
+}
+
 // clientBinary is what the banner tells people to run for token, sessions, replay
-// and verify: a plain "tapline" beside this binary when there is one, since a
-// chDB-enabled binary needs CHDB_LIB_PATH even for client commands.
+// and verify: a plain "tapline" beside this binary when there is one (static,
+// smaller to copy elsewhere), else this binary, whose client commands run without
+// CHDB_LIB_PATH.
 func clientBinary() string {
 	self, err := os.Executable()
 	if err != nil {

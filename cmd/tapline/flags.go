@@ -6,8 +6,33 @@ import (
 	"os"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/spf13/cobra"
 )
+
+// roleFlags are the flags every role (gateway, process, sink, query) shares.
+type roleFlags struct {
+	config, logFormat, logLevel string
+}
+
+func addRoleFlags(cmd *cobra.Command, configHelp string) *roleFlags {
+	rf := &roleFlags{}
+	f := cmd.Flags()
+	f.StringVar(&rf.config, "config", "", configHelp)
+	f.StringVar(&rf.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&rf.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return rf
+}
+
+// logger builds the role's logger and makes it the default, so libraries that log
+// through slog's default logger follow the flags too.
+func (rf *roleFlags) logger() (*slog.Logger, error) {
+	log, err := newLogger(rf.logFormat, rf.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	slog.SetDefault(log)
+	return log, nil
+}
 
 // newLogger returns the stderr logger a role's --log-format (text or json) and
 // --log-level (debug, info, warn or error) ask for.
@@ -27,28 +52,8 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	}
 }
 
-// loadConfig decodes the YAML configuration file at path into cfg. Unknown keys are
-// errors, so a misspelt setting stops the role at start instead of being ignored. An
-// empty path leaves cfg as it is.
-func loadConfig(path string, cfg any) error {
-	if path == "" {
-		return nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
 // override sets *dst to a flag's value when the flag was given: flags override the
-// configuration file.
+// configuration file and the environment.
 func override(dst *string, v string) {
 	if v != "" {
 		*dst = v

@@ -13,7 +13,7 @@ import (
 func init() { register(newGatewayCmd()) }
 
 func newGatewayCmd() *cobra.Command {
-	var configPath, logFormat, logLevel string
+	var rf *roleFlags
 	cmd := &cobra.Command{
 		Use:   "gateway --config FILE",
 		Short: "Run the edge proxies (Postgres, SSH) that record every frame to Kafka",
@@ -27,11 +27,11 @@ flushes the recordings and exits.`,
   TAPLINE_KAFKA_BROKERS=kafka-0:9092,kafka-1:9092 tapline gateway --config gateway.yaml --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
+			log, err := rf.logger()
 			if err != nil {
 				return err
 			}
-			cfg, err := gateway.Load(configPath)
+			cfg, err := gateway.Load(rf.config)
 			if err != nil {
 				return err
 			}
@@ -40,10 +40,7 @@ flushes the recordings and exits.`,
 			return gateway.Run(ctx, cfg, log)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "gateway configuration file (YAML, required)")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	rf = addRoleFlags(cmd, "gateway configuration file (YAML, required)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -19,7 +19,8 @@ import (
 func init() { register(newProcessCmd()) }
 
 func newProcessCmd() *cobra.Command {
-	var configPath, brokers, logFormat, logLevel, session string
+	var brokers, session string
+	var rf *roleFlags
 	var reprocess, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "process --brokers HOST:PORT[,...] [--config FILE]",
@@ -31,7 +32,8 @@ tapline.audit, and each session's state to tapline.processor.state.
 
 Every setting has a default; the optional configuration file (docs/processors.md)
 sets masking rules per target, trusted gateway keys, timeouts and topic names.
---brokers (or TAPLINE_KAFKA_BROKERS) overrides the file's kafka.brokers. SIGINT or
+TAPLINE_* environment variables override the file (docs/configuration.md);
+--brokers overrides both. SIGINT or
 SIGTERM finishes the transaction in flight and leaves the group.
 
 A frame the processors fail on is forwarded with its payload withheld, raises a
@@ -46,7 +48,7 @@ harmless (docs/processors.md "Failure containment").`,
   tapline process --config /etc/tapline/process.yaml --reprocess --session 0193a3c2-7c4e-7b4e-8d3a-1c2b3d4e5f60`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
+			log, err := rf.logger()
 			if err != nil {
 				return err
 			}
@@ -56,7 +58,7 @@ harmless (docs/processors.md "Failure containment").`,
 				}
 				return os.LookupEnv(k)
 			}
-			cfg, err := runner.Load(configPath, env)
+			cfg, err := runner.Load(rf.config, env)
 			if err != nil {
 				return err
 			}
@@ -73,11 +75,9 @@ harmless (docs/processors.md "Failure containment").`,
 			return runner.Run(ctx, cfg, log, reg)
 		},
 	}
+	rf = addRoleFlags(cmd, "processor configuration file (YAML, optional)")
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "processor configuration file (YAML, optional)")
 	f.StringVar(&brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated (default: $TAPLINE_KAFKA_BROKERS or the file's kafka.brokers)")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&reprocess, "reprocess", false, "run the dead-lettered frames through this build, emit what now succeeds, and exit")
 	f.StringVar(&session, "session", "", "with --reprocess: only this session's dead letters")
 	f.BoolVar(&dryRun, "dry-run", false, "with --reprocess: report what would be emitted, emit nothing")

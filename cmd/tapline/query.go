@@ -1,30 +1,22 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/query/api"
-	"github.com/tapline/tapline/sinks/clickhouse"
+	"github.com/tapline/tapline/query/server"
 )
 
 func init() { register(newQueryCmd()) }
 
 func newQueryCmd() *cobra.Command {
 	var (
-		configPath, listen, addr, chdbPath, issuer, audience, auditors, accessLog, logLevel string
-		trusted                                                                             []string
+		listen, addr, chdbPath, issuer, audience, auditors, accessLog string
+		trusted                                                       []string
+		rf                                                            *roleFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "query [--config FILE]",
@@ -37,19 +29,21 @@ auditors group see every session; others only their own. Every request is logged
 an api_access record, and also appended to access_log when set.
 
 The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
--tags chdb, embedded chDB (clickhouse.chdb_path). Flags override the file. See docs/api.md.`,
+-tags chdb, embedded chDB (clickhouse.chdb_path). The query role never migrates:
+it reads with a login that cannot write (tapline_reader) and refuses to start on a
+store the sink has not migrated. TAPLINE_* environment variables override the file
+and flags override both (docs/configuration.md). See docs/api.md.`,
 		Example: `  tapline query --config /etc/tapline/query.yaml
   tapline query --clickhouse 127.0.0.1:9000 --oidc-issuer https://idp.example.com --oidc-audience tapline \
       --trusted-key /etc/tapline/gateway-key.pub --access-log /var/log/tapline/api-access.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger("json", logLevel)
+			log, err := rf.logger()
 			if err != nil {
 				return err
 			}
-			slog.SetDefault(log)
-			cfg := &api.FileConfig{}
-			if err := loadConfig(configPath, cfg); err != nil {
+			cfg, err := server.Load(rf.config, os.LookupEnv)
+			if err != nil {
 				return err
 			}
 			override(&cfg.Listen, listen)
@@ -62,12 +56,12 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
 			cfg.TrustedGatewayKeys = append(cfg.TrustedGatewayKeys, trusted...)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runQuery(ctx, cfg)
+			return server.Run(ctx, cfg, log)
 		},
 	}
+	rf = addRoleFlags(cmd, "query server configuration file (YAML)")
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "query server configuration file (YAML)")
-	f.StringVar(&listen, "listen", "", "listen address (default 127.0.0.1:8080)")
+	f.StringVar(&listen, "listen", "", "listen address (default "+server.DefaultListen+")")
 	f.StringVar(&addr, "clickhouse", "", "ClickHouse native-protocol addresses, comma-separated")
 	f.StringVar(&chdbPath, "chdb-path", "", "embedded chDB data directory (binary built with -tags chdb)")
 	f.StringVar(&issuer, "oidc-issuer", "", "OIDC issuer URL whose tokens are accepted")
@@ -75,96 +69,5 @@ The store is a ClickHouse server (clickhouse.addr) or, in binaries built with
 	f.StringVar(&auditors, "auditors-group", "", "group that sees every session and may use SQL (default auditors)")
 	f.StringArrayVar(&trusted, "trusted-key", nil, "trusted gateway key: 64 hex digits or a key file (repeatable)")
 	f.StringVar(&accessLog, "access-log", "", "file that gets every api_access record as a JSON line")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
-}
-
-func runQuery(ctx context.Context, cfg *api.FileConfig) error {
-	if cfg.OIDC.Issuer == "" || cfg.OIDC.Audience == "" {
-		return errors.New("query: oidc.issuer and oidc.audience are required (--oidc-issuer, --oidc-audience)")
-	}
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	if cfg.AccessLogRequired && cfg.AccessLog == "" {
-		return errors.New("query: access_log_required is set but access_log is not: set access_log to the file that keeps the access trail")
-	}
-	apiCfg, err := cfg.APIConfig()
-	if err != nil {
-		return err
-	}
-	if cfg.AccessLog != "" {
-		l, err := api.OpenFileAccessLog(cfg.AccessLog)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		apiCfg.AccessLog = l
-	}
-	verifier, err := auth.NewVerifier(ctx, cfg.OIDC)
-	if err != nil {
-		return err
-	}
-	store, err := openQueryStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	return serveQuery(ctx, cfg, api.New(apiCfg, store, verifier))
-}
-
-func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store, error) {
-	ch := cfg.ClickHouse
-	store, err := openStore(ctx, "query", ch.ServerConfig, ch.Config, ch.CHDBPath, "")
-	if err != nil {
-		return nil, err
-	}
-	// The sink migrates; the query role reads, with a login that should not be able
-	// to write (tapline_reader, docs/security.md). It only checks the schema is there.
-	if err := store.CheckSchema(ctx); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("query: %w", err)
-	}
-	return store, nil
-}
-
-func serveQuery(ctx context.Context, cfg *api.FileConfig, h http.Handler) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("query: listen: %w", err)
-	}
-	if err := checkPlaintext(cfg, ln.Addr()); err != nil {
-		ln.Close()
-		return err
-	}
-	// No write timeout: replays and frame streams last as long as a followed session.
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() {
-		if cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
-	slog.Info("query API serving", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
-	select {
-	case err := <-errc:
-		return fmt.Errorf("query: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
-}
-
-// checkPlaintext refuses plain HTTP off loopback: every request carries a bearer
-// token that anyone on the path could replay.
-func checkPlaintext(cfg *api.FileConfig, addr net.Addr) error {
-	tcp, ok := addr.(*net.TCPAddr)
-	if cfg.TLSCert != "" || cfg.AllowPlaintext || (ok && tcp.IP.IsLoopback()) {
-		return nil
-	}
-	return fmt.Errorf("query: listen %s is not a loopback address and no tls_cert is set: bearer tokens would cross the network in clear; "+
-		"set tls_cert and tls_key, or allow_plaintext: true if a TLS-terminating proxy is in front", cfg.Listen)
 }

@@ -234,20 +234,3 @@ func TestVerifyCommand(t *testing.T) {
 		t.Errorf("live: %v\n%s", err, out)
 	}
 }
-
-// Bearer tokens must not cross the network in clear unless the operator says a
-// TLS-terminating proxy is in front.
-func TestQueryRefusesPlaintextOffLoopback(t *testing.T) {
-	h := http.NotFoundHandler()
-	err := serveQuery(context.Background(), &api.FileConfig{Listen: "0.0.0.0:0"}, h)
-	if err == nil || !strings.Contains(err.Error(), "allow_plaintext") || !strings.Contains(err.Error(), "tls_cert") {
-		t.Fatalf("plain HTTP on 0.0.0.0: %v, want a refusal naming tls_cert and allow_plaintext", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // serve, then shut down at once
-	for _, cfg := range []*api.FileConfig{{Listen: "127.0.0.1:0"}, {Listen: "0.0.0.0:0", AllowPlaintext: true}} {
-		if err := serveQuery(ctx, cfg, h); err != nil {
-			t.Fatalf("%+v: %v", cfg, err)
-		}
-	}
-}

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/client"
 	"github.com/tapline/tapline/query/textsafe"
+	"github.com/tapline/tapline/query/wire"
 )
 
 func init() { register(newSessionsCmd()) }
@@ -56,7 +56,7 @@ or a duration back from now (90m, 24h).`,
 			if q.Until, err = whenFlag("until", until, now); err != nil {
 				return err
 			}
-			var all []api.Session
+			var all []wire.Session
 			more := false
 			for {
 				q.Limit = 1000
@@ -119,7 +119,7 @@ func whenFlag(name, v string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--%s %q: want a time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration ago (24h)", name, v)
 }
 
-func writeSessionsJSON(w io.Writer, ss []api.Session) error {
+func writeSessionsJSON(w io.Writer, ss []wire.Session) error {
 	enc := json.NewEncoder(w)
 	for _, s := range ss {
 		if err := enc.Encode(s); err != nil {
@@ -129,7 +129,7 @@ func writeSessionsJSON(w io.Writer, ss []api.Session) error {
 	return nil
 }
 
-func writeSessionsTable(w io.Writer, ss []api.Session) {
+func writeSessionsTable(w io.Writer, ss []wire.Session) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STARTED\tSESSION\tSUBJECT\tTARGET\tPROTOCOL\tSTATUS\tSIGNED\tCOMMANDS\tDURATION")
 	for _, s := range ss {
@@ -156,7 +156,7 @@ func signedColumn(ok *bool) string {
 	return "UNTRUSTED"
 }
 
-func sessionDuration(s *api.Session) string {
+func sessionDuration(s *wire.Session) string {
 	if s.EndedAt == nil {
 		return "-"
 	}

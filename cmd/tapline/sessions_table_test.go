@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/wire"
 )
 
 // A subject or target carrying terminal controls is printed escaped, and a session
@@ -13,7 +13,7 @@ import (
 func TestSessionsTableEscapesAndMarksUntrusted(t *testing.T) {
 	no, yes := false, true
 	var b strings.Builder
-	writeSessionsTable(&b, []api.Session{
+	writeSessionsTable(&b, []wire.Session{
 		{SessionID: "s1", Subject: "eve\r\x1b[2Kalice", Target: "db", Protocol: "POSTGRES", Status: "ended", StartedAt: time.Now(), SignatureOK: &no},
 		{SessionID: "s2", Subject: "bob", Target: "db", Protocol: "POSTGRES", Status: "ended", StartedAt: time.Now(), SignatureOK: &yes},
 	})

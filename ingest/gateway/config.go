@@ -4,19 +4,16 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/tapline/tapline/config"
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
@@ -118,6 +115,10 @@ type PostgresTarget struct {
 	AllowCleartext bool `yaml:"allow_cleartext"`
 }
 
+// EnvKeys lists every environment variable the gateway reads as an override,
+// in file order.
+func EnvKeys() []string { return config.EnvKeys(&Config{}) }
+
 // Defaults.
 const (
 	DefaultDataDir = ".dev"
@@ -139,12 +140,10 @@ func Load(path string) (*Config, error) {
 // Parse is Load on the file's content, with lookupEnv for overrides and password_env.
 func Parse(b []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+	if err := config.Decode(b, &cfg); err != nil {
+		return nil, err
 	}
-	if err := applyEnv(&cfg, lookupEnv); err != nil {
+	if err := config.ApplyEnv(&cfg, lookupEnv); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg.env = lookupEnv

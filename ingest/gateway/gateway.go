@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tapline/tapline/metricsserver"
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
@@ -37,7 +36,7 @@ type Gateway struct {
 	rec      *recorder.Recorder
 	limits   *edgelimit.Limiter // shared by every edge
 	servers  []server
-	metrics  net.Listener // nil when metrics.listen is empty
+	metrics  *metricsserver.Server // nil when metrics.listen is empty
 }
 
 // server is one protocol listener.
@@ -109,8 +108,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		return nil, err
 	}
 	if cfg.Metrics.Listen != "" {
-		if g.metrics, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
-			return nil, fmt.Errorf("metrics.listen: %w", err)
+		if g.metrics, err = metricsserver.Listen(cfg.Metrics.Listen, g.reg, g.ready, g.metricsOptions()...); err != nil {
+			return nil, err
 		}
 	}
 	if len(g.servers) == 0 {
@@ -241,15 +240,8 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	if err := g.rec.Ready(ctx); err != nil {
 		g.log.Warn("Kafka not ready; connections are refused until it is", "err", err)
 	}
-	var httpSrv *http.Server
 	if g.metrics != nil {
-		httpSrv = &http.Server{Handler: g.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := httpSrv.Serve(g.metrics); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				g.log.Error("metrics endpoint failed", "err", err)
-			}
-		}()
-		g.log.Info("metrics endpoint listening", "addr", g.metrics.Addr().String())
+		g.metrics.Start(g.log)
 	}
 	errc := make(chan error, len(g.servers))
 	for _, s := range g.servers {
@@ -276,33 +268,29 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		g.log.Error("recorder did not flush everything", "err", err)
 		first = errors.Join(first, err)
 	}
-	if httpSrv != nil {
-		_ = httpSrv.Shutdown(shutdownCtx)
+	if g.metrics != nil {
+		_ = g.metrics.Close()
 	}
 	g.log.Info("gateway stopped")
 	return first
 }
 
-func (g *Gateway) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := errors.Join(g.rec.Ready(ctx), g.verifier.Ready(ctx)); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+// ready is /readyz: Kafka takes frames and the identity provider's keys are known.
+func (g *Gateway) ready(ctx context.Context) error {
+	return errors.Join(g.rec.Ready(ctx), g.verifier.Ready(ctx))
+}
+
+// metricsOptions are the extra handlers of the metrics listener.
+func (g *Gateway) metricsOptions() []metricsserver.Option {
 	if g.cfg.Metrics.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		return []metricsserver.Option{metricsserver.Pprof()}
 	}
-	return mux
+	return nil
+}
+
+// httpHandler is what the metrics listener serves.
+func (g *Gateway) httpHandler() http.Handler {
+	return metricsserver.Handler(g.reg, g.ready, g.metricsOptions()...)
 }
 
 // linger maps kafka.linger to the recorder's: absent is its default, 0 is none.

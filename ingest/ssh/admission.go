@@ -14,8 +14,9 @@ import (
 	"github.com/tapline/tapline/schemas"
 )
 
-// tokenPrompt is the keyboard-interactive question; the answer is the token.
-const tokenPrompt = "OIDC token: "
+// tokenPrompt is the keyboard-interactive question; the answer is the token. It
+// says "password" because sshpass and expect scripts answer only prompts that do.
+const tokenPrompt = "OIDC token (password): "
 
 // openSSHPasswordLimit: OpenSSH reads passwords and keyboard-interactive answers
 // into a 1024-byte buffer, so longer tokens arrive cut to 1023 bytes.

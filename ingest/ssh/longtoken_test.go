@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -55,5 +56,35 @@ func TestOpenSSHCutsLongTokens(t *testing.T) {
 	defer v.mu.Unlock()
 	if len(v.lengths) != 2 || v.lengths[0] != openSSHPasswordLimit || v.lengths[1] != openSSHPasswordLimit {
 		t.Errorf("token lengths seen %v", v.lengths)
+	}
+}
+
+// sshpass types the password only at a prompt that says "password"; with the token
+// as its password it must get through keyboard-interactive as well as password
+// authentication, not wait at the prompt forever.
+func TestSSHPassAnswersTheTokenPrompt(t *testing.T) {
+	sshpass, err := exec.LookPath("sshpass")
+	if err != nil {
+		t.Skip("no sshpass (integration/services.sh up ssh installs it)")
+	}
+	h := newHarness(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "known_hosts"), []byte(knownhosts.Line([]string{h.addr}, h.srv.HostKey())+"\n"))
+	_, port, _ := net.SplitHostPort(h.addr)
+	for _, method := range []string{"keyboard-interactive", "password"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, sshpass, "-p", tokenOps, "ssh", "-F", "/dev/null",
+			"-o", "UserKnownHostsFile="+filepath.Join(dir, "known_hosts"), "-o", "PreferredAuthentications="+method,
+			"-p", port, "box@127.0.0.1", "echo via-sshpass")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Fatalf("%s: sshpass still waiting after 60s: %q", method, out)
+		}
+		if err != nil || strings.TrimSpace(string(out)) != "via-sshpass" {
+			t.Errorf("%s: %v: %q", method, err, out)
+		}
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,21 +21,22 @@ import (
 )
 
 type devRun struct {
-	t                      *testing.T
-	bin, devBin, data      string
-	env                    []string
-	pg, sshPort, api, kafk int
-	cmd                    *exec.Cmd
-	log                    *bytes.Buffer
+	t                 *testing.T
+	bin, devBin, data string
+	env               []string
+	// Ports as the banner printed them: dev starts with every port 0, as
+	// `tapline dev --pg-port 0 ...` would, and the banner must name the bound ones.
+	pg, sshPort, api int
+	cmd              *exec.Cmd
+	log              *syncBuffer
 }
 
 func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	pg := testenv.Postgres(t)
 	target := testenv.SSH(t)
 	lib := testenv.CHDBLib(t)
-	d := &devRun{t: t, data: t.TempDir(), log: &bytes.Buffer{},
-		pg: testenv.FreePort(t), sshPort: testenv.FreePort(t), api: testenv.FreePort(t), kafk: testenv.FreePort(t)}
-	d.build()
+	d := &devRun{t: t, data: t.TempDir(), log: &syncBuffer{}}
+	d.bin, d.devBin = buildBinaries(t)
 	d.env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
 
 	d.start()
@@ -82,29 +85,83 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	}
 }
 
-func (d *devRun) build() {
-	dir := d.t.TempDir()
-	d.bin, d.devBin = filepath.Join(dir, "tapline"), filepath.Join(dir, "tapline-dev")
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	for _, b := range [][]string{{"build", "-o", d.bin, "./cmd/tapline"}, {"build", "-tags", "chdb", "-o", d.devBin, "./cmd/tapline"}} {
-		cmd := exec.Command("go", b...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			d.t.Fatalf("go %v: %v\n%s", b, err, out)
+var (
+	buildOnce          sync.Once
+	buildDir, buildErr string
+)
+
+// buildBinaries builds bin/tapline and bin/tapline-dev (tag chdb) once per test
+// binary; TestMain removes them.
+func buildBinaries(t *testing.T) (bin, devBin string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tapline-devmode-")
+		if err != nil {
+			buildErr = err.Error()
+			return
 		}
+		buildDir = dir
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			buildErr = err.Error()
+			return
+		}
+		for _, b := range [][]string{{"build", "-o", filepath.Join(dir, "tapline"), "./cmd/tapline"},
+			{"build", "-tags", "chdb", "-o", filepath.Join(dir, "tapline-dev"), "./cmd/tapline"}} {
+			cmd := exec.Command("go", b...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Sprintf("go %v: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
 	}
+	return filepath.Join(buildDir, "tapline"), filepath.Join(buildDir, "tapline-dev")
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// syncBuffer is the output of a dev process, read by the test while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Banner lines that name a bound port.
+var (
+	bannerPG  = regexp.MustCompile(`psql: .*host=127\.0\.0\.1 port=(\d+) `)
+	bannerSSH = regexp.MustCompile(`ssh: +ssh -p (\d+) `)
+	bannerAPI = regexp.MustCompile(`API: +http://127\.0\.0\.1:(\d+)/api/v1`)
+)
 
 func (d *devRun) apiURL() string { return "http://127.0.0.1:" + strconv.Itoa(d.api) }
 
 func (d *devRun) start() {
 	d.cmd = exec.Command(d.devBin, "dev", "--data-dir", d.data, "--services-env", testenv.EnvFile(),
-		"--kafka-port", strconv.Itoa(d.kafk), "--pg-port", strconv.Itoa(d.pg),
-		"--ssh-port", strconv.Itoa(d.sshPort), "--api-port", strconv.Itoa(d.api))
+		"--kafka-port", "0", "--pg-port", "0", "--ssh-port", "0", "--api-port", "0")
 	d.cmd.Env = d.env
+	start := len(d.log.String()) // the banner of this start, not the previous one
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// Never outlive the test, whatever path it ends on.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -119,6 +176,9 @@ func (d *devRun) start() {
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && !d.readBanner(d.log.String()[start:]) {
+		time.Sleep(200 * time.Millisecond)
+	}
 	for time.Now().Before(deadline) {
 		if r, err := http.Get(d.apiURL() + "/api/v1/openapi.yaml"); err == nil {
 			r.Body.Close()
@@ -130,6 +190,25 @@ func (d *devRun) start() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	d.t.Fatalf("tapline dev did not come up in 60s:\n%s", d.log)
+}
+
+// readBanner takes the ports from a complete banner; false until it is printed.
+func (d *devRun) readBanner(out string) bool {
+	if !strings.Contains(out, "processor signing key:") {
+		return false
+	}
+	ports := map[*regexp.Regexp]*int{bannerPG: &d.pg, bannerSSH: &d.sshPort, bannerAPI: &d.api}
+	for re, dst := range ports {
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			d.t.Fatalf("banner lacks %s:\n%s", re, out)
+		}
+		*dst, _ = strconv.Atoi(m[1])
+		if *dst == 0 {
+			d.t.Fatalf("banner names port 0 (%s):\n%s", re, out)
+		}
+	}
+	return true
 }
 
 // stop sends SIGINT, as Ctrl-C would, and expects a clean exit.

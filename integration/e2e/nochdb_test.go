@@ -12,9 +12,8 @@ import (
 )
 
 // TestWithCHDB runs this package's tests (build tag chdb) in a child `go test`
-// with CHDB_LIB_PATH set: chdb-go loads libchdb.so when the test binary starts and
-// panics without it, so a plain `go test ./...` cannot link it. `make test` builds
-// with the tag and runs them directly.
+// with CHDB_LIB_PATH set, so a plain `go test ./...` runs them too. `make test`
+// builds with the tag and runs them directly.
 func TestWithCHDB(t *testing.T) {
 	lib := testenv.CHDBLib(t)
 	args := []string{"test", "-tags", "chdb", "-count=1", "-timeout", "5m"}

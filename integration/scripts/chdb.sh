@@ -30,7 +30,7 @@ chdb_up() {
 		touch "$CHDB_HOME/.complete"
 		note "done in $((($(now_ms) - t0) / 1000))s"
 	fi
-	# chdb-go (chdb-purego) dlopen()s CHDB_LIB_PATH as is: the file, not its directory.
+	# sinks/clickhouse/chdb/libchdb dlopen()s CHDB_LIB_PATH as is: the file, not its directory.
 	env_line CHDB_LIB_PATH "$lib" >"$STATE/parts/chdb.env"
 }
 

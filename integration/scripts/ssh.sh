@@ -9,6 +9,7 @@ SSH_TARGET_USER=tapline-target
 ssh_packages() {
 	[[ -x /usr/sbin/sshd ]] || echo openssh-server
 	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || echo openssh-client
+	command -v sshpass >/dev/null || echo sshpass
 }
 
 ssh_sftp_server() {

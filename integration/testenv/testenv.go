@@ -27,10 +27,9 @@
 // from <repo root>/.services/env (the repo root is the nearest directory above
 // the working directory holding go.mod).
 //
-// One trap: github.com/chdb-io/chdb-go loads libchdb.so in a package init and
-// panics when it cannot, so CHDB_LIB_PATH must already be in the environment of
-// any test binary that imports it (the Makefile exports it from the env file).
-// CHDBLib returns the path for tests that start such a binary themselves.
+// Embedded chDB loads libchdb.so from CHDB_LIB_PATH when the first store opens
+// (the Makefile exports it from the env file). CHDBLib returns the path for tests
+// that start such a binary themselves.
 package testenv
 
 import (
@@ -387,8 +386,8 @@ func ClickHouse(t testing.TB) CH {
 	return ch
 }
 
-// CHDBLib returns the path of libchdb.so (CHDB_LIB_PATH), the file chdb-go
-// loads.
+// CHDBLib returns the path of libchdb.so (CHDB_LIB_PATH), the library embedded
+// chDB loads.
 func CHDBLib(t testing.TB) string {
 	t.Helper()
 	p := need(t, "chdb", "CHDB_LIB_PATH")[0]

@@ -4,13 +4,11 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/tapline/tapline/config"
 	"github.com/tapline/tapline/kafkaconn"
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/integrity"
@@ -115,12 +113,16 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 }
 
+// EnvKeys lists the environment overrides the processors read, in file order.
+func EnvKeys() []string { return config.EnvKeys(&Config{}) }
+
 // DefaultStateTopic is the compacted topic holding each session's state.
 const DefaultStateTopic = "tapline.processor.state"
 
 // Load reads a configuration file; an empty path means all defaults. The environment
-// (lookupEnv, os.LookupEnv in production) overrides the file: TAPLINE_KAFKA_BROKERS
-// (comma-separated), TAPLINE_KAFKA_GROUP, TAPLINE_KAFKA_TRANSACTIONAL_ID.
+// (lookupEnv, os.LookupEnv in production) overrides the file: TAPLINE_ + the key
+// path, e.g. TAPLINE_KAFKA_BROKERS (comma-separated), TAPLINE_KAFKA_GROUP
+// (package config; EnvKeys lists them).
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	var b []byte
 	if path != "" {
@@ -140,19 +142,11 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 // and validates it.
 func Parse(b []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := config.Decode(b, c); err != nil {
 		return nil, err
 	}
-	if v, ok := lookupEnv("TAPLINE_KAFKA_BROKERS"); ok && v != "" {
-		c.Kafka.Brokers = strings.Split(v, ",")
-	}
-	if v, ok := lookupEnv("TAPLINE_KAFKA_GROUP"); ok && v != "" {
-		c.Kafka.Group = v
-	}
-	if v, ok := lookupEnv("TAPLINE_KAFKA_TRANSACTIONAL_ID"); ok && v != "" {
-		c.Kafka.TransactionalID = v
+	if err := config.ApplyEnv(c, lookupEnv); err != nil {
+		return nil, err
 	}
 	c.env = lookupEnv
 	c.fillDefaults()

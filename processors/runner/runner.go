@@ -15,17 +15,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tapline/tapline/metricsserver"
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/ocsf"
@@ -70,7 +68,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		stop, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			g = prometheus.DefaultGatherer
+		}
+		stop, err := metricsserver.Serve(cfg.Metrics.Listen, g, nil, log)
 		if err != nil {
 			return err
 		}
@@ -320,10 +322,18 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 			continue
 		}
 		for _, c := range changes {
-			produce(&kgo.Record{Topic: r.cfg.Topics.State, Partition: p, Key: []byte(c.SessionID), Value: c.Value})
+			rec, err := sessionStateRecord(r.cfg.Topics.State, p, c)
+			if err != nil {
+				return fail(err)
+			}
+			produce(rec)
 		}
 		if pt.next >= 0 {
-			produce(checkpointRecord(r.cfg.Topics.Raw, r.cfg.Topics.State, p, pt.next))
+			rec, err := checkpointRecord(r.cfg.Topics.Raw, r.cfg.Topics.State, p, pt.next)
+			if err != nil {
+				return fail(err)
+			}
+			produce(rec)
 		}
 	}
 	if !began {
@@ -638,25 +648,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.frames, m.commands, m.alerts, m.transactions, m.sessions, m.failures, m.deadLetters)
 	}
 	return m
-}
-
-func serveMetrics(addr string, reg prometheus.Registerer, log *slog.Logger) (func(), error) {
-	g, ok := reg.(prometheus.Gatherer)
-	if !ok {
-		g = prometheus.DefaultGatherer
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
-	log.Info("metrics", "listen", ln.Addr().String())
-	return func() { _ = srv.Close() }, nil
 }

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/processors/pipeline"
+	"github.com/tapline/tapline/schemas"
 )
 
 // The state topic is compacted and has (at least) as many partitions as the raw
@@ -21,19 +21,34 @@ import (
 // group's offsets, so a committed checkpoint equals the committed offset and the state
 // before it is exactly the state after processing everything before that offset.
 
+// Values are schemas.ProcessorState (schemas/state.avsc), versioned like the
+// other topics; values written before it had a schema (JSON) are still read.
+
 // checkpointKey is the key of checkpoint records; session ids are UUIDs and never
 // collide with it.
 const checkpointKey = "checkpoint"
 
-type checkpoint struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Next      int64  `json:"next"` // offset of the next raw record to process
+func checkpointRecord(topic string, state string, p int32, next int64) (*kgo.Record, error) {
+	v, err := schemas.StateCodec().Encode(&schemas.ProcessorState{
+		Checkpoint: &schemas.StateCheckpoint{Topic: topic, Partition: p, Next: next}})
+	if err != nil {
+		return nil, fmt.Errorf("state checkpoint: %w", err)
+	}
+	return &kgo.Record{Topic: state, Partition: p, Key: []byte(checkpointKey), Value: v}, nil
 }
 
-func checkpointRecord(topic string, state string, p int32, next int64) *kgo.Record {
-	v, _ := json.Marshal(checkpoint{Topic: topic, Partition: p, Next: next})
-	return &kgo.Record{Topic: state, Partition: p, Key: []byte(checkpointKey), Value: v}
+// sessionStateRecord is a session's state, or its tombstone once it is gone.
+func sessionStateRecord(state string, p int32, c pipeline.StateChange) (*kgo.Record, error) {
+	rec := &kgo.Record{Topic: state, Partition: p, Key: []byte(c.SessionID)}
+	if c.Value == nil {
+		return rec, nil
+	}
+	v, err := schemas.StateCodec().Encode(&schemas.ProcessorState{SessionFormat: schemas.SessionStateFormat, Session: c.Value})
+	if err != nil {
+		return nil, fmt.Errorf("session %s: state: %w", c.SessionID, err)
+	}
+	rec.Value = v
+	return rec, nil
 }
 
 // loaded is a partition's state as read back from the state topic.
@@ -165,12 +180,18 @@ func (r *runner) readState(ctx context.Context, parts []int32) (map[int32]*loade
 			if rec.Attrs.IsControl() {
 				return
 			}
-			if string(rec.Key) == checkpointKey {
-				var c checkpoint
-				if err := json.Unmarshal(rec.Value, &c); err != nil {
-					restoreErr = fmt.Errorf("state topic %s partition %d offset %d: bad checkpoint: %w", topic, p, rec.Offset, err)
-					return
+			if rec.Value == nil { // tombstone: the session is gone
+				_ = l.proc.Restore(string(rec.Key), nil)
+				return
+			}
+			v, err := schemas.DecodeState(string(rec.Key), rec.Value)
+			if err != nil {
+				if restoreErr == nil {
+					restoreErr = fmt.Errorf("state topic %s partition %d offset %d: %w", topic, p, rec.Offset, err)
 				}
+				return
+			}
+			if c := v.Checkpoint; c != nil {
 				if c.Topic != r.cfg.Topics.Raw || c.Partition != p {
 					restoreErr = fmt.Errorf("state topic %s partition %d holds state of %s partition %d, not of %s partition %d",
 						topic, p, c.Topic, c.Partition, r.cfg.Topics.Raw, p)
@@ -179,7 +200,7 @@ func (r *runner) readState(ctx context.Context, parts []int32) (map[int32]*loade
 				l.checkpoint = c.Next
 				return
 			}
-			if err := l.proc.Restore(string(rec.Key), rec.Value); err != nil && restoreErr == nil {
+			if err := l.proc.Restore(string(rec.Key), v.Session); err != nil && restoreErr == nil {
 				restoreErr = fmt.Errorf("state topic %s partition %d offset %d: %w", topic, p, rec.Offset, err)
 			}
 		})

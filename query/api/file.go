@@ -49,11 +49,8 @@ type FileConfig struct {
 		Poll    time.Duration `yaml:"poll"`
 		Timeout time.Duration `yaml:"timeout"`
 	} `yaml:"follow"`
-	ClickHouse struct {
-		clickhouse.ServerConfig `yaml:",inline"`
-		clickhouse.Config       `yaml:",inline"`
-		CHDBPath                string `yaml:"chdb_path"`
-	} `yaml:"clickhouse"`
+	// ClickHouse is the store, read with a login that should not write.
+	ClickHouse clickhouse.Location `yaml:"clickhouse"`
 }
 
 // APIConfig is the handler configuration the file describes, with the trusted

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tapline/tapline/query/wire"
 	"iter"
 	"math"
 	"net/http"
@@ -19,41 +20,11 @@ import (
 	"github.com/tapline/tapline/schemas"
 )
 
-// Frame is a frame as the frames endpoint streams it: bytes fields are exact
-// (payload base64, hashes, salt and digest hex), so a client can re-verify the chain.
-type Frame struct {
-	SessionID     string                `json:"session_id"`
-	Seq           int64                 `json:"seq"`
-	TS            time.Time             `json:"ts"`
-	Direction     string                `json:"direction"`
-	Protocol      string                `json:"protocol"`
-	Kind          string                `json:"kind"`
-	Channel       int64                 `json:"channel"`
-	Fragment      int32                 `json:"fragment"`
-	Final         bool                  `json:"final"`
-	Payload       []byte                `json:"payload"`
-	PayloadSalt   string                `json:"payload_salt"`
-	PayloadDigest string                `json:"payload_digest"`
-	PrevHash      string                `json:"prev_hash"`
-	Hash          string                `json:"hash"`
-	GatewayID     string                `json:"gateway_id"`
-	Masks         map[string]int64      `json:"masks,omitempty"`
-	Start         *schemas.SessionStart `json:"start,omitempty"`
-	Denial        string                `json:"denial,omitempty"`
-	End           *SessionEnd           `json:"end,omitempty"`
-}
-
-// SessionEnd is a session.end record with its hashes and signature in hex.
-type SessionEnd struct {
-	Reason      string `json:"reason"`
-	LastSeq     int64  `json:"last_seq"`
-	Frames      int64  `json:"frames"`
-	BytesClient int64  `json:"bytes_client"`
-	BytesServer int64  `json:"bytes_server"`
-	FinalHash   string `json:"final_hash"`
-	Signature   string `json:"signature"`
-	GatewayKey  string `json:"gateway_key"`
-}
+// The API's JSON types live in package wire, which clients import.
+type (
+	Frame      = wire.Frame
+	SessionEnd = wire.SessionEnd
+)
 
 func frameOut(f *schemas.Frame) Frame {
 	out := Frame{

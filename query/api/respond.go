@@ -2,16 +2,14 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/tapline/tapline/query/wire"
 	"net/http"
 )
 
-// ErrorBody is every error response: {"error": {"code": ..., "message": ...}}.
-type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+// The API's JSON types live in package wire, which clients import.
+type (
+	ErrorBody = wire.ErrorBody
+)
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	var b ErrorBody

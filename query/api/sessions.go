@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/tapline/tapline/query/wire"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,14 @@ import (
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
+// The API's JSON types live in package wire, which clients import.
+type (
+	Session     = wire.Session
+	SessionList = wire.SessionList
+	Command     = wire.Command
+	CommandList = wire.CommandList
+)
+
 // Page sizes.
 const (
 	defaultSessionsLimit = 100
@@ -22,33 +31,6 @@ const (
 	defaultCommandsLimit = 1000
 	maxCommandsLimit     = 10000
 )
-
-// Session is a session summary as the API returns it.
-type Session struct {
-	SessionID   string     `json:"session_id"`
-	Protocol    string     `json:"protocol"`
-	Target      string     `json:"target"`
-	GatewayID   string     `json:"gateway_id"`
-	Issuer      string     `json:"issuer"`
-	Subject     string     `json:"subject"`
-	Email       string     `json:"email,omitempty"`
-	Name        string     `json:"name,omitempty"`
-	Groups      []string   `json:"groups"`
-	TokenID     string     `json:"token_id,omitempty"`
-	ClientAddr  string     `json:"client_addr"`
-	StartedAt   time.Time  `json:"started_at"`
-	EndedAt     *time.Time `json:"ended_at"`
-	Status      string     `json:"status"`
-	EndReason   string     `json:"end_reason,omitempty"`
-	Frames      int64      `json:"frames"`
-	BytesClient int64      `json:"bytes_client"`
-	BytesServer int64      `json:"bytes_server"`
-	Commands    int64      `json:"commands"`
-	LastSeq     int64      `json:"last_seq"`
-	FinalHash   string     `json:"final_hash,omitempty"`
-	SignatureOK *bool      `json:"signature_ok"`
-	Integrity   []string   `json:"integrity"`
-}
 
 func sessionOut(s *schemas.Session) Session {
 	return Session{
@@ -68,34 +50,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// SessionList is one page of a session search.
-type SessionList struct {
-	Sessions []Session `json:"sessions"`
-	// NextCursor continues the listing (pass it as cursor); absent on the last page.
-	NextCursor string `json:"next_cursor,omitempty"`
-}
-
-// Command is a stitched command as the API returns it.
-type Command struct {
-	SessionID  string           `json:"session_id"`
-	CommandSeq int64            `json:"command_seq"`
-	SeqEnd     int64            `json:"seq_end"`
-	Protocol   string           `json:"protocol"`
-	Target     string           `json:"target"`
-	Subject    string           `json:"subject"`
-	Channel    int64            `json:"channel"`
-	Kind       string           `json:"kind"`
-	Text       string           `json:"text"`
-	Params     []string         `json:"params"`
-	StartedAt  time.Time        `json:"started_at"`
-	EndedAt    time.Time        `json:"ended_at"`
-	Status     string           `json:"status"`
-	Error      string           `json:"error,omitempty"`
-	Rows       int64            `json:"rows"`
-	ExitStatus *int32           `json:"exit_status,omitempty"`
-	Masks      map[string]int64 `json:"masks,omitempty"`
-}
-
 func commandOut(c *schemas.Command) Command {
 	return Command{
 		SessionID: c.SessionID, CommandSeq: c.CommandSeq, SeqEnd: c.SeqEnd, Protocol: string(c.Protocol),
@@ -103,13 +57,6 @@ func commandOut(c *schemas.Command) Command {
 		Params: nonNil(c.Params), StartedAt: c.StartedAt, EndedAt: c.EndedAt, Status: c.Status,
 		Error: c.Error, Rows: c.Rows, ExitStatus: c.ExitStatus, Masks: c.Masks,
 	}
-}
-
-// CommandList is one page of a session's commands.
-type CommandList struct {
-	Commands []Command `json:"commands"`
-	// NextFromSeq continues the listing (pass it as from_seq); absent on the last page.
-	NextFromSeq *int64 `json:"next_from_seq,omitempty"`
 }
 
 func (s *server) listSessions(w http.ResponseWriter, r *http.Request, c *caller) {

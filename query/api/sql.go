@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tapline/tapline/query/wire"
 	"io"
 	"math"
 	"mime"
@@ -19,35 +20,15 @@ import (
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
+// The API's JSON types live in package wire, which clients import.
+type (
+	SQLRequest = wire.SQLRequest
+	SQLColumn  = wire.SQLColumn
+	SQLResult  = wire.SQLResult
+)
+
 // maxSQLBody bounds a SQL request body.
 const maxSQLBody = 1 << 20
-
-// SQLRequest is the body of POST /api/v1/sql (or send the statement as text/plain).
-type SQLRequest struct {
-	Query string `json:"query"`
-	// MaxRows and MaxExecutionTimeSeconds may lower the server's limits, not raise them.
-	MaxRows                 int     `json:"max_rows,omitempty"`
-	MaxExecutionTimeSeconds float64 `json:"max_execution_time,omitempty"`
-}
-
-// SQLColumn names a result column and its ClickHouse type.
-type SQLColumn struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
-}
-
-// SQLResult is the answer to a read-only statement.
-type SQLResult struct {
-	Columns  []SQLColumn `json:"columns"`
-	Rows     [][]any     `json:"rows"`
-	RowCount int         `json:"row_count"`
-	// Error is set when the statement failed after rows were already sent (the
-	// status is 200 by then): the rows are incomplete.
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
-}
 
 func (s *server) sql(w http.ResponseWriter, r *http.Request, c *caller) {
 	if !c.auditor {

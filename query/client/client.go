@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/verify"
+	"github.com/tapline/tapline/query/wire"
 )
 
 // Environment variables and the default API address.
@@ -95,7 +95,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values) (io.ReadClo
 		return resp.Body, nil
 	}
 	defer resp.Body.Close()
-	var body api.ErrorBody
+	var body wire.ErrorBody
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body)
 	return nil, &Error{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message}
 }
@@ -147,15 +147,15 @@ func (q *SessionQuery) values() url.Values {
 }
 
 // Sessions returns one page of a session search.
-func (c *Client) Sessions(ctx context.Context, q SessionQuery) (api.SessionList, error) {
-	var out api.SessionList
+func (c *Client) Sessions(ctx context.Context, q SessionQuery) (wire.SessionList, error) {
+	var out wire.SessionList
 	err := c.getJSON(ctx, "/api/v1/sessions", q.values(), &out)
 	return out, err
 }
 
 // Session returns one session's summary.
-func (c *Client) Session(ctx context.Context, id string) (api.Session, error) {
-	var out api.Session
+func (c *Client) Session(ctx context.Context, id string) (wire.Session, error) {
+	var out wire.Session
 	err := c.getJSON(ctx, "/api/v1/sessions/"+url.PathEscape(id), nil, &out)
 	return out, err
 }

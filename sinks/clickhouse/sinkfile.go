@@ -13,13 +13,8 @@ type SinkFile struct {
 		WriterConfig       `yaml:",inline"`
 		kafkaconn.Security `yaml:",inline"` // kafka.tls, kafka.sasl
 	} `yaml:"kafka"`
-	ClickHouse struct {
-		ServerConfig   `yaml:",inline"`
-		Config         `yaml:",inline"`
-		CHDBPath       string `yaml:"chdb_path"`
-		CHDBConfigFile string `yaml:"chdb_config_file"` // engine config, e.g. storage policies
-	} `yaml:"clickhouse"`
-	Metrics struct {
+	ClickHouse Location `yaml:"clickhouse"`
+	Metrics    struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"metrics"`
 	// SchemaRegistry is the registry the processors register with (their

@@ -13,8 +13,7 @@ import (
 )
 
 // TestWithCHDB runs this package's chDB tests (build tag chdb) in a child `go test`
-// with CHDB_LIB_PATH set: chdb-go loads libchdb.so when the test binary starts and
-// panics without it, so a plain `go test ./...` cannot link it.
+// with CHDB_LIB_PATH set, so a plain `go test ./...` runs them too.
 func TestWithCHDB(t *testing.T) {
 	args := []string{"-count=1", "-timeout", "10m"}
 	if testing.Verbose() {

@@ -1,8 +1,9 @@
 //go:build chdb
 
-// The chdb build tag: chdb-go loads libchdb.so (path in CHDB_LIB_PATH) when the
-// program starts and panics if it cannot, so only binaries built with -tags chdb
-// link it. See docs/storage.md.
+// The chdb build tag: only binaries built with -tags chdb link the embedded
+// store. libchdb.so (path in CHDB_LIB_PATH) is loaded when the first store opens
+// (package libchdb), so commands that need no store run without it. See
+// docs/storage.md.
 
 package chdb
 
@@ -10,14 +11,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
-	chdbgo "github.com/chdb-io/chdb-go/chdb"
 	"github.com/tapline/tapline/sinks/clickhouse"
+	"github.com/tapline/tapline/sinks/clickhouse/chdb/libchdb"
 )
 
 // Database is the database the embedded store keeps its tables in, as a server
@@ -28,6 +31,13 @@ var (
 	openMu sync.Mutex
 	isOpen bool // chDB allows one session per process
 )
+
+// The embedded store is available to clickhouse.Open in binaries that link this
+// package.
+func init() {
+	clickhouse.Embedded.Open = OpenConfig
+	clickhouse.Embedded.Load = libchdb.Load
+}
 
 // Open opens (creating if needed) an embedded chDB store whose data lives in dir.
 // One per process. Call Migrate before writing.
@@ -58,19 +68,23 @@ func DialConfig(dir, configFile string) (clickhouse.Conn, error) {
 	if dir == "" {
 		return nil, errors.New("chdb: a data directory is required")
 	}
-	if strings.ContainsAny(dir+configFile, "?&") {
-		return nil, errors.New("chdb: paths must not contain '?' or '&'")
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: data directory: %w", err)
 	}
-	connStr := dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chdb: data directory: %w", err)
+	}
+	args := []string{"--path=" + dir}
 	if configFile != "" {
-		connStr += "?config-file=" + configFile
+		args = append(args, "--config-file="+configFile)
 	}
 	openMu.Lock()
 	defer openMu.Unlock()
 	if isOpen {
 		return nil, errors.New("chdb: a session is already open in this process")
 	}
-	sess, err := chdbgo.NewSession(connStr)
+	sess, err := libchdb.Open(args...)
 	if err != nil {
 		return nil, fmt.Errorf("chdb: open %s: %w", dir, err)
 	}
@@ -88,7 +102,7 @@ func DialConfig(dir, configFile string) (clickhouse.Conn, error) {
 // conn runs statements one at a time on the process's chDB session.
 type conn struct {
 	mu   sync.Mutex
-	sess *chdbgo.Session
+	sess *libchdb.Conn
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -96,25 +110,19 @@ var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // run executes one statement and returns a copy of its RowBinaryWithNamesAndTypes
 // output. Callers hold c.mu (or own c exclusively).
 func (c *conn) run(sql string) ([]byte, error) {
-	res, err := c.sess.Query(sql, "RowBinaryWithNamesAndTypes")
+	out, err := c.sess.Query(sql, "RowBinaryWithNamesAndTypes")
 	if err != nil {
 		c.drain()
 		return nil, err
 	}
-	defer res.Free()
-	if err := res.Error(); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), res.Buf()...), nil
+	return out, nil
 }
 
 // drain runs a throwaway query after a failed one. A query that fails while
 // producing rows (a result limit, a timeout, throwIf) leaves its partial output in
 // the session, and chDB hands it out in front of the next query's result.
 func (c *conn) drain() {
-	if res, err := c.sess.Query("SELECT 1", "RowBinaryWithNamesAndTypes"); err == nil && res != nil {
-		res.Free()
-	}
+	_, _ = c.sess.Query("SELECT 1", "RowBinaryWithNamesAndTypes")
 }
 
 // withParams runs sql with query parameters. chDB takes parameters only as session

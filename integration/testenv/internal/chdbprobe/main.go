@@ -1,7 +1,6 @@
-// Command chdbprobe prints `SELECT version()` as run by chDB through chdb-go.
-// TestCHDB runs it in a child process because chdb-go loads libchdb.so in a
-// package init (and panics without it), which must not happen in test
-// binaries that merely link testenv.
+// Command chdbprobe prints `SELECT version()` as run by embedded chDB. TestCHDB
+// runs it in a child process so that the engine (one per process) never starts
+// inside test binaries that merely link testenv.
 package main
 
 import (
@@ -9,14 +8,19 @@ import (
 	"os"
 	"strings"
 
-	"github.com/chdb-io/chdb-go/chdb"
+	"github.com/tapline/tapline/sinks/clickhouse/chdb/libchdb"
 )
 
 func main() {
-	r, err := chdb.Query("SELECT version()", "TSV")
+	c, err := libchdb.Open()
+	if err == nil {
+		var out []byte
+		out, err = c.Query("SELECT version()", "TSV")
+		c.Close()
+		fmt.Println(strings.TrimSpace(string(out)))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chdbprobe:", err)
 		os.Exit(1)
 	}
-	fmt.Println(strings.TrimSpace(r.String()))
 }

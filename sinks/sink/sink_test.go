@@ -1,4 +1,4 @@
-package main
+package sink
 
 import (
 	"context"
@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"log/slog"
+
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
+
+func loadSinkConfig(path string) (*Config, error) { return Load(path, nil) }
 
 // TestSinkConfigInDocs parses the example configuration of docs/storage.md, so the
 // documented keys stay the ones the sink reads.
@@ -55,15 +59,15 @@ func TestSinkConfigRejectsUnknownKeys(t *testing.T) {
 }
 
 func TestSinkStoreChoice(t *testing.T) {
-	cfg := &clickhouse.SinkFile{}
+	cfg := &Config{}
 	cfg.ClickHouse.CHDBPath = t.TempDir()
 	cfg.ClickHouse.Addr = []string{"127.0.0.1:9000"}
-	if _, err := openSinkStore(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "not both") {
+	if _, err := clickhouse.Open(context.Background(), cfg.ClickHouse); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("addr and chdb_path: err = %v", err)
 	}
-	if openCHDB == nil {
+	if clickhouse.Embedded.Open == nil {
 		cfg.ClickHouse.Addr = nil
-		if _, err := openSinkStore(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "-tags chdb") {
+		if _, err := clickhouse.Open(context.Background(), cfg.ClickHouse); err == nil || !strings.Contains(err.Error(), "-tags chdb") {
 			t.Errorf("chdb_path without chDB in the binary: err = %v", err)
 		}
 	}
@@ -104,8 +108,8 @@ func TestSinkKafkaSecurity(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = runSink(ctx, cfg)
+	err = Run(ctx, cfg, slog.Default())
 	if err == nil || !strings.Contains(err.Error(), `kafka.sasl.mechanism: "GSSAPI" not supported`) || ctx.Err() != nil {
-		t.Errorf("runSink with a bad mechanism: %v", err)
+		t.Errorf("Run with a bad mechanism: %v", err)
 	}
 }
