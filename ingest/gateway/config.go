@@ -90,10 +90,10 @@ type PostgresListener struct {
 // Target is a system agents reach through the gateway. Exactly the section named
 // by Protocol is set.
 type Target struct {
-	Name     string                 `yaml:"name"`
-	Protocol string                 `yaml:"protocol"`
-	Address  string                 `yaml:"address"`
-	Groups   []string               `yaml:"groups"`
+	Name     string                  `yaml:"name"`
+	Protocol string                  `yaml:"protocol"`
+	Address  string                  `yaml:"address"`
+	Groups   []string                `yaml:"groups"`
 	Postgres *PostgresTarget         `yaml:"postgres"`
 	SSH      *sshproxy.TargetConfig  `yaml:"ssh"`
 	HTTP     *httpproxy.TargetConfig `yaml:"http"`

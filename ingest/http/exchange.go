@@ -317,6 +317,8 @@ func (x *exchange) relayResponse(w http.ResponseWriter, rc *http.ResponseControl
 	}
 	if len(announced) > 0 {
 		h.Set("Trailer", strings.Join(announced, ", "))
+		// An h2 target may send a length with trailers; HTTP/1.1 needs chunking for them.
+		h.Del("Content-Length")
 	}
 	head := &hs.Head{Status: resp.StatusCode, Proto: resp.Proto, Headers: fields(resp.Header)}
 	if err := sess.Server(hs.KindResponse, x.ch, hs.EncodeHead(head)); err != nil {
