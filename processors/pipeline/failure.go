@@ -113,6 +113,10 @@ func (p *Processor) stitchWithheld(s *session, f *schemas.Frame, w schemas.Frame
 		if s.SSH != nil {
 			cmds = s.SSH.Frame(&w, p.cfg.Limits)
 		}
+	case schemas.HTTP:
+		if s.HTTP != nil {
+			cmds = s.HTTP.Frame(&w, p.cfg.Limits)
+		}
 	}
 	p.commands(s, cmds, out)
 	return true

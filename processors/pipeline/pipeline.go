@@ -135,6 +135,7 @@ type session struct {
 	Mask        mask.State      `json:"mask"`
 	PG          *stitch.PG      `json:"pg,omitempty"`
 	SSH         *stitch.SSH     `json:"ssh,omitempty"`
+	HTTP        *stitch.HTTP    `json:"http,omitempty"`
 }
 
 // Frame processes one raw frame and appends what it produced to out. A frame that
@@ -273,6 +274,11 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 			s.SSH = &stitch.SSH{}
 		}
 		cmds = s.SSH.Frame(f, p.cfg.Limits)
+	case schemas.HTTP:
+		if s.HTTP == nil {
+			s.HTTP = &stitch.HTTP{}
+		}
+		cmds = s.HTTP.Frame(f, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
 }
@@ -323,7 +329,7 @@ func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) 
 	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
 	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
 	s.Closed = true
-	s.Mask, s.PG, s.SSH = mask.State{}, nil, nil
+	s.Mask, s.PG, s.SSH, s.HTTP = mask.State{}, nil, nil, nil
 }
 
 // flushCommands emits the session's unfinished commands.
@@ -334,6 +340,9 @@ func (p *Processor) flushCommands(s *session, f *schemas.Frame, why string, out 
 	}
 	if s.SSH != nil {
 		cmds = append(cmds, s.SSH.Flush(f, why)...)
+	}
+	if s.HTTP != nil {
+		cmds = append(cmds, s.HTTP.Flush(f, why)...)
 	}
 	p.commands(s, cmds, out)
 }
