@@ -18,6 +18,7 @@ const (
 	FormatText      Format = "text"      // Postgres transcript, or the SSH terminal as plain text
 	FormatJSON      Format = "json"      // NDJSON, one PGEvent or SSHEvent per line
 	FormatAsciicast Format = "asciicast" // SSH only: asciicast v2
+	FormatHAR       Format = "har"       // HTTP only: HAR 1.2, one document
 )
 
 // ErrUnsupported is returned for a protocol or format replay does not handle.
@@ -30,6 +31,8 @@ func ContentType(f Format) string {
 		return "application/x-ndjson"
 	case FormatAsciicast:
 		return "application/x-asciicast"
+	case FormatHAR:
+		return "application/json"
 	}
 	return "text/plain; charset=utf-8"
 }
@@ -37,12 +40,14 @@ func ContentType(f Format) string {
 // Check reports whether a protocol can be replayed in a format, before any output.
 func Check(p schemas.Protocol, f Format) error {
 	switch {
-	case p != schemas.Postgres && p != schemas.SSH:
+	case p != schemas.Postgres && p != schemas.SSH && p != schemas.HTTP:
 		return fmt.Errorf("%w: %s sessions cannot be replayed yet (their frames can be read)", ErrUnsupported, p)
-	case f != FormatText && f != FormatJSON && f != FormatAsciicast:
-		return fmt.Errorf("%w: unknown format %q (text, json or asciicast)", ErrUnsupported, f)
+	case f != FormatText && f != FormatJSON && f != FormatAsciicast && f != FormatHAR:
+		return fmt.Errorf("%w: unknown format %q (text, json, asciicast or har)", ErrUnsupported, f)
 	case f == FormatAsciicast && p != schemas.SSH:
 		return fmt.Errorf("%w: asciicast is for SSH terminals; use text or json for %s", ErrUnsupported, p)
+	case f == FormatHAR && p != schemas.HTTP:
+		return fmt.Errorf("%w: har is for HTTP sessions; use text or json for %s", ErrUnsupported, p)
 	}
 	return nil
 }
@@ -52,6 +57,9 @@ func Check(p schemas.Protocol, f Format) error {
 func Write(w io.Writer, p schemas.Protocol, f Format, frames iter.Seq2[schemas.Frame, error], opt Options, flush func()) error {
 	if err := Check(p, f); err != nil {
 		return err
+	}
+	if p == schemas.HTTP {
+		return writeHTTP(w, f, frames, flush)
 	}
 	if p == schemas.Postgres {
 		events := Postgres(frames, opt)
