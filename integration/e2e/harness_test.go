@@ -46,7 +46,7 @@ const (
 	pgGroup    = "dba"
 	sshGroup   = "ops"
 	httpGroup  = "dev"
-	auditors  = api.DefaultAuditorsGroup
+	auditors   = api.DefaultAuditorsGroup
 )
 
 // pipelineWait bounds how long a finished session may take to reach the API.
@@ -80,9 +80,9 @@ type harness struct {
 	gw         *gateway.Gateway
 	pgAddr     string
 	sshAddr    string
-	httpAddr   string       // the gateway's HTTP edge
-	gwCA       string       // its certificate, for HTTP clients
-	web        *httpApp     // the HTTP target
+	httpAddr   string   // the gateway's HTTP edge
+	gwCA       string   // its certificate, for HTTP clients
+	web        *httpApp // the HTTP target
 	sshHostKey ssh.PublicKey
 	gwKey      ed25519.PublicKey
 
