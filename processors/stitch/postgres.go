@@ -3,6 +3,7 @@ package stitch
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/tapline/tapline/schemas/protocol"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // PG stitches one Postgres session's (masked) frames into commands. It follows the
@@ -64,34 +65,10 @@ type pgFrag struct {
 }
 
 // Limits bound what a session's stitcher holds.
-type Limits struct {
-	MaxText      int // command text and parameters kept per command (bytes); longer is cut
-	MaxStmtBytes int // total text of prepared statements kept per session
-	MaxQueue     int // client messages awaiting an answer
-	// MaxQueueText bounds the text and parameters held by commands awaiting an
-	// answer; past it, further queued commands keep only a short prefix (a pipeline
-	// of thousands of statements must not make the session's state huge).
-	MaxQueueText int
-}
+type Limits = protocol.Limits
 
 // DefaultLimits are used where a Limits field is zero.
-var DefaultLimits = Limits{MaxText: 16 << 10, MaxStmtBytes: 256 << 10, MaxQueue: 4096, MaxQueueText: 512 << 10}
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxText <= 0 {
-		l.MaxText = DefaultLimits.MaxText
-	}
-	if l.MaxStmtBytes <= 0 {
-		l.MaxStmtBytes = DefaultLimits.MaxStmtBytes
-	}
-	if l.MaxQueue <= 0 {
-		l.MaxQueue = DefaultLimits.MaxQueue
-	}
-	if l.MaxQueueText <= 0 {
-		l.MaxQueueText = DefaultLimits.MaxQueueText
-	}
-	return l
-}
+var DefaultLimits = protocol.DefaultLimits
 
 // RowColumns implements mask.PGContext: the columns of the DataRows arriving now.
 func (p *PG) RowColumns() []string {
@@ -127,7 +104,7 @@ func (p *PG) StatementText(name string) (string, bool) {
 // Frame takes the next frame of the session (already masked) and returns the commands
 // it completes.
 func (p *PG) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
-	lim = lim.withDefaults()
+	lim = lim.WithDefaults()
 	payload, ok := p.assemble(f, lim)
 	if !ok {
 		return nil

@@ -69,7 +69,7 @@ func (s *SSH) channel(id int64) *sshChan {
 // Frame takes the next frame of the session (already masked) and returns the commands
 // it completes.
 func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
-	lim = lim.withDefaults()
+	lim = lim.WithDefaults()
 	var out []schemas.Command
 	switch f.Kind {
 	case "ssh.channel.open":

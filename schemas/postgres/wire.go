@@ -1,9 +1,10 @@
-// Package pgwire reads Postgres wire-protocol messages as frames record them: a
-// frame's payload is one message as it crossed the wire, a type byte, a 4-byte
-// big-endian length that counts itself and the body, then the body. It holds the
-// rules every stage that looks inside a recorded message shares (masking, stitching,
-// replay); decoding a message's fields is left to pgproto3.
-package pgwire
+// Package postgres is the Postgres wire protocol as tapline records it: the frame
+// kinds the edge (ingest/postgres) writes, and the rules every stage that looks
+// inside a recorded message shares (masking, stitching, replay). A frame's payload
+// is one message as it crossed the wire: a type byte, a 4-byte big-endian length that
+// counts itself and the body, then the body. Decoding a message's fields is left to
+// pgproto3.
+package postgres
 
 import (
 	"encoding/binary"
