@@ -242,3 +242,42 @@ func load(path string) ([]schemas.Frame, error) {
 	}
 	return out, nil
 }
+
+// TestStateRoundTrip processes every corpus session saving the processor's state
+// after each frame and restoring it into a new processor, as a restarted processor
+// does: the commands must be the same as in one run.
+func TestStateRoundTrip(t *testing.T) {
+	keys, err := integrity.ParseKeys([]string{gatewayKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := mask.New(mask.Config{})
+	for _, r := range corpus(t) {
+		var out pipeline.Output
+		saved := map[string][]byte{}
+		for _, f := range r.frames {
+			p, err := pipeline.New(pipeline.Config{Masker: m, TrustedKeys: keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, v := range saved {
+				if err := p.Restore(id, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Frame(f, &out); err != nil {
+				t.Fatal(err)
+			}
+			changes, err := p.TakeDirty()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range changes {
+				saved[c.SessionID] = c.Value
+			}
+		}
+		if got, want := ndjson(t, out.Commands), ndjson(t, r.out.Commands); !bytes.Equal(got, want) {
+			t.Errorf("%s: commands after restores differ:\n%s", r.name, firstDiff(string(want), string(got)))
+		}
+	}
+}

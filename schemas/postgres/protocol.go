@@ -39,3 +39,9 @@ func (Protocol) Kinds() []string {
 
 // OCSFClass implements protocol.Audited.
 func (Protocol) OCSFClass() string { return "datastore" }
+
+// NewStitcher implements protocol.Stitching.
+func (Protocol) NewStitcher() protocol.Stitcher { return &Stitcher{} }
+
+// StateKey implements protocol.Stitching.
+func (Protocol) StateKey() string { return "pg" }

@@ -1,28 +1,28 @@
-package stitch
+package postgres
 
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/tapline/tapline/schemas/protocol"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tapline/tapline/schemas/protocol"
+
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
-	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
-// PG stitches one Postgres session's (masked) frames into commands. It follows the
+// Stitcher stitches one Postgres session's (masked) frames into commands. It follows the
 // conversation the way the server does: client messages queue up, and each backend
 // message answers the oldest one still waiting. A simple Query is one command however
 // many statements it holds (Postgres runs them as one implicit transaction); its rows
 // are the sum over its statements. An Execute of the extended protocol is one
 // command, with the text of the prepared statement and the parameters of its Bind.
 //
-// PG is a plain value: its exported fields are its state, saved with the session.
-type PG struct {
+// Stitcher is a plain value: its exported fields are its state, saved with the session.
+type Stitcher struct {
 	Stmts     map[string]*pgStmt   `json:"stmts,omitempty"`
 	StmtOrder []string             `json:"stmt_order,omitempty"` // oldest first, for eviction
 	Portals   map[string]*pgPortal `json:"portals,omitempty"`
@@ -64,14 +64,8 @@ type pgFrag struct {
 	Masks map[string]int64 `json:"masks,omitempty"`
 }
 
-// Limits bound what a session's stitcher holds.
-type Limits = protocol.Limits
-
-// DefaultLimits are used where a Limits field is zero.
-var DefaultLimits = protocol.DefaultLimits
-
 // RowColumns implements mask.PGContext: the columns of the DataRows arriving now.
-func (p *PG) RowColumns() []string {
+func (p *Stitcher) RowColumns() []string {
 	for _, op := range p.Queue {
 		switch op.Op {
 		case "query", "function":
@@ -94,7 +88,7 @@ func (p *PG) RowColumns() []string {
 }
 
 // StatementText implements mask.PGContext.
-func (p *PG) StatementText(name string) (string, bool) {
+func (p *Stitcher) StatementText(name string) (string, bool) {
 	if s := p.Stmts[name]; s != nil {
 		return s.Text, true
 	}
@@ -103,16 +97,16 @@ func (p *PG) StatementText(name string) (string, bool) {
 
 // Frame takes the next frame of the session (already masked) and returns the commands
 // it completes.
-func (p *PG) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
+func (p *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Command {
 	lim = lim.WithDefaults()
 	payload, ok := p.assemble(f, lim)
 	if !ok {
 		return nil
 	}
-	if len(payload) < pgwire.HeaderLen && f.Kind != "StartupMessage" && f.Kind != "SSLRequest" {
+	if len(payload) < HeaderLen && f.Kind != "StartupMessage" && f.Kind != "SSLRequest" {
 		return nil
 	}
-	body := pgwire.Body(payload)
+	body := Body(payload)
 	masks, truncated := f.Masks, false
 	if p.Frag != nil {
 		masks, truncated = p.Frag.Masks, p.Frag.Cut
@@ -142,7 +136,7 @@ func (p *PG) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 }
 
 // assemble returns the whole message for f, gathering fragments (up to a bound).
-func (p *PG) assemble(f *schemas.Frame, lim Limits) ([]byte, bool) {
+func (p *Stitcher) assemble(f *schemas.Frame, lim protocol.Limits) ([]byte, bool) {
 	if f.Fragment == 0 && f.Final {
 		return f.Payload, true
 	}
@@ -169,55 +163,29 @@ func (p *PG) assemble(f *schemas.Frame, lim Limits) ([]byte, bool) {
 	return p.Frag.Bytes, true
 }
 
-func newCommand(f *schemas.Frame, kind, text string, masks map[string]int64) *schemas.Command {
-	c := &schemas.Command{
-		SessionID: f.SessionID, CommandSeq: f.Seq, SeqEnd: f.Seq, Protocol: f.Protocol, Channel: f.Channel,
-		Kind: kind, Text: text, StartedAt: f.TS, EndedAt: f.TS, Status: StatusIncomplete,
-	}
-	addMasks(c, masks)
-	return c
-}
-
-func addMasks(c *schemas.Command, masks map[string]int64) {
-	for k, v := range masks {
-		if c.Masks == nil {
-			c.Masks = map[string]int64{}
-		}
-		c.Masks[k] += v
-	}
-}
-
-// Command statuses.
-const (
-	StatusOK         = "ok"
-	StatusError      = "error"
-	StatusCancelled  = "cancelled"
-	StatusIncomplete = "incomplete"
-)
-
-func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, truncated bool, lim Limits) {
+func (p *Stitcher) client(f *schemas.Frame, body []byte, masks map[string]int64, truncated bool, lim protocol.Limits) {
 	switch f.Kind {
 	case "Query":
 		text := cstring(body)
 		p.Cols = nil
-		p.push(&pgOp{Op: "query", Seq: f.Seq, Cmd: newCommand(f, "query", clip(text, lim.MaxText, truncated), masks)}, lim)
+		p.push(&pgOp{Op: "query", Seq: f.Seq, Cmd: protocol.NewCommand(f, "query", protocol.Clip(text, lim.MaxText, truncated), masks)}, lim)
 	case "FunctionCall":
 		m := &pgproto3.FunctionCall{}
 		text := "function call"
-		if pgwire.Decode(m, body) == nil {
+		if Decode(m, body) == nil {
 			text = fmt.Sprintf("function call (oid %d, %d arguments)", m.Function, len(m.Arguments))
 		}
-		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: newCommand(f, "function", text, masks)}, lim)
+		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: protocol.NewCommand(f, "function", text, masks)}, lim)
 	case "Parse":
 		name, rest := cstringNext(body)
 		text := cstring(rest)
-		text = clip(text, lim.MaxText, truncated)
+		text = protocol.Clip(text, lim.MaxText, truncated)
 		p.setStmt(name, &pgStmt{Text: text, Masks: masks}, lim)
 		p.push(&pgOp{Op: "parse", Name: name, Seq: f.Seq, Text: text}, lim)
 	case "Bind":
 		m := &pgproto3.Bind{}
 		pt := &pgPortal{Masks: masks}
-		if err := pgwire.Decode(m, body); err == nil {
+		if err := Decode(m, body); err == nil {
 			pt.Stmt = m.PreparedStatement
 			pt.Params = params(m, lim.MaxText)
 		} else {
@@ -239,15 +207,15 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 			params, pmasks = append([]string(nil), pt.Params...), pt.Masks
 			if s := p.Stmts[pt.Stmt]; s != nil {
 				text = s.Text
-				c := newCommand(f, kind, text, s.Masks)
+				c := protocol.NewCommand(f, kind, text, s.Masks)
 				c.Params = params
-				addMasks(c, pmasks)
+				protocol.AddMasks(c, pmasks)
 				p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
 				return
 			}
 			text = fmt.Sprintf("(prepared statement %q: text not seen)", pt.Stmt)
 		}
-		c := newCommand(f, kind, text, pmasks)
+		c := protocol.NewCommand(f, kind, text, pmasks)
 		c.Params = params
 		p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
 	case "Describe":
@@ -265,7 +233,7 @@ func (p *PG) client(f *schemas.Frame, body []byte, masks map[string]int64, trunc
 
 // pushTargeted queues a Describe or Close: its body is a target byte ('S' statement,
 // 'P' portal) and a name, and it waits as stmtOp or portalOp by that target.
-func (p *PG) pushTargeted(f *schemas.Frame, body []byte, stmtOp, portalOp string, lim Limits) {
+func (p *Stitcher) pushTargeted(f *schemas.Frame, body []byte, stmtOp, portalOp string, lim protocol.Limits) {
 	if len(body) == 0 {
 		return
 	}
@@ -277,7 +245,7 @@ func (p *PG) pushTargeted(f *schemas.Frame, body []byte, stmtOp, portalOp string
 	p.push(&pgOp{Op: op, Name: name, Seq: f.Seq}, lim)
 }
 
-func (p *PG) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
+func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 	switch f.Kind {
 	case "ParseComplete":
 		p.pop(f, emit, "parse")
@@ -332,7 +300,7 @@ func (p *PG) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) 
 		}
 		op.DataRows = 0
 		op.Cmd.Rows += rows
-		finish(op.Cmd, f, StatusOK)
+		protocol.Finish(op.Cmd, f, protocol.StatusOK)
 		if op.Op == "execute" {
 			p.pop(f, emit, "execute")
 			emit(op.Cmd)
@@ -348,8 +316,8 @@ func (p *PG) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) 
 		if f.Kind == "PortalSuspended" {
 			op.Cmd.Rows += op.DataRows
 		}
-		if op.Cmd.Status == StatusIncomplete {
-			finish(op.Cmd, f, StatusOK)
+		if op.Cmd.Status == protocol.StatusIncomplete {
+			protocol.Finish(op.Cmd, f, protocol.StatusOK)
 		}
 		if op.Op == "execute" {
 			p.pop(f, emit, "execute")
@@ -366,7 +334,7 @@ func (p *PG) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) 
 // extended protocol the server skips every message up to the next Sync: an Execute
 // in that stretch did not run. If the failure was in a Parse or Bind, the first such
 // Execute carries the error; the others are recorded as cancelled.
-func (p *PG) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
+func (p *Stitcher) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 	msg := errorText(body)
 	if len(p.Queue) == 0 {
 		return
@@ -374,7 +342,7 @@ func (p *PG) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Comma
 	head := p.Queue[0]
 	switch head.Op {
 	case "query", "function":
-		finish(head.Cmd, f, StatusError)
+		protocol.Finish(head.Cmd, f, protocol.StatusError)
 		head.Cmd.Error = msg
 		p.Cols = nil
 		return
@@ -394,11 +362,11 @@ func (p *PG) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Comma
 		}
 		switch {
 		case op == failed || !carried:
-			finish(op.Cmd, f, StatusError)
+			protocol.Finish(op.Cmd, f, protocol.StatusError)
 			op.Cmd.Error = msg
 			carried = true
 		default:
-			finish(op.Cmd, f, StatusCancelled)
+			protocol.Finish(op.Cmd, f, protocol.StatusCancelled)
 			op.Cmd.Error = "not executed: an earlier message of the same pipeline failed"
 		}
 		emit(op.Cmd)
@@ -410,7 +378,7 @@ func (p *PG) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Comma
 	switch failed.Op {
 	case "parse", "bind":
 		c := &schemas.Command{SessionID: f.SessionID, CommandSeq: failed.Seq, SeqEnd: f.Seq, Protocol: f.Protocol,
-			Kind: failed.Op, Status: StatusError, Error: msg, EndedAt: f.TS}
+			Kind: failed.Op, Status: protocol.StatusError, Error: msg, EndedAt: f.TS}
 		if failed.Op == "parse" {
 			c.Text = failed.Text
 		} else if pt := p.Portals[failed.Name]; pt != nil {
@@ -424,14 +392,14 @@ func (p *PG) serverError(f *schemas.Frame, body []byte, emit func(*schemas.Comma
 	}
 }
 
-func (p *PG) ready(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
+func (p *Stitcher) ready(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 	for len(p.Queue) > 0 {
 		op := p.Queue[0]
 		p.Queue = p.Queue[1:]
 		switch op.Op {
 		case "query", "function":
-			if op.Cmd.Status == StatusIncomplete {
-				finish(op.Cmd, f, StatusOK)
+			if op.Cmd.Status == protocol.StatusIncomplete {
+				protocol.Finish(op.Cmd, f, protocol.StatusOK)
 			}
 			emit(op.Cmd)
 			p.Cols = nil
@@ -441,7 +409,7 @@ func (p *PG) ready(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 			p.endOfTransaction(body)
 			return
 		case "execute":
-			finish(op.Cmd, f, StatusIncomplete)
+			protocol.Finish(op.Cmd, f, protocol.StatusIncomplete)
 			emit(op.Cmd)
 		}
 	}
@@ -450,18 +418,18 @@ func (p *PG) ready(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 
 // endOfTransaction drops portals when the server is idle: they do not outlive a
 // transaction.
-func (p *PG) endOfTransaction(body []byte) {
+func (p *Stitcher) endOfTransaction(body []byte) {
 	if len(body) > 0 && body[0] == 'I' {
 		p.Portals = nil
 	}
 }
 
 // abandonHead drops the oldest waiting message, recording its command as incomplete.
-func (p *PG) abandonHead(f *schemas.Frame, why string, emit func(*schemas.Command)) {
+func (p *Stitcher) abandonHead(f *schemas.Frame, why string, emit func(*schemas.Command)) {
 	op := p.Queue[0]
 	p.Queue = p.Queue[1:]
 	if op.Cmd != nil {
-		if op.Cmd.Status == StatusIncomplete && op.Cmd.Error == "" {
+		if op.Cmd.Status == protocol.StatusIncomplete && op.Cmd.Error == "" {
 			op.Cmd.Error = why
 		}
 		emit(op.Cmd)
@@ -469,14 +437,14 @@ func (p *PG) abandonHead(f *schemas.Frame, why string, emit func(*schemas.Comman
 }
 
 // Flush ends the session: commands still waiting are returned as incomplete.
-func (p *PG) Flush(f *schemas.Frame, why string) []schemas.Command {
+func (p *Stitcher) Flush(f *schemas.Frame, why string) []schemas.Command {
 	var out []schemas.Command
 	for _, op := range p.Queue {
 		if op.Cmd == nil {
 			continue
 		}
 		c := *op.Cmd
-		if c.Status == StatusIncomplete && c.Error == "" {
+		if c.Status == protocol.StatusIncomplete && c.Error == "" {
 			c.Error = why
 		}
 		out = append(out, c)
@@ -485,17 +453,7 @@ func (p *PG) Flush(f *schemas.Frame, why string) []schemas.Command {
 	return out
 }
 
-func finish(c *schemas.Command, f *schemas.Frame, status string) {
-	if c == nil {
-		return
-	}
-	c.SeqEnd, c.EndedAt = f.Seq, f.TS
-	if status != "" && c.Status != StatusError {
-		c.Status = status
-	}
-}
-
-func (p *PG) push(op *pgOp, lim Limits) {
+func (p *Stitcher) push(op *pgOp, lim protocol.Limits) {
 	if op.Cmd != nil {
 		held := 0
 		for _, q := range p.Queue {
@@ -508,9 +466,9 @@ func (p *PG) push(op *pgOp, lim Limits) {
 			}
 		}
 		if held > lim.MaxQueueText {
-			op.Cmd.Text = clip(op.Cmd.Text, 256, false)
+			op.Cmd.Text = protocol.Clip(op.Cmd.Text, 256, false)
 			for i, prm := range op.Cmd.Params {
-				op.Cmd.Params[i] = clip(prm, 64, false)
+				op.Cmd.Params[i] = protocol.Clip(prm, 64, false)
 			}
 		}
 	}
@@ -521,7 +479,7 @@ func (p *PG) push(op *pgOp, lim Limits) {
 // bookkeeping (parse, bind…) that a backend message skips over is dropped first: the
 // server answers in order, so anything before the answered op was answered already
 // or never will be.
-func (p *PG) head(ops ...string) *pgOp {
+func (p *Stitcher) head(ops ...string) *pgOp {
 	for _, op := range p.Queue {
 		for _, o := range ops {
 			if op.Op == o {
@@ -537,7 +495,7 @@ func (p *PG) head(ops ...string) *pgOp {
 
 // pop removes the first waiting operation of one of the kinds ops, with any
 // bookkeeping operations before it, and returns it.
-func (p *PG) pop(f *schemas.Frame, emit func(*schemas.Command), ops ...string) *pgOp {
+func (p *Stitcher) pop(f *schemas.Frame, emit func(*schemas.Command), ops ...string) *pgOp {
 	for i, op := range p.Queue {
 		for _, o := range ops {
 			if op.Op != o {
@@ -545,7 +503,7 @@ func (p *PG) pop(f *schemas.Frame, emit func(*schemas.Command), ops ...string) *
 			}
 			for _, skipped := range p.Queue[:i] {
 				if skipped.Cmd != nil && skipped.Op != "parse" {
-					finish(skipped.Cmd, f, StatusIncomplete)
+					protocol.Finish(skipped.Cmd, f, protocol.StatusIncomplete)
 					emit(skipped.Cmd)
 				}
 			}
@@ -559,7 +517,7 @@ func (p *PG) pop(f *schemas.Frame, emit func(*schemas.Command), ops ...string) *
 	return nil
 }
 
-func (p *PG) setStmt(name string, s *pgStmt, lim Limits) {
+func (p *Stitcher) setStmt(name string, s *pgStmt, lim protocol.Limits) {
 	if p.Stmts == nil {
 		p.Stmts = map[string]*pgStmt{}
 	}
@@ -577,7 +535,7 @@ func (p *PG) setStmt(name string, s *pgStmt, lim Limits) {
 	}
 }
 
-func (p *PG) dropStmt(name string) {
+func (p *Stitcher) dropStmt(name string) {
 	if _, ok := p.Stmts[name]; !ok {
 		return
 	}
@@ -598,10 +556,10 @@ func params(m *pgproto3.Bind, maxText int) []string {
 		switch {
 		case v == nil:
 			out[i] = "NULL"
-		case pgwire.FormatCode(m.ParameterFormatCodes, i) == 1:
-			out[i] = clip(`\x`+hex.EncodeToString(v), maxText, false)
+		case FormatCode(m.ParameterFormatCodes, i) == 1:
+			out[i] = protocol.Clip(`\x`+hex.EncodeToString(v), maxText, false)
 		default:
-			out[i] = clip(string(v), maxText, false)
+			out[i] = protocol.Clip(string(v), maxText, false)
 		}
 	}
 	return out
@@ -609,7 +567,7 @@ func params(m *pgproto3.Bind, maxText int) []string {
 
 func rowColumns(body []byte) []string {
 	m := &pgproto3.RowDescription{}
-	if pgwire.Decode(m, body) != nil {
+	if Decode(m, body) != nil {
 		return nil
 	}
 	cols := make([]string, len(m.Fields))
@@ -632,7 +590,7 @@ func tagRows(tag string) (int64, bool) {
 
 func errorText(body []byte) string {
 	m := &pgproto3.ErrorResponse{}
-	if pgwire.Decode(m, body) != nil {
+	if Decode(m, body) != nil {
 		return "error (undecodable ErrorResponse)"
 	}
 	s := m.Severity + " " + m.Code + ": " + m.Message
@@ -662,13 +620,11 @@ func cstringNext(b []byte) (string, []byte) {
 	return string(b), nil
 }
 
-// clip bounds a text, saying so when it cuts.
-func clip(s string, n int, truncated bool) string {
-	if len(s) > n {
-		return s[:n] + " …[truncated]"
+// Withheld implements protocol.WithheldStitcher: a whole message is read as an empty
+// message of its type, so that answers keep pairing with their requests.
+func (p *Stitcher) Withheld(w *schemas.Frame, original []byte, lim protocol.Limits) []schemas.Command {
+	if w.Fragment == 0 && w.Final && len(original) > 0 {
+		w.Payload = []byte{original[0], 0, 0, 0, 4}
 	}
-	if truncated {
-		return s + " …[truncated]"
-	}
-	return s
+	return p.Frame(w, lim)
 }

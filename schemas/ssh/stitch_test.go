@@ -1,21 +1,25 @@
-package stitch
+package ssh
 
 import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+	"time"
 
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 type sshSession struct {
 	rec  *sessiontest.Session
-	st   SSH
+	st   Stitcher
 	cmds []schemas.Command
 }
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newSSH() *sshSession {
 	return &sshSession{rec: sessiontest.Start(schemas.SSH, schemas.SessionStart{Subject: "ci", Target: "box"}, sessiontest.NewKey(2), t0)}
@@ -23,7 +27,7 @@ func newSSH() *sshSession {
 
 func (s *sshSession) add(dir schemas.Direction, kind string, ch int64, payload []byte) int64 {
 	f := s.rec.Add(dir, kind, ch, payload)
-	s.cmds = append(s.cmds, s.st.Frame(f, Limits{})...)
+	s.cmds = append(s.cmds, s.st.Frame(f, protocol.Limits{})...)
 	return f.Seq
 }
 
@@ -33,14 +37,14 @@ func (s *sshSession) take() []schemas.Command {
 	return c
 }
 
-func sshString(v string) []byte { return ssh.Marshal(&struct{ V string }{v}) }
+func sshString(v string) []byte { return xssh.Marshal(&struct{ V string }{v}) }
 
 func exitStatus(code uint32) []byte { return binary.BigEndian.AppendUint32(nil, code) }
 
 func TestSSHShellLines(t *testing.T) {
 	s := newSSH()
 	s.add(schemas.Client, "ssh.channel.open", 0, sshString("session"))
-	s.add(schemas.Client, "ssh.request.pty-req", 0, ssh.Marshal(&struct {
+	s.add(schemas.Client, "ssh.request.pty-req", 0, xssh.Marshal(&struct {
 		Term               string
 		Cols, Rows, PW, PH uint32
 		Modes              string
@@ -80,15 +84,15 @@ func TestSSHShellLines(t *testing.T) {
 		got = append(got, line{c.CommandSeq, c.SeqEnd, c.Kind, c.Text, c.Status, c.Params})
 	}
 	want := []line{
-		{ls, ls, "shell", "ls -la", StatusOK, nil},
-		{echo, echoEnd, "shell", "echo hi", StatusOK, []string{`"echo hx\x7fi\r"`}},
-		{paste, paste, "shell", "pwd\nwhoami", StatusOK, nil},
-		{split, split, "shell", "id", StatusOK, nil},
-		{splitEnd, splitEnd, "shell", "hostname", StatusOK, nil},
-		{recall, recall, "shell", "", StatusOK, []string{`"\x1b[A\r"`}},
-		{recall + 1, recall + 1, "shell", "rm -rf /tmp/x", StatusCancelled, nil},
-		{cleared, cleared, "shell", "date", StatusOK, []string{`"wrong\x15date\r"`}},
-		{shell, exit, "shell.session", "interactive shell (pty xterm-256color 120x40)", StatusOK, nil},
+		{ls, ls, "shell", "ls -la", protocol.StatusOK, nil},
+		{echo, echoEnd, "shell", "echo hi", protocol.StatusOK, []string{`"echo hx\x7fi\r"`}},
+		{paste, paste, "shell", "pwd\nwhoami", protocol.StatusOK, nil},
+		{split, split, "shell", "id", protocol.StatusOK, nil},
+		{splitEnd, splitEnd, "shell", "hostname", protocol.StatusOK, nil},
+		{recall, recall, "shell", "", protocol.StatusOK, []string{`"\x1b[A\r"`}},
+		{recall + 1, recall + 1, "shell", "rm -rf /tmp/x", protocol.StatusCancelled, nil},
+		{cleared, cleared, "shell", "date", protocol.StatusOK, []string{`"wrong\x15date\r"`}},
+		{shell, exit, "shell.session", "interactive shell (pty xterm-256color 120x40)", protocol.StatusOK, nil},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -111,29 +115,29 @@ func TestSSHExecSubsystemForward(t *testing.T) {
 	s.add(schemas.Server, "ssh.channel.close", 1, nil)
 	c := one(t, s.take())
 	if c.Kind != "exec" || c.Text != "systemctl restart app" || c.CommandSeq != exec || c.SeqEnd != end ||
-		c.Status != StatusError || c.ExitStatus == nil || *c.ExitStatus != 1 || c.Error != "exit status 1" || c.Channel != 1 {
+		c.Status != protocol.StatusError || c.ExitStatus == nil || *c.ExitStatus != 1 || c.Error != "exit status 1" || c.Channel != 1 {
 		t.Errorf("%+v", c)
 	}
 
 	s.add(schemas.Client, "ssh.channel.open", 2, sshString("session"))
 	s.add(schemas.Client, "ssh.request.exec", 2, sshString("sleep 100"))
-	s.add(schemas.Server, "ssh.request.exit-signal", 2, ssh.Marshal(&struct {
+	s.add(schemas.Server, "ssh.request.exit-signal", 2, xssh.Marshal(&struct {
 		Signal     string
 		CoreDumped bool
 		Msg, Lang  string
 	}{"KILL", false, "", ""}))
-	if c := one(t, s.take()); c.Status != StatusError || c.Error != "killed by signal KILL" {
+	if c := one(t, s.take()); c.Status != protocol.StatusError || c.Error != "killed by signal KILL" {
 		t.Errorf("%+v", c)
 	}
 
 	s.add(schemas.Client, "ssh.channel.open", 3, sshString("session"))
 	s.add(schemas.Client, "ssh.request.subsystem", 3, sshString("sftp"))
 	s.add(schemas.Client, "ssh.channel.close", 3, nil)
-	if c := one(t, s.take()); c.Kind != "subsystem" || c.Text != "sftp" || c.Status != StatusOK {
+	if c := one(t, s.take()); c.Kind != "subsystem" || c.Text != "sftp" || c.Status != protocol.StatusOK {
 		t.Errorf("%+v", c)
 	}
 
-	open := append(sshString("direct-tcpip"), ssh.Marshal(&struct {
+	open := append(sshString("direct-tcpip"), xssh.Marshal(&struct {
 		Host     string
 		Port     uint32
 		OrigHost string
@@ -148,7 +152,15 @@ func TestSSHExecSubsystemForward(t *testing.T) {
 	s.add(schemas.Client, "ssh.channel.open", 5, sshString("session"))
 	s.add(schemas.Client, "ssh.request.exec", 5, sshString("tail -f /var/log/syslog"))
 	end5 := s.rec.End("client closed")
-	if c := one(t, s.st.Flush(end5, "session ended")); c.Status != StatusIncomplete || c.Error != "session ended" {
+	if c := one(t, s.st.Flush(end5, "session ended")); c.Status != protocol.StatusIncomplete || c.Error != "session ended" {
 		t.Errorf("%+v", c)
 	}
+}
+
+func one(t *testing.T, cmds []schemas.Command) schemas.Command {
+	t.Helper()
+	if len(cmds) != 1 {
+		t.Fatalf("want 1 command, got %d: %+v", len(cmds), cmds)
+	}
+	return cmds[0]
 }

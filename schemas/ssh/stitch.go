@@ -1,18 +1,20 @@
-package stitch
+package ssh
 
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
-// SSH stitches one SSH session's (masked) frames into commands, per channel: an exec
+// Stitcher stitches one SSH session's (masked) frames into commands, per channel: an exec
 // request with its exit status, a subsystem, a port forward, the interactive shell
 // itself (with the shell's exit status) and each line typed into it.
 //
@@ -24,7 +26,7 @@ import (
 // that is empty but used cursor keys or tab (a recalled command) is still recorded.
 // Lines whose first keystroke arrived in the same frame (a paste) form one command,
 // their texts joined by newlines: a command is identified by its first frame.
-type SSH struct {
+type Stitcher struct {
 	Channels map[int64]*sshChan `json:"channels,omitempty"`
 }
 
@@ -54,7 +56,7 @@ const (
 	escSS3
 )
 
-func (s *SSH) channel(id int64) *sshChan {
+func (s *Stitcher) channel(id int64) *sshChan {
 	if s.Channels == nil {
 		s.Channels = map[int64]*sshChan{}
 	}
@@ -68,7 +70,7 @@ func (s *SSH) channel(id int64) *sshChan {
 
 // Frame takes the next frame of the session (already masked) and returns the commands
 // it completes.
-func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
+func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Command {
 	lim = lim.WithDefaults()
 	var out []schemas.Command
 	switch f.Kind {
@@ -77,8 +79,8 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 		typ, extra := channelType(f.Payload)
 		ch.Type = typ
 		if text, ok := forwardText(typ, extra); ok {
-			c := newCommand(f, "forward", text, f.Masks)
-			c.Status = StatusOK
+			c := protocol.NewCommand(f, "forward", text, f.Masks)
+			c.Status = protocol.StatusOK
 			out = append(out, *c)
 		}
 	case "ssh.request.pty-req":
@@ -87,18 +89,18 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 			Cols, Rows, PW, PH uint32
 			Modes              string
 		}
-		if ssh.Unmarshal(f.Payload, &req) == nil {
+		if xssh.Unmarshal(f.Payload, &req) == nil {
 			s.channel(f.Channel).Term = fmt.Sprintf("%s %dx%d", req.Term, req.Cols, req.Rows)
 		}
 	case "ssh.request.exec", "ssh.request.subsystem":
 		var req struct{ Value string }
 		text := string(f.Payload)
-		if ssh.Unmarshal(f.Payload, &req) == nil {
+		if xssh.Unmarshal(f.Payload, &req) == nil {
 			text = req.Value
 		}
 		ch := s.channel(f.Channel)
 		ch.Mode = f.Kind[len("ssh.request."):]
-		ch.Cmd = newCommand(f, ch.Mode, clip(text, lim.MaxText, false), f.Masks)
+		ch.Cmd = protocol.NewCommand(f, ch.Mode, protocol.Clip(text, lim.MaxText, false), f.Masks)
 	case "ssh.request.shell":
 		ch := s.channel(f.Channel)
 		ch.Mode = "shell"
@@ -106,7 +108,7 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 		if ch.Term != "" {
 			text += " (pty " + ch.Term + ")"
 		}
-		ch.Cmd = newCommand(f, "shell.session", text, nil)
+		ch.Cmd = protocol.NewCommand(f, "shell.session", text, nil)
 	case "ssh.channel.data":
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Mode == "shell" && f.Direction == schemas.Client {
 			out = ch.keys(f, lim, out)
@@ -115,12 +117,12 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Cmd != nil && len(f.Payload) >= 4 {
 			code := int32(binary.BigEndian.Uint32(f.Payload))
 			ch.Cmd.ExitStatus = &code
-			status := StatusOK
+			status := protocol.StatusOK
 			if code != 0 {
-				status = StatusError
+				status = protocol.StatusError
 				ch.Cmd.Error = "exit status " + strconv.Itoa(int(code))
 			}
-			finish(ch.Cmd, f, status)
+			protocol.Finish(ch.Cmd, f, status)
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
@@ -132,7 +134,7 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 				Msg, Lang  string
 			}
 			ch.Cmd.Error = "killed by a signal"
-			if ssh.Unmarshal(f.Payload, &sig) == nil {
+			if xssh.Unmarshal(f.Payload, &sig) == nil {
 				ch.Cmd.Error = "killed by signal " + sig.Signal
 				if sig.CoreDumped {
 					ch.Cmd.Error += " (core dumped)"
@@ -141,7 +143,7 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 					ch.Cmd.Error += ": " + sig.Msg
 				}
 			}
-			finish(ch.Cmd, f, StatusError)
+			protocol.Finish(ch.Cmd, f, protocol.StatusError)
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
@@ -156,13 +158,13 @@ func (s *SSH) Frame(f *schemas.Frame, lim Limits) []schemas.Command {
 
 // Flush ends the session: typed lines not yet ended and commands without an exit
 // status are returned as incomplete.
-func (s *SSH) Flush(f *schemas.Frame, why string) []schemas.Command {
+func (s *Stitcher) Flush(f *schemas.Frame, why string) []schemas.Command {
 	var out []schemas.Command
 	for id, ch := range s.Channels {
 		n := len(out)
 		out = ch.flush(f, out)
 		for i := n; i < len(out); i++ {
-			if out[i].Status == StatusIncomplete && out[i].Error == "" {
+			if out[i].Status == protocol.StatusIncomplete && out[i].Error == "" {
 				out[i].Error = why
 			}
 		}
@@ -174,15 +176,15 @@ func (s *SSH) Flush(f *schemas.Frame, why string) []schemas.Command {
 
 // flush returns the channel's open line and command when the channel goes away.
 func (ch *sshChan) flush(f *schemas.Frame, out []schemas.Command) []schemas.Command {
-	if c := ch.lineCommand(f, StatusIncomplete); c != nil {
+	if c := ch.lineCommand(f, protocol.StatusIncomplete); c != nil {
 		out = append(out, *c)
 	}
 	if ch.Cmd != nil {
-		status := StatusIncomplete
+		status := protocol.StatusIncomplete
 		if ch.Mode == "subsystem" {
-			status = StatusOK // subsystems (sftp) end without an exit status
+			status = protocol.StatusOK // subsystems (sftp) end without an exit status
 		}
-		finish(ch.Cmd, f, status)
+		protocol.Finish(ch.Cmd, f, status)
 		out = append(out, *ch.Cmd)
 		ch.Cmd = nil
 	}
@@ -190,7 +192,7 @@ func (ch *sshChan) flush(f *schemas.Frame, out []schemas.Command) []schemas.Comm
 }
 
 // keys feeds the agent's keystrokes on a shell channel.
-func (ch *sshChan) keys(f *schemas.Frame, lim Limits, out []schemas.Command) []schemas.Command {
+func (ch *sshChan) keys(f *schemas.Frame, lim protocol.Limits, out []schemas.Command) []schemas.Command {
 	for _, b := range f.Payload {
 		if ch.Start < 0 || (ch.Shared && ch.Start != f.Seq) {
 			// The line's identity is the first frame not already used by a command.
@@ -213,7 +215,7 @@ func (ch *sshChan) keys(f *schemas.Frame, lim Limits, out []schemas.Command) []s
 				ch.resetStart()
 				continue
 			}
-			out = ch.endLine(f, StatusOK, out)
+			out = ch.endLine(f, protocol.StatusOK, out)
 		case b == 0x1b:
 			ch.Esc, ch.Edited, ch.Remote = escStart, true, true
 		case b == 0x7f || b == 0x08:
@@ -226,7 +228,7 @@ func (ch *sshChan) keys(f *schemas.Frame, lim Limits, out []schemas.Command) []s
 		case b == 0x17: // ^W
 			ch.Line, ch.Edited = eraseWord(ch.Line), true
 		case b == 0x03: // ^C
-			out = ch.endLine(f, StatusCancelled, out)
+			out = ch.endLine(f, protocol.StatusCancelled, out)
 		case b == '\t':
 			ch.Line, ch.Edited, ch.Remote = append(ch.Line, '\t'), true, true
 		case b < 0x20:
@@ -302,10 +304,10 @@ func (ch *sshChan) endLine(f *schemas.Frame, status string, out []schemas.Comman
 		prev.Text += "\n" + c.Text
 		prev.Params = append(prev.Params, c.Params...)
 		prev.SeqEnd, prev.EndedAt = c.SeqEnd, c.EndedAt
-		if c.Status != StatusOK {
+		if c.Status != protocol.StatusOK {
 			prev.Status = c.Status
 		}
-		addMasks(prev, c.Masks)
+		protocol.AddMasks(prev, c.Masks)
 		return out
 	}
 	ch.Used = c.CommandSeq
@@ -334,7 +336,7 @@ func (ch *sshChan) lineCommand(f *schemas.Frame, status string) *schemas.Command
 	if ch.Edited {
 		c.Params = []string{strconv.Quote(string(ch.Raw))}
 	}
-	addMasks(c, ch.Masks)
+	protocol.AddMasks(c, ch.Masks)
 	return c
 }
 
@@ -362,7 +364,7 @@ func forwardText(typ string, extra []byte) (string, bool) {
 		OrigHost string
 		OrigPort uint32
 	}
-	if typ == "direct-tcpip" && ssh.Unmarshal(extra, &fwd) == nil {
+	if typ == "direct-tcpip" && xssh.Unmarshal(extra, &fwd) == nil {
 		return fmt.Sprintf("%s to %s:%d from %s:%d", typ, fwd.Host, fwd.Port, fwd.OrigHost, fwd.OrigPort), true
 	}
 	var sock struct {
@@ -370,8 +372,19 @@ func forwardText(typ string, extra []byte) (string, bool) {
 		Reserved string
 		Port     uint32
 	}
-	if ssh.Unmarshal(extra, &sock) == nil {
+	if xssh.Unmarshal(extra, &sock) == nil {
 		return typ + " to " + sock.Path, true
 	}
 	return typ, true
+}
+
+// sortCommands orders commands by their identity (first frame), for deterministic
+// output where they come from a map.
+func sortCommands(cs []schemas.Command) {
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].CommandSeq != cs[j].CommandSeq {
+			return cs[i].CommandSeq < cs[j].CommandSeq
+		}
+		return cs[i].Channel < cs[j].Channel
+	})
 }

@@ -1,4 +1,4 @@
-package stitch
+package postgres
 
 import (
 	"reflect"
@@ -8,8 +8,9 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -18,7 +19,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 type pgSession struct {
 	t    *testing.T
 	rec  *sessiontest.Session
-	pg   PG
+	pg   Stitcher
 	cmds []schemas.Command
 }
 
@@ -37,7 +38,7 @@ func (s *pgSession) send(dir schemas.Direction, msgs ...interface{ Encode([]byte
 			s.t.Fatal(err)
 		}
 		f := s.rec.Add(dir, kindOf(m), 0, b)
-		s.cmds = append(s.cmds, s.pg.Frame(f, Limits{})...)
+		s.cmds = append(s.cmds, s.pg.Frame(f, protocol.Limits{})...)
 	}
 	return first
 }
@@ -98,7 +99,7 @@ func TestSimpleQuery(t *testing.T) {
 	}
 	s.server(rfqIdle)
 	c := one(t, s.take())
-	if c.Kind != "query" || c.Text != "SELECT id, email FROM users" || c.Rows != 3 || c.Status != StatusOK ||
+	if c.Kind != "query" || c.Text != "SELECT id, email FROM users" || c.Rows != 3 || c.Status != protocol.StatusOK ||
 		c.CommandSeq != q || c.SeqEnd != done {
 		t.Errorf("%+v", c)
 	}
@@ -113,7 +114,7 @@ func TestMultiStatementQueryIsOneCommand(t *testing.T) {
 	s.client(&pgproto3.Query{String: "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2), (3); COMMIT"})
 	s.server(cc("BEGIN"), cc("INSERT 0 1"), cc("INSERT 0 2"), cc("COMMIT"), rfqIdle)
 	c := one(t, s.take())
-	if c.Rows != 3 || c.Status != StatusOK {
+	if c.Rows != 3 || c.Status != protocol.StatusOK {
 		t.Errorf("%+v", c)
 	}
 
@@ -121,7 +122,7 @@ func TestMultiStatementQueryIsOneCommand(t *testing.T) {
 	s.server(rowDesc("?column?"), row("1"), cc("SELECT 1"),
 		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P01", Message: `relation "missing" does not exist`}, rfqIdle)
 	c = one(t, s.take())
-	if c.Status != StatusError || c.Error != `ERROR 42P01: relation "missing" does not exist` || c.Rows != 1 {
+	if c.Status != protocol.StatusError || c.Error != `ERROR 42P01: relation "missing" does not exist` || c.Rows != 1 {
 		t.Errorf("%+v", c)
 	}
 }
@@ -130,7 +131,7 @@ func TestEmptyQuery(t *testing.T) {
 	s := newPG(t)
 	s.client(&pgproto3.Query{String: ";"})
 	s.server(&pgproto3.EmptyQueryResponse{}, rfqIdle)
-	if c := one(t, s.take()); c.Status != StatusOK || c.Rows != 0 {
+	if c := one(t, s.take()); c.Status != protocol.StatusOK || c.Rows != 0 {
 		t.Errorf("%+v", c)
 	}
 }
@@ -158,7 +159,7 @@ func TestExtendedProtocolWithParameters(t *testing.T) {
 	c := one(t, s.take())
 	want := []string{`\x0000002a`, "admin"}
 	if c.Kind != "prepared" || c.Text != "SELECT id, email FROM users WHERE id = $1 AND role = $2" ||
-		!reflect.DeepEqual(c.Params, want) || c.Rows != 1 || c.Status != StatusOK || c.CommandSeq != exec {
+		!reflect.DeepEqual(c.Params, want) || c.Rows != 1 || c.Status != protocol.StatusOK || c.CommandSeq != exec {
 		t.Errorf("%+v", c)
 	}
 	// NULL parameters and an unnamed statement.
@@ -177,7 +178,7 @@ func TestExtendedProtocolErrors(t *testing.T) {
 	s.client(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	s.server(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: `syntax error at or near "SELEC"`}, rfqIdle)
 	c := one(t, s.take())
-	if c.Status != StatusError || c.Text != "SELEC 1" || c.Error != `ERROR 42601: syntax error at or near "SELEC"` {
+	if c.Status != protocol.StatusError || c.Text != "SELEC 1" || c.Error != `ERROR 42601: syntax error at or near "SELEC"` {
 		t.Errorf("%+v", c)
 	}
 	// Two statements in one pipeline; the first fails while executing: the second is
@@ -188,14 +189,14 @@ func TestExtendedProtocolErrors(t *testing.T) {
 	s.server(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{},
 		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "23505", Message: "duplicate key"}, rfqIdle)
 	cmds := s.take()
-	if len(cmds) != 2 || cmds[0].Status != StatusError || cmds[1].Status != StatusCancelled || cmds[1].Text != "INSERT INTO t VALUES (2)" {
+	if len(cmds) != 2 || cmds[0].Status != protocol.StatusError || cmds[1].Status != protocol.StatusCancelled || cmds[1].Text != "INSERT INTO t VALUES (2)" {
 		t.Errorf("%+v", cmds)
 	}
 	// A Parse alone that fails is recorded as such.
 	p := s.client(&pgproto3.Parse{Name: "c", Query: "SELECT nope("}, &pgproto3.Sync{})
 	s.server(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"}, rfqIdle)
 	c = one(t, s.take())
-	if c.Kind != "parse" || c.CommandSeq != p || c.Text != "SELECT nope(" || c.Status != StatusError {
+	if c.Kind != "parse" || c.CommandSeq != p || c.Text != "SELECT nope(" || c.Status != protocol.StatusError {
 		t.Errorf("%+v", c)
 	}
 	if _, ok := s.pg.StatementText("c"); ok {
@@ -209,7 +210,7 @@ func TestPortalSuspendedAndCopy(t *testing.T) {
 		&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Flush{})
 	s.server(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, row("1"), row("2"), &pgproto3.PortalSuspended{})
 	c := one(t, s.take())
-	if c.Rows != 2 || c.Status != StatusOK {
+	if c.Rows != 2 || c.Status != protocol.StatusOK {
 		t.Errorf("first batch %+v", c)
 	}
 	s.client(&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{})
@@ -222,7 +223,7 @@ func TestPortalSuspendedAndCopy(t *testing.T) {
 	s.server(&pgproto3.CopyInResponse{ColumnFormatCodes: []uint16{0, 0}})
 	s.client(&pgproto3.CopyData{Data: []byte("1\tx\n")}, &pgproto3.CopyData{Data: []byte("2\ty\n")}, &pgproto3.CopyDone{})
 	s.server(cc("COPY 2"), rfqIdle)
-	if c := one(t, s.take()); c.Kind != "copy" || c.Rows != 2 || c.Status != StatusOK {
+	if c := one(t, s.take()); c.Kind != "copy" || c.Rows != 2 || c.Status != protocol.StatusOK {
 		t.Errorf("copy %+v", c)
 	}
 }
@@ -233,7 +234,7 @@ func TestFlushReportsUnfinishedCommands(t *testing.T) {
 	end := s.rec.End("client disconnected")
 	cmds := s.pg.Flush(end, "session ended before the command completed")
 	c := one(t, cmds)
-	if c.Status != StatusIncomplete || c.Error != "session ended before the command completed" || c.Text != "SELECT pg_sleep(3600)" {
+	if c.Status != protocol.StatusIncomplete || c.Error != "session ended before the command completed" || c.Text != "SELECT pg_sleep(3600)" {
 		t.Errorf("%+v", c)
 	}
 }
@@ -244,7 +245,7 @@ func TestFragmentedQueryIsStitchedWhole(t *testing.T) {
 	b, _ := (&pgproto3.Query{String: sql}).Encode(nil)
 	frames := s.rec.AddFragmented(schemas.Client, "Query", 0, b, 10)
 	for i := range frames {
-		s.cmds = append(s.cmds, s.pg.Frame(&frames[i], Limits{})...)
+		s.cmds = append(s.cmds, s.pg.Frame(&frames[i], protocol.Limits{})...)
 	}
 	s.server(cc("INSERT 0 1"), rfqIdle)
 	c := one(t, s.take())
@@ -275,7 +276,7 @@ func TestLongPipelineKeepsStateBounded(t *testing.T) {
 			held += len(op.Cmd.Text)
 		}
 	}
-	if held > DefaultLimits.MaxQueueText+2*16<<10 {
+	if held > protocol.DefaultLimits.MaxQueueText+2*16<<10 {
 		t.Errorf("%d bytes of text queued", held)
 	}
 	for range 200 {
@@ -287,7 +288,7 @@ func TestLongPipelineKeepsStateBounded(t *testing.T) {
 		t.Fatalf("%d commands", len(cmds))
 	}
 	for _, c := range cmds {
-		if c.Status != StatusOK || c.Rows != 1 {
+		if c.Status != protocol.StatusOK || c.Rows != 1 {
 			t.Fatalf("%+v", c)
 		}
 	}
