@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/processors/internal/sessiontest"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/schemas"
 )
 

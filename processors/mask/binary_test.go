@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // plantedSecret is a secret the password detector must find wherever it is planted

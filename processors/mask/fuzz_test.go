@@ -7,7 +7,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 var fuzzMasker *Masker

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/processors/audit"
-	"github.com/tapline/tapline/processors/internal/sessiontest"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/schemas"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tapline/tapline/processors/internal/sessiontest"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/schemas"
 )
 

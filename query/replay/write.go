@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
+	"strings"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // Format is a replay output format.
@@ -18,7 +21,7 @@ const (
 	FormatText      Format = "text"      // Postgres transcript, or the SSH terminal as plain text
 	FormatJSON      Format = "json"      // NDJSON, one PGEvent or SSHEvent per line
 	FormatAsciicast Format = "asciicast" // SSH only: asciicast v2
-	FormatHAR       Format = "har"       // HTTP only: HAR 1.2, one document
+	FormatHAR       Format = "har"       // HTTP: HAR 1.2, one document
 )
 
 // ErrUnsupported is returned for a protocol or format replay does not handle.
@@ -38,16 +41,21 @@ func ContentType(f Format) string {
 }
 
 // Check reports whether a protocol can be replayed in a format, before any output.
+// A protocol whose package is a registered protocol.Replayer says itself.
 func Check(p schemas.Protocol, f Format) error {
+	if r, err := protocol.Of[protocol.Replayer](p); err == nil {
+		if !slices.Contains(r.Formats(), string(f)) {
+			return fmt.Errorf("%w: %s sessions replay as %s, not %q", ErrUnsupported, p, strings.Join(r.Formats(), ", "), f)
+		}
+		return nil
+	}
 	switch {
-	case p != schemas.Postgres && p != schemas.SSH && p != schemas.HTTP:
+	case p != schemas.Postgres && p != schemas.SSH:
 		return fmt.Errorf("%w: %s sessions cannot be replayed yet (their frames can be read)", ErrUnsupported, p)
-	case f != FormatText && f != FormatJSON && f != FormatAsciicast && f != FormatHAR:
-		return fmt.Errorf("%w: unknown format %q (text, json, asciicast or har)", ErrUnsupported, f)
+	case f != FormatText && f != FormatJSON && f != FormatAsciicast:
+		return fmt.Errorf("%w: unknown format %q (text, json or asciicast)", ErrUnsupported, f)
 	case f == FormatAsciicast && p != schemas.SSH:
 		return fmt.Errorf("%w: asciicast is for SSH terminals; use text or json for %s", ErrUnsupported, p)
-	case f == FormatHAR && p != schemas.HTTP:
-		return fmt.Errorf("%w: har is for HTTP sessions; use text or json for %s", ErrUnsupported, p)
 	}
 	return nil
 }
@@ -58,8 +66,8 @@ func Write(w io.Writer, p schemas.Protocol, f Format, frames iter.Seq2[schemas.F
 	if err := Check(p, f); err != nil {
 		return err
 	}
-	if p == schemas.HTTP {
-		return writeHTTP(w, f, frames, flush)
+	if ok, err := writeRegistered(w, p, f, frames, opt, flush); ok {
+		return err
 	}
 	if p == schemas.Postgres {
 		events := Postgres(frames, opt)
