@@ -417,3 +417,5 @@ func localAddr(t *testing.T) string {
 }
 
 func asClose(err error, ce *websocket.CloseError) bool { return errors.As(err, ce) }
+
+
