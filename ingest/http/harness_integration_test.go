@@ -417,5 +417,3 @@ func localAddr(t *testing.T) string {
 }
 
 func asClose(err error, ce *websocket.CloseError) bool { return errors.As(err, ce) }
-
-
