@@ -194,9 +194,9 @@ func (ls *liveSession) stop(reason string) {
 		ls.reason.Store(&reason)
 		ls.cancel(errStopped{reason})
 		s := ls.c.s
-		s.ends.Add(1)
+		s.ends.add()
 		go func() {
-			defer s.ends.Done()
+			defer s.ends.done()
 			ls.exchanges.Wait()
 			ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 			defer cancel()

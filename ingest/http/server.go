@@ -64,7 +64,42 @@ type Server struct {
 	limits    *edgelimit.Limiter
 	denials   *edgelimit.Background
 	conns     sync.Map // net.Conn → *agentConn
-	ends      sync.WaitGroup
+	ends      pending  // session ends being recorded
+}
+
+// pending counts work that Serve waits for on its way out. Unlike a
+// WaitGroup, adding while Serve waits is allowed: connection hooks still run
+// while the server closes.
+type pending struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func (p *pending) add() {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+}
+
+func (p *pending) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n--
+	if p.n == 0 && p.zero != nil {
+		p.zero.Broadcast()
+	}
+}
+
+func (p *pending) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.zero == nil {
+		p.zero = sync.NewCond(&p.mu)
+	}
+	for p.n > 0 {
+		p.zero.Wait()
+	}
 }
 
 // New validates the options and builds the target transports.
@@ -141,7 +176,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return true
 	})
 	_ = srv.Close()
-	s.ends.Wait()
+	s.ends.wait()
 	s.denials.Wait()
 	if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) {
 		return nil
