@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # integration/services.sh — install, start and stop the real services that the
 # integration tests use (no Docker): Kafka, PostgreSQL (+ pgbouncer on demand),
-# OpenSSH, ClickHouse server, the chDB library, and the SIEM consumers (Kafka
-# Connect, rsyslog imkafka, kcat, an OCSF validator). See docs/services.md.
+# OpenSSH, ClickHouse server, the chDB library, the SIEM consumers (Kafka
+# Connect, rsyslog imkafka, kcat, an OCSF validator), and nginx with the Python
+# HTTP clients for the HTTP edge. See docs/services.md.
 #
 #   services.sh up [SERVICE...]      install what is missing, start (or reuse) services,
-#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem
+#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem http
 #   services.sh down [SERVICE...]    stop what `up` started
 #   services.sh status               what runs where, and its log
 #   services.sh env [--export]       print .services/env
@@ -28,7 +29,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
-ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem)
+ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem http)
 # Services started only when named (`up kafka-cluster`); their env parts are kept.
 OPT_SERVICES=(kafka-cluster)
 
@@ -50,6 +51,8 @@ source "$SCRIPT_DIR/scripts/clickhouse.sh"
 source "$SCRIPT_DIR/scripts/chdb.sh"
 # shellcheck source=scripts/siem.sh
 source "$SCRIPT_DIR/scripts/siem.sh"
+# shellcheck source=scripts/http.sh
+source "$SCRIPT_DIR/scripts/http.sh"
 # shellcheck source=scripts/kafka-cluster.sh
 source "$SCRIPT_DIR/scripts/kafka-cluster.sh"
 
@@ -62,6 +65,7 @@ prefix() {
 	clickhouse) echo ch ;;
 	chdb) echo chdb ;;
 	siem) echo siem ;;
+	http) echo http ;;
 	kafka-cluster) echo kcluster ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac

@@ -24,7 +24,7 @@ func newReplayCmd() *cobra.Command {
 		channel   int64
 	)
 	cmd := &cobra.Command{
-		Use:   "replay SESSION_ID [--speed N] [--format text|asciicast|json]",
+		Use:   "replay SESSION_ID [--speed N] [--format text|asciicast|json|har]",
 		Short: "Replay a recorded session",
 		Long: `Replay a session from the query API: a Postgres session as a transcript of its
 statements, parameters, results and errors; an SSH session's terminal.
@@ -32,10 +32,12 @@ statements, parameters, results and errors; an SSH session's terminal.
 In a terminal (or with --speed) text and asciicast play with the recorded timing: SSH
 output is played as the agent saw it, Postgres statements appear as they were run.
 Otherwise the replay is written out at once: text, asciicast v2 (SSH; save it as .cast
-for asciinema) or json (one event per line). --follow tails a live session.`,
+for asciinema), json (one event per line) or har (HTTP sessions: HAR 1.2, opens in
+browser devtools and HAR viewers). --follow tails a live session.`,
 		Example: `  tapline replay 0192f0c4-3c1e-7b4a-9d4e-2f6a1b8c9d0e
   tapline replay $ID --speed 4 --idle-limit 2s
   tapline replay $ID --format asciicast > session.cast
+  tapline replay $ID --format har > session.har
   tapline replay $ID --format json | jq 'select(.type == "statement") | .statement.text'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,14 +46,14 @@ for asciinema) or json (one event per line). --follow tails a live session.`,
 				return err
 			}
 			id := args[0]
-			if format != "text" && format != "asciicast" && format != "json" {
-				return fmt.Errorf("--format %q: want text, asciicast or json", format)
+			if format != "text" && format != "asciicast" && format != "json" && format != "har" {
+				return fmt.Errorf("--format %q: want text, asciicast, json or har", format)
 			}
 			opt := client.ReplayOptions{Format: format, Follow: follow, MaxRows: maxRows}
 			if cmd.Flags().Changed("channel") {
 				opt.Channel = &channel
 			}
-			play := format != "json" && (cmd.Flags().Changed("speed") || stdoutIsTerminal())
+			play := format != "json" && format != "har" && (cmd.Flags().Changed("speed") || stdoutIsTerminal())
 			if !play {
 				return dumpReplay(cmd, c, id, opt)
 			}
@@ -89,7 +91,7 @@ for asciinema) or json (one event per line). --follow tails a live session.`,
 	}
 	af.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&format, "format", "text", "text, asciicast (SSH) or json")
+	f.StringVar(&format, "format", "text", "text, asciicast (SSH), json or har (HTTP: HAR 1.2 for browser devtools)")
 	f.Float64Var(&speed, "speed", 1, "playback speed factor; setting it plays even when not on a terminal")
 	f.DurationVar(&idleLimit, "idle-limit", 0, "cap pauses during playback at this (e.g. 2s); 0 keeps them")
 	f.BoolVar(&follow, "follow", false, "keep replaying a live session as it is recorded")

@@ -16,6 +16,7 @@ import (
 	"github.com/tapline/tapline/config"
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
+	httpproxy "github.com/tapline/tapline/ingest/http"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 	"github.com/tapline/tapline/kafkaconn"
@@ -42,6 +43,8 @@ type Config struct {
 	Postgres *PostgresListener `yaml:"postgres"`
 	// SSH configures the SSH listener (docs/ssh.md); absent means no SSH listener.
 	SSH *sshproxy.Config `yaml:"ssh"`
+	// HTTP configures the HTTP edge (docs/http.md); absent means no HTTP listener.
+	HTTP *httpproxy.Config `yaml:"http"`
 	// Limits bound what clients can make every edge do (docs/security.md).
 	Limits  edgelimit.Config `yaml:"limits"`
 	Targets []Target         `yaml:"targets"`
@@ -91,12 +94,13 @@ type PostgresListener struct {
 // Target is a system agents reach through the gateway. Exactly the section named
 // by Protocol is set.
 type Target struct {
-	Name     string                 `yaml:"name"`
-	Protocol string                 `yaml:"protocol"`
-	Address  string                 `yaml:"address"`
-	Groups   []string               `yaml:"groups"`
-	Postgres *PostgresTarget        `yaml:"postgres"`
-	SSH      *sshproxy.TargetConfig `yaml:"ssh"`
+	Name     string                  `yaml:"name"`
+	Protocol string                  `yaml:"protocol"`
+	Address  string                  `yaml:"address"`
+	Groups   []string                `yaml:"groups"`
+	Postgres *PostgresTarget         `yaml:"postgres"`
+	SSH      *sshproxy.TargetConfig  `yaml:"ssh"`
+	HTTP     *httpproxy.TargetConfig `yaml:"http"`
 }
 
 // PostgresTarget is how the gateway logs in to a Postgres target. The password
@@ -242,6 +246,7 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	}
 	c.validatePostgresListener(&p)
 	c.validateSSHListener(&p)
+	c.validateHTTPListener(&p)
 	c.validateTargets(&p, lookupEnv)
 	return p.err()
 }
@@ -301,10 +306,12 @@ func (c *Config) validateTargets(p *problems, lookupEnv func(string) (string, bo
 			c.validatePostgresTarget(p, key, t, lookupEnv)
 		case "ssh":
 			c.validateSSHTarget(p, key, t)
+		case "http":
+			c.validateHTTPTarget(p, key, t, lookupEnv)
 		case "":
-			p.add(key+".protocol", "required (postgres or ssh)")
+			p.add(key+".protocol", "required (postgres, ssh or http)")
 		default:
-			p.add(key+".protocol", "unknown protocol %q (want postgres or ssh)", t.Protocol)
+			p.add(key+".protocol", "unknown protocol %q (want postgres, ssh or http)", t.Protocol)
 		}
 	}
 }

@@ -107,13 +107,16 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 	if err := g.addSSH(); err != nil {
 		return nil, err
 	}
+	if err := g.addHTTP(); err != nil {
+		return nil, err
+	}
 	if cfg.Metrics.Listen != "" {
 		if g.metrics, err = metricsserver.Listen(cfg.Metrics.Listen, g.reg, g.ready, g.metricsOptions()...); err != nil {
 			return nil, err
 		}
 	}
 	if len(g.servers) == 0 {
-		return nil, errors.New("no listener configured (add a postgres: or ssh: section)")
+		return nil, errors.New("no listener configured (add a postgres:, ssh: or http: section)")
 	}
 	return g, nil
 }
@@ -207,7 +210,7 @@ func (c *Config) lookupEnv(name string) (string, bool) {
 	return os.LookupEnv(name)
 }
 
-// Addr returns the bound address of a listener ("postgres", "ssh", "metrics"), or nil.
+// Addr returns the bound address of a listener ("postgres", "ssh", "http", "metrics"), or nil.
 func (g *Gateway) Addr(name string) net.Addr {
 	if name == "metrics" && g.metrics != nil {
 		return g.metrics.Addr()

@@ -33,7 +33,7 @@ func listenerTLS(certFile, keyFile, dataDir, listen string, log *slog.Logger) (*
 		if err != nil {
 			return nil, err
 		}
-		log.Warn("postgres listener uses a self-signed certificate; set postgres.tls_cert and tls_key in production",
+		log.Warn("listener uses a self-signed certificate; set its tls_cert and tls_key in production", "listen", listen,
 			"cert", certFile, "created", created)
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)

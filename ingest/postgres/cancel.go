@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 	"io"
 	"sync"
 	"time"
@@ -78,7 +79,7 @@ func (s *Server) serveCancel(ctx context.Context, k cancelKey, remote string) {
 		s.log.Info("cancel request with unknown key", "client", remote)
 		return
 	}
-	if err := e.sess.Client(ctx, "CancelRequest", 0, k.packet()); err != nil {
+	if err := e.sess.Client(ctx, pgwire.CancelRequest, 0, k.packet()); err != nil {
 		s.metrics.cancels.WithLabelValues("not_recorded").Inc()
 		s.log.Warn("cancel request not forwarded: recording failed", "session", e.sess.ID(), "err", err)
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 	"io"
 	"slices"
 )
@@ -134,26 +135,9 @@ func printable(b byte) string {
 	return fmt.Sprintf("\\x%02x", b)
 }
 
-// Message type bytes a frontend may send after authentication.
-var clientKinds = map[byte]string{
-	'Q': "Query", 'P': "Parse", 'B': "Bind", 'E': "Execute", 'D': "Describe",
-	'C': "Close", 'S': "Sync", 'H': "Flush", 'X': "Terminate", 'd': "CopyData",
-	'c': "CopyDone", 'f': "CopyFail", 'F': "FunctionCall",
-}
-
-// Message type bytes a backend may send. 'R' is refined by authKind.
-var serverKinds = map[byte]string{
-	'R': "Authentication", 'S': "ParameterStatus", 'K': "BackendKeyData", 'Z': "ReadyForQuery",
-	'T': "RowDescription", 'D': "DataRow", 'C': "CommandComplete", 'E': "ErrorResponse",
-	'N': "NoticeResponse", 'A': "NotificationResponse", '1': "ParseComplete", '2': "BindComplete",
-	'3': "CloseComplete", 'n': "NoData", 't': "ParameterDescription", 's': "PortalSuspended",
-	'I': "EmptyQueryResponse", 'G': "CopyInResponse", 'H': "CopyOutResponse", 'W': "CopyBothResponse",
-	'd': "CopyData", 'c': "CopyDone", 'v': "NegotiateProtocolVersion", 'V': "FunctionCallResponse",
-}
-
 var (
-	clientTypes = typeSet(clientKinds)
-	serverTypes = typeSet(serverKinds)
+	clientTypes = typeSet(pgwire.ClientKinds)
+	serverTypes = typeSet(pgwire.ServerKinds)
 )
 
 func typeSet(m map[byte]string) map[byte]bool {
@@ -164,20 +148,13 @@ func typeSet(m map[byte]string) map[byte]bool {
 	return s
 }
 
-var authKinds = map[uint32]string{
-	0: "AuthenticationOk", 2: "AuthenticationKerberosV5", 3: "AuthenticationCleartextPassword",
-	5: "AuthenticationMD5Password", 7: "AuthenticationGSS", 8: "AuthenticationGSSContinue",
-	9: "AuthenticationSSPI", 10: "AuthenticationSASL", 11: "AuthenticationSASLContinue",
-	12: "AuthenticationSASLFinal",
-}
-
 // serverKind names a backend message the way pgproto3 names its type.
 func serverKind(typ byte, msg []byte) string {
 	if typ != 'R' {
-		return serverKinds[typ]
+		return pgwire.ServerKinds[typ]
 	}
 	if len(msg) >= headerLen+4 {
-		if k, ok := authKinds[binary.BigEndian.Uint32(msg[headerLen:])]; ok {
+		if k, ok := pgwire.AuthKinds[binary.BigEndian.Uint32(msg[headerLen:])]; ok {
 			return k
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
@@ -151,7 +152,7 @@ func (c *conn) open(ctx context.Context, st *startup, start schemas.SessionStart
 		return nil, nil, nil
 	}
 	log := s.log.With("session", sess.ID(), "target", t.Name, "subject", start.Subject)
-	if err := sess.Client(ctx, "StartupMessage", 0, st.raw); err != nil {
+	if err := sess.Client(ctx, pgwire.StartupMessage, 0, st.raw); err != nil {
 		log.Error("session refused: recording failed", "err", err)
 		c.reject("refused", codeRejected, msgRecordingUnavailable)
 		c.end(sess, "recording failed: "+err.Error())
@@ -165,7 +166,7 @@ func (c *conn) open(ctx context.Context, st *startup, start schemas.SessionStart
 		}
 		log.Warn("target login failed", "err", err)
 		msg := fatalMessage(te.code, te.msg)
-		_ = sess.Server("ErrorResponse", 0, msg)
+		_ = sess.Server(pgwire.ErrorResponse, 0, msg)
 		c.s.metrics.connections.WithLabelValues("target_error").Inc()
 		_, _ = c.net.Write(msg)
 		c.end(sess, "target login failed: "+te.msg)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/recorder"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 var errAgentGone = errors.New("connection to the agent closed")
@@ -64,7 +64,7 @@ func (a *agentWriter) final(msg []byte) {
 		return
 	}
 	a.closed = true
-	_ = a.sess.Server("ErrorResponse", 0, msg) // recording may be what failed; best effort
+	_ = a.sess.Server(pgwire.ErrorResponse, 0, msg) // recording may be what failed; best effort
 	if _, err := a.w.Write(msg); err == nil {
 		_ = a.w.Flush()
 	}
@@ -228,11 +228,11 @@ func (r *relay) readBatch(b *clientBatch) error {
 		typ = b.more[start]
 		size += len(b.more) - start
 	}
-	b.msgs = append(b.msgs[:0], recorder.Message{Kind: clientKinds[msg[0]], Payload: msg})
+	b.msgs = append(b.msgs[:0], recorder.Message{Kind: pgwire.ClientKinds[msg[0]], Payload: msg})
 	start := 0
 	for _, end := range b.ends {
 		m := b.more[start:end]
-		b.msgs = append(b.msgs, recorder.Message{Kind: clientKinds[m[0]], Payload: m})
+		b.msgs = append(b.msgs, recorder.Message{Kind: pgwire.ClientKinds[m[0]], Payload: m})
 		start = end
 	}
 	return nil

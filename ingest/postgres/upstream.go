@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // TLSMode is how the gateway secures its connection to a target, as libpq's sslmode.
@@ -176,7 +176,7 @@ func (u *upstream) login(t *Target, agentParams map[string]string) error {
 			continue
 		case 'R':
 		default:
-			return fmt.Errorf("unexpected %s during authentication", serverKinds[typ])
+			return fmt.Errorf("unexpected %s during authentication", pgwire.ServerKinds[typ])
 		}
 		if len(body) < 4 {
 			return errors.New("short authentication message")
@@ -232,7 +232,7 @@ func (u *upstream) login(t *Target, agentParams map[string]string) error {
 			err = scram.verifyServerFinal(body[4:])
 			scramDone = err == nil
 		default:
-			return fmt.Errorf("target requests %s, which the gateway does not support (configure it for scram-sha-256)", authKinds[authType])
+			return fmt.Errorf("target requests %s, which the gateway does not support (configure it for scram-sha-256)", pgwire.AuthKinds[authType])
 		}
 		if err != nil {
 			return err

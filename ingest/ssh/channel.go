@@ -1,6 +1,7 @@
 package sshproxy
 
 import (
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 	"io"
 	"sync"
 	"time"
@@ -97,7 +98,7 @@ func (p *pair) forward(fromAgent bool, done chan struct{}) {
 	}
 	// The library does not tell an EOF from a close; a close always follows an
 	// EOF in practice, and an EOF passed on before a close is harmless.
-	if p.c.record(fromAgent, kindChannelEOF, p.id, nil) != nil {
+	if p.c.record(fromAgent, sshproto.ChannelEOF, p.id, nil) != nil {
 		return
 	}
 	if fromAgent {
@@ -122,9 +123,9 @@ func (p *pair) pump(fromAgent, ext bool) bool {
 	}
 	var r io.Reader = src
 	var w io.Writer = dst
-	kind, size := kindChannelData, dataChunk
+	kind, size := sshproto.ChannelData, dataChunk
 	if ext {
-		r, w, kind, size = src.Stderr(), dst.Stderr(), kindChannelExtData, stderrChunk
+		r, w, kind, size = src.Stderr(), dst.Stderr(), sshproto.ChannelExtData, stderrChunk
 	}
 	buf := make([]byte, size)
 	for {
@@ -197,7 +198,7 @@ func (p *pair) agentRequests() {
 	<-p.toTarget
 	p.targetBusy.Lock()
 	defer p.targetBusy.Unlock()
-	if p.c.recordClient(kindChannelClose, p.id, nil) == nil {
+	if p.c.recordClient(sshproto.ChannelClose, p.id, nil) == nil {
 		p.target.Close()
 	}
 }
@@ -212,7 +213,7 @@ func (p *pair) targetRequests() {
 	p.deferred.Wait()
 	p.agentBusy.Lock()
 	defer p.agentBusy.Unlock()
-	if p.c.recordServer(kindChannelClose, p.id, nil) == nil {
+	if p.c.recordServer(sshproto.ChannelClose, p.id, nil) == nil {
 		p.agent.Close()
 	}
 }
@@ -221,14 +222,14 @@ func (p *pair) agentRequest(req *ssh.Request) {
 	p.agentBusy.Lock()
 	defer p.agentBusy.Unlock()
 	c := p.c
-	if c.recordClient(kindRequestPrefix+req.Type, p.id, req.Payload) != nil {
+	if c.recordClient(sshproto.RequestPrefix+req.Type, p.id, req.Payload) != nil {
 		req.Reply(false, nil)
 		return
 	}
 	if reason := p.refuseRequest(req.Type); reason != "" {
 		c.log.Info("refused channel request", "channel", p.id, "request", req.Type, "reason", reason)
 		if req.WantReply {
-			c.recordServer(kindReplyPrefix+req.Type, p.id, []byte{msgChannelFailure})
+			c.recordServer(sshproto.ReplyPrefix+req.Type, p.id, []byte{msgChannelFailure})
 			req.Reply(false, nil)
 		}
 		return
@@ -241,7 +242,7 @@ func (p *pair) agentRequest(req *ssh.Request) {
 		return
 	}
 	ok = ok && err == nil
-	c.recordServer(kindReplyPrefix+req.Type, p.id, []byte{channelReplyCode(ok)})
+	c.recordServer(sshproto.ReplyPrefix+req.Type, p.id, []byte{channelReplyCode(ok)})
 	req.Reply(ok, nil)
 }
 
@@ -264,7 +265,7 @@ func (p *pair) relayToAgent(req *ssh.Request) {
 	p.targetBusy.Lock()
 	defer p.targetBusy.Unlock()
 	c := p.c
-	if c.recordServer(kindRequestPrefix+req.Type, p.id, req.Payload) != nil {
+	if c.recordServer(sshproto.RequestPrefix+req.Type, p.id, req.Payload) != nil {
 		req.Reply(false, nil)
 		return
 	}
@@ -273,7 +274,7 @@ func (p *pair) relayToAgent(req *ssh.Request) {
 		return
 	}
 	ok = ok && err == nil
-	if c.recordClient(kindReplyPrefix+req.Type, p.id, []byte{channelReplyCode(ok)}) != nil {
+	if c.recordClient(sshproto.ReplyPrefix+req.Type, p.id, []byte{channelReplyCode(ok)}) != nil {
 		ok = false
 	}
 	req.Reply(ok, nil)

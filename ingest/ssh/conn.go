@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -241,14 +242,14 @@ func (c *proxyConn) globalRequests(reqs <-chan *ssh.Request, fromAgent bool) {
 }
 
 func (c *proxyConn) global(req *ssh.Request, fromAgent bool) {
-	if c.record(fromAgent, kindGlobalPrefix+req.Type, globalChannel, req.Payload) != nil {
+	if c.record(fromAgent, sshproto.GlobalPrefix+req.Type, sshproto.GlobalChannel, req.Payload) != nil {
 		req.Reply(false, nil)
 		return
 	}
 	if reason := c.refuseGlobal(req.Type, fromAgent); reason != "" {
 		c.log.Info("refused global request", "request", req.Type, "reason", reason)
 		if req.WantReply {
-			c.recordServer(kindReplyPrefix+req.Type, globalChannel, replyPayload(msgRequestFailure, nil))
+			c.recordServer(sshproto.ReplyPrefix+req.Type, sshproto.GlobalChannel, replyPayload(msgRequestFailure, nil))
 			req.Reply(false, nil)
 		}
 		return
@@ -268,7 +269,7 @@ func (c *proxyConn) global(req *ssh.Request, fromAgent bool) {
 	if !ok {
 		code = msgRequestFailure
 	}
-	if c.record(!fromAgent, kindReplyPrefix+req.Type, globalChannel, replyPayload(code, resp)) != nil {
+	if c.record(!fromAgent, sshproto.ReplyPrefix+req.Type, sshproto.GlobalChannel, replyPayload(code, resp)) != nil {
 		ok, resp = false, nil
 	}
 	req.Reply(ok, resp)
@@ -319,7 +320,7 @@ func (c *proxyConn) channels(chans <-chan ssh.NewChannel, fromAgent bool) {
 // open relays a channel open from one side to the other.
 func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 	id := c.nextID.Add(1) - 1
-	if c.record(fromAgent, kindChannelOpen, id, openPayload(nc)) != nil {
+	if c.record(fromAgent, sshproto.ChannelOpen, id, openPayload(nc)) != nil {
 		nc.Reject(ssh.ResourceShortage, "recording failed")
 		return
 	}
@@ -371,7 +372,7 @@ func (c *proxyConn) open(nc ssh.NewChannel, fromAgent bool) {
 }
 
 func (c *proxyConn) reject(nc ssh.NewChannel, id int64, reason ssh.RejectionReason, msg string) {
-	c.recordServer(kindChannelOpenFailure, id, openFailurePayload(reason, msg))
+	c.recordServer(sshproto.ChannelOpenFailure, id, openFailurePayload(reason, msg))
 	nc.Reject(reason, msg)
 }
 

@@ -3,6 +3,7 @@ package sshproxy
 import (
 	"bufio"
 	"errors"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 	"net"
 	"strings"
 	"testing"
@@ -91,7 +92,7 @@ func TestSSHChannelsPerConnectionCapped(t *testing.T) {
 	rec := h.rec.lastSession(t)
 	waitFor(t, func() bool {
 		for _, f := range rec.snapshot() {
-			if f.kind == kindChannelOpenFailure && strings.Contains(string(f.payload), "too many channels") {
+			if f.kind == sshproto.ChannelOpenFailure && strings.Contains(string(f.payload), "too many channels") {
 				return true
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 	"io"
 	"net"
 	"os"
@@ -54,13 +55,13 @@ func TestExecOutputStderrExitStatusAndFrames(t *testing.T) {
 		dir  schemas.Direction
 		kind string
 	}{
-		{schemas.Client, kindChannelOpen},
+		{schemas.Client, sshproto.ChannelOpen},
 		{schemas.Client, "ssh.request.exec"},
-		{schemas.Server, kindChannelExtData},
-		{schemas.Server, kindChannelEOF},
+		{schemas.Server, sshproto.ChannelExtData},
+		{schemas.Server, sshproto.ChannelEOF},
 		{schemas.Server, "ssh.request.exit-status"},
-		{schemas.Server, kindChannelClose},
-		{schemas.Client, kindChannelClose},
+		{schemas.Server, sshproto.ChannelClose},
+		{schemas.Client, sshproto.ChannelClose},
 	}
 	got := channelFrames(frames, 0)
 	if len(got) < len(want) {
@@ -74,7 +75,7 @@ func TestExecOutputStderrExitStatusAndFrames(t *testing.T) {
 		t.Fatalf("exec reply missing or misplaced: %v", kinds(got))
 	}
 	got = slices.Delete(got, reply, reply+1)
-	got = slices.DeleteFunc(got, func(f recFrame) bool { return f.dir == schemas.Client && f.kind == kindChannelEOF })
+	got = slices.DeleteFunc(got, func(f recFrame) bool { return f.dir == schemas.Client && f.kind == sshproto.ChannelEOF })
 	for i, w := range want {
 		if got[i].dir != w.dir || got[i].kind != w.kind {
 			t.Fatalf("frame %d = %s %s, want %s %s (all: %v)", i, got[i].dir, got[i].kind, w.dir, w.kind, kinds(got))
@@ -138,9 +139,9 @@ func TestPtyShellAndWindowChangeRecordedAsOnTheWire(t *testing.T) {
 			pty = f.payload
 		case f.kind == "ssh.request.window-change":
 			winch = f.payload
-		case f.kind == kindChannelData && f.dir == schemas.Client:
+		case f.kind == sshproto.ChannelData && f.dir == schemas.Client:
 			clientData = append(clientData, f.payload...)
-		case f.kind == kindChannelData && f.dir == schemas.Server:
+		case f.kind == sshproto.ChannelData && f.dir == schemas.Server:
 			serverData = append(serverData, f.payload...)
 		}
 	}
@@ -249,7 +250,7 @@ func TestStrictModeInputNotForwardedWhenRecordingFails(t *testing.T) {
 	h := newHarness(t)
 	var failing atomic.Bool
 	h.rec.failClient = func(kind string, payload []byte) error {
-		if failing.Load() && kind == kindChannelData {
+		if failing.Load() && kind == sshproto.ChannelData {
 			return errors.New("recording unavailable: produce timeout")
 		}
 		return nil
@@ -341,7 +342,7 @@ func TestSeveralChannelsInOneConnection(t *testing.T) {
 	s.waitEnd(t)
 	seen := map[string]int64{}
 	for _, f := range s.snapshot() {
-		if f.kind == kindChannelData && f.dir == schemas.Server {
+		if f.kind == sshproto.ChannelData && f.dir == schemas.Server {
 			seen[string(f.payload)] = f.channel
 		}
 	}
@@ -432,7 +433,7 @@ func TestBulkDataIntact(t *testing.T) {
 	s.waitEnd(t)
 	var client, server []byte
 	for _, f := range s.snapshot() {
-		if f.kind == kindChannelData {
+		if f.kind == sshproto.ChannelData {
 			if f.dir == schemas.Client {
 				client = append(client, f.payload...)
 			} else {
@@ -458,7 +459,7 @@ func TestGlobalRequestsRelayedWithReplies(t *testing.T) {
 	var sawReq, sawReply, sawHostKeys bool
 	for _, f := range s.snapshot() {
 		switch {
-		case f.kind == "ssh.global.keepalive@openssh.com" && f.dir == schemas.Client && f.channel == globalChannel:
+		case f.kind == "ssh.global.keepalive@openssh.com" && f.dir == schemas.Client && f.channel == sshproto.GlobalChannel:
 			sawReq = true
 		case f.kind == "ssh.reply.keepalive@openssh.com" && f.dir == schemas.Server:
 			sawReply = bytes.Equal(f.payload, append([]byte{msgRequestSuccess}, "from-target"...))

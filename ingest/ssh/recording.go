@@ -32,23 +32,6 @@ type Session interface {
 	Err() error
 }
 
-// Frame kinds (contracts: ssh.channel.*, ssh.request.<name>, ssh.global.<name>).
-const (
-	kindChannelOpen        = "ssh.channel.open"
-	kindChannelOpenFailure = "ssh.channel.open-failure"
-	kindChannelData        = "ssh.channel.data"
-	kindChannelExtData     = "ssh.channel.extended-data"
-	kindChannelEOF         = "ssh.channel.eof"
-	kindChannelClose       = "ssh.channel.close"
-	kindRequestPrefix      = "ssh.request."
-	kindGlobalPrefix       = "ssh.global."
-	kindReplyPrefix        = "ssh.reply."
-)
-
-// globalChannel is the channel value of frames that belong to no channel
-// (global requests and their replies).
-const globalChannel = -1
-
 // Recording adapts the frame recorder to the proxy's Recorder.
 func Recording(r *recorder.Recorder) Recorder { return recording{r} }
 

@@ -40,11 +40,13 @@ import (
 
 // Target names in the gateway's configuration, and the groups they admit.
 const (
-	pgTarget  = "appdb"
-	sshTarget = "box"
-	pgGroup   = "dba"
-	sshGroup  = "ops"
-	auditors  = api.DefaultAuditorsGroup
+	pgTarget   = "appdb"
+	sshTarget  = "box"
+	httpTarget = "web"
+	pgGroup    = "dba"
+	sshGroup   = "ops"
+	httpGroup  = "dev"
+	auditors   = api.DefaultAuditorsGroup
 )
 
 // pipelineWait bounds how long a finished session may take to reach the API.
@@ -78,6 +80,9 @@ type harness struct {
 	gw         *gateway.Gateway
 	pgAddr     string
 	sshAddr    string
+	httpAddr   string   // the gateway's HTTP edge
+	gwCA       string   // its certificate, for HTTP clients
+	web        *httpApp // the HTTP target
 	sshHostKey ssh.PublicKey
 	gwKey      ed25519.PublicKey
 
@@ -303,6 +308,12 @@ func (h *harness) openStore(stops *[]func()) error {
 }
 
 func (h *harness) startGateway(log *slog.Logger, stops *[]func()) error {
+	web, err := startHTTPApp(h.dir)
+	if err != nil {
+		return err
+	}
+	h.web = web
+	*stops = append(*stops, web.Close)
 	cfg := map[string]any{
 		"gateway_id": "e2e-gw",
 		"data_dir":   filepath.Join(h.dir, "gateway"),
@@ -310,12 +321,15 @@ func (h *harness) startGateway(log *slog.Logger, stops *[]func()) error {
 		"oidc":       map[string]any{"issuer": h.iss.URL(), "audience": devissuer.DefaultAudience},
 		"postgres":   map[string]any{"listen": "127.0.0.1:0"},
 		"ssh":        map[string]any{"listen": "127.0.0.1:0"},
+		"http":       map[string]any{"listen": "127.0.0.1:0"},
 		"targets": []any{
 			map[string]any{"name": pgTarget, "protocol": "postgres", "address": h.pg.Addr(), "groups": []string{pgGroup},
 				"postgres": map[string]any{"database": h.pg.DB, "user": h.pg.GWUser, "password_env": "E2E_PG_PASSWORD",
 					"tls": "verify-full", "ca_file": h.pg.SSLCert}},
 			map[string]any{"name": sshTarget, "protocol": "ssh", "address": h.target.Addr(), "groups": []string{sshGroup},
 				"ssh": map[string]any{"user": h.target.User, "key_file": h.target.KeyPath, "known_hosts": h.target.KnownHostsPath}},
+			map[string]any{"name": httpTarget, "protocol": "http", "address": h.web.addr, "groups": []string{httpGroup},
+				"http": map[string]any{"ca_file": h.web.caFile, "bearer": map[string]any{"value": "web-target-secret"}}},
 		},
 	}
 	b, err := yaml.Marshal(cfg)
@@ -348,7 +362,8 @@ func (h *harness) startGateway(log *slog.Logger, stops *[]func()) error {
 		}
 	})
 	h.gw, h.gwKey = gw, ed25519.PublicKey(gw.PublicKey())
-	h.pgAddr, h.sshAddr = gw.Addr("postgres").String(), gw.Addr("ssh").String()
+	h.pgAddr, h.sshAddr, h.httpAddr = gw.Addr("postgres").String(), gw.Addr("ssh").String(), gw.Addr("http").String()
+	h.gwCA = filepath.Join(h.dir, "gateway", "postgres-tls.crt")
 	key, err := os.ReadFile(filepath.Join(h.dir, "gateway", "ssh_host_ed25519_key"))
 	if err != nil {
 		return fmt.Errorf("gateway ssh host key: %w", err)

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // plantedSecret is a secret the password detector must find wherever it is planted
@@ -105,7 +105,7 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 			}
 			// HTTP: as a body and as a whole message.
 			for _, payload := range [][]byte{append([]byte("POST /x HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"), p...), p} {
-				f := &schemas.Frame{Protocol: schemas.HTTP, Kind: "http.request", Payload: payload, Final: true}
+				f := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Payload: payload, Final: true}
 				m.Frame(f, "api", &State{}, nil)
 			}
 		})

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // A Postgres message larger than the recorder's fragment limit arrives as several

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/tapline/tapline/schemas"
+	hs "github.com/tapline/tapline/schemas/http"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
@@ -21,6 +22,7 @@ import (
 type State struct {
 	Walk *pgWalk               `json:"walk,omitempty"`
 	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
+	HTTP *hs.MaskState         `json:"http,omitempty"`
 }
 
 func (s *State) sshChannel(id int64) *sshChannel {
@@ -76,7 +78,9 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, pg PGContext)
 		if f.Kind == "ssh.channel.close" {
 			st.CloseChannel(f.Channel)
 		}
-	case schemas.HTTP, schemas.Kubernetes:
+	case schemas.HTTP:
+		out = t.httpFrame(f, st, counts)
+	case schemas.Kubernetes:
 		if strings.HasPrefix(f.Kind, "http.") {
 			out = t.http(f, counts)
 		} else {

@@ -387,7 +387,7 @@ func TestHTTPHeadersAndJSON(t *testing.T) {
 	body := `{"user":"bob","password":"hunter2","nested":{"token":12345,"keep":"x"},"mail":"bob@example.com"}`
 	req := "POST /login?next=/home&api_key=abc123 HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer abc.def.ghi\r\n" +
 		"Cookie: sid=1; theme=dark\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	f := &schemas.Frame{Protocol: schemas.HTTP, Kind: "http.request", Direction: schemas.Client, Payload: []byte(req), Final: true}
+	f := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Direction: schemas.Client, Payload: []byte(req), Final: true}
 	c := m.Frame(f, "api", &State{}, nil)
 	wantBody := `{"user":"bob","password":"[masked:json_field]","nested":{"token":"[masked:json_field]","keep":"x"},"mail":"[masked:email]"}`
 	want := "POST /login?next=/home&api_key=%5Bmasked%3Ajson_field%5D HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer [masked:http_header]\r\n" +

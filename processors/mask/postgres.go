@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // PGContext is what the masker needs to know about a Postgres conversation at the

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // Withheld is the mask type of a frame whose payload was withheld because processing
@@ -81,10 +82,10 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 		// The stitcher still learns that a message of this kind passed (a Query
 		// whose rows follow, a channel's data), from the withheld frame.
 		if !p.stitchWithheld(s, &f, w, out) {
-			s.PG, s.SSH = nil, nil
+			s.Stitcher = nil
 		}
 	case stageStitch:
-		s.PG, s.SSH = nil, nil
+		s.Stitcher = nil
 	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
@@ -92,27 +93,21 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 }
 
 // stitchWithheld passes the withheld frame w of f to the stitcher, reporting whether
-// that went without a panic. A whole Postgres message is passed as an empty message
-// of its type, so that the stitcher keeps pairing answers with requests.
+// that went without a panic. A stitcher that knows the shape of a withheld message
+// (protocol.WithheldStitcher) is told what the frame was, so that it keeps pairing
+// answers with requests.
 func (p *Processor) stitchWithheld(s *session, f *schemas.Frame, w schemas.Frame, out *Output) (ok bool) {
-	if w.Protocol == schemas.Postgres && w.Fragment == 0 && w.Final && len(f.Payload) > 0 {
-		w.Payload = []byte{f.Payload[0], 0, 0, 0, 4}
-	}
 	defer func() {
 		if recover() != nil {
 			ok = false
 		}
 	}()
 	var cmds []schemas.Command
-	switch w.Protocol {
-	case schemas.Postgres:
-		if s.PG != nil {
-			cmds = s.PG.Frame(&w, p.cfg.Limits)
-		}
-	case schemas.SSH:
-		if s.SSH != nil {
-			cmds = s.SSH.Frame(&w, p.cfg.Limits)
-		}
+	switch st := s.Stitcher.(type) {
+	case protocol.WithheldStitcher:
+		cmds = st.Withheld(&w, f.Payload, p.cfg.Limits)
+	case protocol.Stitcher:
+		cmds = st.Frame(&w, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
 	return true

@@ -9,9 +9,9 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
-	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // panicOn returns a processor whose per-frame hook panics on the frames of

@@ -16,8 +16,9 @@ import (
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/mask"
-	"github.com/tapline/tapline/processors/stitch"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	_ "github.com/tapline/tapline/schemas/protocol/all" // every protocol the processors handle
 )
 
 // Config is what a Processor needs.
@@ -41,7 +42,7 @@ type Config struct {
 	// SummaryInterval bounds how often an active session's summary is re-emitted as
 	// its counts change (event time).
 	SummaryInterval time.Duration
-	Limits          stitch.Limits
+	Limits          protocol.Limits
 	// MaxIntegrity bounds the problems listed in a session's summary.
 	MaxIntegrity int
 	// FrameHook, when set, runs on every protocol frame before masking. Tests use it
@@ -133,8 +134,9 @@ type session struct {
 	Closed      bool            `json:"closed,omitempty"` // ended; kept until Sweep
 	AbandonedAt *time.Time      `json:"abandoned_at,omitempty"`
 	Mask        mask.State      `json:"mask"`
-	PG          *stitch.PG      `json:"pg,omitempty"`
-	SSH         *stitch.SSH     `json:"ssh,omitempty"`
+	// Stitcher is the protocol's stitcher, saved under the protocol's StateKey (see
+	// MarshalJSON).
+	Stitcher protocol.Stitcher `json:"-"`
 }
 
 // Frame processes one raw frame and appends what it produced to out. A frame that
@@ -246,13 +248,9 @@ func newSession(f *schemas.Frame) *session {
 
 // protocolFrame masks, forwards and stitches one protocol frame.
 func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
-	var pg mask.PGContext
-	if f.Protocol == schemas.Postgres {
-		if s.PG == nil {
-			s.PG = &stitch.PG{}
-		}
-		pg = s.PG
-	}
+	st := s.stitcher()
+	// The Postgres masker reads the columns of the rows it masks from the stitcher.
+	pg, _ := st.(mask.PGContext)
 	p.stage = stageMask
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
@@ -265,16 +263,70 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	out.Frames = append(out.Frames, *f)
 	p.stage = stageStitch
 	var cmds []schemas.Command
-	switch f.Protocol {
-	case schemas.Postgres:
-		cmds = s.PG.Frame(f, p.cfg.Limits)
-	case schemas.SSH:
-		if s.SSH == nil {
-			s.SSH = &stitch.SSH{}
-		}
-		cmds = s.SSH.Frame(f, p.cfg.Limits)
+	if st != nil {
+		cmds = st.Frame(f, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
+}
+
+// stitcher returns the session's stitcher, starting one for protocols that stitch
+// (nil for the others).
+func (s *session) stitcher() protocol.Stitcher {
+	if s.Stitcher != nil {
+		return s.Stitcher
+	}
+	if sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol); err == nil {
+		s.Stitcher = sp.NewStitcher()
+	}
+	return s.Stitcher
+}
+
+// plainSession is session without its JSON methods.
+type plainSession session
+
+// MarshalJSON saves the stitcher under its protocol's state key.
+func (s *session) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal((*plainSession)(s))
+	if err != nil || s.Stitcher == nil {
+		return b, err
+	}
+	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
+	if err != nil {
+		return nil, err
+	}
+	st, err := json.Marshal(s.Stitcher)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := json.Marshal(sp.StateKey())
+	b = append(b[:len(b)-1], ',')
+	b = append(append(append(b, key...), ':'), st...)
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON restores the stitcher from its protocol's state key.
+func (s *session) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, (*plainSession)(s)); err != nil {
+		return err
+	}
+	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
+	if err != nil {
+		return nil // a protocol that does not stitch
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	raw, ok := fields[sp.StateKey()]
+	if !ok || string(raw) == "null" {
+		return nil
+	}
+	st := sp.NewStitcher()
+	if err := json.Unmarshal(raw, st); err != nil {
+		return fmt.Errorf("%s state: %w", sp.StateKey(), err)
+	}
+	s.Stitcher = st
+	return nil
 }
 
 // commands finishes stitched commands (identity, safety-net masking) and emits them
@@ -323,17 +375,14 @@ func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) 
 	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
 	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
 	s.Closed = true
-	s.Mask, s.PG, s.SSH = mask.State{}, nil, nil
+	s.Mask, s.Stitcher = mask.State{}, nil
 }
 
 // flushCommands emits the session's unfinished commands.
 func (p *Processor) flushCommands(s *session, f *schemas.Frame, why string, out *Output) {
 	var cmds []schemas.Command
-	if s.PG != nil {
-		cmds = append(cmds, s.PG.Flush(f, why)...)
-	}
-	if s.SSH != nil {
-		cmds = append(cmds, s.SSH.Flush(f, why)...)
+	if s.Stitcher != nil {
+		cmds = s.Stitcher.Flush(f, why)
 	}
 	p.commands(s, cmds, out)
 }

@@ -14,9 +14,9 @@ import (
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
-	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

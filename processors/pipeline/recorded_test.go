@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/processors/integrity"
-	"github.com/tapline/tapline/processors/internal/sessiontest"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // The gateway that recorded processors/testdata.

@@ -14,8 +14,8 @@ import (
 	"github.com/tapline/tapline/processors/integrity"
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/processors/pipeline"
-	"github.com/tapline/tapline/processors/stitch"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 	"github.com/tapline/tapline/schemas/registry"
 )
 
@@ -257,7 +257,7 @@ func (c *Config) pipelineConfig() (pipeline.Config, error) {
 		Masker: m, TrustedKeys: keys, SigningKey: signer,
 		IdleTimeout: c.Sessions.IdleTimeout, AbandonedRetention: c.Sessions.AbandonedRetention,
 		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval,
-		Limits:    stitch.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
+		Limits:    protocol.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
 		FrameHook: c.FrameHook,
 	}, nil
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tapline/tapline/integration/testenv"
-	"github.com/tapline/tapline/processors/internal/sessiontest"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // buildTapline builds the tapline binary for subprocess tests.

@@ -162,7 +162,7 @@ func (c *Client) Session(ctx context.Context, id string) (wire.Session, error) {
 
 // ReplayOptions select a replay's format and behaviour.
 type ReplayOptions struct {
-	Format  string // text, json or asciicast
+	Format  string // text, json, asciicast (SSH) or har (HTTP)
 	Follow  bool
 	MaxRows int
 	Channel *int64

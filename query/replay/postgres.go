@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/pgwire"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
 )
 
 // Defaults for Options.

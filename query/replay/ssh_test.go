@@ -186,8 +186,11 @@ func TestSSHJSONEvents(t *testing.T) {
 }
 
 func TestUnsupportedReplay(t *testing.T) {
-	if err := Check(schemas.HTTP, FormatText); err == nil {
-		t.Error("HTTP replay accepted")
+	if err := Check(schemas.Kubernetes, FormatText); err == nil {
+		t.Error("Kubernetes replay accepted")
+	}
+	if err := Check(schemas.SSH, FormatHAR); err == nil {
+		t.Error("HAR of an SSH session accepted")
 	}
 	if err := Check(schemas.Postgres, FormatAsciicast); err == nil {
 		t.Error("asciicast of a Postgres session accepted")

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
+	"strings"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // Format is a replay output format.
@@ -18,6 +21,7 @@ const (
 	FormatText      Format = "text"      // Postgres transcript, or the SSH terminal as plain text
 	FormatJSON      Format = "json"      // NDJSON, one PGEvent or SSHEvent per line
 	FormatAsciicast Format = "asciicast" // SSH only: asciicast v2
+	FormatHAR       Format = "har"       // HTTP: HAR 1.2, one document
 )
 
 // ErrUnsupported is returned for a protocol or format replay does not handle.
@@ -30,12 +34,21 @@ func ContentType(f Format) string {
 		return "application/x-ndjson"
 	case FormatAsciicast:
 		return "application/x-asciicast"
+	case FormatHAR:
+		return "application/json"
 	}
 	return "text/plain; charset=utf-8"
 }
 
 // Check reports whether a protocol can be replayed in a format, before any output.
+// A protocol whose package is a registered protocol.Replayer says itself.
 func Check(p schemas.Protocol, f Format) error {
+	if r, err := protocol.Of[protocol.Replayer](p); err == nil {
+		if !slices.Contains(r.Formats(), string(f)) {
+			return fmt.Errorf("%w: %s sessions replay as %s, not %q", ErrUnsupported, p, strings.Join(r.Formats(), ", "), f)
+		}
+		return nil
+	}
 	switch {
 	case p != schemas.Postgres && p != schemas.SSH:
 		return fmt.Errorf("%w: %s sessions cannot be replayed yet (their frames can be read)", ErrUnsupported, p)
@@ -51,6 +64,9 @@ func Check(p schemas.Protocol, f Format) error {
 // runs after each event.
 func Write(w io.Writer, p schemas.Protocol, f Format, frames iter.Seq2[schemas.Frame, error], opt Options, flush func()) error {
 	if err := Check(p, f); err != nil {
+		return err
+	}
+	if ok, err := writeRegistered(w, p, f, frames, opt, flush); ok {
 		return err
 	}
 	if p == schemas.Postgres {

@@ -1,0 +1,496 @@
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tapline/tapline/ingest/recorder"
+	hs "github.com/tapline/tapline/schemas/http"
+)
+
+// exchange is one request through the proxy.
+type exchange struct {
+	s    *Server
+	ls   *liveSession
+	up   *upstream
+	ch   int64
+	path string // the path to forward, routing prefix removed
+}
+
+// hopHeaders are connection-level headers that are not forwarded (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHop(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// outbound builds the request for the target: the agent's request with its
+// token and hop-by-hop headers removed. Credentials are added after recording,
+// so the target's secrets are never in a frame.
+func (x *exchange) outbound(ctx context.Context, r *http.Request, body io.Reader) (*http.Request, error) {
+	target := x.up.basePath + x.path
+	if target == "" {
+		target = "/"
+	}
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, x.up.scheme+"://"+x.up.address+target, body)
+	if err != nil {
+		return nil, err
+	}
+	out.Header = r.Header.Clone()
+	removeHop(out.Header)
+	if teTrailers(r.Header) {
+		out.Header.Set("Te", "trailers")
+	}
+	out.Header.Del("Authorization")
+	out.Host = x.up.host
+	out.ContentLength = r.ContentLength
+	if body == nil || r.ContentLength == 0 {
+		out.ContentLength, out.Body = 0, nil
+	}
+	out.Trailer = r.Trailer
+	return out, nil
+}
+
+func teTrailers(h http.Header) bool {
+	for _, v := range h.Values("Te") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func fields(h http.Header, extra ...hs.Field) []hs.Field {
+	out := make([]hs.Field, 0, len(h)+len(extra))
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(out, hs.Field{Name: k, Value: v})
+		}
+	}
+	sortFields(out)
+	return append(out, extra...)
+}
+
+func sortFields(fs []hs.Field) {
+	// Map order is random; a stable order makes heads comparable.
+	for i := 1; i < len(fs); i++ {
+		for j := i; j > 0 && fs[j].Name < fs[j-1].Name; j-- {
+			fs[j], fs[j-1] = fs[j-1], fs[j]
+		}
+	}
+}
+
+func (x *exchange) requestHead(r *http.Request, out *http.Request) *hs.Head {
+	return &hs.Head{Method: r.Method, Target: out.URL.RequestURI(), Host: out.Host, Path: r.URL.RequestURI(),
+		Scheme: x.up.scheme, Proto: r.Proto, Headers: fields(out.Header)}
+}
+
+// forward relays a plain request and its response.
+func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
+	ctx, stop := x.context(r.Context())
+	defer stop()
+	rc := http.NewResponseController(w)
+	sess := x.ls.sess
+	whole := r.ContentLength > 0 && r.ContentLength <= int64(x.s.cfg.WholeBodyBytes)
+	var body *bodyReader
+	var payload []byte
+	if whole {
+		var err error
+		if payload, err = x.readWhole(r, rc); err != nil {
+			x.clientGone(w, r, err)
+			return
+		}
+	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &bodyReader{x: x, ctx: ctx, in: r.Body, rc: rc, trailer: func() http.Header { return r.Trailer }}
+	}
+	var outBody io.Reader
+	switch {
+	case whole:
+		outBody = bytes.NewReader(payload)
+	case body != nil:
+		outBody = body
+	}
+	out, err := x.outbound(ctx, r, outBody)
+	if err != nil {
+		x.s.m.requests.WithLabelValues("client_error").Inc()
+		plain(w, http.StatusBadRequest, "tapline: "+err.Error())
+		return
+	}
+	if body != nil {
+		out.ContentLength = r.ContentLength
+	}
+	msgs := []recorder.Message{{Kind: hs.KindRequest, Channel: x.ch, Payload: hs.EncodeHead(x.requestHead(r, out))}}
+	switch {
+	case whole:
+		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestBody, Channel: x.ch, Payload: payload},
+			recorder.Message{Kind: hs.KindRequestEnd, Channel: x.ch, Payload: hs.EncodeEnd(&hs.End{Bytes: int64(len(payload)), Trailers: fields(r.Trailer)})})
+	case body == nil:
+		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestEnd, Channel: x.ch, Payload: hs.EncodeEnd(&hs.End{})})
+	}
+	if err := sess.ClientBatch(ctx, msgs); err != nil {
+		x.recordingFailed(w, err)
+		return
+	}
+	if err := x.up.auth(out.Header); err != nil {
+		x.s.log.Error("target credentials unreadable", "target", x.up.name, "err", err)
+		x.gatewayAnswer(w, http.StatusBadGateway, "credentials_unavailable", "tapline: the gateway cannot read its credentials for target "+x.up.name+"; tell the gateway operator")
+		x.endRequest(body, "not forwarded")
+		return
+	}
+	resp, err := x.up.transport.RoundTrip(out)
+	if err != nil {
+		x.upstreamFailed(w, body, err)
+		return
+	}
+	defer resp.Body.Close()
+	x.relayResponse(w, rc, resp)
+	x.endRequest(body, "not read by the target")
+}
+
+// context is the request's context, also cancelled when the session stops.
+func (x *exchange) context(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(x.ls.ctx, func() { cancel(context.Cause(x.ls.ctx)) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// readWhole reads a body of known, small length, each read bounded by the
+// body idle timeout.
+func (x *exchange) readWhole(r *http.Request, rc *http.ResponseController) ([]byte, error) {
+	buf := make([]byte, r.ContentLength)
+	n := 0
+	for n < len(buf) {
+		_ = rc.SetReadDeadline(time.Now().Add(x.s.cfg.BodyIdleTimeout))
+		m, err := r.Body.Read(buf[n:])
+		n += m
+		if err == io.EOF && n == len(buf) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	x.s.m.bytes.WithLabelValues("client").Add(float64(n))
+	return buf, nil
+}
+
+// clientGone answers a request whose body could not be read.
+func (x *exchange) clientGone(w http.ResponseWriter, r *http.Request, err error) {
+	x.s.m.requests.WithLabelValues("client_error").Inc()
+	status, reason := http.StatusBadRequest, "bad_request_body"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		status, reason = http.StatusRequestTimeout, "body_timeout"
+	}
+	w.Header().Set("Connection", "close")
+	plain(w, status, fmt.Sprintf("tapline: request body not received (%s): %v", reason, err))
+}
+
+func (x *exchange) recordingFailed(w http.ResponseWriter, err error) {
+	x.s.m.requests.WithLabelValues("refused").Inc()
+	x.ls.log.Error("request not forwarded: recording failed", "err", err)
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Retry-After", "5")
+	plain(w, http.StatusServiceUnavailable, msgRecordingUnavailable)
+	x.ls.stop("recording failed: " + err.Error())
+}
+
+// endRequest records the request's end if the body reader did not (the
+// target answered without reading it all).
+func (x *exchange) endRequest(b *bodyReader, why string) {
+	if b != nil {
+		b.finish(why)
+	}
+}
+
+// upstreamFailed answers a round trip that failed: the target unreachable,
+// its TLS refused, it timed out, or the agent's body broke.
+func (x *exchange) upstreamFailed(w http.ResponseWriter, body *bodyReader, err error) {
+	if body != nil {
+		if berr := body.failure(); berr != nil {
+			if errors.Is(berr, recorder.ErrUnavailable) || errors.Is(berr, errStoppedBody) {
+				x.recordingFailed(w, berr)
+				return
+			}
+			body.finish(berr.Error())
+			x.gatewayAnswer(w, statusForClient(berr), "client_body", "tapline: request body not received: "+berr.Error())
+			return
+		}
+		defer body.finish("not read by the target")
+	}
+	if cause := context.Cause(x.ls.ctx); cause != nil {
+		x.gatewayAnswer(w, http.StatusServiceUnavailable, "session_ended", "tapline: "+cause.Error())
+		return
+	}
+	x.s.m.requests.WithLabelValues("upstream_error").Inc()
+	reason, msg := classify(err)
+	status := http.StatusBadGateway
+	if reason == "upstream_timeout" {
+		status = http.StatusGatewayTimeout
+	}
+	x.ls.log.Warn("target request failed", "reason", reason, "err", err)
+	x.gatewayAnswer(w, status, reason, fmt.Sprintf("tapline: target %s: %s: %v", x.up.name, msg, err))
+}
+
+func statusForClient(err error) int {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
+}
+
+// classify says why a round trip failed, in words an operator can act on.
+func classify(err error) (reason, msg string) {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn):
+		return "upstream_tls", "its TLS certificate is not trusted (set ca_file for a private CA, or server_name)"
+	case strings.Contains(err.Error(), "tls:"):
+		return "upstream_tls", "TLS handshake failed"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "upstream_timeout", "no answer in time"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return "upstream_unreachable", "cannot connect"
+	}
+	return "upstream_error", "request failed"
+}
+
+// gatewayAnswer answers in the target's place and records the answer.
+func (x *exchange) gatewayAnswer(w http.ResponseWriter, status int, reason, msg string) {
+	body := []byte(msg + "\n")
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Tapline-Error", reason)
+	head := &hs.Head{Status: status, Proto: "HTTP/1.1", Headers: fields(h), Gateway: reason}
+	sess := x.ls.sess
+	_ = sess.Server(hs.KindResponse, x.ch, hs.EncodeHead(head))
+	_ = sess.Server(hs.KindResponseBody, x.ch, body)
+	_ = sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(&hs.End{Bytes: int64(len(body))}))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// relayResponse records and writes the target's response as it flows.
+func (x *exchange) relayResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response) {
+	sess := x.ls.sess
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	removeHop(h)
+	announced := make([]string, 0, len(resp.Trailer))
+	for k := range resp.Trailer {
+		announced = append(announced, k)
+	}
+	if len(announced) > 0 {
+		h.Set("Trailer", strings.Join(announced, ", "))
+		// An h2 target may send a length with trailers; HTTP/1.1 needs chunking for them.
+		h.Del("Content-Length")
+	}
+	head := &hs.Head{Status: resp.StatusCode, Proto: resp.Proto, Headers: fields(resp.Header)}
+	if err := sess.Server(hs.KindResponse, x.ch, hs.EncodeHead(head)); err != nil {
+		x.abort(err)
+	}
+	x.s.m.requests.WithLabelValues("forwarded").Inc()
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if stream {
+		_ = rc.Flush() // the head goes out now: an SSE agent waits for it
+	}
+	n, rerr := x.copyBody(w, rc, resp, stream)
+	end := &hs.End{Bytes: n, Trailers: fields(resp.Trailer)}
+	for k, vs := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vs
+	}
+	if rerr != nil {
+		end.Error = rerr.Error()
+	}
+	if err := sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(end)); err != nil {
+		x.abort(err)
+	}
+	if rerr != nil {
+		x.ls.log.Warn("response cut", "err", rerr)
+		panic(http.ErrAbortHandler) // the agent must see a broken response, not a short one
+	}
+}
+
+// copyBody relays the body in chunks, recording each before the agent gets
+// it; a body of known small length is recorded as one message.
+func (x *exchange) copyBody(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, stream bool) (int64, error) {
+	sess := x.ls.sess
+	size := x.s.cfg.BodyChunkBytes
+	if resp.ContentLength > 0 && resp.ContentLength <= int64(x.s.cfg.WholeBodyBytes) {
+		size = int(resp.ContentLength)
+	}
+	buf := bufPool(size)
+	defer putBuf(buf)
+	var total int64
+	for {
+		var n int
+		var err error
+		if size == int(resp.ContentLength) {
+			n, err = io.ReadFull(resp.Body, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.ErrUnexpectedEOF
+			} else if err == nil {
+				// Read on to see EOF (and trailers) without recording a chunk more.
+				var one [1]byte
+				var m int
+				m, err = resp.Body.Read(one[:])
+				if m > 0 {
+					err = errors.New("target sent more than its Content-Length")
+				}
+			}
+		} else {
+			n, err = resp.Body.Read(buf)
+		}
+		if n > 0 {
+			if rerr := sess.Server(hs.KindResponseBody, x.ch, buf[:n]); rerr != nil {
+				x.abort(rerr)
+			}
+			total += int64(n)
+			x.s.m.bytes.WithLabelValues("server").Add(float64(n))
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, fmt.Errorf("agent went away: %w", werr)
+			}
+			if stream {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("target: %w", err)
+		}
+	}
+}
+
+// abort cuts the exchange when its frames cannot be recorded.
+func (x *exchange) abort(err error) {
+	x.ls.log.Error("exchange cut: recording failed", "err", err)
+	x.ls.stop("recording failed: " + err.Error())
+	panic(http.ErrAbortHandler)
+}
+
+var bufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func bufPool(n int) []byte {
+	p := bufs.Get().(*[]byte)
+	if cap(*p) < n {
+		*p = make([]byte, n)
+	}
+	return (*p)[:n]
+}
+
+func putBuf(b []byte) {
+	if cap(b) > 4<<20 {
+		return
+	}
+	bufs.Put(&b)
+}
+
+var errStoppedBody = errors.New("session stopped")
+
+// bodyReader records the agent's request body chunk by chunk as the target
+// reads it: in strict mode a chunk is handed over only after Kafka
+// acknowledged it.
+type bodyReader struct {
+	x       *exchange
+	ctx     context.Context
+	in      io.ReadCloser
+	rc      *http.ResponseController
+	trailer func() http.Header
+
+	mu    sync.Mutex
+	n     int64
+	ended bool
+	err   error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if len(p) > b.x.s.cfg.BodyChunkBytes {
+		p = p[:b.x.s.cfg.BodyChunkBytes]
+	}
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.x.s.cfg.BodyIdleTimeout))
+	n, err := b.in.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return 0, errStoppedBody
+	}
+	if n > 0 {
+		if rerr := b.x.ls.sess.Client(b.ctx, hs.KindRequestBody, b.x.ch, p[:n]); rerr != nil {
+			b.err = rerr
+			return 0, rerr
+		}
+		b.n += int64(n)
+		b.x.s.m.bytes.WithLabelValues("client").Add(float64(n))
+	}
+	switch {
+	case err == io.EOF:
+		_ = b.rc.SetReadDeadline(time.Time{})
+		b.ended = true
+		end := &hs.End{Bytes: b.n, Trailers: fields(b.trailer())}
+		if rerr := b.x.ls.sess.Client(b.ctx, hs.KindRequestEnd, b.x.ch, hs.EncodeEnd(end)); rerr != nil {
+			b.err = rerr
+			return 0, rerr
+		}
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return nil } // the server closes the agent's body
+
+// failure is the error that stopped reading, if any.
+func (b *bodyReader) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// finish records the request end if the body was not read to its end.
+func (b *bodyReader) finish(why string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return
+	}
+	b.ended = true
+	_ = b.x.ls.sess.Client(context.WithoutCancel(b.ctx), hs.KindRequestEnd, b.x.ch, hs.EncodeEnd(&hs.End{Bytes: b.n, Error: why}))
+}

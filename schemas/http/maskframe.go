@@ -1,0 +1,82 @@
+package http
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tapline/tapline/schemas"
+)
+
+// MaskState is what masking needs to remember between a session's frames: the
+// type and declared length of each open body, from its head. Exported fields
+// are the state a processor saves with the session.
+type MaskState struct {
+	Bodies map[string]BodyInfo `json:"bodies,omitempty"`
+}
+
+// BodyInfo describes a body from its head.
+type BodyInfo struct {
+	Type     string `json:"type,omitempty"`
+	Encoding string `json:"encoding,omitempty"`
+	Length   int64  `json:"length"` // -1: unknown (chunked, streamed)
+}
+
+func bodyKey(f *schemas.Frame) string {
+	return string(f.Direction) + "/" + strconv.FormatInt(f.Channel, 10)
+}
+
+// MaskFrame returns f's payload masked under r, and whether it changed. A body
+// frame is masked by field names only when it holds the whole body (its
+// length equals the head's Content-Length); parts of streamed or large bodies
+// and WebSocket messages get the detectors. A payload that does not decode is
+// masked as text, so nothing escapes masking by being malformed.
+func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
+	switch f.Kind {
+	case KindRequest, KindResponse:
+		s.remember(f)
+		if out, ok := MaskHead(f.Payload, r); ok {
+			return out
+		}
+	case KindRequestEnd, KindResponseEnd:
+		delete(s.Bodies, bodyKey(f))
+		if out, ok := MaskEnd(f.Payload, r); ok {
+			return out
+		}
+	case KindWSClose:
+		if c, err := DecodeClose(f.Payload); err == nil {
+			c.Reason = string(r.text([]byte(c.Reason)))
+			return EncodeClose(c)
+		}
+	case KindRequestBody, KindResponseBody:
+		b := s.Bodies[bodyKey(f)]
+		if f.Fragment == 0 && f.Final && b.Length == int64(len(f.Payload)) {
+			return MaskBody(f.Payload, b.Type, b.Encoding, r)
+		}
+		return MaskPart(f.Payload, b.Type, b.Encoding, r)
+	case KindWSText:
+		if f.Fragment == 0 && f.Final {
+			return MaskBody(f.Payload, "application/json", "", r)
+		}
+		return r.text(f.Payload)
+	case KindWSBinary:
+		return f.Payload
+	}
+	return r.text(f.Payload)
+}
+
+func (s *MaskState) remember(f *schemas.Frame) {
+	h, err := DecodeHead(f.Payload)
+	if err != nil {
+		return
+	}
+	length := int64(-1)
+	if v := Get(h.Headers, "Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			length = n
+		}
+	}
+	if s.Bodies == nil {
+		s.Bodies = map[string]BodyInfo{}
+	}
+	s.Bodies[bodyKey(f)] = BodyInfo{Type: Get(h.Headers, "Content-Type"), Encoding: Get(h.Headers, "Content-Encoding"), Length: length}
+}
