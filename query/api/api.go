@@ -80,6 +80,11 @@ type Config struct {
 	MaxRequestsPerIdentity int
 	MaxFollows             int
 	MaxFollowsPerIdentity  int
+	// SessionCookie names the web console's session cookie, which holds an ID token
+	// that SessionVerifier checks; a request without a bearer token may use it.
+	// Empty: bearer tokens only.
+	SessionCookie   string
+	SessionVerifier Verifier
 }
 
 func (c *Config) setDefaults() {
