@@ -32,6 +32,7 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -331,7 +332,12 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()},
 		TrustedProcessorKeys: []ed25519.PublicKey{s.procKey.Public().(ed25519.PublicKey)}}
 	qc := &api.FileConfig{Listen: hostPort(s.opts.apiPort)}
-	return serveQuery(ctx, qc, api.New(cfg, s.store, verifier))
+	cc := console.Config{ClientID: devissuer.ConsoleClient}
+	h, err := withConsole(ctx, cc, auth.Config{Issuer: s.issuer.URL()}, &cfg, func() http.Handler { return api.New(cfg, s.store, verifier) })
+	if err != nil {
+		return err
+	}
+	return serveQuery(ctx, qc, h)
 }
 
 // drain waits until the processors and the sink have consumed everything the
@@ -477,6 +483,7 @@ func (s *devSystem) printBanner(out io.Writer) {
 	if len(s.targets) == 0 {
 		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh` and restart, or pass --services-env\n")
 	}
+	fmt.Fprintf(out, "  console: %s/   (log in on the dev issuer's page: pick a subject and groups, e.g. auditors)\n", api)
 	fmt.Fprintf(out, "  API:     %s/api/v1   (Authorization: Bearer $TAPLINE_TOKEN; the CLI reads TAPLINE_TOKEN)\n", api)
 	fmt.Fprintf(out, "  list:    %s sessions --api %s\n", exe, api)
 	fmt.Fprintf(out, "  replay:  %s replay --api %s SESSION_ID\n", exe, api)

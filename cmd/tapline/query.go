@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -110,7 +111,27 @@ func runQuery(ctx context.Context, cfg *api.FileConfig) error {
 		return err
 	}
 	defer store.Close()
-	return serveQuery(ctx, cfg, api.New(apiCfg, store, verifier))
+	h, err := withConsole(ctx, cfg.Console, cfg.OIDC, &apiCfg, func() http.Handler { return api.New(apiCfg, store, verifier) })
+	if err != nil {
+		return err
+	}
+	return serveQuery(ctx, cfg, h)
+}
+
+// withConsole mounts the web console at "/" around the API that newAPI builds, after
+// telling the API about the console's session cookie.
+func withConsole(ctx context.Context, cc console.Config, oidc auth.Config, apiCfg *api.Config, newAPI func() http.Handler) (http.Handler, error) {
+	if cc.Disabled {
+		return newAPI(), nil
+	}
+	c, err := console.New(ctx, cc, oidc)
+	if err != nil {
+		return nil, err
+	}
+	if v := c.Verifier(); v != nil {
+		apiCfg.SessionCookie, apiCfg.SessionVerifier = console.CookieName, v
+	}
+	return c.Handler(newAPI()), nil
 }
 
 func openQueryStore(ctx context.Context, cfg *api.FileConfig) (clickhouse.Store, error) {

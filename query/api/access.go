@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/schemas"
@@ -131,4 +132,20 @@ func (s *server) sessionFromStart(r *http.Request, id string) (schemas.Session, 
 		err = clickhouse.ErrNotFound
 	}
 	return sess, err
+}
+
+// Me is the caller as the API sees it: GET /api/v1/me.
+type Me struct {
+	Issuer    string    `json:"issuer"`
+	Subject   string    `json:"subject"`
+	Email     string    `json:"email,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	Groups    []string  `json:"groups"`
+	Auditor   bool      `json:"auditor"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *server) me(w http.ResponseWriter, _ *http.Request, c *caller) {
+	writeJSON(w, http.StatusOK, Me{Issuer: c.Issuer, Subject: c.Subject, Email: c.Email, Name: c.Name,
+		Groups: nonNil(c.Groups), Auditor: c.auditor, ExpiresAt: c.Expiry})
 }

@@ -137,6 +137,7 @@ func New(cfg Config, store Store, verifier Verifier) http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(query.OpenAPI)
 	})
+	s.route(mux, "GET /api/v1/me", s.me)
 	s.route(mux, "GET /api/v1/sessions", s.listSessions)
 	s.route(mux, "GET /api/v1/sessions/{id}", s.getSession)
 	s.route(mux, "GET /api/v1/sessions/{id}/commands", s.listCommands)
