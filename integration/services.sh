@@ -5,7 +5,7 @@
 # Connect, rsyslog imkafka, kcat, an OCSF validator). See docs/services.md.
 #
 #   services.sh up [SERVICE...]      install what is missing, start (or reuse) services,
-#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem
+#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem browser hydra
 #   services.sh down [SERVICE...]    stop what `up` started
 #   services.sh status               what runs where, and its log
 #   services.sh env [--export]       print .services/env
@@ -28,7 +28,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
-ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem)
+ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem browser hydra)
 # Services started only when named (`up kafka-cluster`); their env parts are kept.
 OPT_SERVICES=(kafka-cluster)
 
@@ -50,6 +50,10 @@ source "$SCRIPT_DIR/scripts/clickhouse.sh"
 source "$SCRIPT_DIR/scripts/chdb.sh"
 # shellcheck source=scripts/siem.sh
 source "$SCRIPT_DIR/scripts/siem.sh"
+# shellcheck source=scripts/browser.sh
+source "$SCRIPT_DIR/scripts/browser.sh"
+# shellcheck source=scripts/hydra.sh
+source "$SCRIPT_DIR/scripts/hydra.sh"
 # shellcheck source=scripts/kafka-cluster.sh
 source "$SCRIPT_DIR/scripts/kafka-cluster.sh"
 
@@ -62,6 +66,8 @@ prefix() {
 	clickhouse) echo ch ;;
 	chdb) echo chdb ;;
 	siem) echo siem ;;
+	browser) echo browser ;;
+	hydra) echo hydra ;;
 	kafka-cluster) echo kcluster ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac

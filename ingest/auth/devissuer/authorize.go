@@ -105,7 +105,7 @@ func (i *Issuer) authorizePage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "dev issuer: "+problem, http.StatusBadRequest)
 		return
 	}
-	pageHeaders(w)
+	pageHeaders(w, a.RedirectURI)
 	authorizeTmpl.Execute(w, a)
 }
 
@@ -191,11 +191,14 @@ func tokenError(w http.ResponseWriter, code, desc string) {
 	writeJSON(w, map[string]string{"error": code, "error_description": desc})
 }
 
-func pageHeaders(w http.ResponseWriter) {
+// pageHeaders: the form posts here and is redirected to the client, and form-action
+// covers that redirect too, so it names the client's origin.
+func pageHeaders(w http.ResponseWriter, redirect string) {
+	u, _ := url.Parse(redirect) // validated by parseAuthRequest
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+u.Scheme+"://"+u.Host+"; frame-ancestors 'none'")
 	h.Set("X-Frame-Options", "DENY")
 }
 
