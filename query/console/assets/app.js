@@ -24,6 +24,20 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// safe shows recorded text as the CLI does (query/textsafe): control characters, C1
+// controls and bidirectional overrides become visible escapes, so an agent's text
+// cannot hide or reorder what the page shows. Newlines and tabs stay.
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function safe(v) {
+  if (v === null || v === undefined) return "";
+  return String(v).replace(UNSAFE, (c) => {
+    const n = c.charCodeAt(0);
+    if (c === "\r") return "\\r";
+    if (c === "\x1b") return "\\x1b";
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
+  });
+}
+
 class HTTPError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -194,7 +208,7 @@ function sessionsPage() {
 
 function sessionRow(s) {
   return h("tr", { dataset: { id: s.session_id, status: s.status } },
-    h("td", {}, fmtTime(s.started_at)), h("td", {}, s.subject), h("td", {}, s.target), h("td", {}, s.protocol.toLowerCase()),
+    h("td", {}, fmtTime(s.started_at)), h("td", {}, safe(s.subject)), h("td", {}, safe(s.target)), h("td", {}, s.protocol.toLowerCase()),
     h("td", {}, statusBadge(s.status)), h("td", { class: "num" }, s.commands), h("td", { class: "num" }, s.frames),
     h("td", {}, h("a", { href: `/sessions/${s.session_id}` }, s.session_id.slice(0, 13) + "…")));
 }
@@ -294,9 +308,9 @@ async function loadCommands(s, timeline, player, fromSeq = 0) {
   for (const c of page.commands) {
     if (timeline.querySelector(`[data-seq="${c.command_seq}"]`)) continue;
     const at = (new Date(c.started_at).getTime() - t0) / 1000;
-    const state = c.error ? ` ✗ ${c.error}` : c.exit_status !== undefined && c.exit_status !== null ? ` → ${c.exit_status}` : "";
+    const state = c.error ? ` ✗ ${safe(c.error)}` : c.exit_status !== undefined && c.exit_status !== null ? ` → ${c.exit_status}` : "";
     const btn = h("button", { type: "button", title: `seq ${c.command_seq}` },
-      h("span", { class: "t" }, `+${at.toFixed(1)}s`), c.text || c.kind, h("span", { class: "muted" }, state));
+      h("span", { class: "t" }, `+${at.toFixed(1)}s`), safe(c.text || c.kind), h("span", { class: "muted" }, state));
     btn.addEventListener("click", () => {
       for (const li of timeline.querySelectorAll("li.selected")) li.classList.remove("selected");
       btn.parentElement.classList.add("selected");
@@ -357,7 +371,7 @@ function sshPlayer(s, el, commands) {
     // The cast starts at the terminal channel's request; its header has whole
     // seconds, so a marker may land up to a second early, never after its command.
     t0 = (header.timestamp || 0) + 1;
-    markers = (await commands).map((c) => [when(c), c.text || c.kind]);
+    markers = (await commands).map((c) => [when(c), safe(c.text || c.kind)]);
     create();
     state.textContent = "ready";
     term.dataset.state = "ready";
@@ -436,16 +450,16 @@ function pgEvent(ev, bySeq) {
   if (ev.type === "statement") {
     const st = ev.statement;
     const node = h("article", { class: "stmt", tabindex: "-1", dataset: { seq: ev.seq } },
-      h("pre", {}, st.text),
+      h("pre", {}, safe(st.text)),
       h("div", { class: "timing" }, `${fmtTime(st.start)} · ${fmtDur(st.duration_ms)} · seq ${ev.seq}–${st.seq_end}${st.masked ? " · masked" : ""}`),
       (st.results || []).map(resultTable),
-      st.error ? h("p", { class: "pgerr", role: "note" }, `${st.error.severity} ${st.error.code}: ${st.error.message}`) : null,
-      (st.notices || []).map((n) => h("p", { class: "muted" }, n)));
+      st.error ? h("p", { class: "pgerr", role: "note" }, safe(`${st.error.severity} ${st.error.code}: ${st.error.message}`)) : null,
+      (st.notices || []).map((n) => h("p", { class: "muted" }, safe(n))));
     bySeq.set(ev.seq, node);
     return node;
   }
-  if (ev.type === "error" && ev.error) return h("p", { class: "pgerr" }, `seq ${ev.seq}: ${ev.error.severity} ${ev.error.code}: ${ev.error.message}`);
-  if (ev.type === "note" || ev.type === "session.denied") return h("p", { class: "muted" }, `seq ${ev.seq}: ${ev.message || ev.type}`);
+  if (ev.type === "error" && ev.error) return h("p", { class: "pgerr" }, safe(`seq ${ev.seq}: ${ev.error.severity} ${ev.error.code}: ${ev.error.message}`));
+  if (ev.type === "note" || ev.type === "session.denied") return h("p", { class: "muted" }, safe(`seq ${ev.seq}: ${ev.message || ev.type}`));
   if (ev.type === "session.end" && ev.end) return h("p", { class: "muted" }, `seq ${ev.seq}: session ended: ${ev.end.reason}`);
   return null;
 }
@@ -454,8 +468,8 @@ function resultTable(r) {
   if (!r.columns || !r.columns.length) return r.tag ? h("p", { class: "muted" }, r.tag) : null;
   return h("div", {},
     h("table", { class: "result" },
-      h("thead", {}, h("tr", {}, r.columns.map((c) => h("th", { title: c.type || "" }, c.name)))),
-      h("tbody", {}, (r.rows || []).map((row) => h("tr", {}, row.map((v) => v === null ? h("td", { class: "null" }, "NULL") : h("td", {}, v)))))),
+      h("thead", {}, h("tr", {}, r.columns.map((c) => h("th", { title: c.type || "" }, safe(c.name))))),
+      h("tbody", {}, (r.rows || []).map((row) => h("tr", {}, row.map((v) => v === null ? h("td", { class: "null" }, "NULL") : h("td", {}, safe(v))))))),
     h("p", { class: "muted" }, `${r.tag || ""}${r.truncated ? ` · showing ${r.rows.length} of ${r.row_count} rows` : ""}`));
 }
 
