@@ -14,7 +14,7 @@ run() {
   "$@" 2>&1 | tee -a "$log"
 }
 
-for script in postgres.sh ssh.sh; do
+for script in postgres.sh ssh.sh console.sh; do
   if [ -x "integration/bench/$script" ]; then
     run "integration/bench/$script"
   fi

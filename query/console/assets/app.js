@@ -364,18 +364,39 @@ function sshPlayer(s, el, commands) {
     player.addEventListener("pause", () => { state.textContent = "paused"; term.dataset.state = "paused"; });
     player.addEventListener("ended", () => { state.textContent = "ended"; term.dataset.state = "ended"; });
   };
+  // A long session's cast takes a while to arrive: its first screen is shown as soon
+  // as the first part is here, and the whole cast replaces it when complete.
+  const FIRST_PART = 64 << 10;
   const ready = (async () => {
     const resp = await api(`/sessions/${s.session_id}/replay?format=asciicast`);
-    cast = await resp.text();
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    let partial = false;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+      if (!partial && text.length >= FIRST_PART && text.indexOf("\n") >= 0) {
+        partial = true;
+        cast = text.slice(0, text.lastIndexOf("\n") + 1);
+        await setup();
+        state.textContent = "loading the rest…";
+        term.dataset.state = "partial";
+      }
+    }
+    cast = text;
+    await setup(partial ? await player.getCurrentTime() : 0);
+    state.textContent = "ready";
+    term.dataset.state = "ready";
+  })().catch((err) => { state.textContent = `replay unavailable: ${err.message}`; });
+  const setup = async (at = 0) => {
     const header = JSON.parse(cast.slice(0, cast.indexOf("\n")) || "{}");
     // The cast starts at the terminal channel's request; its header has whole
     // seconds, so a marker may land up to a second early, never after its command.
     t0 = (header.timestamp || 0) + 1;
     markers = (await commands).map((c) => [when(c), safe(c.text || c.kind)]);
-    create();
-    state.textContent = "ready";
-    term.dataset.state = "ready";
-  })().catch((err) => { state.textContent = `replay unavailable: ${err.message}`; });
+    create(at);
+  };
   const when = (c) => Math.max(0, new Date(c.started_at).getTime() / 1000 - t0);
   playBtn.addEventListener("click", async () => { await ready; player.play(); });
   pauseBtn.addEventListener("click", async () => { await ready; player.pause(); });
