@@ -168,7 +168,14 @@ func (p *provider) createClient(spec map[string]any) client {
 
 // agentToken is a client-credentials JWT access token for audience, as an agent gets one.
 func (p *provider) agentToken(c client, audience string) (string, error) {
+	return p.agentTokenScope(c, audience, "")
+}
+
+func (p *provider) agentTokenScope(c client, audience, scope string) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}, "audience": {audience}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
 	req, _ := http.NewRequest(http.MethodPost, p.issuer+"/oauth2/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
