@@ -280,4 +280,18 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("another user's session shows %q, a missing one %q: they must be the same", theirs, missing)
 		}
 	})
+
+	t.Run("auditor sees every session and runs SQL", func(t *testing.T) {
+		p.t = t
+		p.run("log out", chromedp.Click(css("#logout")), chromedp.WaitVisible(css("#login")))
+		p.login("audrey-"+randHex(3), auditors)
+		p.open("/sessions/"+pgID, "#transcript")
+		p.open("/sql", "#sql-text")
+		p.run("run a statement", chromedp.SetValue(css("#sql-text"),
+			fmt.Sprintf("SELECT session_id, subject FROM sessions FINAL WHERE subject = '%s' ORDER BY started_at", sub)),
+			chromedp.Click(css("#sql-run")))
+		p.waitJS("three rows", `document.querySelectorAll('#sql-result tbody tr').length === 3`)
+		p.waitJS("CSV offered", `!document.querySelector('#sql-csv').disabled`)
+		p.shot("sql")
+	})
 }
