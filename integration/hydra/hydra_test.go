@@ -3,6 +3,8 @@ package hydra
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/integration/testenv"
@@ -75,7 +79,26 @@ func startHydra(t *testing.T) *provider {
 		}
 	})
 	p.waitReady()
+	// Hydra makes a missing signing key on first use, a 4096-bit RSA key, which on a
+	// loaded machine outlasts its 10 s write timeout: give it one now.
+	p.putKey("access-1")
 	return p
+}
+
+// putKey adds a 2048-bit RSA signing key to the access-token key set; the newest
+// key signs.
+func (p *provider) putKey(kid string) {
+	p.t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	jwk := jose.JSONWebKey{Key: key, KeyID: kid, Algorithm: "RS256", Use: "sig"}
+	b, err := jwk.MarshalJSON()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.call(http.MethodPut, "/admin/keys/hydra.jwt.access-token/"+kid, json.RawMessage(b), nil)
 }
 
 func (p *provider) waitReady() {
@@ -201,7 +224,9 @@ func TestAgentTokensFromHydra(t *testing.T) {
 		"audience": []string{"tapline-gateway", "tapline-query"}, "access_token_strategy": "jwt",
 		"token_endpoint_auth_method": "client_secret_basic"})
 	ctx := context.Background()
-	gateway, err := auth.NewVerifier(ctx, auth.Config{Issuer: p.issuer, Audience: "tapline-gateway"})
+	// A token with an unknown key id makes the verifier refetch the keys, at most
+	// once per KeyRefetchInterval (10 s by default; short here so rotation is quick).
+	gateway, err := auth.NewVerifier(ctx, auth.Config{Issuer: p.issuer, Audience: "tapline-gateway", KeyRefetchInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +253,7 @@ func TestAgentTokensFromHydra(t *testing.T) {
 	t.Run("key rotation", func(t *testing.T) {
 		// A new signing key: tokens signed with it verify once the verifier refetches
 		// the provider's keys, which a token with an unknown key id triggers.
-		p.call(http.MethodPost, "/admin/keys/hydra.jwt.access-token", map[string]any{"alg": "RS256", "use": "sig"}, nil)
+		p.putKey("access-2")
 		rotated, err := p.agentToken(agent, "tapline-gateway")
 		if err != nil {
 			t.Fatal(err)
@@ -236,8 +261,13 @@ func TestAgentTokensFromHydra(t *testing.T) {
 		if kidOf(t, rotated) == kidOf(t, tok) {
 			t.Fatalf("Hydra still signs with key %s after the rotation", kidOf(t, tok))
 		}
-		if _, err := gateway.Verify(ctx, rotated); err != nil {
-			t.Errorf("a token signed with the new key: %v", err)
+		// Refetches are rate limited, so the first try may come too soon after the last.
+		deadline := time.Now().Add(wait)
+		for _, err := gateway.Verify(ctx, rotated); err != nil; _, err = gateway.Verify(ctx, rotated) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a token signed with the new key: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		if _, err := gateway.Verify(ctx, tok); err != nil {
 			t.Errorf("a token signed with the old key, still published: %v", err)
