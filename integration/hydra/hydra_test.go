@@ -78,16 +78,18 @@ func startHydra(t *testing.T) *provider {
 			t.Logf("hydra log:\n%s", b)
 		}
 	})
-	p.waitReady()
-	// Hydra makes a missing signing key on first use, a 4096-bit RSA key, which on a
-	// loaded machine outlasts its 10 s write timeout: give it one now.
-	p.putKey("access-1")
+	// Hydra makes a missing signing key on first use (discovery, a token), a
+	// 4096-bit RSA key, which on a loaded machine outlasts its 10 s write timeout:
+	// it gets its keys before anything asks for them.
+	p.waitReady(p.admin + "/health/ready")
+	p.putKey("hydra.openid.id-token", "id-1")
+	p.putKey("hydra.jwt.access-token", "access-1")
+	p.waitReady(p.issuer + "/.well-known/openid-configuration")
 	return p
 }
 
-// putKey adds a 2048-bit RSA signing key to the access-token key set; the newest
-// key signs.
-func (p *provider) putKey(kid string) {
+// putKey adds a 2048-bit RSA signing key to a key set; the newest key signs.
+func (p *provider) putKey(set, kid string) {
 	p.t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -98,14 +100,14 @@ func (p *provider) putKey(kid string) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.call(http.MethodPut, "/admin/keys/hydra.jwt.access-token/"+kid, json.RawMessage(b), nil)
+	p.call(http.MethodPut, "/admin/keys/"+set+"/"+kid, json.RawMessage(b), nil)
 }
 
-func (p *provider) waitReady() {
+func (p *provider) waitReady(u string) {
 	p.t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
-		resp, err := http.Get(p.issuer + "/.well-known/openid-configuration")
+		resp, err := http.Get(u)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -113,7 +115,7 @@ func (p *provider) waitReady() {
 			}
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("hydra not ready at %s: %v", p.issuer, err)
+			p.t.Fatalf("hydra not ready at %s: %v", u, err)
 		}
 		select {
 		case <-p.exited:
@@ -253,7 +255,7 @@ func TestAgentTokensFromHydra(t *testing.T) {
 	t.Run("key rotation", func(t *testing.T) {
 		// A new signing key: tokens signed with it verify once the verifier refetches
 		// the provider's keys, which a token with an unknown key id triggers.
-		p.putKey("access-2")
+		p.putKey("hydra.jwt.access-token", "access-2")
 		rotated, err := p.agentToken(agent, "tapline-gateway")
 		if err != nil {
 			t.Fatal(err)
