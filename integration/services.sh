@@ -6,7 +6,7 @@
 # HTTP clients for the HTTP edge. See docs/services.md.
 #
 #   services.sh up [SERVICE...]      install what is missing, start (or reuse) services,
-#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem http
+#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem http browser hydra
 #   services.sh down [SERVICE...]    stop what `up` started
 #   services.sh status               what runs where, and its log
 #   services.sh env [--export]       print .services/env
@@ -29,7 +29,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
-ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem http)
+ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem http browser hydra)
 # Services started only when named (`up kafka-cluster`); their env parts are kept.
 OPT_SERVICES=(kafka-cluster)
 
@@ -53,6 +53,10 @@ source "$SCRIPT_DIR/scripts/chdb.sh"
 source "$SCRIPT_DIR/scripts/siem.sh"
 # shellcheck source=scripts/http.sh
 source "$SCRIPT_DIR/scripts/http.sh"
+# shellcheck source=scripts/browser.sh
+source "$SCRIPT_DIR/scripts/browser.sh"
+# shellcheck source=scripts/hydra.sh
+source "$SCRIPT_DIR/scripts/hydra.sh"
 # shellcheck source=scripts/kafka-cluster.sh
 source "$SCRIPT_DIR/scripts/kafka-cluster.sh"
 
@@ -66,6 +70,8 @@ prefix() {
 	chdb) echo chdb ;;
 	siem) echo siem ;;
 	http) echo http ;;
+	browser) echo browser ;;
+	hydra) echo hydra ;;
 	kafka-cluster) echo kcluster ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac

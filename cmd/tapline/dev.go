@@ -32,6 +32,7 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/query/server"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -342,12 +343,17 @@ func (s *devSystem) runQuery(ctx context.Context) error {
 	}
 	cfg := api.Config{FollowPoll: 500 * time.Millisecond, TrustedGatewayKeys: []ed25519.PublicKey{s.gw.PublicKey()},
 		TrustedProcessorKeys: []ed25519.PublicKey{s.procKey.Public().(ed25519.PublicKey)}}
+	cc := console.Config{ClientID: devissuer.ConsoleClient}
+	h, err := server.WithConsole(ctx, cc, auth.Config{Issuer: s.issuer.URL()}, &cfg, func() http.Handler { return api.New(cfg, s.store, verifier) })
+	if err != nil {
+		return err
+	}
 	ln, err := s.takeAPIListener()
 	if err != nil {
 		return err
 	}
 	qc := &server.Config{Listen: s.apiAddr}
-	return server.Serve(ctx, qc, ln, api.New(cfg, s.store, verifier), s.log.With("part", "query"))
+	return server.Serve(ctx, qc, ln, h, s.log.With("part", "query"))
 }
 
 func (s *devSystem) listenAPI(context.Context) error {
@@ -516,6 +522,7 @@ func (s *devSystem) printBanner(out io.Writer) {
 	if len(s.targets) == 0 {
 		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh` and restart, or pass --services-env\n")
 	}
+	fmt.Fprintf(out, "  console: %s/   (log in on the dev issuer's page: pick a subject and groups, e.g. auditors)\n", api)
 	fmt.Fprintf(out, "  API:     %s/api/v1   (Authorization: Bearer $TAPLINE_TOKEN; the CLI reads TAPLINE_TOKEN)\n", api)
 	fmt.Fprintf(out, "  list:    %s sessions --api %s\n", exe, api)
 	fmt.Fprintf(out, "  replay:  %s replay --api %s SESSION_ID\n", exe, api)

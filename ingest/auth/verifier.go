@@ -388,3 +388,7 @@ func (v *Verifier) checkTimes(exp time.Time, nbf *json.Number) error {
 	}
 	return nil
 }
+
+// HTTPClient is the client that reaches the issuer (its CA settings applied), for
+// other requests to the same issuer, such as a login's token exchange.
+func (v *Verifier) HTTPClient() *http.Client { return v.client }

@@ -34,6 +34,7 @@ import (
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/chdb"
 )
@@ -410,7 +411,13 @@ func (h *harness) startAPI(log *slog.Logger, stops *[]func()) error {
 	}
 	cfg := api.Config{TrustedGatewayKeys: []ed25519.PublicKey{h.gwKey},
 		TrustedProcessorKeys: []ed25519.PublicKey{procKey.Public().(ed25519.PublicKey)}, Logger: quiet.With("part", "query")}
-	h.api = httptest.NewServer(api.New(cfg, h.store, verifier))
+	// The web console around the API, logging in at the dev issuer as `tapline dev` does.
+	cons, err := console.New(ctx, console.Config{ClientID: devissuer.ConsoleClient}, auth.Config{Issuer: h.iss.URL()})
+	if err != nil {
+		return err
+	}
+	cfg.SessionCookie, cfg.SessionVerifier = console.CookieName, cons.Verifier()
+	h.api = httptest.NewServer(cons.Handler(api.New(cfg, h.store, verifier)))
 	*stops = append(*stops, h.api.Close)
 	return nil
 }

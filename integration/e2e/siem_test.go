@@ -392,6 +392,12 @@ func (h *harness) auditIDs(t *testing.T, sessions []api.Session) map[string]stri
 // token typed at the password prompt, and returns its output and exit code.
 func (h *harness) sshExec(t *testing.T, token, command string) (string, int) {
 	t.Helper()
+	return h.sshRun(t, token, nil, command)
+}
+
+// sshRun runs the stock ssh client with extra options (such as -tt for a terminal).
+func (h *harness) sshRun(t *testing.T, token string, opts []string, command string) (string, int) {
+	t.Helper()
 	d := t.TempDir()
 	host, port := splitAddr(t, h.sshAddr)
 	write(t, filepath.Join(d, "known_hosts"), fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(h.sshHostKey)))
@@ -400,11 +406,12 @@ func (h *harness) sshExec(t *testing.T, token, command string) (string, int) {
 	must(t, os.WriteFile(askpass, []byte("#!/bin/sh\nexec cat '"+filepath.Join(d, "token")+"'\n"), 0o700))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-p", port,
-		"-o", "UserKnownHostsFile="+filepath.Join(d, "known_hosts"), "-o", "GlobalKnownHostsFile=/dev/null",
+	args := append([]string{"-F", "/dev/null", "-p", port,
+		"-o", "UserKnownHostsFile=" + filepath.Join(d, "known_hosts"), "-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes", "-o", "PubkeyAuthentication=no",
 		"-o", "PreferredAuthentications=keyboard-interactive,password", "-o", "NumberOfPasswordPrompts=1",
-		"-o", "ConnectTimeout=10", h.target.User+"+"+sshTarget+"@"+host, command)
+		"-o", "ConnectTimeout=10"}, opts...)
+	cmd := exec.CommandContext(ctx, "ssh", append(args, h.target.User+"+"+sshTarget+"@"+host, command)...)
 	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0", "HOME="+d)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

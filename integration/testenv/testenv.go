@@ -433,3 +433,14 @@ func FreePort(t testing.TB) int {
 	handed[p] = true
 	return p
 }
+
+// Hydra returns the Ory Hydra binary (TAPLINE_HYDRA, built by
+// `integration/services.sh up hydra`). Tests start their own instance.
+func Hydra(t testing.TB) string {
+	t.Helper()
+	p := need(t, "hydra", "TAPLINE_HYDRA")[0]
+	if _, err := os.Stat(p); err != nil {
+		unavailable(t, "integration: needs hydra: %v; run `%s`", err, Hint)
+	}
+	return p
+}

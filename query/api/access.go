@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/schemas"
@@ -14,6 +15,7 @@ import (
 type caller struct {
 	auth.Identity
 	auditor bool
+	via     string // "console" when authenticated by the console's session cookie
 }
 
 // owns reports whether a session belongs to the caller: same subject at the same issuer.
@@ -23,14 +25,23 @@ func (c *caller) owns(s *schemas.Session) bool {
 
 func (c *caller) canSee(s *schemas.Session) bool { return c.auditor || c.owns(s) }
 
+// ConsoleHeader must accompany a cookie-authenticated request that is not a GET or
+// HEAD. A cross-site form cannot set it, so the session cookie alone never makes a
+// state-changing or costly request (SQL) on the user's behalf, on top of SameSite.
+const ConsoleHeader = "X-Tapline-Console"
+
 func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (*caller, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+	verifier, token, via := s.credentials(r)
+	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tapline"`)
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>)")
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>), or log in to the console")
 		return nil, false
 	}
-	id, err := s.auth.Verify(r.Context(), token)
+	if via == viaConsole && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(ConsoleHeader) == "" {
+		writeError(w, http.StatusForbidden, "forbidden", "a console request needs the "+ConsoleHeader+" header")
+		return nil, false
+	}
+	id, err := verifier.Verify(r.Context(), token)
 	switch {
 	case errors.Is(err, auth.ErrIssuerUnavailable):
 		s.cfg.Logger.Error("token verification unavailable", "err", err)
@@ -41,7 +52,27 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (*caller, 
 		writeError(w, http.StatusUnauthorized, "invalid_token", err.Error())
 		return nil, false
 	}
-	return &caller{Identity: id, auditor: id.InGroup(s.cfg.AuditorsGroup)}, true
+	return &caller{Identity: id, auditor: id.InGroup(s.cfg.AuditorsGroup), via: via}, true
+}
+
+const viaConsole = "console"
+
+// credentials picks the token of a request: the bearer token, else the console's
+// session cookie (an ID token checked by its own verifier, whose audience is the
+// console's client id).
+func (s *server) credentials(r *http.Request) (Verifier, string, string) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		return s.auth, strings.TrimSpace(token), ""
+	}
+	if s.cfg.SessionCookie == "" || s.cfg.SessionVerifier == nil {
+		return nil, "", ""
+	}
+	c, err := r.Cookie(s.cfg.SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, "", ""
+	}
+	return s.cfg.SessionVerifier, c.Value, viaConsole
 }
 
 // errNotVisible marks a session that exists but belongs to someone else. It is only
@@ -101,4 +132,20 @@ func (s *server) sessionFromStart(r *http.Request, id string) (schemas.Session, 
 		err = clickhouse.ErrNotFound
 	}
 	return sess, err
+}
+
+// Me is the caller as the API sees it: GET /api/v1/me.
+type Me struct {
+	Issuer    string    `json:"issuer"`
+	Subject   string    `json:"subject"`
+	Email     string    `json:"email,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	Groups    []string  `json:"groups"`
+	Auditor   bool      `json:"auditor"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *server) me(w http.ResponseWriter, _ *http.Request, c *caller) {
+	writeJSON(w, http.StatusOK, Me{Issuer: c.Issuer, Subject: c.Subject, Email: c.Email, Name: c.Name,
+		Groups: nonNil(c.Groups), Auditor: c.auditor, ExpiresAt: c.Expiry})
 }

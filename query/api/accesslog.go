@@ -24,6 +24,9 @@ type Access struct {
 	Path      string    `json:"path"`
 	Query     string    `json:"query,omitempty"`
 	SessionID string    `json:"session_id,omitempty"`
+	// Via is "console" for a request of the web console (session cookie), empty
+	// for a bearer token.
+	Via string `json:"via,omitempty"`
 	// Denied: the session exists but belongs to someone else (answered as not found).
 	Denied     bool    `json:"denied,omitempty"`
 	SQL        string  `json:"sql,omitempty"`
@@ -105,7 +108,7 @@ func (s *server) accessStarted(w http.ResponseWriter, r *http.Request, rec *acce
 	a := Access{Time: rec.start.UTC(), Event: "api_access_start", Method: r.Method, Route: rec.route, Path: r.URL.Path,
 		Query: r.URL.RawQuery, Remote: r.RemoteAddr}
 	if c := rec.caller; c != nil {
-		a.Subject, a.Issuer, a.Auditor = c.Subject, c.Issuer, c.auditor
+		a.Subject, a.Issuer, a.Auditor, a.Via = c.Subject, c.Issuer, c.auditor, c.via
 	}
 	var err error
 	if s.cfg.AccessLog == nil {
@@ -130,12 +133,12 @@ func (s *server) logAccess(r *http.Request, w *loggingWriter, rec *accessRecord)
 		DurationMS: float64(time.Since(rec.start).Microseconds()) / 1000,
 	}
 	if c := rec.caller; c != nil {
-		a.Subject, a.Issuer, a.Auditor = c.Subject, c.Issuer, c.auditor
+		a.Subject, a.Issuer, a.Auditor, a.Via = c.Subject, c.Issuer, c.auditor, c.via
 	}
 	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "api_access",
 		slog.String("subject", a.Subject), slog.String("issuer", a.Issuer), slog.Bool("auditor", a.Auditor),
 		slog.String("method", a.Method), slog.String("route", a.Route), slog.String("path", a.Path),
-		slog.String("query", a.Query), slog.String("session_id", a.SessionID), slog.Bool("denied", a.Denied),
+		slog.String("query", a.Query), slog.String("session_id", a.SessionID), slog.String("via", a.Via), slog.Bool("denied", a.Denied),
 		slog.String("sql", a.SQL), slog.Int("status", a.Status), slog.Int64("bytes", a.Bytes),
 		slog.Float64("duration_ms", a.DurationMS), slog.String("remote", a.Remote))
 	if s.cfg.AccessLog == nil {

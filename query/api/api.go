@@ -80,6 +80,11 @@ type Config struct {
 	MaxRequestsPerIdentity int
 	MaxFollows             int
 	MaxFollowsPerIdentity  int
+	// SessionCookie names the web console's session cookie, which holds an ID token
+	// that SessionVerifier checks; a request without a bearer token may use it.
+	// Empty: bearer tokens only.
+	SessionCookie   string
+	SessionVerifier Verifier
 }
 
 func (c *Config) setDefaults() {
@@ -132,6 +137,7 @@ func New(cfg Config, store Store, verifier Verifier) http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(query.OpenAPI)
 	})
+	s.route(mux, "GET /api/v1/me", s.me)
 	s.route(mux, "GET /api/v1/sessions", s.listSessions)
 	s.route(mux, "GET /api/v1/sessions/{id}", s.getSession)
 	s.route(mux, "GET /api/v1/sessions/{id}/commands", s.listCommands)

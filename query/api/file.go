@@ -6,6 +6,7 @@ import (
 
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/keyfile"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -49,6 +50,8 @@ type FileConfig struct {
 		Poll    time.Duration `yaml:"poll"`
 		Timeout time.Duration `yaml:"timeout"`
 	} `yaml:"follow"`
+	// Console configures the web console served at "/" (docs/console.md).
+	Console console.Config `yaml:"console"`
 	// ClickHouse is the store, read with a login that should not write.
 	ClickHouse clickhouse.Location `yaml:"clickhouse"`
 }

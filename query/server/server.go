@@ -15,6 +15,7 @@ import (
 	"github.com/tapline/tapline/config"
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/query/api"
+	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/query/store"
 )
 
@@ -72,7 +73,28 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("query: listen: %w", err)
 	}
-	return Serve(ctx, cfg, ln, api.New(apiCfg, st, verifier), log)
+	h, err := WithConsole(ctx, cfg.Console, cfg.OIDC, &apiCfg, func() http.Handler { return api.New(apiCfg, st, verifier) })
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return Serve(ctx, cfg, ln, h, log)
+}
+
+// WithConsole mounts the web console at "/" around the API that newAPI builds, after
+// telling the API about the console's session cookie.
+func WithConsole(ctx context.Context, cc console.Config, oidc auth.Config, apiCfg *api.Config, newAPI func() http.Handler) (http.Handler, error) {
+	if cc.Disabled {
+		return newAPI(), nil
+	}
+	c, err := console.New(ctx, cc, oidc)
+	if err != nil {
+		return nil, err
+	}
+	if v := c.Verifier(); v != nil {
+		apiCfg.SessionCookie, apiCfg.SessionVerifier = console.CookieName, v
+	}
+	return c.Handler(newAPI()), nil
 }
 
 // Serve serves h on ln until ctx ends; it owns ln.

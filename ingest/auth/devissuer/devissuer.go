@@ -1,10 +1,11 @@
 // Package devissuer is the OIDC issuer built into `tapline dev` and used by
 // `tapline token`: an Ed25519 signing key and an issuer URL persisted in a data
-// directory, discovery and JWKS served over loopback HTTP, and token minting.
+// directory, discovery and JWKS served over loopback HTTP, token minting, and a
+// browser login for the console where you pick a subject and groups.
 //
 // Tokens it mints are verified by auth.Verifier exactly like a real IdP's, so dev
-// exercises the production code path. It is not an IdP: there is no login, anyone
-// who can read the data directory can mint any identity.
+// exercises the production code path. It is not an IdP: there is no password, anyone
+// who can reach its loopback port or read the data directory can be any identity.
 package devissuer
 
 import (
@@ -66,6 +67,8 @@ type Issuer struct {
 	kid    string
 	signer jose.Signer
 
+	codes codes // login codes in flight (authorize.go)
+
 	mu  sync.Mutex
 	url string
 }
@@ -96,7 +99,7 @@ func Open(dataDir string) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev issuer: signer: %w", err)
 	}
-	return &Issuer{dir: dir, key: key, kid: kid, signer: signer, url: issuerURL}, nil
+	return &Issuer{dir: dir, key: key, kid: kid, signer: signer, url: issuerURL, codes: codes{m: map[string]grant{}}}, nil
 }
 
 // URL is the issuer URL: the "iss" of minted tokens and the base of discovery.
@@ -254,7 +257,8 @@ func keyID(key ed25519.PrivateKey) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
 
-// Handler serves discovery at /.well-known/openid-configuration and the key set at /keys.
+// Handler serves discovery at /.well-known/openid-configuration, the key set at
+// /keys, and the browser login (/authorize, /token; authorize.go).
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
@@ -263,11 +267,20 @@ func (i *Issuer) Handler() http.Handler {
 			"issuer":                                base,
 			"jwks_uri":                              base + "/keys",
 			"id_token_signing_alg_values_supported": []string{string(jose.EdDSA)},
-			"response_types_supported":              []string{"id_token"},
+			"authorization_endpoint":                base + "/authorize",
+			"token_endpoint":                        base + "/token",
+			"response_types_supported":              []string{"code", "id_token"},
+			"grant_types_supported":                 []string{"authorization_code"},
+			"code_challenge_methods_supported":      []string{"S256"},
+			"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
+			"scopes_supported":                      []string{"openid", "profile", "email", "groups"},
 			"subject_types_supported":               []string{"public"},
 			"claims_supported":                      []string{"iss", "aud", "sub", "email", "name", "groups", "jti", "iat", "exp"},
 		})
 	})
+	mux.HandleFunc("GET /authorize", i.authorizePage)
+	mux.HandleFunc("POST /authorize", i.authorizeSubmit)
+	mux.HandleFunc("POST /token", i.token)
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
 			Key: i.key.Public(), KeyID: i.kid, Algorithm: string(jose.EdDSA), Use: "sig",
@@ -352,7 +365,7 @@ func (i *Issuer) setURL(u string) error {
 type Option func(*mintOptions)
 
 type mintOptions struct {
-	email, name, audience string
+	email, name, audience, nonce string
 }
 
 // WithEmail sets the email claim (default sub@dev.tapline.local).
@@ -363,6 +376,9 @@ func WithName(name string) Option { return func(o *mintOptions) { o.name = name 
 
 // WithAudience sets aud (default DefaultAudience).
 func WithAudience(aud string) Option { return func(o *mintOptions) { o.audience = aud } }
+
+// withNonce sets the nonce claim of an ID token answering a login.
+func withNonce(n string) Option { return func(o *mintOptions) { o.nonce = n } }
 
 // Mint signs a token for sub in groups, valid for ttl from now.
 func (i *Issuer) Mint(sub string, groups []string, ttl time.Duration, opts ...Option) (string, error) {
@@ -390,6 +406,9 @@ func (i *Issuer) Mint(sub string, groups []string, ttl time.Duration, opts ...Op
 		"jti":    uuid.NewString(),
 		"iat":    now.Unix(),
 		"exp":    now.Add(ttl).Unix(),
+	}
+	if o.nonce != "" {
+		claims["nonce"] = o.nonce
 	}
 	tok, err := jwt.Signed(i.signer).Claims(claims).Serialize()
 	if err != nil {
