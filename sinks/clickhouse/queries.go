@@ -45,7 +45,6 @@ func (s *store) frameColumns() string {
 	return frameColumns
 }
 
-
 // Frames reads a session in pages: the first small, so that a replay's first
 // event comes at once, then up to framesPageMax frames or framesPageBytes of
 // payload, whichever comes first (one frame more than the bytes when a single
