@@ -58,6 +58,13 @@ func DialServer(ctx context.Context, sc ServerConfig) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
+	// Asked here, on the default database: the configured one may not exist yet,
+	// and a read-only login must get "not migrated" rather than "no database".
+	sv, err := boot.ServerVersion()
+	if err != nil {
+		boot.Close()
+		return nil, fmt.Errorf("clickhouse: server version of %s: %w", strings.Join(sc.Addr, ","), err)
+	}
 	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+sc.Database)
 	boot.Close()
 	var exc *ch.Exception
@@ -73,11 +80,6 @@ func DialServer(ctx context.Context, sc ServerConfig) (Conn, error) {
 	db, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
-	}
-	sv, err := db.ServerVersion()
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("clickhouse: server version of %s: %w", strings.Join(sc.Addr, ","), err)
 	}
 	return &serverConn{db: db, inline: sv.Revision < proto.DBMS_MIN_PROTOCOL_VERSION_WITH_PARAMETERS}, nil
 }
