@@ -85,6 +85,9 @@ type Statement struct {
 	Duration float64   `json:"duration_ms"`
 	SeqEnd   int64     `json:"seq_end"`
 	Masked   bool      `json:"masked,omitempty"` // some of its frames were masked
+	// Cancelled: the server skipped it, an earlier message of its pipeline having
+	// failed (the processors' command status "cancelled").
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Result is one result of a statement: its columns, the first rows, and the tag.
@@ -184,6 +187,9 @@ type op struct {
 	parse  *prepared
 	portal *portal
 	st     *Statement
+	// lastSeq and lastTS are the last response to a Query so far.
+	lastSeq int64
+	lastTS  time.Time
 }
 
 type pgState struct {
@@ -599,6 +605,7 @@ func (s *pgState) complete(m *Message, set func(*Result)) {
 	r := s.current(o)
 	set(r)
 	r.done = true
+	o.lastSeq, o.lastTS = m.SeqEnd, m.TS
 	if o.kind == 'E' {
 		s.pop()
 		s.finish(o, m)
@@ -616,7 +623,9 @@ func (s *pgState) finish(o *op, m *Message) {
 }
 
 // errorResponse attaches the error to the statement it answers. In the extended
-// protocol the server then skips everything up to Sync, so those ops are dropped.
+// protocol the server then skips everything up to Sync: the first Execute in that
+// stretch carries the error (a Parse or Bind failing fails the Execute it was for),
+// the later ones are shown as cancelled, as the processors stitch them.
 func (s *pgState) errorResponse(m *Message, e *PGError) {
 	var o *op
 	if len(s.queue) > 0 {
@@ -629,22 +638,34 @@ func (s *pgState) errorResponse(m *Message, e *PGError) {
 	s.copying = nil
 	if o.kind == 'Q' {
 		o.st.Error = e
+		o.lastSeq, o.lastTS = m.SeqEnd, m.TS
 		return
 	}
-	st := o.st
+	carried := false
+	for len(s.queue) > 0 && s.queue[0].kind != 'S' {
+		x := s.queue[0]
+		s.pop()
+		if x.kind != 'E' {
+			continue
+		}
+		if !carried {
+			x.st.Error, carried = e, true
+		} else {
+			x.st.Cancelled = true
+		}
+		s.finish(x, m)
+	}
+	if carried {
+		return
+	}
+	st := &Statement{Protocol: "extended", Text: "(describe or close)", Start: m.TS, Error: e}
 	switch {
 	case o.kind == 'P':
-		st = &Statement{Protocol: "extended", Text: o.parse.text, Start: m.TS}
+		st.Text = o.parse.text
 	case o.kind == 'B' && o.portal != nil:
-		st = &Statement{Protocol: "extended", Text: o.portal.stmt.text, Name: o.portal.name, Params: o.portal.params, Start: m.TS}
-	case st == nil:
-		st = &Statement{Protocol: "extended", Text: "(describe or close)", Start: m.TS}
+		st.Text, st.Name, st.Params = o.portal.stmt.text, o.portal.name, o.portal.params
 	}
-	st.Error = e
 	s.finish(&op{seq: o.seq, st: st}, m)
-	for len(s.queue) > 0 && s.queue[0].kind != 'S' {
-		s.pop()
-	}
 }
 
 func (s *pgState) readyForQuery(m *Message) {
@@ -654,6 +675,11 @@ func (s *pgState) readyForQuery(m *Message) {
 	}
 	s.pop()
 	if o.kind == 'Q' {
-		s.finish(o, m)
+		// A simple query ends at its last result or error, as its command does; the
+		// ReadyForQuery after it belongs to no statement.
+		if o.lastTS.IsZero() {
+			o.lastSeq, o.lastTS = m.SeqEnd, m.TS
+		}
+		s.finish(o, &Message{Seq: o.lastSeq, SeqEnd: o.lastSeq, TS: o.lastTS})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	sshproto "github.com/tapline/tapline/schemas/ssh"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
@@ -108,6 +110,10 @@ func sshEvent(m *Message) (SSHEvent, bool) {
 		}
 	case m.Kind == "ssh.channel.open":
 		ev.Type, ev.Command = "open", channelType(m.Payload)
+		// A port forward is described as its stitched command is.
+		if text, ok := sshproto.ForwardText(sshproto.ChannelType(m.Payload)); ok {
+			ev.Message = text
+		}
 	case m.Kind == "ssh.channel.eof":
 		ev.Type = "eof"
 	case m.Kind == "ssh.channel.close":

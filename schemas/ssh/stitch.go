@@ -76,9 +76,9 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 	switch f.Kind {
 	case "ssh.channel.open":
 		ch := s.channel(f.Channel)
-		typ, extra := channelType(f.Payload)
+		typ, extra := ChannelType(f.Payload)
 		ch.Type = typ
-		if text, ok := forwardText(typ, extra); ok {
+		if text, ok := ForwardText(typ, extra); ok {
 			c := protocol.NewCommand(f, "forward", text, f.Masks)
 			c.Status = protocol.StatusOK
 			out = append(out, *c)
@@ -342,8 +342,8 @@ func (ch *sshChan) lineCommand(f *schemas.Frame, status string) *schemas.Command
 
 func (ch *sshChan) resetStart() { ch.Start, ch.Shared = -1, false }
 
-// channelType reads the channel type and type-specific data of a channel open.
-func channelType(p []byte) (string, []byte) {
+// ChannelType reads the channel type and type-specific data of a channel open.
+func ChannelType(p []byte) (string, []byte) {
 	if len(p) >= 4 {
 		n := binary.BigEndian.Uint32(p)
 		if int(n) <= len(p)-4 {
@@ -353,8 +353,8 @@ func channelType(p []byte) (string, []byte) {
 	return string(p), nil
 }
 
-// forwardText describes a port forward (direct-tcpip) as a command text.
-func forwardText(typ string, extra []byte) (string, bool) {
+// ForwardText describes a port forward (direct-tcpip) as a command text.
+func ForwardText(typ string, extra []byte) (string, bool) {
 	if typ != "direct-tcpip" && typ != "direct-streamlocal@openssh.com" {
 		return "", false
 	}
