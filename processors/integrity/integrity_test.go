@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -17,9 +17,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/processors/audit"
-	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // Secrets planted in the raw input; none may appear in any output topic.
