@@ -51,7 +51,7 @@ func every() map[string]audit.Record {
 	ok, bad := true, false
 	ended.Status, ended.EndReason, ended.SignatureOK, ended.FinalHash = schemas.StatusEnded, "client terminated", &ok, []byte{1, 2}
 	tampered := sessionOf(schemas.SSH, "box")
-	tampered.Status, tampered.SignatureOK, tampered.Integrity = schemas.StatusEnded, &bad, []string{"seq_gap at seq 4: 2 frames missing"}
+	tampered.Status, tampered.SignatureOK, tampered.Integrity = schemas.StatusEnded, &bad, []string{"gap at seq 4: seqs 2..3 missing"}
 	abandoned := sessionOf(schemas.Postgres, "appdb")
 	abandoned.Status, abandoned.EndReason = schemas.StatusAbandoned, "no frames for 31m0s"
 	anon := &schemas.Session{SessionID: "0193a3c2-0000-7000-8000-000000000000", Protocol: schemas.SSH}
@@ -73,7 +73,7 @@ func every() map[string]audit.Record {
 		"command/ssh-shell":       audit.Command(ssh, cmd(schemas.SSH, "shell", "ls -la", "ok")),
 		"command/http":            audit.Command(httpS, cmd(schemas.HTTP, "request", "POST /api/orders", "ok")),
 		"command/kubernetes":      audit.Command(k8s, cmd(schemas.Kubernetes, "request", "delete /api/v1/namespaces/x/pods/y", "ok")),
-		"integrity.alert":         audit.Alert(tampered, "seq_gap", "2 frames missing before seq 4", 4, t0.Add(time.Second)),
+		"integrity.alert":         audit.Alert(tampered, "gap", "seqs 2..3 missing", 4, t0.Add(time.Second)),
 		"integrity.alert/raw":     undecodable,
 	}
 }
