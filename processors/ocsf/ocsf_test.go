@@ -13,6 +13,7 @@ import (
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -221,4 +222,24 @@ func Validate(t testing.TB, python string, jsonl []byte) []Result {
 		res = append(res, r)
 	}
 	return res
+}
+
+// audited stands in for the HTTP and Kubernetes protocol packages, which register
+// their OCSF class as Postgres and SSH do.
+type audited struct {
+	name  schemas.Protocol
+	class string
+}
+
+func (a audited) Name() schemas.Protocol { return a.name }
+func (a audited) Kinds() []string        { return nil }
+func (a audited) OCSFClass() string      { return a.class }
+
+func TestMain(m *testing.M) {
+	restoreHTTP := protocol.Swap(audited{schemas.HTTP, "http"})
+	restoreK8s := protocol.Swap(audited{schemas.Kubernetes, "api"})
+	code := m.Run()
+	restoreHTTP()
+	restoreK8s()
+	os.Exit(code)
 }
