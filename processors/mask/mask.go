@@ -13,6 +13,7 @@ package mask
 import (
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
@@ -75,7 +76,7 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 		out = t.postgres(f, st, pg, counts)
 	case schemas.SSH:
 		out = t.ssh(f, st, counts)
-		if f.Kind == "ssh.channel.close" {
+		if f.Kind == sshproto.ChannelClose {
 			st.CloseChannel(f.Channel)
 		}
 	default:

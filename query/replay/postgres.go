@@ -250,7 +250,7 @@ func decode(m *Message, typ byte, into decoder) error {
 
 func (s *pgState) client(m *Message) error {
 	switch m.Kind {
-	case "StartupMessage":
+	case pgwire.StartupMessage:
 		if len(m.Payload) < 8 {
 			return errors.New("startup message too short")
 		}
@@ -259,13 +259,13 @@ func (s *pgState) client(m *Message) error {
 			return err
 		}
 		s.emit(PGEvent{Type: "startup", Seq: m.Seq, Time: m.TS, Params: sm.Parameters})
-	case "Query":
+	case pgwire.Query:
 		var q pgproto3.Query
 		if err := decode(m, 'Q', &q); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'Q', seq: m.Seq, st: &Statement{Protocol: "simple", Text: q.String, Start: m.TS, Masked: m.Masked}})
-	case "Parse":
+	case pgwire.Parse:
 		var p pgproto3.Parse
 		if err := decode(m, 'P', &p); err != nil {
 			return err
@@ -275,15 +275,15 @@ func (s *pgState) client(m *Message) error {
 			s.stmts[p.Name] = ps
 		}
 		s.push(&op{kind: 'P', seq: m.Seq, name: p.Name, parse: ps})
-	case "Bind":
+	case pgwire.Bind:
 		return s.bind(m)
-	case "Describe":
+	case pgwire.Describe:
 		var d pgproto3.Describe
 		if err := decode(m, 'D', &d); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'D', seq: m.Seq, target: d.ObjectType, name: d.Name})
-	case "Execute":
+	case pgwire.Execute:
 		var e pgproto3.Execute
 		if err := decode(m, 'E', &e); err != nil {
 			return err
@@ -296,7 +296,7 @@ func (s *pgState) client(m *Message) error {
 			st.Text = fmt.Sprintf("(execute of unknown portal %q)", e.Portal)
 		}
 		s.push(&op{kind: 'E', seq: m.Seq, portal: p, st: st})
-	case "Close":
+	case pgwire.Close:
 		var c pgproto3.Close
 		if err := decode(m, 'C', &c); err != nil {
 			return err
@@ -307,20 +307,20 @@ func (s *pgState) client(m *Message) error {
 			delete(s.portals, c.Name)
 		}
 		s.push(&op{kind: 'C', seq: m.Seq})
-	case "Sync":
+	case pgwire.Sync:
 		s.push(&op{kind: 'S', seq: m.Seq})
-	case "CopyData":
+	case pgwire.CopyData:
 		if s.copying != nil {
 			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
-	case "CopyFail":
+	case pgwire.CopyFail:
 		var c pgproto3.CopyFail
 		if err := decode(m, 'f', &c); err == nil && s.copying != nil {
 			s.copying.st.Notices = append(s.copying.st.Notices, "client aborted COPY: "+c.Message)
 		}
-	case "Terminate":
+	case pgwire.Terminate:
 		s.emit(PGEvent{Type: "terminate", Seq: m.Seq, Time: m.TS})
-	case "FunctionCall":
+	case pgwire.FunctionCall:
 		var fc pgproto3.FunctionCall
 		if err := decode(m, 'F', &fc); err != nil {
 			return err
@@ -411,19 +411,19 @@ func (s *pgState) server(m *Message) error {
 	switch m.Kind {
 	case "AuthenticationOk":
 		s.emit(PGEvent{Type: "authenticated", Seq: m.Seq, Time: m.TS})
-	case "ParseComplete":
+	case pgwire.ParseComplete:
 		if s.front("P") != nil {
 			s.pop()
 		}
-	case "BindComplete":
+	case pgwire.BindComplete:
 		if s.front("B") != nil {
 			s.pop()
 		}
-	case "CloseComplete":
+	case pgwire.CloseComplete:
 		if s.front("C") != nil {
 			s.pop()
 		}
-	case "ParameterDescription":
+	case pgwire.ParameterDescription:
 		// Part of a Describe('S') answer (its RowDescription/NoData completes it): the
 		// parameter types the server inferred, needed to read binary Bind values when
 		// the client's Parse left them unspecified, as pgx does.
@@ -436,40 +436,40 @@ func (s *pgState) server(m *Message) error {
 				ps.oids = pd.ParameterOIDs
 			}
 		}
-	case "NoData":
+	case pgwire.NoData:
 		if s.front("D") != nil {
 			s.pop()
 		}
-	case "RowDescription":
+	case pgwire.RowDescription:
 		return s.rowDescription(m)
-	case "DataRow":
+	case pgwire.DataRow:
 		return s.dataRow(m)
-	case "CommandComplete":
+	case pgwire.CommandComplete:
 		var c pgproto3.CommandComplete
 		if err := decode(m, 'C', &c); err != nil {
 			return err
 		}
 		s.complete(m, func(r *Result) { r.Tag = string(c.CommandTag) })
-	case "EmptyQueryResponse":
+	case pgwire.EmptyQueryResponse:
 		s.complete(m, func(r *Result) { r.Empty = true })
-	case "PortalSuspended":
+	case pgwire.PortalSuspended:
 		s.complete(m, func(r *Result) { r.Suspended = true })
-	case "CopyInResponse", "CopyOutResponse", "CopyBothResponse":
+	case pgwire.CopyInResponse, pgwire.CopyOutResponse, pgwire.CopyBothResponse:
 		s.copying = s.find("QE")
 		if s.copying != nil {
 			s.copyResult()
 		}
-	case "CopyData":
+	case pgwire.CopyData:
 		if s.copying != nil {
 			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
-	case "ErrorResponse":
+	case pgwire.ErrorResponse:
 		var e pgproto3.ErrorResponse
 		if err := decode(m, 'E', &e); err != nil {
 			return err
 		}
 		s.errorResponse(m, pgError(&e))
-	case "NoticeResponse":
+	case pgwire.NoticeResponse:
 		var n pgproto3.NoticeResponse
 		if err := decode(m, 'N', &n); err != nil {
 			return err
@@ -480,13 +480,13 @@ func (s *pgState) server(m *Message) error {
 			return nil
 		}
 		s.emit(PGEvent{Type: "notice", Seq: m.Seq, Time: m.TS, Error: pgError(e)})
-	case "NotificationResponse":
+	case pgwire.NotificationResponse:
 		var n pgproto3.NotificationResponse
 		if err := decode(m, 'A', &n); err != nil {
 			return err
 		}
 		s.emit(PGEvent{Type: "notification", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf("%s: %s (pid %d)", n.Channel, n.Payload, n.PID)})
-	case "ReadyForQuery":
+	case pgwire.ReadyForQuery:
 		s.readyForQuery(m)
 	}
 	return nil

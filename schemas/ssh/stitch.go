@@ -74,7 +74,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 	lim = lim.WithDefaults()
 	var out []schemas.Command
 	switch f.Kind {
-	case "ssh.channel.open":
+	case ChannelOpen:
 		ch := s.channel(f.Channel)
 		typ, extra := ChannelType(f.Payload)
 		ch.Type = typ
@@ -83,7 +83,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			c.Status = protocol.StatusOK
 			out = append(out, *c)
 		}
-	case "ssh.request.pty-req":
+	case RequestPTY:
 		var req struct {
 			Term               string
 			Cols, Rows, PW, PH uint32
@@ -92,16 +92,16 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 		if xssh.Unmarshal(f.Payload, &req) == nil {
 			s.channel(f.Channel).Term = fmt.Sprintf("%s %dx%d", req.Term, req.Cols, req.Rows)
 		}
-	case "ssh.request.exec", "ssh.request.subsystem":
+	case RequestExec, RequestSubsystem:
 		var req struct{ Value string }
 		text := string(f.Payload)
 		if xssh.Unmarshal(f.Payload, &req) == nil {
 			text = req.Value
 		}
 		ch := s.channel(f.Channel)
-		ch.Mode = f.Kind[len("ssh.request."):]
+		ch.Mode = f.Kind[len(RequestPrefix):]
 		ch.Cmd = protocol.NewCommand(f, ch.Mode, protocol.Clip(text, lim.MaxText, false), f.Masks)
-	case "ssh.request.shell":
+	case RequestShell:
 		ch := s.channel(f.Channel)
 		ch.Mode = "shell"
 		text := "interactive shell"
@@ -109,11 +109,11 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			text += " (pty " + ch.Term + ")"
 		}
 		ch.Cmd = protocol.NewCommand(f, "shell.session", text, nil)
-	case "ssh.channel.data":
+	case ChannelData:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Mode == "shell" && f.Direction == schemas.Client {
 			out = ch.keys(f, lim, out)
 		}
-	case "ssh.request.exit-status":
+	case RequestExitStatus:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Cmd != nil && len(f.Payload) >= 4 {
 			code := int32(binary.BigEndian.Uint32(f.Payload))
 			ch.Cmd.ExitStatus = &code
@@ -126,7 +126,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
-	case "ssh.request.exit-signal":
+	case RequestExitSignal:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Cmd != nil {
 			var sig struct {
 				Signal     string
@@ -147,7 +147,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
-	case "ssh.channel.close":
+	case ChannelClose:
 		if ch := s.Channels[f.Channel]; ch != nil {
 			out = ch.flush(f, out)
 			delete(s.Channels, f.Channel)
