@@ -24,9 +24,6 @@ const tailBytes = 160
 // promptRe recognises a prompt for a secret at the end of terminal output.
 var promptRe = regexp.MustCompile(`(?i)(?:password|passphrase|passcode|\bpin\b|verification code|one-time code|otp|secret|token)[^\n]{0,80}[:?]\s*$`)
 
-// ansiRe matches terminal escape sequences, removed before looking for a prompt.
-var ansiRe = regexp.MustCompile(`\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])`)
-
 var envSecretRe = regexp.MustCompile(`(?i)pass|secret|token|credential|private|api_?key|auth`)
 
 // ssh masks one SSH frame. Channel data keeps its length (a terminal's layout depends
@@ -119,5 +116,5 @@ func (ch *sshChannel) observeOutput(out []byte) {
 	if len(ch.Tail) > tailBytes {
 		ch.Tail = append([]byte(nil), ch.Tail[len(ch.Tail)-tailBytes:]...)
 	}
-	ch.Secret = promptRe.Match(ansiRe.ReplaceAll(ch.Tail, nil))
+	ch.Secret = promptRe.Match(sshproto.StripEscapes(ch.Tail))
 }

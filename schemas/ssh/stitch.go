@@ -39,7 +39,7 @@ type sshChan struct {
 	Raw    []byte           `json:"raw,omitempty"`
 	Edited bool             `json:"edited,omitempty"`
 	Remote bool             `json:"remote,omitempty"` // cursor keys or tab: the remote shell changed the line
-	Esc    int              `json:"esc,omitempty"`    // escape sequence parser state
+	Esc    Escapes          `json:"esc,omitempty"`    // escape sequence parser state
 	LastCR bool             `json:"last_cr,omitempty"`
 	Start  int64            `json:"start"`  // seq of the frame with the line's first keystroke, -1 none
 	Shared bool             `json:"shared"` // that frame already began another command
@@ -48,13 +48,6 @@ type sshChan struct {
 	MaskAt int64            `json:"mask_at"` // seq of the last frame whose masks were counted
 	Used   int64            `json:"used"`    // seq of the last frame that began a command
 }
-
-const (
-	escNone = iota
-	escStart
-	escCSI
-	escSS3
-)
 
 func (s *Stitcher) channel(id int64) *sshChan {
 	if s.Channels == nil {
@@ -202,8 +195,8 @@ func (ch *sshChan) keys(f *schemas.Frame, lim protocol.Limits, out []schemas.Com
 		if len(ch.Raw) < lim.MaxText {
 			ch.Raw = append(ch.Raw, b)
 		}
-		if ch.Esc != escNone {
-			ch.escape(b)
+		if ch.Esc != EscText {
+			ch.Esc.Text(b)
 			continue
 		}
 		cr := ch.LastCR
@@ -217,7 +210,7 @@ func (ch *sshChan) keys(f *schemas.Frame, lim protocol.Limits, out []schemas.Com
 			}
 			out = ch.endLine(f, protocol.StatusOK, out)
 		case b == 0x1b:
-			ch.Esc, ch.Edited, ch.Remote = escStart, true, true
+			ch.Esc, ch.Edited, ch.Remote = EscStart, true, true
 		case b == 0x7f || b == 0x08:
 			if _, n := utf8.DecodeLastRune(ch.Line); n > 0 {
 				ch.Line = ch.Line[:len(ch.Line)-n]
@@ -256,26 +249,6 @@ func (ch *sshChan) noteMasks(f *schemas.Frame) {
 	}
 	for k, v := range f.Masks {
 		ch.Masks[k] += v
-	}
-}
-
-func (ch *sshChan) escape(b byte) {
-	switch ch.Esc {
-	case escStart:
-		switch b {
-		case '[':
-			ch.Esc = escCSI
-		case 'O':
-			ch.Esc = escSS3
-		default:
-			ch.Esc = escNone
-		}
-	case escCSI:
-		if b >= 0x40 && b <= 0x7e {
-			ch.Esc = escNone
-		}
-	case escSS3:
-		ch.Esc = escNone
 	}
 }
 
@@ -318,7 +291,7 @@ func (ch *sshChan) endLine(f *schemas.Frame, status string, out []schemas.Comman
 // empty line.
 func (ch *sshChan) lineCommand(f *schemas.Frame, status string) *schemas.Command {
 	defer func() {
-		ch.Line, ch.Raw, ch.Edited, ch.Remote, ch.Esc, ch.Masks, ch.MaskAt = ch.Line[:0], ch.Raw[:0], false, false, escNone, nil, -1
+		ch.Line, ch.Raw, ch.Edited, ch.Remote, ch.Esc, ch.Masks, ch.MaskAt = ch.Line[:0], ch.Raw[:0], false, false, EscText, nil, -1
 		ch.resetStart()
 	}()
 	// An empty line is no command, unless cursor keys or completion may have put a
