@@ -327,7 +327,7 @@ func (s *system) lifecycle(fl *faultLog, token string) check {
 	c := check{name: "lifecycle and verify (query API)", ok: true}
 	// gap_only: every integrity alert is a seq gap or the end naming the frame before it.
 	rows, err := s.chQuery(fmt.Sprintf(`SELECT id, st, gw, reason, started, sig, arrayStringConcat(integ, ' / '),
-		arrayAll(x -> startsWith(x, 'seq_gap') OR startsWith(x, 'end_mismatch'), integ) AND length(integ) > 0
+		arrayAll(x -> startsWith(x, 'gap') OR startsWith(x, 'end'), integ) AND length(integ) > 0
 		FROM (SELECT session_id AS id, argMax(status, version) AS st, argMax(gateway_id, version) AS gw, argMax(end_reason, version) AS reason,
 		toUnixTimestamp(min(started_at)) AS started, argMax(signature_ok, version) AS sig, argMax(integrity, version) AS integ
 		FROM %s.sessions GROUP BY session_id)`, s.db))

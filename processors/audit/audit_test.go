@@ -44,11 +44,11 @@ func TestRecordsAreFlat(t *testing.T) {
 	yes := true
 	s := &schemas.Session{SessionID: "0193a3c2-7c4e-7b4e-8d3a-1c2b3d4e5f60", Protocol: schemas.Postgres, Target: "app",
 		Subject: "ci", Groups: []string{"dba"}, Status: schemas.StatusEnded, FinalHash: []byte{1, 2}, SignatureOK: &yes,
-		Integrity: []string{"seq_gap at seq 4: seqs 2..3 missing"}}
+		Integrity: []string{"gap at seq 4: seqs 2..3 missing"}}
 	exit := int32(2)
 	c := &schemas.Command{SessionID: s.SessionID, CommandSeq: 3, SeqEnd: 5, Kind: "exec", Text: "false", Status: "error",
 		StartedAt: ts, EndedAt: ts.Add(1500 * time.Microsecond), ExitStatus: &exit, Masks: map[string]int64{"email": 2, "card": 1}}
-	for _, r := range []Record{Command(s, c), Lifecycle(TypeSessionEnd, s, 9, ts), Alert(s, "seq_gap", "seqs 2..3 missing", 4, ts)} {
+	for _, r := range []Record{Command(s, c), Lifecycle(TypeSessionEnd, s, 9, ts), Alert(s, "gap", "seqs 2..3 missing", 4, ts)} {
 		b, err := r.Marshal()
 		if err != nil {
 			t.Fatal(err)

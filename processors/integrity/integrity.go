@@ -7,24 +7,30 @@ package integrity
 
 import (
 	"bytes"
-	"encoding/base64"
+	"crypto/ed25519"
 	"fmt"
+
+	"github.com/tapline/tapline/schemas/chaincheck"
 
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/schemas"
 )
 
-// Alert kinds.
+// Alert kinds: the chain problems (chaincheck's kinds, the ones verify reports),
+// and what only the processors see.
 const (
-	SeqGap         = "seq_gap"         // frames are missing before this one
-	SeqReplay      = "seq_replay"      // a seq at or below one already seen: not processed further
-	ChainBreak     = "chain_break"     // the frame does not chain to the previous hash, or its hash or digest is wrong
-	BadStart       = "bad_start"       // seq 0 is not session.start or session.denied
-	EndMismatch    = "end_mismatch"    // session.end names another last seq or final hash than the stream has
-	BadSignature   = "bad_signature"   // session.end's signature does not verify
-	UntrustedKey   = "untrusted_key"   // session.end is signed by a key not in the trusted list
-	MissingEnd     = "missing_end"     // session.end frame without its end record
-	FrameAfterEnd  = "frame_after_end" // a frame arrived after the session ended
+	Gap        = chaincheck.Gap        // frames are missing before this one
+	OutOfOrder = chaincheck.OutOfOrder // a seq at or below one already seen: not processed further
+	PrevHash   = chaincheck.PrevHash   // the frame does not chain to the previous frame's hash
+	Hash       = chaincheck.Hash       // its hash does not match its header and digest
+	Digest     = chaincheck.Digest     // its payload does not match its digest
+	Salt       = chaincheck.Salt       // salt missing on a frame not marked masked
+	Unreadable = chaincheck.Unreadable // the frame cannot be hashed
+	Start      = chaincheck.Start      // seq 0 is not session.start or session.denied
+	End        = chaincheck.End        // session.end names another last seq or final hash than the stream, or has no end record
+	Signature  = chaincheck.Signature  // session.end's signature does not verify, or is by an untrusted key
+	AfterEnd   = chaincheck.AfterEnd   // a frame arrived after the session ended
+
 	Undecodable    = "undecodable"     // a raw record is not a frame
 	DeniedActivity = "denied_activity" // a denied session carries protocol frames
 	// ProcessingFailed: the processors failed on this frame (a bug, not an attack as
@@ -80,40 +86,37 @@ func (ks Keys) trusted(k []byte) bool {
 	return false
 }
 
-// Check verifies f against the tip and advances it. accept is false for a frame that
-// must not be processed further (a replayed seq): its alert is the only trace.
-// signatureOK is set for a session.end frame.
+// Check verifies f against the tip and advances it, by the rules of chaincheck.
+// accept is false for a frame that must not be processed further (a replayed seq):
+// its alert is the only trace. signatureOK is set for a session.end frame.
 func Check(t *Tip, f *schemas.Frame, keys Keys) (alerts []Alert, accept bool, signatureOK *bool) {
-	alert := func(kind, format string, args ...any) {
-		alerts = append(alerts, Alert{Kind: kind, Seq: f.Seq, Detail: fmt.Sprintf(format, args...)})
+	add := func(ps ...chaincheck.Problem) {
+		for _, p := range ps {
+			if p.Kind == Gap {
+				p.Detail = fmt.Sprintf("seqs %d..%d missing", p.Seq, p.SeqEnd)
+			}
+			alerts = append(alerts, Alert{Kind: p.Kind, Seq: f.Seq, Detail: p.Detail})
+		}
 	}
 	if f.Seq <= t.Seq {
-		alert(SeqReplay, "seq %d arrived after seq %d; not processed", f.Seq, t.Seq)
+		add(chaincheck.Problem{Kind: OutOfOrder, Detail: fmt.Sprintf("seq %d arrived after seq %d; not processed", f.Seq, t.Seq)})
 		return alerts, false, nil
 	}
 	if t.Ended {
-		alert(FrameAfterEnd, "%s frame after the session's end", f.Kind)
+		add(chaincheck.Problem{Kind: AfterEnd, Detail: fmt.Sprintf("%s frame after the session's end", f.Kind)})
+	}
+	linked := f.Seq == 0 || f.Seq == t.Seq+1
+	if !linked {
+		add(chaincheck.GapProblem(t.Seq+1, f.Seq-1))
 	}
 	prev := t.Hash
-	switch {
-	case f.Seq == t.Seq+1 && t.Seq >= 0:
-	case f.Seq == 0:
+	if f.Seq == 0 {
 		prev = schemas.ZeroHash
-	case t.Seq < 0:
-		alert(SeqGap, "first frame seen has seq %d: seqs 0..%d missing", f.Seq, f.Seq-1)
-		prev = f.PrevHash
-	default:
-		alert(SeqGap, "seqs %d..%d missing", t.Seq+1, f.Seq-1)
-		prev = f.PrevHash // cannot link across the gap; check the frame on its own
 	}
-	if err := schemas.CheckLink(f, prev); err != nil {
-		alert(ChainBreak, "%v", err)
-	}
-	if f.Seq == 0 && f.Kind != schemas.KindSessionStart && f.Kind != schemas.KindSessionDenied {
-		alert(BadStart, "seq 0 is %s, not %s or %s", f.Kind, schemas.KindSessionStart, schemas.KindSessionDenied)
-	}
+	add(chaincheck.Link(f, prev, t.Seq, linked)...)
+	add(chaincheck.StartRule(f)...)
 	if f.Kind == schemas.KindSessionEnd {
-		ok := checkEnd(t, f, keys, alert)
+		ok := checkEnd(t, f, keys, add)
 		signatureOK = &ok
 		t.Ended = true
 	}
@@ -123,36 +126,22 @@ func Check(t *Tip, f *schemas.Frame, keys Keys) (alerts []Alert, accept bool, si
 
 // checkEnd verifies a session.end against the tip before it; it returns whether the
 // signature is valid and by a trusted key.
-func checkEnd(t *Tip, f *schemas.Frame, keys Keys, alert func(kind, format string, args ...any)) bool {
-	e := f.End
-	if e == nil {
-		alert(MissingEnd, "session.end frame carries no end record")
+func checkEnd(t *Tip, f *schemas.Frame, keys Keys, add func(...chaincheck.Problem)) bool {
+	tip := t.Hash
+	if t.Seq != f.Seq-1 {
+		tip = nil // frames missing before the end: its final hash cannot match
+	}
+	add(chaincheck.EndTip(f, f.End, tip)...)
+	if f.End == nil {
 		return false
 	}
-	if e.LastSeq != f.Seq-1 || e.LastSeq != t.Seq {
-		alert(EndMismatch, "session.end says last seq %d; the stream has %d before it", e.LastSeq, t.Seq)
-	} else if !bytes.Equal(e.FinalHash, t.Hash) {
-		alert(EndMismatch, "session.end's final hash is not the hash of seq %d", t.Seq)
+	trusted := make([]ed25519.PublicKey, len(keys))
+	for i, k := range keys {
+		trusted[i] = k
 	}
-	if err := schemas.VerifyEnd(e.GatewayKey, f.SessionID, e); err != nil {
-		alert(BadSignature, "%v (gateway key %s)", err, keyID(e.GatewayKey))
-		return false
-	}
-	if len(keys) == 0 {
-		return false // no alert per session: the processor warns once at start
-	}
-	if !keys.trusted(e.GatewayKey) {
-		alert(UntrustedKey, "session.end signed by gateway key %s, which is not in the trusted list", keyID(e.GatewayKey))
-		return false
-	}
-	return true
-}
-
-// keyID shortens a public key for messages.
-func keyID(k []byte) string {
-	s := base64.StdEncoding.EncodeToString(k)
-	if len(s) > 12 {
-		s = s[:12] + "…"
-	}
-	return s
+	status, _, ps := chaincheck.EndSignature(f.SessionID, f, f.End, trusted)
+	add(ps...)
+	// With no trusted keys there is no alert per session: the processor warns once
+	// at start.
+	return status == chaincheck.SigTrusted
 }

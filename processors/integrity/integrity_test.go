@@ -67,7 +67,7 @@ func TestSeqGap(t *testing.T) {
 	frames := append(append([]schemas.Frame{}, s.Frames[:2]...), s.Frames[4:]...) // drop seqs 2 and 3
 	kinds, details, sig, _ := run(frames, trusted(s))
 	// The end names the tip that did arrive, so the gap is the only alert.
-	if len(kinds) != 1 || kinds[0] != SeqGap {
+	if len(kinds) != 1 || kinds[0] != Gap {
 		t.Fatalf("alerts %v", details)
 	}
 	if !strings.Contains(details[0], "seqs 2..3 missing") {
@@ -82,7 +82,7 @@ func TestSeqGap(t *testing.T) {
 func TestMissingStart(t *testing.T) {
 	s := record(t, 3)
 	kinds, _, _, _ := run(s.Frames[2:], nil)
-	if len(kinds) == 0 || kinds[0] != SeqGap {
+	if len(kinds) == 0 || kinds[0] != Gap {
 		t.Fatalf("alerts %v", kinds)
 	}
 }
@@ -92,7 +92,7 @@ func TestBrokenChain(t *testing.T) {
 		s := record(t, 5)
 		s.Frames[3].Payload = []byte("y")
 		kinds, details, _, _ := run(s.Frames, nil)
-		if len(kinds) != 1 || kinds[0] != ChainBreak || !strings.Contains(details[0], "payload does not match its digest") {
+		if len(kinds) != 1 || kinds[0] != Digest || !strings.Contains(details[0], "payload does not match its digest") {
 			t.Fatalf("alerts %v", details)
 		}
 	})
@@ -100,7 +100,7 @@ func TestBrokenChain(t *testing.T) {
 		s := record(t, 5)
 		s.Frames[2].Direction = schemas.Server
 		kinds, _, _, _ := run(s.Frames, nil)
-		if len(kinds) != 1 || kinds[0] != ChainBreak {
+		if len(kinds) != 1 || kinds[0] != Hash {
 			t.Fatalf("alerts %v", kinds)
 		}
 	})
@@ -114,7 +114,7 @@ func TestBrokenChain(t *testing.T) {
 		s.Frames[3] = f
 		kinds, _, _, _ := run(s.Frames, nil)
 		// Seq 3 does not chain to seq 2, and seq 4 does not chain to the new seq 3.
-		if len(kinds) != 2 || kinds[0] != ChainBreak || kinds[1] != ChainBreak {
+		if len(kinds) != 2 || kinds[0] != PrevHash || kinds[1] != PrevHash {
 			t.Fatalf("alerts %v", kinds)
 		}
 	})
@@ -135,7 +135,7 @@ func TestForgedEnd(t *testing.T) {
 		e.GatewayKey = sessiontest.NewKey(9).Public().(ed25519.PublicKey)
 		end.End = &e
 		kinds, _, sig, _ := run(s.Frames, nil)
-		if sig == nil || *sig || !contains(kinds, BadSignature) {
+		if sig == nil || *sig || !contains(kinds, Signature) {
 			t.Fatalf("alerts %v sig %v", kinds, sig)
 		}
 	})
@@ -149,7 +149,7 @@ func TestForgedEnd(t *testing.T) {
 		}
 		end.End = &e
 		kinds, _, sig, _ := run(s.Frames, trusted(s))
-		if sig == nil || !*sig || len(kinds) != 1 || kinds[0] != EndMismatch {
+		if sig == nil || !*sig || len(kinds) != 1 || kinds[0] != End {
 			t.Fatalf("alerts %v sig %v", kinds, sig)
 		}
 	})
@@ -161,7 +161,7 @@ func TestForgedEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		kinds, _, sig, _ := run(s.Frames, keys)
-		if sig == nil || *sig || len(kinds) != 1 || kinds[0] != UntrustedKey {
+		if sig == nil || *sig || len(kinds) != 1 || kinds[0] != Signature {
 			t.Fatalf("alerts %v sig %v", kinds, sig)
 		}
 		trusted, _ := ParseKeys([]string{base64.StdEncoding.EncodeToString(s.Key.Public().(ed25519.PublicKey))})
@@ -176,7 +176,7 @@ func TestReplayedSeqIsRejected(t *testing.T) {
 	frames := append(append([]schemas.Frame{}, s.Frames[:3]...), s.Frames[2])
 	frames = append(frames, s.Frames[3:]...)
 	kinds, _, _, rejected := run(frames, nil)
-	if rejected != 1 || len(kinds) != 1 || kinds[0] != SeqReplay {
+	if rejected != 1 || len(kinds) != 1 || kinds[0] != OutOfOrder {
 		t.Fatalf("alerts %v rejected %d", kinds, rejected)
 	}
 }

@@ -51,7 +51,7 @@ const (
 func (t *targetRules) pgFragment(f *schemas.Frame, st *State, pg PGContext, counts Counts) []byte {
 	if f.Fragment == 0 {
 		st.Walk = nil
-		if f.Kind == "DataRow" || f.Kind == "Bind" {
+		if f.Kind == pgwire.DataRow || f.Kind == pgwire.Bind {
 			st.Walk = &pgWalk{Kind: f.Kind, Step: walkHeader, Need: pgwire.HeaderLen}
 		}
 	}
@@ -127,14 +127,14 @@ func (t *targetRules) field(w *pgWalk, pg PGContext, _ Counts) {
 	w.Acc = nil
 	switch w.Step {
 	case walkHeader:
-		if w.Kind == "Bind" {
+		if w.Kind == pgwire.Bind {
 			w.Step = walkPortal
 			return
 		}
 		w.Step, w.Need = walkCount, 2
 	case walkCount:
 		n := int(binary.BigEndian.Uint16(v))
-		if w.Kind == "DataRow" {
+		if w.Kind == pgwire.DataRow {
 			w.Count = n
 			var cols []string
 			if pg != nil {
@@ -181,7 +181,7 @@ func (t *targetRules) field(w *pgWalk, pg PGContext, _ Counts) {
 			return
 		}
 		w.Step, w.Remain = walkValue, int64(n)
-		if w.Kind == "DataRow" {
+		if w.Kind == pgwire.DataRow {
 			w.Masked, w.Text = w.Cols[w.Index], true
 		} else {
 			w.Masked, w.Text = w.Params[w.Index], pgwire.FormatCode(w.Fmts, w.Index) == 0
@@ -193,7 +193,7 @@ func (t *targetRules) startValues(w *pgWalk) {
 	w.Index = 0
 	if w.Count == 0 {
 		w.Step = walkRest
-		w.Done = w.Kind == "DataRow"
+		w.Done = w.Kind == pgwire.DataRow
 		return
 	}
 	w.Step, w.Need = walkLen, 4
@@ -209,7 +209,7 @@ func (t *targetRules) nextValue(w *pgWalk) {
 }
 
 func (w *pgWalk) maskType() string {
-	if w.Kind == "DataRow" {
+	if w.Kind == pgwire.DataRow {
 		return Column
 	}
 	return Param

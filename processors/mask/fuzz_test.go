@@ -112,23 +112,3 @@ func FuzzMaskPostgres(f *testing.F) {
 		}
 	})
 }
-
-// FuzzMaskHTTP: arbitrary HTTP messages mask without panic and lose a planted secret
-// in a textual body.
-func FuzzMaskHTTP(f *testing.F) {
-	m := fuzzSetup(f)
-	f.Fuzz(func(t *testing.T, p []byte, sel uint8) {
-		fr := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Payload: append([]byte(nil), p...), Final: sel&1 == 0, Fragment: int32(sel >> 7)}
-		m.Frame(fr, "api", &State{}, nil)
-		if fr.Fragment > 0 && len(fr.Payload) != len(p) {
-			t.Fatalf("continuation fragment changed length")
-		}
-		body := append(append([]byte(nil), p...), plantedLine...)
-		msg := append([]byte("POST /x HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n"), body...)
-		planted := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Payload: msg, Final: true}
-		m.Frame(planted, "api", &State{}, nil)
-		if bytes.Contains(planted.Payload, []byte(plantedSecret)) {
-			t.Fatalf("planted secret not masked")
-		}
-	})
-}

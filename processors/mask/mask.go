@@ -11,10 +11,10 @@
 package mask
 
 import (
-	"strings"
-
 	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
+	"github.com/tapline/tapline/schemas/protocol"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
@@ -61,9 +61,11 @@ func (s *State) AfterFailure(f *schemas.Frame) {
 func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
 
 // Frame masks f in place under target's rules and returns what it masked (nil when
-// nothing). Lifecycle frames are never masked. pg may be nil for other protocols, or
-// when nothing is known about the conversation.
-func (m *Masker) Frame(f *schemas.Frame, target string, st *State, pg PGContext) Counts {
+// nothing). Lifecycle frames are never masked. conv is what the session's protocol
+// knows (may be nil): a PGContext for Postgres, or a protocol.Conversation for a
+// protocol that masks its own frames with the target's rules. Frames of other
+// protocols are masked with the detectors as text.
+func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Counts {
 	if f.IsLifecycle() || len(f.Payload) == 0 {
 		return nil
 	}
@@ -72,22 +74,21 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, pg PGContext)
 	var out []byte
 	switch f.Protocol {
 	case schemas.Postgres:
+		pg, _ := conv.(PGContext)
 		out = t.postgres(f, st, pg, counts)
 	case schemas.SSH:
 		out = t.ssh(f, st, counts)
-		if f.Kind == "ssh.channel.close" {
+		if f.Kind == sshproto.ChannelClose {
 			st.CloseChannel(f.Channel)
 		}
 	case schemas.HTTP:
 		out = t.httpFrame(f, st, counts)
-	case schemas.Kubernetes:
-		if strings.HasPrefix(f.Kind, "http.") {
-			out = t.http(f, counts)
+	default:
+		if c, ok := conv.(protocol.Conversation); ok {
+			out = c.Mask(f, rulesView{t}, protocol.Counts(counts))
 		} else {
 			out = t.text(f.Payload, sameLength, counts)
 		}
-	default:
-		out = t.text(f.Payload, sameLength, counts)
 	}
 	if len(counts) == 0 {
 		return nil
@@ -102,3 +103,22 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, pg PGContext)
 	}
 	return counts
 }
+
+// Rules returns target's rules as protocol packages apply them.
+func (m *Masker) Rules(target string) protocol.MaskRules { return rulesView{m.rules(target)} }
+
+// rulesView is a target's rules seen through protocol.MaskRules.
+type rulesView struct{ t *targetRules }
+
+func (r rulesView) Text(b []byte, st protocol.Style, counts protocol.Counts) []byte {
+	s := token
+	if st == protocol.SameLength {
+		s = sameLength
+	}
+	return r.t.text(b, s, Counts(counts))
+}
+
+func (r rulesView) Column(name string) bool    { return r.t.maskColumn(name) }
+func (r rulesView) Param(i int) bool           { return r.t.maskParam(i) }
+func (r rulesView) Header(name string) bool    { return r.t.headers[name] }
+func (r rulesView) JSONField(name string) bool { return r.t.jsonFields[name] }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -379,33 +378,6 @@ func TestSSHPasswordPromptAndExec(t *testing.T) {
 	var ev struct{ Name, Value string }
 	if err := ssh.Unmarshal(env.Payload, &ev); err != nil || ev.Value != "[masked:env_secret]" || ev.Name != "DB_PASSWORD" {
 		t.Errorf("env %+v %v", ev, err)
-	}
-}
-
-func TestHTTPHeadersAndJSON(t *testing.T) {
-	m := defaultMasker(t)
-	body := `{"user":"bob","password":"hunter2","nested":{"token":12345,"keep":"x"},"mail":"bob@example.com"}`
-	req := "POST /login?next=/home&api_key=abc123 HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer abc.def.ghi\r\n" +
-		"Cookie: sid=1; theme=dark\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	f := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Direction: schemas.Client, Payload: []byte(req), Final: true}
-	c := m.Frame(f, "api", &State{}, nil)
-	wantBody := `{"user":"bob","password":"[masked:json_field]","nested":{"token":"[masked:json_field]","keep":"x"},"mail":"[masked:email]"}`
-	want := "POST /login?next=/home&api_key=%5Bmasked%3Ajson_field%5D HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer [masked:http_header]\r\n" +
-		"Cookie: [masked:http_header]\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(wantBody)) + "\r\n\r\n" + wantBody
-	if string(f.Payload) != want {
-		t.Errorf("\ngot  %q\nwant %q", f.Payload, want)
-	}
-	if c[Header] != 2 || c[JSONField] != 3 || c[Email] != 1 {
-		t.Errorf("counts %v", c)
-	}
-
-	chunked := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n" +
-		"a\r\n{\"token\":\"\r\n9\r\nabcdefgh\"\r\n1\r\n}\r\n0\r\n\r\n"
-	r := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.response", Direction: schemas.Server, Payload: []byte(chunked), Final: true}
-	m.Frame(r, "k8s", &State{}, nil)
-	inner := `{"token":"[masked:json_field]"}`
-	if want := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n" + (strconv.FormatInt(int64(len(inner)), 16)) + "\r\n" + inner + "\r\n0\r\n\r\n"; string(r.Payload) != want {
-		t.Errorf("chunked\ngot  %q\nwant %q", r.Payload, want)
 	}
 }
 

@@ -78,35 +78,35 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		Encode([]byte) ([]byte, error)
 	}
 	switch kind {
-	case "Query":
+	case pgwire.Query:
 		m := &pgproto3.Query{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		m.String = string(t.text([]byte(m.String), st, counts))
 		msg = m
-	case "Parse":
+	case pgwire.Parse:
 		m := &pgproto3.Parse{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		m.Query = string(t.text([]byte(m.Query), st, counts))
 		msg = m
-	case "Bind":
+	case pgwire.Bind:
 		m := &pgproto3.Bind{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		t.bindParams(m, pg, st, counts)
 		msg = m
-	case "DataRow":
+	case pgwire.DataRow:
 		m := &pgproto3.DataRow{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
 		}
 		t.dataRow(m, pg, st, counts)
 		msg = m
-	case "CopyData":
+	case pgwire.CopyData:
 		m := &pgproto3.CopyData{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
@@ -114,7 +114,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 		// Same length: in binary COPY each field is length-prefixed inside the data.
 		m.Data = t.text(m.Data, sameLength, counts)
 		msg = m
-	case "ErrorResponse":
+	case pgwire.ErrorResponse:
 		m := &pgproto3.ErrorResponse{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
@@ -123,7 +123,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 			*s = string(t.text([]byte(*s), st, counts))
 		}
 		msg = m
-	case "NoticeResponse":
+	case pgwire.NoticeResponse:
 		m := &pgproto3.NoticeResponse{}
 		if err := pgwire.Decode(m, body); err != nil {
 			return nil, nil, err
@@ -132,7 +132,7 @@ func (t *targetRules) pgMessage(kind string, p []byte, pg PGContext, st style) (
 			*s = string(t.text([]byte(*s), st, counts))
 		}
 		msg = m
-	case "PasswordMessage":
+	case pgwire.PasswordMessage:
 		counts.add(AuthMessage, 1)
 		msg = &pgproto3.PasswordMessage{Password: replacement(AuthMessage, st, len(body)-1)}
 	case "SASLInitialResponse":

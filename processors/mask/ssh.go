@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 
+	sshproto "github.com/tapline/tapline/schemas/ssh"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
@@ -22,9 +24,6 @@ const tailBytes = 160
 // promptRe recognises a prompt for a secret at the end of terminal output.
 var promptRe = regexp.MustCompile(`(?i)(?:password|passphrase|passcode|\bpin\b|verification code|one-time code|otp|secret|token)[^\n]{0,80}[:?]\s*$`)
 
-// ansiRe matches terminal escape sequences, removed before looking for a prompt.
-var ansiRe = regexp.MustCompile(`\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])`)
-
 var envSecretRe = regexp.MustCompile(`(?i)pass|secret|token|credential|private|api_?key|auth`)
 
 // ssh masks one SSH frame. Channel data keeps its length (a terminal's layout depends
@@ -33,7 +32,7 @@ var envSecretRe = regexp.MustCompile(`(?i)pass|secret|token|credential|private|a
 // with correct lengths.
 func (t *targetRules) ssh(f *schemas.Frame, st *State, counts Counts) []byte {
 	switch f.Kind {
-	case "ssh.channel.data", "ssh.channel.extended-data":
+	case sshproto.ChannelData, sshproto.ChannelExtData:
 		ch := st.sshChannel(f.Channel)
 		if f.Direction == schemas.Client {
 			return t.sshInput(f.Payload, ch, counts)
@@ -41,7 +40,7 @@ func (t *targetRules) ssh(f *schemas.Frame, st *State, counts Counts) []byte {
 		out := t.text(f.Payload, sameLength, counts)
 		ch.observeOutput(out)
 		return out
-	case "ssh.request.exec":
+	case sshproto.RequestExec:
 		var req struct{ Command string }
 		if ssh.Unmarshal(f.Payload, &req) != nil {
 			return t.sshOpaque(f.Payload, counts)
@@ -53,7 +52,7 @@ func (t *targetRules) ssh(f *schemas.Frame, st *State, counts Counts) []byte {
 		}
 		counts.merge(c)
 		return ssh.Marshal(&req)
-	case "ssh.request.env":
+	case sshproto.RequestEnv:
 		var req struct{ Name, Value string }
 		if ssh.Unmarshal(f.Payload, &req) != nil {
 			return t.sshOpaque(f.Payload, counts)
@@ -70,11 +69,11 @@ func (t *targetRules) ssh(f *schemas.Frame, st *State, counts Counts) []byte {
 		}
 		counts.merge(c)
 		return ssh.Marshal(&req)
-	case "ssh.channel.open":
+	case sshproto.ChannelOpen:
 		// Channel types and forwarding addresses carry no secrets.
 		return f.Payload
 	}
-	for _, prefix := range []string{"ssh.request.", "ssh.reply.", "ssh.global.", "ssh.channel."} {
+	for _, prefix := range []string{sshproto.RequestPrefix, sshproto.ReplyPrefix, sshproto.GlobalPrefix, sshproto.ChannelPrefix} {
 		if strings.HasPrefix(f.Kind, prefix) {
 			// Other requests (pty-req, window-change, exit-status…), replies, global
 			// requests (host keys, forwarding addresses), eof and close carry no free text.
@@ -117,5 +116,5 @@ func (ch *sshChannel) observeOutput(out []byte) {
 	if len(ch.Tail) > tailBytes {
 		ch.Tail = append([]byte(nil), ch.Tail[len(ch.Tail)-tailBytes:]...)
 	}
-	ch.Secret = promptRe.Match(ansiRe.ReplaceAll(ch.Tail, nil))
+	ch.Secret = promptRe.Match(sshproto.StripEscapes(ch.Tail))
 }

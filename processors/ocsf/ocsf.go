@@ -14,6 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	_ "github.com/tapline/tapline/schemas/protocol/all" // the protocols whose commands are mapped
+
 	"github.com/tapline/tapline/processors/audit"
 )
 
@@ -274,20 +278,22 @@ func lifecycle(e *Event, r *audit.Record) {
 	}
 }
 
+// classes map a protocol's OCSF class family (protocol.Audited) to its activity.
+var classes = map[string]func(*Event, *audit.Record){
+	"datastore": datastore, "ssh": sshActivity, "http": httpActivity, "api": apiActivity,
+}
+
 // command maps a stitched command to its protocol's activity class.
 func command(e *Event, r *audit.Record) error {
-	switch r.Protocol {
-	case "POSTGRES":
-		datastore(e, r)
-	case "SSH":
-		sshActivity(e, r)
-	case "HTTP":
-		httpActivity(e, r)
-	case "KUBERNETES":
-		apiActivity(e, r)
-	default:
-		return fmt.Errorf("audit record %s: no OCSF class for protocol %q", r.ID, r.Protocol)
+	a, err := protocol.Of[protocol.Audited](schemas.Protocol(r.Protocol))
+	if err != nil {
+		return fmt.Errorf("audit record %s: no OCSF class: %w", r.ID, err)
 	}
+	activity, ok := classes[a.OCSFClass()]
+	if !ok {
+		return fmt.Errorf("audit record %s: protocol %s names OCSF class %q, which is not mapped", r.ID, r.Protocol, a.OCSFClass())
+	}
+	activity(e, r)
 	e.StartTime, _ = millis(r.StartedAt)
 	e.EndTime, _ = millis(r.EndedAt)
 	if r.DurationMS != nil {

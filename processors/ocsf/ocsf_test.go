@@ -13,6 +13,7 @@ import (
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -51,7 +52,7 @@ func every() map[string]audit.Record {
 	ok, bad := true, false
 	ended.Status, ended.EndReason, ended.SignatureOK, ended.FinalHash = schemas.StatusEnded, "client terminated", &ok, []byte{1, 2}
 	tampered := sessionOf(schemas.SSH, "box")
-	tampered.Status, tampered.SignatureOK, tampered.Integrity = schemas.StatusEnded, &bad, []string{"seq_gap at seq 4: 2 frames missing"}
+	tampered.Status, tampered.SignatureOK, tampered.Integrity = schemas.StatusEnded, &bad, []string{"gap at seq 4: seqs 2..3 missing"}
 	abandoned := sessionOf(schemas.Postgres, "appdb")
 	abandoned.Status, abandoned.EndReason = schemas.StatusAbandoned, "no frames for 31m0s"
 	anon := &schemas.Session{SessionID: "0193a3c2-0000-7000-8000-000000000000", Protocol: schemas.SSH}
@@ -73,7 +74,7 @@ func every() map[string]audit.Record {
 		"command/ssh-shell":       audit.Command(ssh, cmd(schemas.SSH, "shell", "ls -la", "ok")),
 		"command/http":            audit.Command(httpS, cmd(schemas.HTTP, "request", "POST /api/orders", "ok")),
 		"command/kubernetes":      audit.Command(k8s, cmd(schemas.Kubernetes, "request", "delete /api/v1/namespaces/x/pods/y", "ok")),
-		"integrity.alert":         audit.Alert(tampered, "seq_gap", "2 frames missing before seq 4", 4, t0.Add(time.Second)),
+		"integrity.alert":         audit.Alert(tampered, "gap", "seqs 2..3 missing", 4, t0.Add(time.Second)),
 		"integrity.alert/raw":     undecodable,
 	}
 }
@@ -221,4 +222,24 @@ func Validate(t testing.TB, python string, jsonl []byte) []Result {
 		res = append(res, r)
 	}
 	return res
+}
+
+// audited stands in for the HTTP and Kubernetes protocol packages, which register
+// their OCSF class as Postgres and SSH do.
+type audited struct {
+	name  schemas.Protocol
+	class string
+}
+
+func (a audited) Name() schemas.Protocol { return a.name }
+func (a audited) Kinds() []string        { return nil }
+func (a audited) OCSFClass() string      { return a.class }
+
+func TestMain(m *testing.M) {
+	restoreHTTP := protocol.Swap(audited{schemas.HTTP, "http"})
+	restoreK8s := protocol.Swap(audited{schemas.Kubernetes, "api"})
+	code := m.Run()
+	restoreHTTP()
+	restoreK8s()
+	os.Exit(code)
 }

@@ -79,13 +79,16 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 	switch p.stage {
 	case stageMask:
 		s.Mask.AfterFailure(&f)
+		if s.Conv != nil {
+			s.Conv.Withheld(&f)
+		}
 		// The stitcher still learns that a message of this kind passed (a Query
 		// whose rows follow, a channel's data), from the withheld frame.
 		if !p.stitchWithheld(s, &f, w, out) {
-			s.Stitcher = nil
+			s.Stitcher, s.Conv = nil, nil
 		}
 	case stageStitch:
-		s.Stitcher = nil
+		s.Stitcher, s.Conv = nil, nil
 	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
@@ -104,6 +107,10 @@ func (p *Processor) stitchWithheld(s *session, f *schemas.Frame, w schemas.Frame
 	}()
 	var cmds []schemas.Command
 	switch st := s.Stitcher.(type) {
+	case nil:
+		if s.Conv != nil {
+			cmds = s.Conv.Stitch(&w, p.cfg.Limits)
+		}
 	case protocol.WithheldStitcher:
 		cmds = st.Withheld(&w, f.Payload, p.cfg.Limits)
 	case protocol.Stitcher:

@@ -137,6 +137,9 @@ type session struct {
 	// Stitcher is the protocol's stitcher, saved under the protocol's StateKey (see
 	// MarshalJSON).
 	Stitcher protocol.Stitcher `json:"-"`
+	// Conv is the conversation of a protocol that masks and stitches in its own
+	// package (protocol.Conversations), saved under "conv".
+	Conv protocol.Conversation `json:"-"`
 }
 
 // Frame processes one raw frame and appends what it produced to out. A frame that
@@ -249,13 +252,17 @@ func newSession(f *schemas.Frame) *session {
 // protocolFrame masks, forwards and stitches one protocol frame.
 func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	st := s.stitcher()
-	// The Postgres masker reads the columns of the rows it masks from the stitcher.
-	pg, _ := st.(mask.PGContext)
+	// The masker learns what the conversation knows: the Postgres masker reads the
+	// columns of the rows it masks from the stitcher; a Conversation masks itself.
+	var conv any = st
+	if s.Conv != nil {
+		conv = s.Conv
+	}
 	p.stage = stageMask
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
 	}
-	if p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, pg) != nil && p.cfg.SigningKey != nil {
+	if p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, conv) != nil && p.cfg.SigningKey != nil {
 		// Fails only for a session id that is not a UUID, which integrity already
 		// flagged; the frame then stays unsigned and verify reports it.
 		_ = schemas.SignMasked(p.cfg.SigningKey, f)
@@ -263,20 +270,27 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	out.Frames = append(out.Frames, *f)
 	p.stage = stageStitch
 	var cmds []schemas.Command
-	if st != nil {
+	switch {
+	case s.Conv != nil:
+		cmds = s.Conv.Stitch(f, p.cfg.Limits)
+	case st != nil:
 		cmds = st.Frame(f, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
 }
 
-// stitcher returns the session's stitcher, starting one for protocols that stitch
-// (nil for the others).
+// stitcher returns the session's stitcher, starting one (or a conversation) for
+// protocols that stitch; nil for the others and for conversations.
 func (s *session) stitcher() protocol.Stitcher {
-	if s.Stitcher != nil {
+	if s.Stitcher != nil || s.Conv != nil {
 		return s.Stitcher
 	}
-	if sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol); err == nil {
-		s.Stitcher = sp.NewStitcher()
+	p, _ := protocol.Lookup(s.Summary.Protocol)
+	switch p := p.(type) {
+	case protocol.Conversations:
+		s.Conv = p.NewConversation()
+	case protocol.Stitching:
+		s.Stitcher = p.NewStitcher()
 	}
 	return s.Stitcher
 }
@@ -287,8 +301,18 @@ type plainSession session
 // MarshalJSON saves the stitcher under its protocol's state key.
 func (s *session) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal((*plainSession)(s))
-	if err != nil || s.Stitcher == nil {
-		return b, err
+	if err != nil {
+		return nil, err
+	}
+	if s.Conv != nil {
+		c, err := json.Marshal(s.Conv)
+		if err != nil {
+			return nil, err
+		}
+		return append(append(append(b[:len(b)-1], `,"conv":`...), c...), '}'), nil
+	}
+	if s.Stitcher == nil {
+		return b, nil
 	}
 	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
 	if err != nil {
@@ -304,10 +328,28 @@ func (s *session) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error {
+	var v struct {
+		Conv json.RawMessage `json:"conv"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || len(v.Conv) == 0 || string(v.Conv) == "null" {
+		return err
+	}
+	c := cp.NewConversation()
+	if err := json.Unmarshal(v.Conv, c); err != nil {
+		return fmt.Errorf("conversation state: %w", err)
+	}
+	s.Conv = c
+	return nil
+}
+
 // UnmarshalJSON restores the stitcher from its protocol's state key.
 func (s *session) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plainSession)(s)); err != nil {
 		return err
+	}
+	if cp, err := protocol.Of[protocol.Conversations](s.Summary.Protocol); err == nil {
+		return s.restoreConversation(cp, b)
 	}
 	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
 	if err != nil {
@@ -375,13 +417,16 @@ func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) 
 	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
 	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
 	s.Closed = true
-	s.Mask, s.Stitcher = mask.State{}, nil
+	s.Mask, s.Stitcher, s.Conv = mask.State{}, nil, nil
 }
 
 // flushCommands emits the session's unfinished commands.
 func (p *Processor) flushCommands(s *session, f *schemas.Frame, why string, out *Output) {
 	var cmds []schemas.Command
-	if s.Stitcher != nil {
+	switch {
+	case s.Conv != nil:
+		cmds = s.Conv.Flush(f, why)
+	case s.Stitcher != nil:
 		cmds = s.Stitcher.Flush(f, why)
 	}
 	p.commands(s, cmds, out)

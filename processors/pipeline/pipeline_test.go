@@ -333,7 +333,7 @@ func TestIntegrityAlertsReachAuditAndSummary(t *testing.T) {
 			}
 		}
 	}
-	if !reflect.DeepEqual(alerts, []string{"chain_break", "seq_gap"}) {
+	if !reflect.DeepEqual(alerts, []string{"digest", "gap"}) {
 		t.Errorf("alerts %v", alerts)
 	}
 	last := out.Sessions[len(out.Sessions)-1]

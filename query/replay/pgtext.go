@@ -141,6 +141,9 @@ func writeStatement(w *bufio.Writer, ev *PGEvent) {
 	if st.Error != nil {
 		fmt.Fprintln(w, st.Error)
 	}
+	if st.Cancelled {
+		fmt.Fprintln(w, "-- not executed: an earlier message of the same pipeline failed")
+	}
 }
 
 func duration(st *Statement) string {

@@ -85,6 +85,9 @@ type Statement struct {
 	Duration float64   `json:"duration_ms"`
 	SeqEnd   int64     `json:"seq_end"`
 	Masked   bool      `json:"masked,omitempty"` // some of its frames were masked
+	// Cancelled: the server skipped it, an earlier message of its pipeline having
+	// failed (the processors' command status "cancelled").
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Result is one result of a statement: its columns, the first rows, and the tag.
@@ -184,6 +187,9 @@ type op struct {
 	parse  *prepared
 	portal *portal
 	st     *Statement
+	// lastSeq and lastTS are the last response to a Query so far.
+	lastSeq int64
+	lastTS  time.Time
 }
 
 type pgState struct {
@@ -244,7 +250,7 @@ func decode(m *Message, typ byte, into decoder) error {
 
 func (s *pgState) client(m *Message) error {
 	switch m.Kind {
-	case "StartupMessage":
+	case pgwire.StartupMessage:
 		if len(m.Payload) < 8 {
 			return errors.New("startup message too short")
 		}
@@ -253,13 +259,13 @@ func (s *pgState) client(m *Message) error {
 			return err
 		}
 		s.emit(PGEvent{Type: "startup", Seq: m.Seq, Time: m.TS, Params: sm.Parameters})
-	case "Query":
+	case pgwire.Query:
 		var q pgproto3.Query
 		if err := decode(m, 'Q', &q); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'Q', seq: m.Seq, st: &Statement{Protocol: "simple", Text: q.String, Start: m.TS, Masked: m.Masked}})
-	case "Parse":
+	case pgwire.Parse:
 		var p pgproto3.Parse
 		if err := decode(m, 'P', &p); err != nil {
 			return err
@@ -269,15 +275,15 @@ func (s *pgState) client(m *Message) error {
 			s.stmts[p.Name] = ps
 		}
 		s.push(&op{kind: 'P', seq: m.Seq, name: p.Name, parse: ps})
-	case "Bind":
+	case pgwire.Bind:
 		return s.bind(m)
-	case "Describe":
+	case pgwire.Describe:
 		var d pgproto3.Describe
 		if err := decode(m, 'D', &d); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'D', seq: m.Seq, target: d.ObjectType, name: d.Name})
-	case "Execute":
+	case pgwire.Execute:
 		var e pgproto3.Execute
 		if err := decode(m, 'E', &e); err != nil {
 			return err
@@ -290,7 +296,7 @@ func (s *pgState) client(m *Message) error {
 			st.Text = fmt.Sprintf("(execute of unknown portal %q)", e.Portal)
 		}
 		s.push(&op{kind: 'E', seq: m.Seq, portal: p, st: st})
-	case "Close":
+	case pgwire.Close:
 		var c pgproto3.Close
 		if err := decode(m, 'C', &c); err != nil {
 			return err
@@ -301,20 +307,20 @@ func (s *pgState) client(m *Message) error {
 			delete(s.portals, c.Name)
 		}
 		s.push(&op{kind: 'C', seq: m.Seq})
-	case "Sync":
+	case pgwire.Sync:
 		s.push(&op{kind: 'S', seq: m.Seq})
-	case "CopyData":
+	case pgwire.CopyData:
 		if s.copying != nil {
 			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
-	case "CopyFail":
+	case pgwire.CopyFail:
 		var c pgproto3.CopyFail
 		if err := decode(m, 'f', &c); err == nil && s.copying != nil {
 			s.copying.st.Notices = append(s.copying.st.Notices, "client aborted COPY: "+c.Message)
 		}
-	case "Terminate":
+	case pgwire.Terminate:
 		s.emit(PGEvent{Type: "terminate", Seq: m.Seq, Time: m.TS})
-	case "FunctionCall":
+	case pgwire.FunctionCall:
 		var fc pgproto3.FunctionCall
 		if err := decode(m, 'F', &fc); err != nil {
 			return err
@@ -405,19 +411,19 @@ func (s *pgState) server(m *Message) error {
 	switch m.Kind {
 	case "AuthenticationOk":
 		s.emit(PGEvent{Type: "authenticated", Seq: m.Seq, Time: m.TS})
-	case "ParseComplete":
+	case pgwire.ParseComplete:
 		if s.front("P") != nil {
 			s.pop()
 		}
-	case "BindComplete":
+	case pgwire.BindComplete:
 		if s.front("B") != nil {
 			s.pop()
 		}
-	case "CloseComplete":
+	case pgwire.CloseComplete:
 		if s.front("C") != nil {
 			s.pop()
 		}
-	case "ParameterDescription":
+	case pgwire.ParameterDescription:
 		// Part of a Describe('S') answer (its RowDescription/NoData completes it): the
 		// parameter types the server inferred, needed to read binary Bind values when
 		// the client's Parse left them unspecified, as pgx does.
@@ -430,40 +436,40 @@ func (s *pgState) server(m *Message) error {
 				ps.oids = pd.ParameterOIDs
 			}
 		}
-	case "NoData":
+	case pgwire.NoData:
 		if s.front("D") != nil {
 			s.pop()
 		}
-	case "RowDescription":
+	case pgwire.RowDescription:
 		return s.rowDescription(m)
-	case "DataRow":
+	case pgwire.DataRow:
 		return s.dataRow(m)
-	case "CommandComplete":
+	case pgwire.CommandComplete:
 		var c pgproto3.CommandComplete
 		if err := decode(m, 'C', &c); err != nil {
 			return err
 		}
 		s.complete(m, func(r *Result) { r.Tag = string(c.CommandTag) })
-	case "EmptyQueryResponse":
+	case pgwire.EmptyQueryResponse:
 		s.complete(m, func(r *Result) { r.Empty = true })
-	case "PortalSuspended":
+	case pgwire.PortalSuspended:
 		s.complete(m, func(r *Result) { r.Suspended = true })
-	case "CopyInResponse", "CopyOutResponse", "CopyBothResponse":
+	case pgwire.CopyInResponse, pgwire.CopyOutResponse, pgwire.CopyBothResponse:
 		s.copying = s.find("QE")
 		if s.copying != nil {
 			s.copyResult()
 		}
-	case "CopyData":
+	case pgwire.CopyData:
 		if s.copying != nil {
 			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
 		}
-	case "ErrorResponse":
+	case pgwire.ErrorResponse:
 		var e pgproto3.ErrorResponse
 		if err := decode(m, 'E', &e); err != nil {
 			return err
 		}
 		s.errorResponse(m, pgError(&e))
-	case "NoticeResponse":
+	case pgwire.NoticeResponse:
 		var n pgproto3.NoticeResponse
 		if err := decode(m, 'N', &n); err != nil {
 			return err
@@ -474,13 +480,13 @@ func (s *pgState) server(m *Message) error {
 			return nil
 		}
 		s.emit(PGEvent{Type: "notice", Seq: m.Seq, Time: m.TS, Error: pgError(e)})
-	case "NotificationResponse":
+	case pgwire.NotificationResponse:
 		var n pgproto3.NotificationResponse
 		if err := decode(m, 'A', &n); err != nil {
 			return err
 		}
 		s.emit(PGEvent{Type: "notification", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf("%s: %s (pid %d)", n.Channel, n.Payload, n.PID)})
-	case "ReadyForQuery":
+	case pgwire.ReadyForQuery:
 		s.readyForQuery(m)
 	}
 	return nil
@@ -599,6 +605,7 @@ func (s *pgState) complete(m *Message, set func(*Result)) {
 	r := s.current(o)
 	set(r)
 	r.done = true
+	o.lastSeq, o.lastTS = m.SeqEnd, m.TS
 	if o.kind == 'E' {
 		s.pop()
 		s.finish(o, m)
@@ -616,7 +623,9 @@ func (s *pgState) finish(o *op, m *Message) {
 }
 
 // errorResponse attaches the error to the statement it answers. In the extended
-// protocol the server then skips everything up to Sync, so those ops are dropped.
+// protocol the server then skips everything up to Sync: the first Execute in that
+// stretch carries the error (a Parse or Bind failing fails the Execute it was for),
+// the later ones are shown as cancelled, as the processors stitch them.
 func (s *pgState) errorResponse(m *Message, e *PGError) {
 	var o *op
 	if len(s.queue) > 0 {
@@ -629,22 +638,34 @@ func (s *pgState) errorResponse(m *Message, e *PGError) {
 	s.copying = nil
 	if o.kind == 'Q' {
 		o.st.Error = e
+		o.lastSeq, o.lastTS = m.SeqEnd, m.TS
 		return
 	}
-	st := o.st
+	carried := false
+	for len(s.queue) > 0 && s.queue[0].kind != 'S' {
+		x := s.queue[0]
+		s.pop()
+		if x.kind != 'E' {
+			continue
+		}
+		if !carried {
+			x.st.Error, carried = e, true
+		} else {
+			x.st.Cancelled = true
+		}
+		s.finish(x, m)
+	}
+	if carried {
+		return
+	}
+	st := &Statement{Protocol: "extended", Text: "(describe or close)", Start: m.TS, Error: e}
 	switch {
 	case o.kind == 'P':
-		st = &Statement{Protocol: "extended", Text: o.parse.text, Start: m.TS}
+		st.Text = o.parse.text
 	case o.kind == 'B' && o.portal != nil:
-		st = &Statement{Protocol: "extended", Text: o.portal.stmt.text, Name: o.portal.name, Params: o.portal.params, Start: m.TS}
-	case st == nil:
-		st = &Statement{Protocol: "extended", Text: "(describe or close)", Start: m.TS}
+		st.Text, st.Name, st.Params = o.portal.stmt.text, o.portal.name, o.portal.params
 	}
-	st.Error = e
 	s.finish(&op{seq: o.seq, st: st}, m)
-	for len(s.queue) > 0 && s.queue[0].kind != 'S' {
-		s.pop()
-	}
 }
 
 func (s *pgState) readyForQuery(m *Message) {
@@ -654,6 +675,11 @@ func (s *pgState) readyForQuery(m *Message) {
 	}
 	s.pop()
 	if o.kind == 'Q' {
-		s.finish(o, m)
+		// A simple query ends at its last result or error, as its command does; the
+		// ReadyForQuery after it belongs to no statement.
+		if o.lastTS.IsZero() {
+			o.lastSeq, o.lastTS = m.SeqEnd, m.TS
+		}
+		s.finish(o, &Message{Seq: o.lastSeq, SeqEnd: o.lastSeq, TS: o.lastTS})
 	}
 }

@@ -6,16 +6,11 @@ import (
 	"strings"
 	"time"
 
+	sshproto "github.com/tapline/tapline/schemas/ssh"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
-)
-
-// SSH frame kind prefixes (contracts: ssh.channel.*, ssh.request.<name>, ssh.global.<name>).
-const (
-	kindChannelPrefix = "ssh.channel."
-	kindRequestPrefix = "ssh.request."
-	kindGlobalPrefix  = "ssh.global."
 )
 
 // SSHEvent is one entry of an SSH session's replay.
@@ -98,27 +93,31 @@ func sshEvent(m *Message) (SSHEvent, bool) {
 		ev.Type, ev.Start, ev.Message = "session.denied", m.Start, m.Denial
 	case m.Kind == schemas.KindSessionEnd:
 		ev.Type, ev.End = "session.end", sessionEnd(m.End)
-	case m.Kind == "ssh.channel.data" || m.Kind == "ssh.channel.extended-data":
+	case m.Kind == sshproto.ChannelData || m.Kind == sshproto.ChannelExtData:
 		ev.Type, ev.Data, ev.Stream = "output", string(m.Payload), "stdout"
-		if m.Kind == "ssh.channel.extended-data" {
+		if m.Kind == sshproto.ChannelExtData {
 			ev.Stream = "stderr"
 		}
 		if m.Direction == schemas.Client {
 			ev.Type, ev.Stream = "input", "stdin"
 		}
-	case m.Kind == "ssh.channel.open":
+	case m.Kind == sshproto.ChannelOpen:
 		ev.Type, ev.Command = "open", channelType(m.Payload)
-	case m.Kind == "ssh.channel.eof":
+		// A port forward is described as its stitched command is.
+		if text, ok := sshproto.ForwardText(sshproto.ChannelType(m.Payload)); ok {
+			ev.Message = text
+		}
+	case m.Kind == sshproto.ChannelEOF:
 		ev.Type = "eof"
-	case m.Kind == "ssh.channel.close":
+	case m.Kind == sshproto.ChannelClose:
 		ev.Type = "close"
-	case strings.HasPrefix(m.Kind, kindRequestPrefix):
-		ev.Type, ev.Request = "request", strings.TrimPrefix(m.Kind, kindRequestPrefix)
+	case strings.HasPrefix(m.Kind, sshproto.RequestPrefix):
+		ev.Type, ev.Request = "request", strings.TrimPrefix(m.Kind, sshproto.RequestPrefix)
 		if err := parseRequest(&ev, m.Payload); err != nil {
 			ev.Message = fmt.Sprintf("malformed %s payload: %v", ev.Request, err)
 		}
-	case strings.HasPrefix(m.Kind, kindGlobalPrefix):
-		ev.Type, ev.Request = "global", strings.TrimPrefix(m.Kind, kindGlobalPrefix)
+	case strings.HasPrefix(m.Kind, sshproto.GlobalPrefix):
+		ev.Type, ev.Request = "global", strings.TrimPrefix(m.Kind, sshproto.GlobalPrefix)
 	default:
 		return ev, false
 	}

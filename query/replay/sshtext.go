@@ -7,6 +7,8 @@ import (
 	"iter"
 	"unicode/utf8"
 
+	sshproto "github.com/tapline/tapline/schemas/ssh"
+
 	"github.com/tapline/tapline/query/textsafe"
 )
 
@@ -40,7 +42,7 @@ type textTerm struct {
 	w       *bufio.Writer
 	channel int64 // channel whose output was written last
 	line    []byte
-	state   ansiState
+	esc     sshproto.Escapes
 	cr      bool // a CR was seen: a following LF makes it one newline
 }
 
@@ -110,68 +112,21 @@ func (t *textTerm) endLine() {
 	}
 }
 
-type ansiState int
-
-const (
-	ansiText     ansiState = iota
-	ansiEsc                // after ESC
-	ansiCSI                // ESC [ ... final byte
-	ansiString             // OSC/DCS/PM/APC ... BEL or ESC \
-	ansiStrEsc             // ESC inside a string: ends it
-	ansiEscInter           // ESC + intermediate bytes ... final byte
-)
-
 // write feeds terminal output through a small terminal model: escape sequences are
-// dropped, CR LF and lone CR end a line, backspace erases the previous character.
+// dropped (schemas/ssh.Escapes), CR LF and lone CR end a line, backspace erases the
+// previous character.
 func (t *textTerm) write(b []byte) {
 	for _, c := range b {
-		switch t.state {
-		case ansiEsc:
-			t.state = escNext(c)
-			continue
-		case ansiCSI:
-			if c >= 0x40 && c <= 0x7E {
-				t.state = ansiText
-			}
-			continue
-		case ansiString:
-			if c == 0x07 {
-				t.state = ansiText
-			} else if c == 0x1B {
-				t.state = ansiStrEsc
-			}
-			continue
-		case ansiStrEsc:
-			t.state = ansiText
-			continue
-		case ansiEscInter:
-			if c >= 0x30 && c <= 0x7E {
-				t.state = ansiText
-			}
-			continue
+		if t.esc.Text(c) {
+			t.text(c)
 		}
-		t.text(c)
 	}
-}
-
-func escNext(c byte) ansiState {
-	switch {
-	case c == '[':
-		return ansiCSI
-	case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-		return ansiString
-	case c >= 0x20 && c <= 0x2F:
-		return ansiEscInter
-	}
-	return ansiText
 }
 
 func (t *textTerm) text(c byte) {
 	cr := t.cr
 	t.cr = false
 	switch {
-	case c == 0x1B:
-		t.state = ansiEsc
 	case c == '\r':
 		t.cr = true
 		t.flushLine()

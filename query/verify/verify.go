@@ -24,6 +24,8 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/tapline/tapline/schemas/chaincheck"
+
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -52,46 +54,34 @@ const (
 
 // Signature statuses.
 const (
-	SigTrusted             = "trusted"              // valid, by a configured gateway key
-	SigUntrustedConsistent = "untrusted-consistent" // valid under the embedded key; no trusted keys configured
-	SigUntrustedKey        = "untrusted-key"        // valid under a key that is not among the trusted ones
-	SigInvalid             = "invalid"              // does not verify
-	SigMissing             = "missing"              // no session.end
+	SigTrusted             = chaincheck.SigTrusted             // valid, by a configured gateway key
+	SigUntrustedConsistent = chaincheck.SigUntrustedConsistent // valid under the embedded key; no trusted keys configured
+	SigUntrustedKey        = chaincheck.SigUntrustedKey        // valid under a key that is not among the trusted ones
+	SigInvalid             = chaincheck.SigInvalid             // does not verify
+	SigMissing             = "missing"                         // no session.end
 )
 
-// Problem kinds.
+// Problem kinds: chaincheck's, the one vocabulary integrity alerts use too.
 const (
-	ProblemGap        = "gap"       // seq numbers missing: frames deleted or never stored
-	ProblemDuplicate  = "duplicate" // a second, different frame with a seq already seen
-	ProblemOrder      = "out_of_order"
-	ProblemSessionID  = "session_id" // a frame of another session
-	ProblemPrevHash   = "prev_hash"  // does not chain to the previous frame
-	ProblemHash       = "hash"       // header fields or digest altered
-	ProblemDigest     = "digest"     // payload altered
-	ProblemSalt       = "salt"       // salt missing on a frame not marked masked
-	ProblemStart      = "start"      // seq 0 is not session.start/denied, or start disagrees with its payload
-	ProblemEnd        = "end"        // session.end inconsistent with the chain or its payload
-	ProblemSignature  = "signature"  // session.end signature invalid or by an untrusted key
-	ProblemMasked     = "masked"     // masked frame without a valid processor signature, or by an untrusted key
-	ProblemAfterEnd   = "after_end"  // frames after session.end
-	ProblemFragment   = "fragment"   // a fragment run out of order
-	ProblemUnreadable = "unreadable" // the frame could not be hashed at all
+	ProblemGap        = chaincheck.Gap
+	ProblemDuplicate  = chaincheck.Duplicate
+	ProblemOrder      = chaincheck.OutOfOrder
+	ProblemSessionID  = chaincheck.SessionID
+	ProblemPrevHash   = chaincheck.PrevHash
+	ProblemHash       = chaincheck.Hash
+	ProblemDigest     = chaincheck.Digest
+	ProblemSalt       = chaincheck.Salt
+	ProblemStart      = chaincheck.Start
+	ProblemEnd        = chaincheck.End
+	ProblemSignature  = chaincheck.Signature
+	ProblemMasked     = chaincheck.Masked
+	ProblemAfterEnd   = chaincheck.AfterEnd
+	ProblemFragment   = chaincheck.Fragment
+	ProblemUnreadable = chaincheck.Unreadable
 )
 
 // Problem is one thing wrong, at a seq (a gap spans Seq..SeqEnd).
-type Problem struct {
-	Kind   string `json:"kind"`
-	Seq    int64  `json:"seq"`
-	SeqEnd int64  `json:"seq_end,omitempty"`
-	Detail string `json:"detail"`
-}
-
-func (p Problem) String() string {
-	if p.SeqEnd > p.Seq {
-		return fmt.Sprintf("seq %d..%d: %s: %s", p.Seq, p.SeqEnd, p.Kind, p.Detail)
-	}
-	return fmt.Sprintf("seq %d: %s: %s", p.Seq, p.Kind, p.Detail)
-}
+type Problem = chaincheck.Problem
 
 // Signature describes the session.end signature check.
 type Signature struct {
@@ -257,43 +247,22 @@ func (c *checker) replayed(f *schemas.Frame) {
 
 func short(h []byte) []byte { return h[:min(len(h), 6)] }
 
-func (c *checker) gap(from, to int64) {
-	if len(c.r.Problems) >= c.opt.MaxProblems {
-		c.r.ProblemsOmitted++
-		return
+func (c *checker) gap(from, to int64) { c.add(chaincheck.GapProblem(from, to)) }
+
+// add records problems, up to MaxProblems.
+func (c *checker) add(ps ...Problem) {
+	for _, p := range ps {
+		if len(c.r.Problems) >= c.opt.MaxProblems {
+			c.r.ProblemsOmitted++
+			continue
+		}
+		c.r.Problems = append(c.r.Problems, p)
 	}
-	p := Problem{Kind: ProblemGap, Seq: from, SeqEnd: to, Detail: fmt.Sprintf("%d frame(s) missing", to-from+1)}
-	c.r.Problems = append(c.r.Problems, p)
 }
 
-// link checks the frame's place in the chain with schemas.CheckLink and, when it
-// fails, says which part failed. After a gap the previous hash is unknown, so only
-// the frame's own hash and digest are checked.
+// link checks the frame's place in the chain.
 func (c *checker) link(f *schemas.Frame, linked bool) {
-	prev := c.prev
-	if !linked {
-		prev = f.PrevHash
-	}
-	if schemas.CheckLink(f, prev) == nil {
-		return
-	}
-	if !bytes.Equal(f.PrevHash, prev) {
-		c.problem(ProblemPrevHash, f.Seq, "prev_hash does not match the hash of seq %d: a frame was altered, removed or inserted between them", c.next-1)
-	}
-	h, err := schemas.ChainHash(f)
-	switch {
-	case err != nil:
-		c.problem(ProblemUnreadable, f.Seq, "cannot hash the frame: %v", err)
-		return
-	case !bytes.Equal(h, f.Hash):
-		c.problem(ProblemHash, f.Seq, "hash does not match the frame's header and payload digest: %s frame altered", f.Kind)
-	}
-	switch {
-	case len(f.PayloadSalt) == 0 && len(f.Masks) == 0:
-		c.problem(ProblemSalt, f.Seq, "payload salt missing on a frame not marked as masked")
-	case len(f.PayloadSalt) > 0 && !bytes.Equal(schemas.PayloadDigest(f.PayloadSalt, f.Payload), f.PayloadDigest):
-		c.problem(ProblemDigest, f.Seq, "payload does not match its digest: %s payload altered", f.Kind)
-	}
+	c.add(chaincheck.Link(f, c.prev, c.next-1, linked)...)
 }
 
 func (c *checker) fragment(f *schemas.Frame) {
@@ -310,13 +279,7 @@ func (c *checker) fragment(f *schemas.Frame) {
 }
 
 func (c *checker) lifecycle(f *schemas.Frame) {
-	isStart := f.Kind == schemas.KindSessionStart || f.Kind == schemas.KindSessionDenied
-	switch {
-	case f.Seq == 0 && !isStart:
-		c.problem(ProblemStart, 0, "seq 0 is %s, not session.start or session.denied", f.Kind)
-	case f.Seq != 0 && isStart:
-		c.problem(ProblemStart, f.Seq, "%s at seq %d; it belongs at seq 0", f.Kind, f.Seq)
-	}
+	c.add(chaincheck.StartRule(f)...)
 	switch f.Kind {
 	case schemas.KindSessionStart, schemas.KindSessionDenied:
 		if d := startMismatch(f); d != "" {
@@ -343,40 +306,22 @@ func (c *checker) sessionEnd(f *schemas.Frame) {
 		return
 	}
 	c.r.EndReason = e.Reason
-	if e.LastSeq != f.Seq-1 {
-		c.problem(ProblemEnd, f.Seq, "session.end says the last frame is seq %d, but it follows seq %d", e.LastSeq, f.Seq-1)
-	}
-	if !bytes.Equal(e.FinalHash, c.prev) {
-		c.problem(ProblemEnd, f.Seq, "session.end final_hash is not the hash of seq %d", f.Seq-1)
-	}
+	c.add(chaincheck.EndTip(f, e, c.prev)...)
 	c.signature(f, e)
 }
 
 func (c *checker) signature(f *schemas.Frame, e *schemas.SessionEnd) {
 	c.r.Signature.Key = hex.EncodeToString(e.GatewayKey)
-	version, err := schemas.EndSignatureVersion(ed25519.PublicKey(e.GatewayKey), c.r.SessionID, e)
-	if err != nil {
-		c.r.Signature.Status = SigInvalid
-		c.problem(ProblemSignature, f.Seq, "%v: the end record (reason, counts, last seq, final hash) was not signed by its embedded gateway key", err)
+	status, version, ps := chaincheck.EndSignature(c.r.SessionID, f, e, c.opt.TrustedKeys)
+	c.r.Signature.Status = status
+	c.add(ps...)
+	if status == SigInvalid {
 		return
 	}
 	c.r.Signature.Covers = "end-record"
 	if version == schemas.EndSigTip {
 		c.r.Signature.Covers = "tip"
 	}
-	if len(c.opt.TrustedKeys) == 0 {
-		c.r.Signature.Status = SigUntrustedConsistent
-		return
-	}
-	trusted := slices.ContainsFunc(c.opt.TrustedKeys, func(k ed25519.PublicKey) bool {
-		return bytes.Equal(k, e.GatewayKey) && schemas.VerifyEnd(k, c.r.SessionID, e) == nil
-	})
-	if !trusted {
-		c.r.Signature.Status = SigUntrustedKey
-		c.problem(ProblemSignature, f.Seq, "signed by gateway key %s, which is not a trusted gateway key", c.r.Signature.Key)
-		return
-	}
-	c.r.Signature.Status = SigTrusted
 }
 
 func (c *checker) finish() {

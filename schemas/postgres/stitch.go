@@ -103,7 +103,7 @@ func (p *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 	if !ok {
 		return nil
 	}
-	if len(payload) < HeaderLen && f.Kind != "StartupMessage" && f.Kind != "SSLRequest" {
+	if len(payload) < HeaderLen && f.Kind != StartupMessage && f.Kind != SSLRequest {
 		return nil
 	}
 	body := Body(payload)
@@ -144,7 +144,7 @@ func (p *Stitcher) assemble(f *schemas.Frame, lim protocol.Limits) ([]byte, bool
 		p.Frag = &pgFrag{Kind: f.Kind, Seq: f.Seq, TS: f.TS, Masks: map[string]int64{}}
 	}
 	keep := 2*lim.MaxText + 64
-	if f.Kind == "DataRow" || f.Kind == "CopyData" {
+	if f.Kind == DataRow || f.Kind == CopyData {
 		keep = 64 // only counted
 	}
 	room := keep - len(p.Frag.Bytes)
@@ -165,24 +165,24 @@ func (p *Stitcher) assemble(f *schemas.Frame, lim protocol.Limits) ([]byte, bool
 
 func (p *Stitcher) client(f *schemas.Frame, body []byte, masks map[string]int64, truncated bool, lim protocol.Limits) {
 	switch f.Kind {
-	case "Query":
+	case Query:
 		text := cstring(body)
 		p.Cols = nil
 		p.push(&pgOp{Op: "query", Seq: f.Seq, Cmd: protocol.NewCommand(f, "query", protocol.Clip(text, lim.MaxText, truncated), masks)}, lim)
-	case "FunctionCall":
+	case FunctionCall:
 		m := &pgproto3.FunctionCall{}
 		text := "function call"
 		if Decode(m, body) == nil {
 			text = fmt.Sprintf("function call (oid %d, %d arguments)", m.Function, len(m.Arguments))
 		}
 		p.push(&pgOp{Op: "function", Seq: f.Seq, Cmd: protocol.NewCommand(f, "function", text, masks)}, lim)
-	case "Parse":
+	case Parse:
 		name, rest := cstringNext(body)
 		text := cstring(rest)
 		text = protocol.Clip(text, lim.MaxText, truncated)
 		p.setStmt(name, &pgStmt{Text: text, Masks: masks}, lim)
 		p.push(&pgOp{Op: "parse", Name: name, Seq: f.Seq, Text: text}, lim)
-	case "Bind":
+	case Bind:
 		m := &pgproto3.Bind{}
 		pt := &pgPortal{Masks: masks}
 		if err := Decode(m, body); err == nil {
@@ -199,7 +199,7 @@ func (p *Stitcher) client(f *schemas.Frame, body []byte, masks map[string]int64,
 		}
 		p.Portals[m.DestinationPortal] = pt
 		p.push(&pgOp{Op: "bind", Name: m.DestinationPortal, Seq: f.Seq}, lim)
-	case "Execute":
+	case Execute:
 		name, _ := cstringNext(body)
 		text, params, pmasks := fmt.Sprintf("(portal %q: statement not seen)", name), []string(nil), map[string]int64(nil)
 		kind := "prepared"
@@ -218,13 +218,13 @@ func (p *Stitcher) client(f *schemas.Frame, body []byte, masks map[string]int64,
 		c := protocol.NewCommand(f, kind, text, pmasks)
 		c.Params = params
 		p.push(&pgOp{Op: "execute", Name: name, Seq: f.Seq, Cmd: c}, lim)
-	case "Describe":
+	case Describe:
 		p.pushTargeted(f, body, "describe_s", "describe_p", lim)
-	case "Close":
+	case Close:
 		p.pushTargeted(f, body, "close_s", "close_p", lim)
-	case "Sync":
+	case Sync:
 		p.push(&pgOp{Op: "sync", Seq: f.Seq}, lim)
-	case "CopyFail":
+	case CopyFail:
 		if op := p.head("query", "execute"); op != nil && op.Cmd != nil {
 			op.Cmd.Error = "COPY aborted by the client: " + cstring(body)
 		}
@@ -247,11 +247,11 @@ func (p *Stitcher) pushTargeted(f *schemas.Frame, body []byte, stmtOp, portalOp 
 
 func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Command)) {
 	switch f.Kind {
-	case "ParseComplete":
+	case ParseComplete:
 		p.pop(f, emit, "parse")
-	case "BindComplete":
+	case BindComplete:
 		p.pop(f, emit, "bind")
-	case "CloseComplete":
+	case CloseComplete:
 		if op := p.pop(f, emit, "close_s", "close_p"); op != nil {
 			if op.Op == "close_s" {
 				p.dropStmt(op.Name)
@@ -259,8 +259,8 @@ func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Comm
 				delete(p.Portals, op.Name)
 			}
 		}
-	case "ParameterDescription":
-	case "RowDescription":
+	case ParameterDescription:
+	case RowDescription:
 		cols := rowColumns(body)
 		op := p.head("query", "function", "describe_s", "describe_p", "execute")
 		switch {
@@ -278,17 +278,17 @@ func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Comm
 		default:
 			p.Cols = cols
 		}
-	case "NoData":
+	case NoData:
 		p.pop(f, emit, "describe_s", "describe_p")
-	case "DataRow":
+	case DataRow:
 		if op := p.head("query", "function", "execute"); op != nil {
 			op.DataRows++
 		}
-	case "CopyInResponse", "CopyOutResponse", "CopyBothResponse":
+	case CopyInResponse, CopyOutResponse, CopyBothResponse:
 		if op := p.head("query", "execute"); op != nil && op.Cmd != nil {
 			op.Cmd.Kind = "copy"
 		}
-	case "CommandComplete":
+	case CommandComplete:
 		op := p.head("query", "function", "execute")
 		if op == nil {
 			return
@@ -308,12 +308,12 @@ func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Comm
 		}
 		// One statement of a simple query is done; the query ends at ReadyForQuery.
 		p.Cols = nil
-	case "EmptyQueryResponse", "PortalSuspended", "FunctionCallResponse":
+	case EmptyQueryResponse, PortalSuspended, FunctionCallResponse:
 		op := p.head("query", "function", "execute")
 		if op == nil {
 			return
 		}
-		if f.Kind == "PortalSuspended" {
+		if f.Kind == PortalSuspended {
 			op.Cmd.Rows += op.DataRows
 		}
 		if op.Cmd.Status == protocol.StatusIncomplete {
@@ -323,9 +323,9 @@ func (p *Stitcher) server(f *schemas.Frame, body []byte, emit func(*schemas.Comm
 			p.pop(f, emit, "execute")
 			emit(op.Cmd)
 		}
-	case "ErrorResponse":
+	case ErrorResponse:
 		p.serverError(f, body, emit)
-	case "ReadyForQuery":
+	case ReadyForQuery:
 		p.ready(f, body, emit)
 	}
 }

@@ -235,3 +235,21 @@ func names() []schemas.Protocol {
 	}
 	return out
 }
+
+// Swap registers p in place of whatever is registered under its name, until restore
+// is called. It is for tests that stand a protocol in for a real one.
+func Swap(p Protocol) (restore func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	old, had := registry[p.Name()]
+	registry[p.Name()] = p
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if had {
+			registry[p.Name()] = old
+		} else {
+			delete(registry, p.Name())
+		}
+	}
+}

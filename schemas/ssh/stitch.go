@@ -39,7 +39,7 @@ type sshChan struct {
 	Raw    []byte           `json:"raw,omitempty"`
 	Edited bool             `json:"edited,omitempty"`
 	Remote bool             `json:"remote,omitempty"` // cursor keys or tab: the remote shell changed the line
-	Esc    int              `json:"esc,omitempty"`    // escape sequence parser state
+	Esc    Escapes          `json:"esc,omitempty"`    // escape sequence parser state
 	LastCR bool             `json:"last_cr,omitempty"`
 	Start  int64            `json:"start"`  // seq of the frame with the line's first keystroke, -1 none
 	Shared bool             `json:"shared"` // that frame already began another command
@@ -48,13 +48,6 @@ type sshChan struct {
 	MaskAt int64            `json:"mask_at"` // seq of the last frame whose masks were counted
 	Used   int64            `json:"used"`    // seq of the last frame that began a command
 }
-
-const (
-	escNone = iota
-	escStart
-	escCSI
-	escSS3
-)
 
 func (s *Stitcher) channel(id int64) *sshChan {
 	if s.Channels == nil {
@@ -74,16 +67,16 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 	lim = lim.WithDefaults()
 	var out []schemas.Command
 	switch f.Kind {
-	case "ssh.channel.open":
+	case ChannelOpen:
 		ch := s.channel(f.Channel)
-		typ, extra := channelType(f.Payload)
+		typ, extra := ChannelType(f.Payload)
 		ch.Type = typ
-		if text, ok := forwardText(typ, extra); ok {
+		if text, ok := ForwardText(typ, extra); ok {
 			c := protocol.NewCommand(f, "forward", text, f.Masks)
 			c.Status = protocol.StatusOK
 			out = append(out, *c)
 		}
-	case "ssh.request.pty-req":
+	case RequestPTY:
 		var req struct {
 			Term               string
 			Cols, Rows, PW, PH uint32
@@ -92,16 +85,16 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 		if xssh.Unmarshal(f.Payload, &req) == nil {
 			s.channel(f.Channel).Term = fmt.Sprintf("%s %dx%d", req.Term, req.Cols, req.Rows)
 		}
-	case "ssh.request.exec", "ssh.request.subsystem":
+	case RequestExec, RequestSubsystem:
 		var req struct{ Value string }
 		text := string(f.Payload)
 		if xssh.Unmarshal(f.Payload, &req) == nil {
 			text = req.Value
 		}
 		ch := s.channel(f.Channel)
-		ch.Mode = f.Kind[len("ssh.request."):]
+		ch.Mode = f.Kind[len(RequestPrefix):]
 		ch.Cmd = protocol.NewCommand(f, ch.Mode, protocol.Clip(text, lim.MaxText, false), f.Masks)
-	case "ssh.request.shell":
+	case RequestShell:
 		ch := s.channel(f.Channel)
 		ch.Mode = "shell"
 		text := "interactive shell"
@@ -109,11 +102,11 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			text += " (pty " + ch.Term + ")"
 		}
 		ch.Cmd = protocol.NewCommand(f, "shell.session", text, nil)
-	case "ssh.channel.data":
+	case ChannelData:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Mode == "shell" && f.Direction == schemas.Client {
 			out = ch.keys(f, lim, out)
 		}
-	case "ssh.request.exit-status":
+	case RequestExitStatus:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Cmd != nil && len(f.Payload) >= 4 {
 			code := int32(binary.BigEndian.Uint32(f.Payload))
 			ch.Cmd.ExitStatus = &code
@@ -126,7 +119,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
-	case "ssh.request.exit-signal":
+	case RequestExitSignal:
 		if ch := s.Channels[f.Channel]; ch != nil && ch.Cmd != nil {
 			var sig struct {
 				Signal     string
@@ -147,7 +140,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, lim protocol.Limits) []schemas.Comman
 			out = append(out, *ch.Cmd)
 			ch.Cmd = nil
 		}
-	case "ssh.channel.close":
+	case ChannelClose:
 		if ch := s.Channels[f.Channel]; ch != nil {
 			out = ch.flush(f, out)
 			delete(s.Channels, f.Channel)
@@ -202,8 +195,8 @@ func (ch *sshChan) keys(f *schemas.Frame, lim protocol.Limits, out []schemas.Com
 		if len(ch.Raw) < lim.MaxText {
 			ch.Raw = append(ch.Raw, b)
 		}
-		if ch.Esc != escNone {
-			ch.escape(b)
+		if ch.Esc != EscText {
+			ch.Esc.Text(b)
 			continue
 		}
 		cr := ch.LastCR
@@ -217,7 +210,7 @@ func (ch *sshChan) keys(f *schemas.Frame, lim protocol.Limits, out []schemas.Com
 			}
 			out = ch.endLine(f, protocol.StatusOK, out)
 		case b == 0x1b:
-			ch.Esc, ch.Edited, ch.Remote = escStart, true, true
+			ch.Esc, ch.Edited, ch.Remote = EscStart, true, true
 		case b == 0x7f || b == 0x08:
 			if _, n := utf8.DecodeLastRune(ch.Line); n > 0 {
 				ch.Line = ch.Line[:len(ch.Line)-n]
@@ -256,26 +249,6 @@ func (ch *sshChan) noteMasks(f *schemas.Frame) {
 	}
 	for k, v := range f.Masks {
 		ch.Masks[k] += v
-	}
-}
-
-func (ch *sshChan) escape(b byte) {
-	switch ch.Esc {
-	case escStart:
-		switch b {
-		case '[':
-			ch.Esc = escCSI
-		case 'O':
-			ch.Esc = escSS3
-		default:
-			ch.Esc = escNone
-		}
-	case escCSI:
-		if b >= 0x40 && b <= 0x7e {
-			ch.Esc = escNone
-		}
-	case escSS3:
-		ch.Esc = escNone
 	}
 }
 
@@ -318,7 +291,7 @@ func (ch *sshChan) endLine(f *schemas.Frame, status string, out []schemas.Comman
 // empty line.
 func (ch *sshChan) lineCommand(f *schemas.Frame, status string) *schemas.Command {
 	defer func() {
-		ch.Line, ch.Raw, ch.Edited, ch.Remote, ch.Esc, ch.Masks, ch.MaskAt = ch.Line[:0], ch.Raw[:0], false, false, escNone, nil, -1
+		ch.Line, ch.Raw, ch.Edited, ch.Remote, ch.Esc, ch.Masks, ch.MaskAt = ch.Line[:0], ch.Raw[:0], false, false, EscText, nil, -1
 		ch.resetStart()
 	}()
 	// An empty line is no command, unless cursor keys or completion may have put a
@@ -342,8 +315,8 @@ func (ch *sshChan) lineCommand(f *schemas.Frame, status string) *schemas.Command
 
 func (ch *sshChan) resetStart() { ch.Start, ch.Shared = -1, false }
 
-// channelType reads the channel type and type-specific data of a channel open.
-func channelType(p []byte) (string, []byte) {
+// ChannelType reads the channel type and type-specific data of a channel open.
+func ChannelType(p []byte) (string, []byte) {
 	if len(p) >= 4 {
 		n := binary.BigEndian.Uint32(p)
 		if int(n) <= len(p)-4 {
@@ -353,8 +326,8 @@ func channelType(p []byte) (string, []byte) {
 	return string(p), nil
 }
 
-// forwardText describes a port forward (direct-tcpip) as a command text.
-func forwardText(typ string, extra []byte) (string, bool) {
+// ForwardText describes a port forward (direct-tcpip) as a command text.
+func ForwardText(typ string, extra []byte) (string, bool) {
 	if typ != "direct-tcpip" && typ != "direct-streamlocal@openssh.com" {
 		return "", false
 	}
