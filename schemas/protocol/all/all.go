@@ -4,7 +4,8 @@
 package all
 
 import (
-	_ "github.com/tapline/tapline/schemas/http"     // HTTP
-	_ "github.com/tapline/tapline/schemas/postgres" // Postgres
-	_ "github.com/tapline/tapline/schemas/ssh"      // SSH
+	_ "github.com/tapline/tapline/schemas/http"       // HTTP
+	_ "github.com/tapline/tapline/schemas/kubernetes" // Kubernetes API
+	_ "github.com/tapline/tapline/schemas/postgres"   // Postgres
+	_ "github.com/tapline/tapline/schemas/ssh"        // SSH
 )
