@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/recorder"
 	hs "github.com/tapline/tapline/schemas/http"
 )
@@ -25,7 +26,8 @@ type exchange struct {
 	ls   *liveSession
 	up   *upstream
 	ch   int64
-	path string // the path to forward, routing prefix removed
+	path string        // the path to forward, routing prefix removed
+	id   auth.Identity // the agent, for Options.Outbound
 }
 
 // hopHeaders are connection-level headers that are not forwarded (RFC 9110 7.6.1).
@@ -72,6 +74,11 @@ func (x *exchange) outbound(ctx context.Context, r *http.Request, body io.Reader
 		out.ContentLength, out.Body = 0, nil
 	}
 	out.Trailer = r.Trailer
+	if x.s.outbound != nil {
+		if err := x.s.outbound(out, x.id); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

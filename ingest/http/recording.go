@@ -28,12 +28,19 @@ type Session interface {
 }
 
 // Recording adapts r to the proxy's Recorder.
-func Recording(r *recorder.Recorder) Recorder { return recording{r} }
+func Recording(r *recorder.Recorder) Recorder { return recording{r, schemas.HTTP} }
 
-type recording struct{ r *recorder.Recorder }
+// RecordingAs is Recording for an edge built on this one that records its
+// sessions under its own protocol (the Kubernetes API).
+func RecordingAs(r *recorder.Recorder, p schemas.Protocol) Recorder { return recording{r, p} }
+
+type recording struct {
+	r *recorder.Recorder
+	p schemas.Protocol
+}
 
 func (rc recording) Start(ctx context.Context, start schemas.SessionStart) (Session, error) {
-	s, err := rc.r.Start(ctx, recorder.Meta{Protocol: schemas.HTTP, Start: start})
+	s, err := rc.r.Start(ctx, recorder.Meta{Protocol: rc.p, Start: start})
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}
@@ -41,7 +48,7 @@ func (rc recording) Start(ctx context.Context, start schemas.SessionStart) (Sess
 }
 
 func (rc recording) Deny(ctx context.Context, start schemas.SessionStart, reason string) error {
-	return rc.r.Deny(ctx, recorder.Meta{Protocol: schemas.HTTP, Start: start}, reason)
+	return rc.r.Deny(ctx, recorder.Meta{Protocol: rc.p, Start: start}, reason)
 }
 
 var _ Session = (*recorder.Session)(nil)

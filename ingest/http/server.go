@@ -49,6 +49,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Limits     *edgelimit.Limiter
 	LookupEnv  func(string) (string, bool)
+	// Outbound, when set, adjusts each request to the target after the
+	// gateway's own changes (an edge built on this one adds headers for the
+	// identity); an error refuses the request with its message.
+	Outbound func(out *http.Request, id auth.Identity) error
 }
 
 // Server is the HTTP edge.
@@ -65,6 +69,7 @@ type Server struct {
 	denials   *edgelimit.Background
 	conns     sync.Map // net.Conn → *agentConn
 	ends      pending  // session ends being recorded
+	outbound  func(out *http.Request, id auth.Identity) error
 }
 
 // pending counts work that Serve waits for on its way out. Unlike a
@@ -134,7 +139,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{cfg: o.Config, tls: o.TLS, upstreams: map[string]*upstream{}, verifier: o.Verifier, policy: o.Policy,
 		rec: o.Recorder, log: o.Logger.With("proxy", "http"), m: m, limits: o.Limits,
-		denials: edgelimit.NewBackground(maxDenialsInFlight)}
+		denials: edgelimit.NewBackground(maxDenialsInFlight), outbound: o.Outbound}
 	for i := range o.Targets {
 		t := &o.Targets[i]
 		if _, dup := s.upstreams[t.Name]; dup {
@@ -277,7 +282,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ls.exchanges.Done()
-	x := &exchange{s: s, ls: ls, up: up, ch: ls.next.Add(1), path: path}
+	x := &exchange{s: s, ls: ls, up: up, ch: ls.next.Add(1), path: path, id: id}
 	if isWebSocket(r) {
 		s.m.requests.WithLabelValues("websocket").Inc()
 		x.websocket(w, r)
