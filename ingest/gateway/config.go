@@ -17,6 +17,7 @@ import (
 	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 	httpproxy "github.com/tapline/tapline/ingest/http"
+	kubeedge "github.com/tapline/tapline/ingest/kubernetes"
 	"github.com/tapline/tapline/ingest/postgres"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 	"github.com/tapline/tapline/kafkaconn"
@@ -101,6 +102,9 @@ type Target struct {
 	Postgres *PostgresTarget         `yaml:"postgres"`
 	SSH      *sshproxy.TargetConfig  `yaml:"ssh"`
 	HTTP     *httpproxy.TargetConfig `yaml:"http"`
+	// Kubernetes is how a kubernetes target (an API server reached through the
+	// HTTP listener, its http: section saying how) carries the agent's identity.
+	Kubernetes *kubeedge.Impersonation `yaml:"kubernetes"`
 }
 
 // PostgresTarget is how the gateway logs in to a Postgres target. The password
@@ -308,10 +312,12 @@ func (c *Config) validateTargets(p *problems, lookupEnv func(string) (string, bo
 			c.validateSSHTarget(p, key, t)
 		case "http":
 			c.validateHTTPTarget(p, key, t, lookupEnv)
+		case "kubernetes":
+			c.validateKubernetesTarget(p, key, t, lookupEnv)
 		case "":
-			p.add(key+".protocol", "required (postgres, ssh or http)")
+			p.add(key+".protocol", "required (postgres, ssh, http or kubernetes)")
 		default:
-			p.add(key+".protocol", "unknown protocol %q (want postgres, ssh or http)", t.Protocol)
+			p.add(key+".protocol", "unknown protocol %q (want postgres, ssh, http or kubernetes)", t.Protocol)
 		}
 	}
 }

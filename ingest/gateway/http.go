@@ -28,17 +28,19 @@ func (g *Gateway) addHTTP() error {
 		// Every target is in the policy so that naming a Postgres target over
 		// HTTP says so instead of "unknown target".
 		policy[t.Name] = t.Groups
-		if t.Protocol == "http" {
+		if t.Protocol == "http" || t.Protocol == "kubernetes" {
 			targets = append(targets, httpproxy.Target{Name: t.Name, Address: t.Address, Groups: t.Groups, HTTP: *t.HTTP})
 		}
 	}
+	kube := g.cfg.kubeTargets()
 	srv, err := httpproxy.New(httpproxy.Options{
 		Config:     *l,
 		TLS:        tlsCfg,
 		Targets:    targets,
 		Verifier:   g.verifier,
 		Policy:     auth.NewPolicy(policy),
-		Recorder:   httpproxy.Recording(g.rec),
+		Recorder:   httpproxy.RecordingBy(g.rec, kubeProtocol(kube)),
+		Outbound:   kubeOutbound(kube),
 		Logger:     g.log,
 		Registerer: g.reg,
 		Limits:     g.limits,

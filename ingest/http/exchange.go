@@ -75,7 +75,7 @@ func (x *exchange) outbound(ctx context.Context, r *http.Request, body io.Reader
 	}
 	out.Trailer = r.Trailer
 	if x.s.outbound != nil {
-		if err := x.s.outbound(out, x.id); err != nil {
+		if err := x.s.outbound(x.up.name, out, x.id); err != nil {
 			return nil, err
 		}
 	}

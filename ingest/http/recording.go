@@ -28,19 +28,31 @@ type Session interface {
 }
 
 // Recording adapts r to the proxy's Recorder.
-func Recording(r *recorder.Recorder) Recorder { return recording{r, schemas.HTTP} }
+func Recording(r *recorder.Recorder) Recorder { return RecordingBy(r, nil) }
 
-// RecordingAs is Recording for an edge built on this one that records its
-// sessions under its own protocol (the Kubernetes API).
-func RecordingAs(r *recorder.Recorder, p schemas.Protocol) Recorder { return recording{r, p} }
+// RecordingBy is Recording for targets some of which are recorded under a
+// protocol built on HTTP (the Kubernetes API): protocolOf names it by target,
+// "" (or a nil protocolOf) meaning HTTP.
+func RecordingBy(r *recorder.Recorder, protocolOf func(target string) schemas.Protocol) Recorder {
+	return recording{r, protocolOf}
+}
 
 type recording struct {
-	r *recorder.Recorder
-	p schemas.Protocol
+	r          *recorder.Recorder
+	protocolOf func(string) schemas.Protocol
+}
+
+func (rc recording) protocol(target string) schemas.Protocol {
+	if rc.protocolOf != nil {
+		if p := rc.protocolOf(target); p != "" {
+			return p
+		}
+	}
+	return schemas.HTTP
 }
 
 func (rc recording) Start(ctx context.Context, start schemas.SessionStart) (Session, error) {
-	s, err := rc.r.Start(ctx, recorder.Meta{Protocol: rc.p, Start: start})
+	s, err := rc.r.Start(ctx, recorder.Meta{Protocol: rc.protocol(start.Target), Start: start})
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}
@@ -48,7 +60,7 @@ func (rc recording) Start(ctx context.Context, start schemas.SessionStart) (Sess
 }
 
 func (rc recording) Deny(ctx context.Context, start schemas.SessionStart, reason string) error {
-	return rc.r.Deny(ctx, recorder.Meta{Protocol: rc.p, Start: start}, reason)
+	return rc.r.Deny(ctx, recorder.Meta{Protocol: rc.protocol(start.Target), Start: start}, reason)
 }
 
 var _ Session = (*recorder.Session)(nil)

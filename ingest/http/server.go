@@ -49,10 +49,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Limits     *edgelimit.Limiter
 	LookupEnv  func(string) (string, bool)
-	// Outbound, when set, adjusts each request to the target after the
-	// gateway's own changes (an edge built on this one adds headers for the
+	// Outbound, when set, adjusts each request to a target after the
+	// gateway's own changes (the Kubernetes edge adds headers for the
 	// identity); an error refuses the request with its message.
-	Outbound func(out *http.Request, id auth.Identity) error
+	Outbound func(target string, out *http.Request, id auth.Identity) error
 }
 
 // Server is the HTTP edge.
@@ -69,7 +69,7 @@ type Server struct {
 	denials   *edgelimit.Background
 	conns     sync.Map // net.Conn → *agentConn
 	ends      pending  // session ends being recorded
-	outbound  func(out *http.Request, id auth.Identity) error
+	outbound  func(target string, out *http.Request, id auth.Identity) error
 }
 
 // pending counts work that Serve waits for on its way out. Unlike a
