@@ -30,6 +30,17 @@ type exchange struct {
 	id   auth.Identity // the agent, for Options.Outbound
 }
 
+// refused is an error of Options.Outbound: the edge refuses the request as
+// forbidden, not as malformed.
+type refused struct{ error }
+
+func statusOfOutbound(err error) int {
+	if errors.As(err, new(refused)) {
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
+}
+
 // hopHeaders are connection-level headers that are not forwarded (RFC 9110 7.6.1).
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -76,7 +87,7 @@ func (x *exchange) outbound(ctx context.Context, r *http.Request, body io.Reader
 	out.Trailer = r.Trailer
 	if x.s.outbound != nil {
 		if err := x.s.outbound(x.up.name, out, x.id); err != nil {
-			return nil, err
+			return nil, refused{err}
 		}
 	}
 	return out, nil
@@ -146,7 +157,7 @@ func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
 	out, err := x.outbound(ctx, r, outBody)
 	if err != nil {
 		x.s.m.requests.WithLabelValues("client_error").Inc()
-		plain(w, http.StatusBadRequest, "tapline: "+err.Error())
+		plain(w, statusOfOutbound(err), "tapline: "+err.Error())
 		return
 	}
 	if body != nil {
