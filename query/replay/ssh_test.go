@@ -186,8 +186,11 @@ func TestSSHJSONEvents(t *testing.T) {
 }
 
 func TestUnsupportedReplay(t *testing.T) {
-	if err := Check(schemas.Kubernetes, FormatText); err == nil {
-		t.Error("Kubernetes replay accepted")
+	if err := Check(schemas.Protocol("GOPHER"), FormatText); err == nil {
+		t.Error("replay of an unregistered protocol accepted")
+	}
+	if err := Check(schemas.Kubernetes, FormatAsciicast); err != nil {
+		t.Errorf("asciicast of a Kubernetes exec refused: %v", err)
 	}
 	if err := Check(schemas.SSH, FormatHAR); err == nil {
 		t.Error("HAR of an SSH session accepted")
