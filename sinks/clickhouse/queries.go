@@ -220,7 +220,7 @@ ORDER BY seq LIMIT {limit:UInt32}`
 				return err
 			}
 		}
-		page, err := s.framesPage(ctx, q, Params{
+		page, err := s.framesPage(ctx, q, n, Params{
 			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(last, 10),
 			"limit": strconv.Itoa(n),
 		})
@@ -295,13 +295,13 @@ func cutPage(sizes []pageSize, budget uint64) (int64, int) {
 	return sizes[len(sizes)-1].seq, len(sizes)
 }
 
-func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.Frame, error) {
+func (s *store) framesPage(ctx context.Context, q string, n int, p Params) ([]schemas.Frame, error) {
 	rows, err := s.conn.Query(ctx, q, p, nil)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: frames: %w", err)
 	}
 	defer rows.Close()
-	var out []schemas.Frame
+	out := make([]schemas.Frame, 0, n)
 	for rows.Next() {
 		var f schemas.Frame
 		var direction, protocol, start, end, psig string
