@@ -23,7 +23,7 @@ type Dial func(t *testing.T) clickhouse.Conn
 func Run(t *testing.T, dial Dial) {
 	t.Run("MigrateFreshThenAgain", func(t *testing.T) { testMigrate(t, dial) })
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, dial) })
-	t.Run("FramesAcrossGaps", func(t *testing.T) { testFramesGaps(t, dial) })
+	t.Run("FramesAcrossGaps", func(t *testing.T) { s, _ := open(t, dial, clickhouse.Config{}); FramesAcrossGaps(t, s) })
 	t.Run("DedupToken", func(t *testing.T) { testDedup(t, dial) })
 	t.Run("LatestSessionVersionWins", func(t *testing.T) { testLatestVersion(t, dial) })
 	t.Run("ListSessionsFilters", func(t *testing.T) { testListFilters(t, dial) })
@@ -173,12 +173,12 @@ func testRoundTrip(t *testing.T, dial Dial) {
 	}
 }
 
-// Frames reads a session in windows of seqs; frames after a stretch of missing
-// seqs longer than any window (deleted, or never stored) must still be read, or
-// verify would not see what follows a gap.
-func testFramesGaps(t *testing.T, dial Dial) {
+// FramesAcrossGaps checks a migrated store: Frames reads a session in windows of
+// seqs, and frames after a stretch of missing seqs longer than any window
+// (deleted, or never stored) must still be read, or verify would not see what
+// follows a gap.
+func FramesAcrossGaps(t *testing.T, s clickhouse.Store) {
 	ctx := context.Background()
-	s, _ := open(t, dial, clickhouse.Config{})
 	r := NewRecording("carol", "app", time.Now().Add(-time.Hour).Truncate(time.Microsecond).UTC(), 20)
 	want := make([]int64, len(r.Frames))
 	for i := range r.Frames {
