@@ -23,4 +23,7 @@ for section in ${BENCH_SECTIONS:-postgres ssh memory dev console}; do
 done
 # Go benchmarks carry their own baselines (raw produce, plain copy, bare insert).
 run go test -run '^$' -bench . -benchtime "${BENCH_GO_TIME:-3s}" ./ingest/recorder/... ./processors/... ./sinks/...
+# The read path: one 1,000,000-frame session through the query API on chDB
+# (docs/performance.md "Read path"); BENCH_READ_FRAMES sets its length.
+run go test -tags chdb -run '^$' -bench ReadPath -benchtime 1x ./query/api/
 echo "results saved to $log"
