@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // Detector names, also the keys of Frame.Masks and Command.Masks for what they find.
@@ -24,13 +26,13 @@ const (
 
 // Other mask types (not detectors): what a rule, rather than a pattern, masked.
 const (
-	Column      = "column"       // a DataRow value by its column name
-	Param       = "param"        // a Bind parameter by position or by the column it is compared with
-	Header      = "http_header"  // an HTTP header value
-	JSONField   = "json_field"   // a JSON value by its field name
-	SecretInput = "secret_input" // keystrokes typed at a password prompt
-	EnvSecret   = "env_secret"   // an SSH env request whose name says it holds a secret
-	AuthMessage = "auth"         // a Postgres password or SASL message
+	Column      = "column"                 // a DataRow value by its column name
+	Param       = "param"                  // a Bind parameter by position or by the column it is compared with
+	Header      = "http_header"            // an HTTP header value
+	JSONField   = "json_field"             // a JSON value by its field name
+	SecretInput = sshproto.MaskSecretInput // keystrokes typed at a prompt for a secret
+	EnvSecret   = sshproto.MaskEnvSecret   // an SSH env request whose name says it holds a secret
+	AuthMessage = "auth"                   // a Postgres password or SASL message
 )
 
 // Detectors lists every built-in detector, in the order they run.

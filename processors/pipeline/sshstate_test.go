@@ -1,52 +1,58 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"testing"
 
+	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
 )
 
 // savedSSH is an SSH session saved by the processor part way: the frames, the
 // index of the first frame after the save, and the saved state.
 type savedSSH struct {
-	Frames []schemas.Frame  `json:"frames"`
-	Cut    int              `json:"cut"`
+	Frames []schemas.Frame `json:"frames"`
+	Cut    int             `json:"cut"`
 	State  json.RawMessage `json:"state"`
 }
 
+// sshStateV1 was saved by the processor of session state format 1, before SSH
+// masking and stitching became one conversation.
 const sshStateV1 = "testdata/ssh-state-v1.json"
 
-// TestWriteSSHStateV1 writes sshStateV1 with the processor of this build; it ran
-// once, before SSH masking moved into its conversation.
-func TestWriteSSHStateV1(t *testing.T) {
-	if os.Getenv("TAPLINE_WRITE_SSH_STATE") == "" {
-		t.Skip("writes testdata only on request")
-	}
-	s := sshSession(alice, t0)
-	cut := 0
-	for i, f := range s.Frames {
-		if string(f.Payload) == "h" {
-			cut = i + 1
-		}
-	}
-	p := newProcessor(t)
-	var out Output
-	for _, f := range s.Frames[:cut] {
-		if err := p.Frame(f, &out); err != nil {
-			t.Fatal(err)
-		}
-	}
-	changes, err := p.TakeDirty()
-	if err != nil || len(changes) != 1 {
-		t.Fatal(changes, err)
-	}
-	b, err := json.MarshalIndent(savedSSH{Frames: s.Frames, Cut: cut, State: changes[0].Value}, "", " ")
+// TestRestoresSSHStateSavedBeforeConversations: a session saved with the stitcher
+// under "ssh" and the masking state under "mask" (in the middle of a password typed
+// at a sudo prompt) goes on as if never stopped: the rest of the password is masked
+// and the commands are those of an uninterrupted run.
+func TestRestoresSSHStateSavedBeforeConversations(t *testing.T) {
+	b, err := os.ReadFile(sshStateV1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(sshStateV1, b, 0o644); err != nil {
+	var saved savedSSH
+	if err := json.Unmarshal(b, &saved); err != nil {
 		t.Fatal(err)
+	}
+	id := saved.Frames[0].SessionID
+	p := newProcessor(t)
+	if err := p.Restore(id, saved.State); err != nil {
+		t.Fatal(err)
+	}
+	got := processAll(p, saved.Frames[saved.Cut:])
+	whole := processAll(newProcessor(t), saved.Frames)
+	for _, f := range got.Frames {
+		for _, secret := range []string{"unter", "2\r"} {
+			if bytes.Contains(f.Payload, []byte(secret)) {
+				t.Errorf("seq %d leaks %q: %q", f.Seq, secret, f.Payload)
+			}
+		}
+	}
+	if a, b := marshalOutput(t, Output{Commands: got.Commands}), marshalOutput(t, Output{Commands: whole.Commands[1:]}); a != b {
+		t.Errorf("commands after restore\n%s\nwant\n%s", a, b)
+	}
+	if len(got.Commands) == 0 || got.Commands[0].Text != "*******" || got.Commands[0].Masks[mask.SecretInput] == 0 {
+		t.Errorf("password line after restore: %+v", got.Commands)
 	}
 }

@@ -10,6 +10,7 @@ package protocol
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"iter"
@@ -52,6 +53,16 @@ type Conversation interface {
 	// Flush ends the session (f is its last frame; why says how it ended) and returns
 	// the commands still open, with their final status.
 	Flush(f *schemas.Frame, why string) []schemas.Command
+}
+
+// ConversationRestorer is a Conversations protocol whose sessions earlier builds
+// saved elsewhere in the processor's session state (before the protocol had a
+// conversation): it rebuilds the conversation from those fields.
+type ConversationRestorer interface {
+	Conversations
+	// RestoreConversation rebuilds a session's conversation from the top-level
+	// fields of its saved state, which hold no conversation of their own.
+	RestoreConversation(saved map[string]json.RawMessage) (Conversation, error)
 }
 
 // Stitching is a protocol whose frames the processors stitch into commands with a
