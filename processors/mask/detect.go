@@ -30,7 +30,7 @@ const (
 	Param       = "param"                  // a Bind parameter by position or by the column it is compared with
 	Header      = "http_header"            // an HTTP header value
 	JSONField   = "json_field"             // a JSON value by its field name
-	SecretInput = sshproto.MaskSecretInput // keystrokes typed at a prompt for a secret
+	TypedSecret = sshproto.MaskTypedSecret // keystrokes typed while the terminal does not echo
 	EnvSecret   = sshproto.MaskEnvSecret   // an SSH env request whose name says it holds a secret
 	AuthMessage = "auth"                   // a Postgres password or SASL message
 )

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
+	"time"
 
 	xssh "golang.org/x/crypto/ssh"
 
@@ -13,22 +14,34 @@ import (
 
 // Mask types SSH adds to the detectors'.
 const (
-	MaskSecretInput = "secret_input" // keystrokes typed at a prompt for a secret
+	MaskTypedSecret = "typed_secret" // keystrokes typed while the terminal does not echo
 	MaskEnvSecret   = "env_secret"   // an env request whose name says it holds a secret
 )
 
-// MaskChannel is the masking state of one channel: the end of what the server
-// printed last, to recognise a prompt for a secret, and whether the agent is typing
-// at one.
+// MaskChannel is the masking state of one channel, the typed-secret state machine
+// (see docs/processors.md, "Typed secrets"): the end of what the server printed
+// last, to recognise a prompt for a secret; whether the agent is typing a secret;
+// and since when the agent's keystrokes on a terminal went unechoed.
 type MaskChannel struct {
 	Tail   []byte `json:"tail,omitempty"`
 	Secret bool   `json:"secret,omitempty"`
+	// Unechoed is the time of the first keystroke of the open line that the server
+	// has not answered with any output yet; zero when none.
+	Unechoed time.Time `json:"unechoed,omitzero"`
 }
 
 const tailBytes = 160
 
-// promptRe recognises a prompt for a secret at the end of terminal output.
-var promptRe = regexp.MustCompile(`(?i)(?:password|passphrase|passcode|\bpin\b|verification code|one-time code|otp|secret|token)[^\n]{0,80}[:?]\s*$`)
+// EchoWait is how long typed keystrokes may go unanswered on a terminal before
+// the terminal is taken to be in no-echo mode. A terminal that echoes answers in
+// one round trip; an agent typing at a silent prompt waits for nothing.
+const EchoWait = 750 * time.Millisecond
+
+// promptRe recognises a prompt for a secret at the end of terminal output: sudo's
+// "[sudo] password for bob:", passwd's "New password:", psql's "Password for user
+// bob:", ssh-keygen's "Enter new passphrase (empty for no passphrase):", openssl's
+// "Enter PEM pass phrase:", "Enter PIN:", "Verification code:", "Token:"…
+var promptRe = regexp.MustCompile(`(?i)(?:password|passphrase|pass phrase|passcode|\bpin\b|verification code|one-time code|\botp\b|secret|token|security code|2fa code|authenticator code|api[ _-]?key|access key|secret key)[^\n]{0,80}[:?>]\s*$`)
 
 var envSecretRe = regexp.MustCompile(`(?i)pass|secret|token|credential|private|api_?key|auth`)
 
@@ -41,7 +54,7 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 	case ChannelData, ChannelExtData:
 		ch := c.maskChannel(f.Channel)
 		if f.Direction == schemas.Client {
-			return ch.input(f.Payload, r, counts)
+			return ch.input(f, c.terminal(f.Channel), r, counts)
 		}
 		out := r.Text(f.Payload, protocol.SameLength, counts)
 		ch.output(out)
@@ -104,13 +117,29 @@ func merge(dst, src protocol.Counts) {
 	}
 }
 
-// input masks the agent's keystrokes: the part of a line typed at a prompt for a
-// secret, then what the detectors find (a pasted key, a token on a command line).
-func (ch *MaskChannel) input(p []byte, r protocol.MaskRules, counts protocol.Counts) []byte {
+// terminal reports whether a channel has a pty, where the remote end echoes what
+// the agent types unless it reads a secret.
+func (c *Conversation) terminal(id int64) bool {
+	ch := c.Channels[id]
+	return ch != nil && ch.Term != ""
+}
+
+// lineEnd finds the first byte that ends a typed line: Enter (CR or LF), ^C
+// (abort) or ^D (end of input); -1 if none.
+func lineEnd(p []byte) int { return bytes.IndexAny(p, "\r\n\x03\x04") }
+
+// input masks the agent's keystrokes: a line typed while the terminal does not
+// echo, then what the detectors find (a pasted key, a token on a command line).
+func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, counts protocol.Counts) []byte {
+	p := f.Payload
+	if !ch.Secret && tty && !ch.Unechoed.IsZero() && f.TS.Sub(ch.Unechoed) >= EchoWait {
+		// Keystrokes went unanswered: the terminal reads a secret without echo.
+		ch.Secret = true
+	}
 	out := p
 	if ch.Secret {
 		out = append([]byte(nil), p...)
-		end := bytes.IndexAny(out, "\r\n")
+		end := lineEnd(out)
 		if end < 0 {
 			end = len(out)
 		} else {
@@ -118,10 +147,40 @@ func (ch *MaskChannel) input(p []byte, r protocol.MaskRules, counts protocol.Cou
 		}
 		if end > 0 {
 			star(out[:end])
-			counts.Add(MaskSecretInput, 1)
+			counts.Add(MaskTypedSecret, 1)
 		}
 	}
+	ch.noteTyping(p, f.TS, tty)
 	return r.Text(out, protocol.SameLength, counts)
+}
+
+// noteTyping starts the echo clock when the frame leaves a line open with
+// keystrokes the server has yet to echo, and stops it when a line ends.
+func (ch *MaskChannel) noteTyping(p []byte, ts time.Time, tty bool) {
+	if !tty {
+		return
+	}
+	rest := p
+	for {
+		end := lineEnd(rest)
+		if end < 0 {
+			break
+		}
+		ch.Unechoed, rest = time.Time{}, rest[end+1:]
+	}
+	if ch.Unechoed.IsZero() && printable(rest) {
+		ch.Unechoed = ts
+	}
+}
+
+// printable reports whether p holds a key a terminal would echo.
+func printable(p []byte) bool {
+	for _, c := range p {
+		if c >= 0x20 && c != 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // output notes what the server printed (already masked).
@@ -129,6 +188,7 @@ func (ch *MaskChannel) output(out []byte) {
 	if len(out) == 0 {
 		return
 	}
+	ch.Unechoed = time.Time{}
 	ch.Tail = append(ch.Tail, out...)
 	if len(ch.Tail) > tailBytes {
 		ch.Tail = append([]byte(nil), ch.Tail[len(ch.Tail)-tailBytes:]...)
