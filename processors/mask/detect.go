@@ -519,6 +519,8 @@ func findPrivateKeys(b []byte) []Match {
 		end := len(b)
 		if e := pkEnd.FindIndex(b[start:]); e != nil {
 			end = start + e[0]
+		} else {
+			end = beforePartialEnd(b, start)
 		}
 		if end > start {
 			out = append(out, Match{start, end, PrivateKey})
@@ -526,6 +528,18 @@ func findPrivateKeys(b []byte) []Match {
 		off = end + 1
 	}
 	return out
+}
+
+// beforePartialEnd is where the body of a key block that runs to the end of b
+// stops: before a last line that may be the start of its END marker (the rest of
+// the marker comes in the next frame, and must be seen to end the block there).
+func beforePartialEnd(b []byte, start int) int {
+	i := bytes.LastIndexByte(b[start:], '\n') + 1 + start
+	last := b[i:]
+	if len(last) > 0 && (bytes.HasPrefix(last, []byte("-----")) || bytes.HasPrefix([]byte("-----"), last)) {
+		return i
+	}
+	return len(b)
 }
 
 // scan runs the enabled detectors and extra patterns over b and returns

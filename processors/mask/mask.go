@@ -91,6 +91,14 @@ func (r rulesView) Text(b []byte, st protocol.Style, counts protocol.Counts) []b
 	return r.t.text(b, s, Counts(counts))
 }
 
+func (r rulesView) Stream(prev, b []byte, open string, st protocol.Style, counts protocol.Counts) ([]byte, string) {
+	s := token
+	if st == protocol.SameLength {
+		s = sameLength
+	}
+	return r.t.stream(prev, b, open, s, Counts(counts))
+}
+
 func (r rulesView) Column(name string) bool    { return r.t.maskColumn(name) }
 func (r rulesView) Param(i int) bool           { return r.t.maskParam(i) }
 func (r rulesView) Header(name string) bool    { return r.t.headers[name] }

@@ -118,6 +118,12 @@ type MaskRules interface {
 	// Text masks detector and regex matches in b, returning b itself when nothing
 	// matched.
 	Text(b []byte, st Style, counts Counts) []byte
+	// Stream masks b where it continues a stream whose last bytes, as already
+	// emitted (masked), are prev: a match that begins in prev and ends in b (a
+	// secret split across two frames) is masked in b as well. open is what Stream
+	// returned for prev: the type of a match that ran to its end, whose rest b may
+	// begin with. Returns b itself when nothing in it matched.
+	Stream(prev, b []byte, open string, st Style, counts Counts) (out []byte, openAtEnd string)
 	// Column reports whether values of a result column (by name) are masked whole.
 	Column(name string) bool
 	// Param reports whether bind parameter i (0-based) is masked whole.

@@ -23,14 +23,28 @@ const (
 // last, to recognise a prompt for a secret; whether the agent is typing a secret;
 // and since when the agent's keystrokes on a terminal went unechoed.
 type MaskChannel struct {
-	Tail   []byte `json:"tail,omitempty"`
-	Secret bool   `json:"secret,omitempty"`
+	// Tail and In are the last bytes the server printed and the agent typed, as
+	// emitted (masked): a secret split across frames is found in them together with
+	// the next frame, and a prompt at the end of Tail.
+	Tail []byte `json:"tail,omitempty"`
+	In   []byte `json:"in,omitempty"`
+	// TailOpen and InOpen name the type of a secret masked up to the very end of
+	// Tail or In, which the next frame may continue.
+	TailOpen string `json:"tail_open,omitempty"`
+	InOpen   string `json:"in_open,omitempty"`
+	Secret   bool   `json:"secret,omitempty"`
 	// Unechoed is the time of the first keystroke of the open line that the server
 	// has not answered with any output yet; zero when none.
 	Unechoed time.Time `json:"unechoed,omitzero"`
 }
 
-const tailBytes = 160
+// WindowBytes bounds Tail and In: a secret split across frames is found when its
+// part in the earlier frames is at most this long (a private key block's BEGIN
+// line is kept however long its body).
+const WindowBytes = 2048
+
+// promptBytes is how much of the end of the output a prompt is looked for in.
+const promptBytes = 160
 
 // EchoWait is how long typed keystrokes may go unanswered on a terminal before
 // the terminal is taken to be in no-echo mode. A terminal that echoes answers in
@@ -56,7 +70,8 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 		if f.Direction == schemas.Client {
 			return ch.input(f, c.terminal(f.Channel), r, counts)
 		}
-		out := r.Text(f.Payload, protocol.SameLength, counts)
+		out, open := r.Stream(ch.Tail, f.Payload, ch.TailOpen, protocol.SameLength, counts)
+		ch.TailOpen = open
 		ch.output(out)
 		return out
 	case RequestExec:
@@ -151,7 +166,9 @@ func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, c
 		}
 	}
 	ch.noteTyping(p, f.TS, tty)
-	return r.Text(out, protocol.SameLength, counts)
+	out, ch.InOpen = r.Stream(ch.In, out, ch.InOpen, protocol.SameLength, counts)
+	ch.In = window(ch.In, out)
+	return out
 }
 
 // noteTyping starts the echo clock when the frame leaves a line open with
@@ -189,11 +206,39 @@ func (ch *MaskChannel) output(out []byte) {
 		return
 	}
 	ch.Unechoed = time.Time{}
-	ch.Tail = append(ch.Tail, out...)
-	if len(ch.Tail) > tailBytes {
-		ch.Tail = append([]byte(nil), ch.Tail[len(ch.Tail)-tailBytes:]...)
+	ch.Tail = window(ch.Tail, out)
+	ch.Secret = promptRe.Match(StripEscapes(ch.Tail[max(len(ch.Tail)-promptBytes, 0):]))
+}
+
+var (
+	keyBegin = []byte("-----BEGIN ")
+	keyEnd   = []byte("-----END ")
+)
+
+// window appends b to w and keeps the last WindowBytes, plus the BEGIN line of a
+// private key block still open before them, so that the rest of the block is
+// masked however many frames it spans.
+func window(w, b []byte) []byte {
+	w = append(w, b...)
+	if len(w) <= WindowBytes {
+		return w
 	}
-	ch.Secret = promptRe.Match(StripEscapes(ch.Tail))
+	cut := len(w) - WindowBytes
+	var keep []byte
+	if i := bytes.LastIndex(w[:cut], keyBegin); i >= 0 && !bytes.Contains(w[i:], keyEnd) {
+		line := w[i:]
+		if n := bytes.IndexByte(line, '\n'); n >= 0 {
+			line = line[:n+1]
+		}
+		switch {
+		case !bytes.Contains(line, []byte("PRIVATE KEY")):
+		case i+len(line) <= cut:
+			keep = line
+		default:
+			cut = i // the line straddles the cut: keep all of it
+		}
+	}
+	return append(append(make([]byte, 0, len(keep)+len(w)-cut), keep...), w[cut:]...)
 }
 
 // assumeSecret masks the next line as a secret and forgets the output seen.
