@@ -55,8 +55,17 @@ type detector struct {
 // text is what the detectors read: the bytes, the same in lower case (ASCII), and
 // which of the patterns' literals (hints and anchors) occur in it, found in one pass.
 type text struct {
-	b, lower []byte
-	seen     []bool // by literal id
+	b     []byte
+	lower []byte // made on first use (see Lower)
+	seen  []bool // by literal id
+}
+
+// Lower is the text in lower case (ASCII), made when a pattern first needs it.
+func (t *text) Lower() []byte {
+	if t.lower == nil {
+		t.lower = asciiLower(t.b)
+	}
+	return t.lower
 }
 
 var builtin = map[string]detector{
@@ -232,7 +241,7 @@ func multiFinder(typ string, ps []pattern) func(t *text) []Match {
 			}
 			b := t.b
 			if len(p.anchors) > 0 {
-				out = p.anchored(typ, b, t.lower, out)
+				out = p.anchored(typ, b, t.Lower(), out)
 				continue
 			}
 			for _, loc := range p.re.FindAllSubmatchIndex(b, -1) {
@@ -311,20 +320,45 @@ func (l *literalSet) add(s string) int {
 	return id
 }
 
-// find marks which literals occur in lower.
-func (l *literalSet) find(lower []byte, seen []bool) {
-	for i := 0; i+1 < len(lower); i++ {
-		k := uint16(lower[i])<<8 | uint16(lower[i+1])
+// find marks which literals occur in b, ignoring ASCII case.
+func (l *literalSet) find(b []byte, seen []bool) {
+	for i := 0; i+1 < len(b); i++ {
+		k := uint16(lowerTab[b[i]])<<8 | uint16(lowerTab[b[i+1]])
 		if !l.first[k] {
 			continue
 		}
 		for _, id := range l.by[k] {
-			if !seen[id] && bytes.HasPrefix(lower[i:], []byte(l.lits[id])) {
+			if !seen[id] && hasPrefixFold(b[i:], l.lits[id]) {
 				seen[id] = true
 			}
 		}
 	}
 }
+
+// hasPrefixFold reports whether b begins with the lower-case literal s, ignoring
+// ASCII case.
+func hasPrefixFold(b []byte, s string) bool {
+	if len(b) < len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerTab[b[i]] != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerTab maps a byte to its ASCII lower case.
+var lowerTab = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = byte(c)
+		if 'A' <= c && c <= 'Z' {
+			t[c] += 'a' - 'A'
+		}
+	}
+	return t
+}()
 
 func isWordByte(c byte) bool { return isAlnum(c) || c == '_' }
 
@@ -347,8 +381,11 @@ func groupSpan(loc []int, groups []int) ([2]int, bool) {
 // expression has no literal to skip ahead on and ran at every digit of the text.
 func findCards(b []byte) []Match {
 	var out []Match
+	prev := byte(0)
 	for i := 0; i < len(b); i++ {
-		if !isDigit(b[i]) || (i > 0 && isWordByte(b[i-1])) {
+		c, p := cls[b[i]], prev
+		prev = c
+		if c&clsDigit == 0 || p&clsWord != 0 {
 			continue
 		}
 		end := cardEnd(b, i)
@@ -359,10 +396,33 @@ func findCards(b []byte) []Match {
 		if !allSame(ds) && luhn(ds) && consistentSeparators(b[i:end]) {
 			out = append(out, Match{i, end, Card})
 		}
-		i = end - 1
+		i, prev = end-1, clsDigit
 	}
 	return out
 }
+
+// Byte classes, looked up once per byte by the hand-written scanners.
+const (
+	clsDigit = 1 << iota
+	clsUpper
+	clsWord // letters, digits, '_'
+)
+
+var cls = func() (t [256]byte) {
+	for c := range 256 {
+		b := byte(c)
+		if isDigit(b) {
+			t[c] |= clsDigit
+		}
+		if isUpper(b) {
+			t[c] |= clsUpper
+		}
+		if isWordByte(b) {
+			t[c] |= clsWord
+		}
+	}
+	return t
+}()
 
 // cardEnd is the end of the longest run of 13 to 19 digits from i (single spaces
 // or dashes between them) that ends at a word end; -1 if none.
@@ -449,7 +509,9 @@ func findEmails(b []byte) []Match {
 		if s == i {
 			continue
 		}
-		if loc := emailDomain.FindIndex(b[i+1:]); loc != nil {
+		// A domain name is at most 253 bytes: bounding the input keeps the anchored
+		// expression on its fast path over a large frame.
+		if loc := emailDomain.FindIndex(b[i+1 : min(len(b), i+1+254)]); loc != nil {
 			out = append(out, Match{s, i + 1 + loc[1], Email})
 			off = i + 1 + loc[1]
 		}
@@ -540,7 +602,11 @@ var ibanLength = map[string]int{
 func findIBANs(b []byte) []Match {
 	var out []Match
 	for i := 0; i+15 <= len(b); i++ {
-		if !isUpper(b[i]) || !isUpper(b[i+1]) || !isDigit(b[i+2]) || !isDigit(b[i+3]) || (i > 0 && isWordByte(b[i-1])) {
+		if cls[b[i+3]]&clsDigit == 0 {
+			i++ // an IBAN starting at i or i+1 needs a digit at i+3
+			continue
+		}
+		if cls[b[i]]&clsUpper == 0 || cls[b[i+1]]&clsUpper == 0 || cls[b[i+2]]&clsDigit == 0 || (i > 0 && cls[b[i-1]]&clsWord != 0) {
 			continue
 		}
 		want, ok := ibanLength[string(b[i:i+2])]
@@ -624,26 +690,38 @@ func findPhones(b []byte) []Match {
 // no literal to skip ahead on and ran at every position of the text.
 func findNAPhones(b []byte) []Match {
 	var out []Match
-	for i := 3; i+5 <= len(b); i++ {
-		if (b[i] != '-' && b[i] != '.') || !allDigits(b[i-3:i]) || !allDigits(b[i+1:i+5]) || (i+5 < len(b) && isWordByte(b[i+5])) {
-			continue
+	for _, sep := range []byte{'-', '.'} {
+		for off := 3; off+5 <= len(b); {
+			k := bytes.IndexByte(b[off:len(b)-4], sep)
+			if k < 0 {
+				break
+			}
+			i := off + k
+			off = i + 1
+			if m, ok := naPhoneAt(b, i); ok {
+				out = append(out, m)
+			}
 		}
-		e := i - 3 // the exchange
-		start := -1
-		switch {
-		case e >= 4 && (b[e-1] == '-' || b[e-1] == '.') && allDigits(b[e-4:e-1]) && (e == 4 || !isWordByte(b[e-5])):
-			start = e - 4
-		case e >= 5 && b[e-1] == ')' && b[e-5] == '(' && allDigits(b[e-4:e-1]):
-			start = e - 5
-		case e >= 6 && isSpace(b[e-1]) && b[e-2] == ')' && b[e-6] == '(' && allDigits(b[e-5:e-2]):
-			start = e - 6
-		}
-		if start < 0 || (len(out) > 0 && out[len(out)-1].End > start) {
-			continue
-		}
-		out = append(out, Match{start, i + 5, Phone})
 	}
-	return out
+	return out // resolve orders them and drops overlaps
+}
+
+// naPhoneAt matches a North American number whose last separator is at i.
+func naPhoneAt(b []byte, i int) (Match, bool) {
+	if !allDigits(b[i-3:i]) || !allDigits(b[i+1:i+5]) || (i+5 < len(b) && isWordByte(b[i+5])) {
+		return Match{}, false
+	}
+	e := i - 3 // the exchange
+	start := -1
+	switch {
+	case e >= 4 && (b[e-1] == '-' || b[e-1] == '.') && allDigits(b[e-4:e-1]) && (e == 4 || !isWordByte(b[e-5])):
+		start = e - 4
+	case e >= 5 && b[e-1] == ')' && b[e-5] == '(' && allDigits(b[e-4:e-1]):
+		start = e - 5
+	case e >= 6 && isSpace(b[e-1]) && b[e-2] == ')' && b[e-6] == '(' && allDigits(b[e-5:e-2]):
+		start = e - 6
+	}
+	return Match{start, i + 5, Phone}, start >= 0
 }
 
 func allDigits(b []byte) bool {
@@ -708,8 +786,8 @@ func scan(b []byte, dets []detector, extra []namedPattern) []Match {
 	if len(b) == 0 {
 		return nil
 	}
-	t := &text{b: b, lower: asciiLower(b), seen: make([]bool, len(literals.lits))}
-	literals.find(t.lower, t.seen)
+	t := &text{b: b, seen: make([]bool, len(literals.lits))}
+	literals.find(b, t.seen)
 	var all []Match
 	for _, d := range dets {
 		if d.may(b) {
