@@ -1,0 +1,203 @@
+//go:build chdb
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+// Secrets an agent types at password prompts of a real shell behind the gateway
+// (a sudo-style prompt, read -s, ssh-keygen -p changing a passphrase), a keystroke
+// per frame, pasted whole, and pasted in chunks across frames, are recorded in the
+// raw topic and nowhere downstream: no processed topic, no table. Every session
+// still verifies.
+func TestPrivacySSH(t *testing.T) {
+	t.Parallel()
+	h := pipeline(t)
+	sub := "pia-" + randHex(3)
+	token := h.token(t, sub, sshGroup)
+
+	sudoPw := "Sudo-" + randHex(5)
+	apiKey := "sk_" + randHex(8)
+	passphrase := "pass-" + randHex(6) + "-phrase"
+	awsKey := "AKIA" + strings.ToUpper(randHex(8))
+	email := "pia." + randHex(4) + "@example.org"
+	keyFile := "/tmp/tapline-e2e-key-" + randHex(4)
+
+	term := h.shell(t, token)
+	// sudo prompts "[sudo] password for <user>: " and reads without echo; the test
+	// target has no sudo for its user, so a shell prompt does the same. The prompt
+	// text is built at run time, so that the echoed command line does not show it.
+	term.run("read -rs -p \"[sudo] password for $(whoami): \" P; echo; echo \"sudo-len-${#P}\"", "password for "+h.target.User+": ")
+	for _, k := range sudoPw { // one keystroke per frame
+		term.send(string(k))
+	}
+	term.send("\n")
+	term.wait(fmt.Sprintf("sudo-len-%d", len(sudoPw)))
+
+	// read -s with a prompt; the key pasted with its Enter in one frame.
+	term.run("read -rs -p \"$(printf 'API %s: ' key)\" K; echo; echo \"key-len-${#K}\"", "API key: ")
+	term.send(apiKey + "\n")
+	term.wait(fmt.Sprintf("key-len-%d", len(apiKey)))
+
+	// ssh-keygen -p: a new passphrase, in two chunks, then again whole, with a
+	// mistyped character taken back, then an aborted line (^C).
+	term.run("ssh-keygen -q -t ed25519 -N '' -f "+keyFile+" && ssh-keygen -p -f "+keyFile, "(empty for no passphrase): ")
+	half := len(passphrase) / 2
+	term.send(passphrase[:half])
+	term.send(passphrase[half:] + "\n")
+	term.wait("Enter same passphrase again: ")
+	term.send(passphrase[:3] + "x\x7f" + passphrase[3:] + "\n")
+	term.wait("with the new passphrase")
+	term.run("rm -f "+keyFile+" "+keyFile+".pub; echo removed", "removed\r\n")
+	term.run("read -rs -p \"$(printf 'Pass%s: ' word)\" Q; echo \"aborted-${#Q}\"", "Password: ")
+	term.send(sudoPw[:4] + "\x03")
+	term.wait("$ ")
+
+	// Secrets pasted on a command line in two chunks, split inside the secret.
+	term.send("echo " + awsKey[:9])
+	term.send(awsKey[9:] + " " + email[:7])
+	term.send(email[7:] + "\n")
+	term.wait(awsKey + " " + email + "\r\n")
+	term.exit()
+
+	sess := h.waitSessions(t, sub, 1)[0]
+	secrets := []string{sudoPw, apiKey, passphrase, awsKey, email}
+	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
+	scans := h.scanTopics(t, append([]string{h.topics.Raw}, processed...), secrets)
+	// Recorded: the key typed whole in one frame is in the raw topic (the others
+	// were typed in pieces, and the output's frame boundaries are the target's).
+	if scans[h.topics.Raw].hits[apiKey] == 0 {
+		t.Errorf("%q is not in %s: the session was not recorded as typed", apiKey, h.topics.Raw)
+	}
+	for _, topic := range processed {
+		if scans[topic].records == 0 {
+			t.Errorf("%s: no records read", topic)
+		}
+		for _, s := range secrets {
+			if n := scans[topic].hits[s]; n > 0 {
+				t.Errorf("%q is in %d record(s) of %s", s, n, topic)
+			}
+		}
+	}
+	for _, table := range h.tables(t) {
+		for _, s := range secrets {
+			n := h.count(t, "SELECT toInt64(count()) FROM "+table+" WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
+				clickhouse.Params{"s": s})
+			if n > 0 {
+				t.Errorf("%q is in %d row(s) of table %s", s, n, table)
+			}
+		}
+	}
+	// The typed secrets are counted where they were masked, and the commands around
+	// them are intact.
+	p := clickhouse.Params{"sid": sess.SessionID, "k": "typed_secret"}
+	if n := h.count(t, "SELECT toInt64(count()) FROM commands FINAL WHERE session_id = {sid:String} AND mapContains(masks, {k:String})", p); n < 4 {
+		t.Errorf("%d commands record a typed_secret mask; want one per secret line (4 or more)", n)
+	}
+	var texts []string
+	for _, c := range h.commands(t, token, sess.SessionID) {
+		texts = append(texts, c.Text)
+	}
+	if !strings.Contains(strings.Join(texts, "\n"), "ssh-keygen -p -f "+keyFile) {
+		t.Errorf("commands %q lack the ssh-keygen line", texts)
+	}
+	auditor := h.token(t, "e2e-privacy-auditor", auditors)
+	if rep := h.verify(t, auditor, sess.SessionID); !rep.OK || rep.Masked == 0 {
+		t.Errorf("verify: ok=%v masked frames %d problems %v", rep.OK, rep.Masked, rep.Problems)
+	}
+}
+
+// terminal is an interactive shell with a pty through the gateway.
+type terminal struct {
+	t     *testing.T
+	cl    *ssh.Client
+	sess  *ssh.Session
+	stdin io.WriteCloser
+	out   *syncBuffer
+	seen  int // output before this offset was waited for already
+}
+
+// shell opens a shell with a pty through the gateway's SSH edge.
+func (h *harness) shell(t *testing.T, token string) *terminal {
+	t.Helper()
+	cl, err := ssh.Dial("tcp", h.sshAddr, &ssh.ClientConfig{
+		User: h.target.User + "+" + sshTarget, Auth: []ssh.AuthMethod{ssh.Password(token)},
+		HostKeyCallback: ssh.FixedHostKey(h.sshHostKey), Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("ssh to the gateway: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	sess, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", 40, 200, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+		t.Fatalf("pty-req: %v", err)
+	}
+	term := &terminal{t: t, cl: cl, sess: sess, out: &syncBuffer{}}
+	sess.Stdout, sess.Stderr = term.out, term.out
+	if term.stdin, err = sess.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	// A plain prompt, so that waiting for "$ " is waiting for the shell.
+	if err := sess.Setenv("PS1", "$ "); err != nil {
+		t.Logf("setenv PS1 refused (%v); using the shell's own prompt", err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	term.send("PS1='$ '\n")
+	term.wait("$ ")
+	return term
+}
+
+// send writes one frame's worth of keystrokes.
+func (term *terminal) send(s string) {
+	term.t.Helper()
+	if _, err := io.WriteString(term.stdin, s); err != nil {
+		term.t.Fatalf("typing %q: %v", s, err)
+	}
+}
+
+// wait waits until the terminal shows want after what was waited for before.
+func (term *terminal) wait(want string) {
+	term.t.Helper()
+	err := poll(60*time.Second, func() error {
+		out := term.out.String()
+		if i := strings.Index(out[term.seen:], want); i >= 0 {
+			term.seen += i + len(want)
+			return nil
+		}
+		return fmt.Errorf("no %q yet", want)
+	})
+	if err != nil {
+		term.t.Fatalf("%v; the terminal shows %q", err, term.out.String())
+	}
+}
+
+// run types a command line and waits for want.
+func (term *terminal) run(line, want string) {
+	term.t.Helper()
+	term.send(line + "\n")
+	term.wait(want)
+}
+
+// exit ends the shell and the connection: the recorded session ends with it.
+func (term *terminal) exit() {
+	term.t.Helper()
+	term.send("exit\n")
+	if err := term.sess.Wait(); err != nil {
+		term.t.Fatalf("shell exit: %v", err)
+	}
+	term.cl.Close()
+}
