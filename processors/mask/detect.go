@@ -74,7 +74,7 @@ var builtin = map[string]detector{
 	NationalID:  {NationalID, maySSN, plain(findSSNs)},
 	IBAN:        {IBAN, digits(2), plain(findIBANs)},
 	Phone:       {Phone, digits(8), plain(findPhones)},
-	JWT:         {JWT, hasString("eyJ"), multiFinder(JWT, []pattern{pat(`eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)})},
+	JWT:         {JWT, hasString("eyJ"), plain(findJWTs)},
 	CloudKey:    {CloudKey, always, multiFinder(CloudKey, cloudKeyPatterns)},
 	APIToken:    {APIToken, hasByte('_', '-', '.', ' '), multiFinder(APIToken, apiTokenPatterns)},
 	PrivateKey:  {PrivateKey, hasString("PRIVATE KEY"), plain(findPrivateKeys)},
@@ -295,12 +295,17 @@ func (t *text) anySeen(ids []int) bool {
 // so that one pass over a text tells which occur (instead of a bytes.Contains pass
 // per literal, which cost more than all the detectors together).
 type literalSet struct {
-	lits  []string
-	first [1 << 16]bool
-	by    map[uint16][]int
+	lits []string
+	// pairs has a bit for every two bytes (either case) that begin a literal: a
+	// bitset of 8 KiB stays in the L1 cache, as a bool table would not.
+	pairs [1 << 16 / 64]uint64
+	// slot[k] is 1 + the index in lists of the literals beginning with the
+	// lower-case two bytes k (0: none); a map lookup here cost more than the pass.
+	slot  [1 << 16]uint8
+	lists [][]int
 }
 
-var literals = &literalSet{by: map[uint16][]int{}}
+var literals = &literalSet{}
 
 // add registers a literal (two bytes or more) and returns its id.
 func (l *literalSet) add(s string) int {
@@ -315,19 +320,39 @@ func (l *literalSet) add(s string) int {
 	id := len(l.lits)
 	l.lits = append(l.lits, s)
 	k := uint16(s[0])<<8 | uint16(s[1])
-	l.first[k] = true
-	l.by[k] = append(l.by[k], id)
+	for _, a := range caseVariants(s[0]) {
+		for _, b := range caseVariants(s[1]) {
+			p := uint16(a)<<8 | uint16(b)
+			l.pairs[p/64] |= 1 << (p % 64)
+		}
+	}
+	if l.slot[k] == 0 {
+		if len(l.lists) == 255 {
+			panic("mask: too many literal prefixes")
+		}
+		l.lists = append(l.lists, nil)
+		l.slot[k] = uint8(len(l.lists))
+	}
+	l.lists[l.slot[k]-1] = append(l.lists[l.slot[k]-1], id)
 	return id
+}
+
+func caseVariants(c byte) []byte {
+	if 'a' <= c && c <= 'z' {
+		return []byte{c, c - 'a' + 'A'}
+	}
+	return []byte{c}
 }
 
 // find marks which literals occur in b, ignoring ASCII case.
 func (l *literalSet) find(b []byte, seen []bool) {
 	for i := 0; i+1 < len(b); i++ {
-		k := uint16(lowerTab[b[i]])<<8 | uint16(lowerTab[b[i+1]])
-		if !l.first[k] {
+		p := uint16(b[i])<<8 | uint16(b[i+1])
+		if l.pairs[p/64]&(1<<(p%64)) == 0 {
 			continue
 		}
-		for _, id := range l.by[k] {
+		k := uint16(lowerTab[b[i]])<<8 | uint16(lowerTab[b[i+1]])
+		for _, id := range l.lists[l.slot[k]-1] {
 			if !seen[id] && hasPrefixFold(b[i:], l.lits[id]) {
 				seen[id] = true
 			}
@@ -388,8 +413,12 @@ func findCards(b []byte) []Match {
 		if c&clsDigit == 0 || p&clsWord != 0 {
 			continue
 		}
-		end := cardEnd(b, i)
+		end, stop := cardEnd(b, i)
 		if end < 0 {
+			if stop > i {
+				// The run ended short of 13 digits: so does every later start in it.
+				i, prev = stop-1, cls[b[stop-1]]
+			}
 			continue
 		}
 		ds := onlyDigits(b[i:end])
@@ -399,6 +428,26 @@ func findCards(b []byte) []Match {
 		i, prev = end-1, clsDigit
 	}
 	return out
+}
+
+var jwtRe = regexp.MustCompile(`^eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)
+
+// findJWTs tries the JWT expression, anchored, at each "eyJ" (a JSON header in
+// base64url): run unanchored over the text it cost a pass of its own.
+func findJWTs(b []byte) []Match {
+	var out []Match
+	for off := 0; ; {
+		i := bytes.Index(b[off:], []byte("eyJ"))
+		if i < 0 {
+			return out
+		}
+		i += off
+		off = i + 3
+		if loc := jwtRe.FindIndex(b[i:]); loc != nil {
+			out = append(out, Match{i, i + loc[1], JWT})
+			off = i + loc[1]
+		}
+	}
 }
 
 // Byte classes, looked up once per byte by the hand-written scanners.
@@ -425,8 +474,9 @@ var cls = func() (t [256]byte) {
 }()
 
 // cardEnd is the end of the longest run of 13 to 19 digits from i (single spaces
-// or dashes between them) that ends at a word end; -1 if none.
-func cardEnd(b []byte, i int) int {
+// or dashes between them) that ends at a word end; -1 if none. stop is where the
+// run of digits ended, when it ended before 19 digits (else i).
+func cardEnd(b []byte, i int) (end, stop int) {
 	best, nd := -1, 0
 	for j := i; j < len(b) && nd < 19; {
 		nd++
@@ -439,10 +489,13 @@ func cardEnd(b []byte, i int) int {
 		case j+1 < len(b) && (b[j] == ' ' || b[j] == '-') && isDigit(b[j+1]):
 			j++
 		default:
-			return best
+			return best, j
 		}
 	}
-	return best
+	if nd >= 19 {
+		return best, i // capped: a later start may still find a card
+	}
+	return best, len(b)
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

@@ -61,7 +61,9 @@ func FuzzMaskSSH(f *testing.F) {
 		}
 		planted := sshFrame("ssh.channel.data", dir, append(append([]byte(nil), p...), plantedLine...))
 		m.Frame(planted, "box", &State{}, sshConv())
-		if bytes.Contains(planted.Payload, []byte(plantedSecret)) {
+		// Only the planted line is checked: p may hold the secret's text bare,
+		// which no detector can tell from any other word.
+		if bytes.Contains(planted.Payload[len(p):], []byte(plantedSecret)) {
 			t.Fatalf("planted secret not masked in %q", planted.Payload)
 		}
 	})
