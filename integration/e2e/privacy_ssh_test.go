@@ -3,13 +3,19 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
@@ -18,13 +24,24 @@ import (
 // (a sudo-style prompt, read -s, ssh-keygen -p changing a passphrase), a keystroke
 // per frame, pasted whole, and pasted in chunks across frames, are recorded in the
 // raw topic and nowhere downstream: no processed topic, no table. Every session
-// still verifies.
+// still verifies. The agent is OpenSSH's ssh with a remote pty (-tt), and Go's SSH
+// client, whose writes are one frame each.
 func TestPrivacySSH(t *testing.T) {
 	t.Parallel()
 	h := pipeline(t)
-	sub := "pia-" + randHex(3)
-	token := h.token(t, sub, sshGroup)
+	t.Run("openssh", func(t *testing.T) {
+		sub := "pia-" + randHex(3)
+		token := h.token(t, sub, sshGroup)
+		privacyScenario(t, h, h.openSSHShell(t, token), sub, token)
+	})
+	t.Run("go", func(t *testing.T) {
+		sub := "pib-" + randHex(3)
+		token := h.token(t, sub, sshGroup)
+		privacyScenario(t, h, h.shell(t, token), sub, token)
+	})
+}
 
+func privacyScenario(t *testing.T, h *harness, term *terminal, sub, token string) {
 	sudoPw := "Sudo-" + randHex(5)
 	apiKey := "sk_" + randHex(8)
 	passphrase := "pass-" + randHex(6) + "-phrase"
@@ -32,7 +49,6 @@ func TestPrivacySSH(t *testing.T) {
 	email := "pia." + randHex(4) + "@example.org"
 	keyFile := "/tmp/tapline-e2e-key-" + randHex(4)
 
-	term := h.shell(t, token)
 	// sudo prompts "[sudo] password for <user>: " and reads without echo; the test
 	// target has no sudo for its user, so a shell prompt does the same. The prompt
 	// text is built at run time, so that the echoed command line does not show it.
@@ -119,11 +135,10 @@ func TestPrivacySSH(t *testing.T) {
 // terminal is an interactive shell with a pty through the gateway.
 type terminal struct {
 	t     *testing.T
-	cl    *ssh.Client
-	sess  *ssh.Session
 	stdin io.WriteCloser
 	out   *syncBuffer
-	seen  int // output before this offset was waited for already
+	seen  int          // output before this offset was waited for already
+	done  func() error // waits for the shell to exit and closes the connection
 }
 
 // shell opens a shell with a pty through the gateway's SSH edge.
@@ -144,14 +159,14 @@ func (h *harness) shell(t *testing.T, token string) *terminal {
 	if err := sess.RequestPty("xterm", 40, 200, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
 		t.Fatalf("pty-req: %v", err)
 	}
-	term := &terminal{t: t, cl: cl, sess: sess, out: &syncBuffer{}}
+	term := &terminal{t: t, out: &syncBuffer{}}
 	sess.Stdout, sess.Stderr = term.out, term.out
 	if term.stdin, err = sess.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	// A plain prompt, so that waiting for "$ " is waiting for the shell.
-	if err := sess.Setenv("PS1", "$ "); err != nil {
-		t.Logf("setenv PS1 refused (%v); using the shell's own prompt", err)
+	term.done = func() error {
+		defer cl.Close() // the recorded session is the SSH connection: it ends here
+		return sess.Wait()
 	}
 	if err := sess.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
@@ -196,8 +211,41 @@ func (term *terminal) run(line, want string) {
 func (term *terminal) exit() {
 	term.t.Helper()
 	term.send("exit\n")
-	if err := term.sess.Wait(); err != nil {
+	if err := term.done(); err != nil {
 		term.t.Fatalf("shell exit: %v", err)
 	}
-	term.cl.Close()
+}
+
+// openSSHShell opens a shell through the gateway with OpenSSH's client, a remote
+// pty forced (-tt) over piped stdin, the token typed by sshpass.
+func (h *harness) openSSHShell(t *testing.T, token string) *terminal {
+	t.Helper()
+	sshpass, err := exec.LookPath("sshpass")
+	if err != nil {
+		t.Skip("no sshpass (integration/services.sh up ssh installs it)")
+	}
+	dir := t.TempDir()
+	known := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, []byte(knownhosts.Line([]string{h.sshAddr}, h.sshHostKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(h.sshAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, sshpass, "-e", "ssh", "-F", "/dev/null", "-tt",
+		"-o", "UserKnownHostsFile="+known, "-o", "ConnectTimeout=30", "-p", port,
+		h.target.User+"+"+sshTarget+"@"+host)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "SSHPASS="+token)
+	term := &terminal{t: t, out: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = term.out, term.out
+	if term.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("ssh: %v", err)
+	}
+	term.done = cmd.Wait
+	term.send("PS1='$ '\n")
+	term.wait("$ ")
+	return term
 }
