@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // savedSSH is an SSH session saved by the processor part way: the frames, the
@@ -60,5 +63,52 @@ func TestRestoresSSHStateSavedBeforeConversations(t *testing.T) {
 	}
 	if a, b := marshalOutput(t, Output{Commands: got.Commands}), marshalOutput(t, Output{Commands: whole.Commands[1:]}); a != b {
 		t.Errorf("commands after restore\n%s\nwant\n%s", a, b)
+	}
+}
+
+// stitchPanics is SSH whose stitching fails on one frame.
+type stitchPanics struct {
+	sshproto.Protocol
+	seq int64
+}
+
+func (p stitchPanics) NewConversation() protocol.Conversation {
+	return &panicConv{Conversation: &sshproto.Conversation{}, seq: p.seq}
+}
+
+type panicConv struct {
+	*sshproto.Conversation
+	seq int64
+}
+
+func (c *panicConv) Stitch(f *schemas.Frame, lim protocol.Limits) []schemas.Command {
+	if f.Seq == c.seq {
+		panic("injected stitching failure")
+	}
+	return c.Conversation.Stitch(f, lim)
+}
+
+// A conversation whose stitching failed is replaced, but what its masking knew is
+// not lost with it: the frame it failed on may have been the password prompt, so
+// the line typed next is still masked.
+func TestStitchFailureKeepsTypedSecretsMasked(t *testing.T) {
+	s := sshSession(alice, t0)
+	var prompt int64 = -1
+	for _, f := range s.Frames {
+		if bytes.Contains(f.Payload, []byte("[sudo] password")) {
+			prompt = f.Seq
+		}
+	}
+	t.Cleanup(protocol.Swap(stitchPanics{seq: prompt}))
+	out := processAll(newProcessor(t), s.Frames)
+	for _, f := range out.Frames {
+		if bytes.Contains(f.Payload, []byte("unter")) {
+			t.Errorf("seq %d leaks the password: %q", f.Seq, f.Payload)
+		}
+	}
+	for _, c := range out.Commands {
+		if strings.Contains(c.Text, "unter") {
+			t.Errorf("command %q leaks the password", c.Text)
+		}
 	}
 }
