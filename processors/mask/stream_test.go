@@ -125,3 +125,6 @@ func FuzzMaskSSHStream(f *testing.F) {
 		}
 	})
 }
+
+// The SSH conversation finds split secrets only through protocol.StreamRules.
+var _ protocol.StreamRules = rulesView{}

@@ -118,12 +118,6 @@ type MaskRules interface {
 	// Text masks detector and regex matches in b, returning b itself when nothing
 	// matched.
 	Text(b []byte, st Style, counts Counts) []byte
-	// Stream masks b where it continues a stream whose last bytes, as already
-	// emitted (masked), are prev: a match that begins in prev and ends in b (a
-	// secret split across two frames) is masked in b as well. open is what Stream
-	// returned for prev: the type of a match that ran to its end, whose rest b may
-	// begin with. Returns b itself when nothing in it matched.
-	Stream(prev, b []byte, open string, st Style, counts Counts) (out []byte, openAtEnd string)
 	// Column reports whether values of a result column (by name) are masked whole.
 	Column(name string) bool
 	// Param reports whether bind parameter i (0-based) is masked whole.
@@ -132,6 +126,18 @@ type MaskRules interface {
 	Header(name string) bool
 	// JSONField reports whether the value of a JSON field (by name) is masked.
 	JSONField(name string) bool
+}
+
+// StreamRules are MaskRules that also mask byte streams cut into frames
+// (processors/mask's are): a protocol whose payloads are a stream asserts them.
+type StreamRules interface {
+	MaskRules
+	// Stream masks b where it continues a stream whose last bytes, as already
+	// emitted (masked), are prev: a match that begins in prev and ends in b (a
+	// secret split across two frames) is masked in b as well. open is what Stream
+	// returned for prev: the type of a match that ran to its end, whose rest b may
+	// begin with. Returns b itself when nothing in it matched.
+	Stream(prev, b []byte, open string, st Style, counts Counts) (out []byte, openAtEnd string)
 }
 
 // Limits bound what a session's conversation holds; zero fields take DefaultLimits.

@@ -70,7 +70,7 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 		if f.Direction == schemas.Client {
 			return ch.input(f, c.terminal(f.Channel), r, counts)
 		}
-		out, open := r.Stream(ch.Tail, f.Payload, ch.TailOpen, protocol.SameLength, counts)
+		out, open := stream(r, ch.Tail, f.Payload, ch.TailOpen, counts)
 		ch.TailOpen = open
 		ch.output(out)
 		return out
@@ -132,6 +132,15 @@ func merge(dst, src protocol.Counts) {
 	}
 }
 
+// stream masks b, the next frame of a stream whose last bytes emitted were prev,
+// same length; rules that cannot follow a stream mask b alone.
+func stream(r protocol.MaskRules, prev, b []byte, open string, counts protocol.Counts) ([]byte, string) {
+	if sr, ok := r.(protocol.StreamRules); ok {
+		return sr.Stream(prev, b, open, protocol.SameLength, counts)
+	}
+	return r.Text(b, protocol.SameLength, counts), ""
+}
+
 // terminal reports whether a channel has a pty, where the remote end echoes what
 // the agent types unless it reads a secret.
 func (c *Conversation) terminal(id int64) bool {
@@ -166,7 +175,7 @@ func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, c
 		}
 	}
 	ch.noteTyping(p, f.TS, tty)
-	out, ch.InOpen = r.Stream(ch.In, out, ch.InOpen, protocol.SameLength, counts)
+	out, ch.InOpen = stream(r, ch.In, out, ch.InOpen, counts)
 	ch.In = window(ch.In, out)
 	return out
 }

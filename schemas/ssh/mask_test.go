@@ -16,13 +16,10 @@ import (
 type plainRules struct{}
 
 func (plainRules) Text(b []byte, _ protocol.Style, _ protocol.Counts) []byte { return b }
-func (plainRules) Stream(_, b []byte, _ string, _ protocol.Style, _ protocol.Counts) ([]byte, string) {
-	return b, ""
-}
-func (plainRules) Column(string) bool    { return false }
-func (plainRules) Param(int) bool        { return false }
-func (plainRules) Header(string) bool    { return false }
-func (plainRules) JSONField(string) bool { return false }
+func (plainRules) Column(string) bool                                        { return false }
+func (plainRules) Param(int) bool                                            { return false }
+func (plainRules) Header(string) bool                                        { return false }
+func (plainRules) JSONField(string) bool                                     { return false }
 
 // step is one frame of a scripted session: who sends it, what, and how long after
 // the previous frame.
