@@ -167,3 +167,23 @@ func TestTypedSecretCommands(t *testing.T) {
 		t.Errorf("commands %q, masks %v", texts, cmds[0].Masks)
 	}
 }
+
+// The window keeps the BEGIN line of a private key block still open, whole, where
+// ever the cut falls, and nothing else beyond WindowBytes.
+func TestWindowKeepsAnOpenKeyBlock(t *testing.T) {
+	begin := "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+	body := strings.Repeat("*", WindowBytes)
+	for pre := 0; pre < len(begin)+8; pre++ {
+		w := window([]byte(strings.Repeat("x", pre)+begin), []byte(body[:WindowBytes-pre/2]))
+		if !bytes.Contains(w, []byte(begin)) {
+			t.Fatalf("prefix %d: BEGIN line lost: %q", pre, w[:60])
+		}
+		if len(w) > WindowBytes+len(begin) {
+			t.Fatalf("prefix %d: window of %d bytes", pre, len(w))
+		}
+	}
+	closed := window([]byte(begin+"***\n-----END OPENSSH PRIVATE KEY-----\n"), []byte(body))
+	if bytes.Contains(closed, []byte("BEGIN")) || len(closed) != WindowBytes {
+		t.Errorf("a closed block is kept: %d bytes", len(closed))
+	}
+}
