@@ -21,7 +21,7 @@ import (
 )
 
 // Secrets an agent types at password prompts of a real shell behind the gateway
-// (a sudo-style prompt, read -s, ssh-keygen -p changing a passphrase), a keystroke
+// (a sudo-style prompt, read -s, ssh-keygen -p changing a passphrase, psql), a keystroke
 // per frame, pasted whole, and pasted in chunks across frames, are recorded in the
 // raw topic and nowhere downstream: no processed topic, no table. Every session
 // still verifies. The agent is OpenSSH's ssh with a remote pty (-tt), and Go's SSH
@@ -74,6 +74,11 @@ func privacyScenario(t *testing.T, h *harness, term *terminal, sub, token string
 	term.send(passphrase[:3] + "x\x7f" + passphrase[3:] + "\n")
 	term.wait("with the new passphrase")
 	term.run("rm -f "+keyFile+" "+keyFile+".pub; echo removed", "removed\r\n")
+	// psql's own password prompt, against the test Postgres (an md5 login).
+	term.run(fmt.Sprintf("%s/psql -X -A -t -P pager=off -h %s -p %d -U %s -d %s -c \"select 'psql-'||'ok'\"",
+		h.pg.Bin, h.pg.Host, h.pg.Port, h.pg.MD5User, h.pg.DB), "Password for user "+h.pg.MD5User+": ")
+	term.send(h.pg.MD5Password + "\n")
+	term.wait("psql-ok\r\n")
 	term.run("read -rs -p \"$(printf 'Pass%s: ' word)\" Q; echo \"aborted-${#Q}\"", "Password: ")
 	term.send(sudoPw[:4] + "\x03")
 	term.wait("$ ")
@@ -86,7 +91,7 @@ func privacyScenario(t *testing.T, h *harness, term *terminal, sub, token string
 	term.exit()
 
 	sess := h.waitSessions(t, sub, 1)[0]
-	secrets := []string{sudoPw, apiKey, passphrase, awsKey, email}
+	secrets := []string{sudoPw, apiKey, passphrase, awsKey, email, h.pg.MD5Password}
 	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
 	scans := h.scanTopics(t, append([]string{h.topics.Raw}, processed...), secrets)
 	// Recorded: the key typed whole in one frame is in the raw topic (the others
@@ -116,8 +121,8 @@ func privacyScenario(t *testing.T, h *harness, term *terminal, sub, token string
 	// The typed secrets are counted where they were masked, and the commands around
 	// them are intact.
 	p := clickhouse.Params{"sid": sess.SessionID, "k": "typed_secret"}
-	if n := h.count(t, "SELECT toInt64(count()) FROM commands FINAL WHERE session_id = {sid:String} AND mapContains(masks, {k:String})", p); n < 4 {
-		t.Errorf("%d commands record a typed_secret mask; want one per secret line (4 or more)", n)
+	if n := h.count(t, "SELECT toInt64(count()) FROM commands FINAL WHERE session_id = {sid:String} AND mapContains(masks, {k:String})", p); n < 5 {
+		t.Errorf("%d commands record a typed_secret mask; want one per secret line (5 or more)", n)
 	}
 	var texts []string
 	for _, c := range h.commands(t, token, sess.SessionID) {
@@ -171,7 +176,7 @@ func (h *harness) shell(t *testing.T, token string) *terminal {
 	if err := sess.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
 	}
-	term.send("PS1='$ '\n")
+	term.send("PS1='$ '; export PAGER=cat\n")
 	term.wait("$ ")
 	return term
 }
@@ -245,7 +250,7 @@ func (h *harness) openSSHShell(t *testing.T, token string) *terminal {
 		t.Fatalf("ssh: %v", err)
 	}
 	term.done = cmd.Wait
-	term.send("PS1='$ '\n")
+	term.send("PS1='$ '; export PAGER=cat\n")
 	term.wait("$ ")
 	return term
 }
