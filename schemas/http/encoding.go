@@ -128,12 +128,16 @@ func (s *MaskState) maskDecoded(f *schemas.Frame, b BodyInfo, r MaskRules) []byt
 		return []byte{}
 	}
 	b.Raw = append(b.Raw, f.Payload...)
-	out, cut, _ := decodeBody(b.Raw, b.Encoding, MaxDecodedBody)
+	out, cut, open := decodeBody(b.Raw, b.Encoding, MaxDecodedBody)
 	if int64(len(out)) < b.Emitted {
 		b.Emitted = int64(len(out))
 	}
-	part := out[b.Emitted:]
-	b.Emitted = int64(len(out))
+	end := int64(len(out))
+	if open && !cut {
+		end = holdBack(out, b.Emitted)
+	}
+	part := out[b.Emitted:end]
+	b.Emitted = end
 	if cut {
 		r.flag(true, false)
 		b.Raw, b.Cut = nil, true
@@ -150,3 +154,20 @@ func (r *MaskRules) flag(cut, broken bool) {
 		r.count(MaskDecodeError)
 	}
 }
+
+// holdBack is where to stop storing a still-open decoded stream: after its
+// last line, so a secret whose bytes arrive in two frames is masked whole
+// by the next one. A line longer than MaxHeldLine is stored anyway.
+func holdBack(out []byte, from int64) int64 {
+	i := bytes.LastIndexByte(out[from:], '\n')
+	if i < 0 && int64(len(out))-from <= MaxHeldLine {
+		return from
+	}
+	if i < 0 {
+		return int64(len(out))
+	}
+	return from + int64(i) + 1
+}
+
+// MaxHeldLine bounds the decoded bytes held back waiting for a line's end.
+const MaxHeldLine = 64 << 10
