@@ -12,7 +12,6 @@ package mask
 
 import (
 	"github.com/tapline/tapline/schemas"
-	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/protocol"
 	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
@@ -22,7 +21,6 @@ import (
 type State struct {
 	Walk *pgWalk               `json:"walk,omitempty"`
 	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
-	HTTP *hs.MaskState         `json:"http,omitempty"`
 }
 
 func (s *State) sshChannel(id int64) *sshChannel {
@@ -81,8 +79,6 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 		if f.Kind == sshproto.ChannelClose {
 			st.CloseChannel(f.Channel)
 		}
-	case schemas.HTTP:
-		out = t.httpFrame(f, st, counts)
 	default:
 		if c, ok := conv.(protocol.Conversation); ok {
 			out = c.Mask(f, rulesView{t}, protocol.Counts(counts))

@@ -332,12 +332,34 @@ func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error
 	var v struct {
 		Conv json.RawMessage `json:"conv"`
 	}
-	if err := json.Unmarshal(b, &v); err != nil || len(v.Conv) == 0 || string(v.Conv) == "null" {
+	if err := json.Unmarshal(b, &v); err != nil {
 		return err
+	}
+	if len(v.Conv) == 0 || string(v.Conv) == "null" {
+		return s.upgradeConversation(cp, b)
 	}
 	c := cp.NewConversation()
 	if err := json.Unmarshal(v.Conv, c); err != nil {
 		return fmt.Errorf("conversation state: %w", err)
+	}
+	s.Conv = c
+	return nil
+}
+
+// upgradeConversation restores a session saved before its protocol was a
+// conversation, when the protocol knows how (protocol.Upgrading).
+func (s *session) upgradeConversation(cp protocol.Conversations, b []byte) error {
+	u, ok := cp.(protocol.Upgrading)
+	if !ok {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	c, err := u.UpgradeConversation(fields)
+	if err != nil {
+		return err
 	}
 	s.Conv = c
 	return nil

@@ -10,6 +10,7 @@ package protocol
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"iter"
@@ -35,6 +36,12 @@ type Conversations interface {
 	Protocol
 	// NewConversation returns the state of a new session.
 	NewConversation() Conversation
+}
+
+// Upgrading is a Conversations protocol whose sessions may have been saved before
+// it was one: it rebuilds a conversation from the saved session's JSON fields.
+type Upgrading interface {
+	UpgradeConversation(saved map[string]json.RawMessage) (Conversation, error)
 }
 
 // Conversation is one session's protocol state as the processor carries it from
