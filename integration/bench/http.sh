@@ -36,6 +36,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'tail -n 20 "$work"/gateway-*.log >&2' ERR
 
 calc() { awk "BEGIN { printf \"%.1f\", $* }"; }
 tls_dir=$(dirname "$TAPLINE_NGINX_CA")
@@ -49,6 +50,7 @@ create_topic "$brokers" "$topic"
 
 log "nginx"
 mkdir -p "$work/www" "$work/nginx-tmp"
+chmod 755 "$work" "$work/www" # nginx workers run as an unprivileged user
 printf '{"id":7,"name":"widget","tags":["a","b"],"price":12.5}\n' >"$work/www/small.json"
 truncate -s "${BIG_MB}M" "$work/www/big.bin"
 nginx_port=$(free_port)

@@ -27,7 +27,7 @@ const (
 	MaxDecodedBody = 16 << 20
 	// MaxEncodedBody bounds the compressed bytes of a streamed body kept in
 	// the session's mask state to decode across frames.
-	MaxEncodedBody = 4 << 20
+	MaxEncodedBody = 256 << 10
 )
 
 // Mask counts of decoding.

@@ -103,11 +103,12 @@ func one(cl *http.Client, url, token string, payload []byte) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, msg)
+	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
 	return nil
 }
