@@ -23,6 +23,10 @@ type agentConn struct {
 
 	pending func() // frees the unauthenticated-handshake slot; nil once freed
 
+	// starting serialises session starts: concurrent first requests of
+	// HTTP/2 streams must join one session, not supersede each other's.
+	starting sync.Mutex
+
 	mu       sync.Mutex
 	tokens   map[string]auth.Identity
 	sessions map[string]*liveSession
@@ -120,6 +124,8 @@ type liveSession struct {
 // returns the status and message to answer.
 func (c *agentConn) session(ctx context.Context, id auth.Identity, up *upstream, start schemas.SessionStart) (*liveSession, int, string) {
 	key := id.Issuer + "\x00" + id.Subject + "\x00" + up.name
+	c.starting.Lock()
+	defer c.starting.Unlock()
 	c.mu.Lock()
 	ls := c.sessions[key]
 	if ls != nil && ls.ctx.Err() == nil {
