@@ -7,6 +7,9 @@
 # Starts its own nginx (the test services' TLS files, a config with a body
 # sink) and a private Kafka broker, and measures, against:
 #   direct     nginx itself
+#   proxy      a second nginx server block as a plain reverse proxy to it (TLS both
+#              sides, upstream keep-alive; records nothing): the baseline the
+#              goal compares with (buffered >= 0.8x its requests/s)
 #   buffered   a tapline gateway in buffered mode
 #   strict     a tapline gateway in strict mode (request head and body chunks
 #              forwarded once Kafka acknowledged them)
@@ -54,6 +57,7 @@ chmod 755 "$work" "$work/www" # nginx workers run as an unprivileged user
 printf '{"id":7,"name":"widget","tags":["a","b"],"price":12.5}\n' >"$work/www/small.json"
 truncate -s "${BIG_MB}M" "$work/www/big.bin"
 nginx_port=$(free_port)
+proxy_port=$(free_port)
 cat >"$work/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -77,11 +81,27 @@ http {
         client_max_body_size 0;
         location = /sink { return 204; }
     }
+    upstream direct { server 127.0.0.1:$nginx_port; keepalive 32; }
+    server {
+        listen 127.0.0.1:$proxy_port ssl http2;
+        ssl_certificate $tls_dir/server.crt;
+        ssl_certificate_key $tls_dir/server.key;
+        client_max_body_size 0;
+        proxy_request_buffering off;
+        proxy_buffering off;
+        location /web/ {
+            proxy_pass https://direct/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_session_reuse on;
+        }
+    }
 }
 CONF
 "$TAPLINE_NGINX_BIN" -c "$work/nginx.conf" -e "$work/nginx-error.log" &
 nginx_pid=$!
 wait_port "$nginx_port" nginx
+wait_port "$proxy_port" "nginx (proxy)"
 
 # start_gateway MODE: sets gw_port and gw_pid.
 start_gateway() {
@@ -130,12 +150,13 @@ measure() {
 		"$(calc "($g1-$g0)/$n")" "$(calc "($b1-$b0)/$n")" "$(calc "($x1-$x0)/$n")"
 }
 
-echo "HTTP: requests/s and CPU µs per request (8 connections; $N small GETs, $N_BIG 1 MiB POSTs)"
+echo "HTTP: requests/s and CPU µs per request (8 connections; $N small GETs, $N_BIG 1 MiB POSTs; nginx_us: both server blocks)"
 printf '%-9s %-4s %-10s %10s %12s %12s %12s\n' target http request req/s gateway_us broker_us nginx_us
 for h in h1 h2; do
-	for t in direct buffered strict; do
+	for t in direct proxy buffered strict; do
 		case $t in
 		direct) base=https://127.0.0.1:$nginx_port proxy=- ;;
+		proxy) base=https://127.0.0.1:$proxy_port/web proxy=- ;;
 		buffered) base=https://127.0.0.1:$buffered_port/web proxy=$buffered_pid ;;
 		strict) base=https://127.0.0.1:$strict_port/web proxy=$strict_pid ;;
 		esac
