@@ -87,8 +87,6 @@ http {
         ssl_certificate $tls_dir/server.crt;
         ssl_certificate_key $tls_dir/server.key;
         client_max_body_size 0;
-        proxy_request_buffering off;
-        proxy_buffering off;
         location /web/ {
             proxy_pass https://direct/;
             proxy_http_version 1.1;
