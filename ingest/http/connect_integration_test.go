@@ -3,7 +3,6 @@ package httpproxy_test
 import (
 	"bytes"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -101,46 +100,5 @@ func extendedConnect(t *testing.T, g *itGateway, tok string) http2.ErrCode {
 		case *http2.GoAwayFrame:
 			return f.ErrCode
 		}
-	}
-}
-
-// Concurrent first requests on one HTTP/2 connection join one session: none
-// is cut short by another's session start.
-func TestConcurrentFirstStreamsShareOneSession(t *testing.T) {
-	skipShort(t)
-	up := startUpstream(t, newApp())
-	g := startGateway(t, gatewayOpts{mode: "strict", targets: appTarget("api", up, ""), env: map[string]string{"APP_TOKEN": "x"}})
-	tok := g.token("h2-burst", "dev")
-	cl := g.client(true)
-	const n = 16
-	errs := make(chan error, n)
-	start := make(chan struct{})
-	for range n {
-		go func() {
-			<-start
-			req, _ := http.NewRequest("GET", g.base+"/api/v1/items", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := cl.Do(req)
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
-					err = fmt.Errorf("%s %s: %s", resp.Proto, resp.Status, b)
-				}
-			}
-			errs <- err
-		}()
-	}
-	close(start)
-	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl.Transport.(*http.Transport).CloseIdleConnections()
-	fs := g.frames.session(bySubject("h2-burst"))
-	verifyChain(t, g.signer, fs)
-	if xs := exchanges(t, fs); len(xs) != n {
-		t.Fatalf("%d exchanges in the session, want %d", len(xs), n)
 	}
 }

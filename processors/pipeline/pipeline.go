@@ -329,37 +329,32 @@ func (s *session) MarshalJSON() ([]byte, error) {
 }
 
 func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error {
-	var v struct {
-		Conv json.RawMessage `json:"conv"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
-	if len(v.Conv) == 0 || string(v.Conv) == "null" {
-		return s.upgradeConversation(cp, b)
+	conv := fields["conv"]
+	if len(conv) == 0 || string(conv) == "null" {
+		return s.restoreOlderConversation(cp, fields)
 	}
 	c := cp.NewConversation()
-	if err := json.Unmarshal(v.Conv, c); err != nil {
+	if err := json.Unmarshal(conv, c); err != nil {
 		return fmt.Errorf("conversation state: %w", err)
 	}
 	s.Conv = c
 	return nil
 }
 
-// upgradeConversation restores a session saved before its protocol was a
-// conversation, when the protocol knows how (protocol.Upgrading).
-func (s *session) upgradeConversation(cp protocol.Conversations, b []byte) error {
-	u, ok := cp.(protocol.Upgrading)
-	if !ok {
+// restoreOlderConversation restores a conversation that an earlier build saved in
+// other fields, for protocols that had no conversation then.
+func (s *session) restoreOlderConversation(cp protocol.Conversations, fields map[string]json.RawMessage) error {
+	r, ok := cp.(protocol.ConversationRestorer)
+	if !ok || s.Closed {
 		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	c, err := u.UpgradeConversation(fields)
+	c, err := r.RestoreConversation(fields)
 	if err != nil {
-		return err
+		return fmt.Errorf("conversation state: %w", err)
 	}
 	s.Conv = c
 	return nil

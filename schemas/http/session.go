@@ -60,10 +60,10 @@ func (c *SessionConversation) Flush(f *schemas.Frame, why string) []schemas.Comm
 	return c.Stitcher.Flush(f, why)
 }
 
-// UpgradeConversation implements protocol.Upgrading: a session saved before
+// RestoreConversation implements protocol.ConversationRestorer: a session saved before
 // HTTP was a conversation kept its mask state under the mask state's "http"
 // key and its stitcher under "http".
-func (Protocol) UpgradeConversation(saved map[string]json.RawMessage) (protocol.Conversation, error) {
+func (Protocol) RestoreConversation(saved map[string]json.RawMessage) (protocol.Conversation, error) {
 	c := &SessionConversation{}
 	if raw, ok := saved["http"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &c.Stitcher); err != nil {
