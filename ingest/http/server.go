@@ -249,6 +249,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c == nil { // a server without the proxy's hooks
 		c = &agentConn{s: s, remote: r.RemoteAddr}
 	}
+	if r.Method == http.MethodConnect {
+		s.refuseConnect(w, r)
+		return
+	}
 	token, ok := bearer(r)
 	if !ok {
 		s.m.requests.WithLabelValues("unauthenticated").Inc()
@@ -375,4 +379,17 @@ func (s *Server) recordDenial(r *http.Request, start schemas.SessionStart, reaso
 			s.log.Error("denial not recorded", "client", start.ClientAddr, "target", start.Target, "err", err)
 		}
 	})
+}
+
+// refuseConnect answers CONNECT: the proxy forwards requests to named
+// targets, not tunnels. WebSockets over HTTP/2 (RFC 8441 extended CONNECT)
+// are not relayed; the server does not advertise them, so clients that
+// honour SETTINGS use HTTP/1.1, and one that tries anyway is told so here.
+func (s *Server) refuseConnect(w http.ResponseWriter, r *http.Request) {
+	s.m.requests.WithLabelValues("refused").Inc()
+	if p := r.Header.Get(":protocol"); p != "" {
+		plain(w, http.StatusNotImplemented, fmt.Sprintf("tapline: %s over HTTP/2 (extended CONNECT) is not supported: connect over HTTP/1.1 (for example, offer only http/1.1 in ALPN)", p))
+		return
+	}
+	plain(w, http.StatusMethodNotAllowed, "tapline: CONNECT tunnels are not supported: call https://<gateway>/<target>/path instead")
 }

@@ -12,15 +12,13 @@ package mask
 
 import (
 	"github.com/tapline/tapline/schemas"
-	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
 // the processor with the rest of the session's state).
 type State struct {
-	Walk *pgWalk       `json:"walk,omitempty"`
-	HTTP *hs.MaskState `json:"http,omitempty"`
+	Walk *pgWalk `json:"walk,omitempty"`
 }
 
 // AfterFailure readies the state for the frames after f, which could not be masked
@@ -54,8 +52,6 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 	case schemas.Postgres:
 		pg, _ := conv.(PGContext)
 		out = t.postgres(f, st, pg, counts)
-	case schemas.HTTP:
-		out = t.httpFrame(f, st, counts)
 	default:
 		if c, ok := conv.(protocol.Conversation); ok {
 			out = c.Mask(f, rulesView{t}, protocol.Counts(counts))

@@ -19,6 +19,19 @@ type BodyInfo struct {
 	Type     string `json:"type,omitempty"`
 	Encoding string `json:"encoding,omitempty"`
 	Length   int64  `json:"length"` // -1: unknown (chunked, streamed)
+	// A streamed compressed body masked decoded: its compressed bytes so
+	// far (decoders cannot be saved with the session, so each frame
+	// decodes them again, bounded by MaxEncodedBody), how many decoded
+	// bytes were already stored, and whether it was cut.
+	Raw     []byte `json:"raw,omitempty"`
+	Emitted int64  `json:"emitted,omitempty"`
+	Cut     bool   `json:"cut,omitempty"`
+}
+
+// decoded reports whether masking stores this body decoded: a textual body
+// in an encoding masking can decode.
+func (b BodyInfo) decoded() bool {
+	return decodable(b.Encoding) && textual(strings.ToLower(b.Type))
 }
 
 func bodyKey(f *schemas.Frame) string {
@@ -35,7 +48,7 @@ func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
 	case KindRequest, KindResponse:
 		s.remember(f)
 		if out, ok := MaskHead(f.Payload, r); ok {
-			return out
+			return s.markDecoded(f, out, r)
 		}
 	case KindRequestEnd, KindResponseEnd:
 		delete(s.Bodies, bodyKey(f))
@@ -49,6 +62,9 @@ func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
 		}
 	case KindRequestBody, KindResponseBody:
 		b := s.Bodies[bodyKey(f)]
+		if b.decoded() {
+			return s.maskDecoded(f, b, r)
+		}
 		if f.Fragment == 0 && f.Final && b.Length == int64(len(f.Payload)) {
 			return MaskBody(f.Payload, b.Type, b.Encoding, r)
 		}
