@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapline/tapline/query/textsafe"
+	"github.com/tapline/tapline/schemas/textsafe"
 	"github.com/tapline/tapline/query/verify"
 )
 
