@@ -25,7 +25,11 @@ type StateCheckpoint struct {
 // SessionStateFormat is the version of the session state encoding this build
 // writes. Bump it (and convert older versions on restore) when the processors'
 // per-session state changes incompatibly.
-const SessionStateFormat = 1
+//
+//	1: the first encoding
+//	2: SSH sessions keep their stitching and masking state in one conversation
+//	   ("conv"); format 1 ("ssh" and "mask"."ssh") is converted on restore
+const SessionStateFormat = 2
 
 var stateCodec = newCodec("state", stateToNative, stateFromNative)
 

@@ -14,41 +14,22 @@ import (
 	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/protocol"
-	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
 // the processor with the rest of the session's state).
 type State struct {
-	Walk *pgWalk               `json:"walk,omitempty"`
-	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
-	HTTP *hs.MaskState         `json:"http,omitempty"`
-}
-
-func (s *State) sshChannel(id int64) *sshChannel {
-	if s.SSH == nil {
-		s.SSH = map[int64]*sshChannel{}
-	}
-	ch := s.SSH[id]
-	if ch == nil {
-		ch = &sshChannel{}
-		s.SSH[id] = ch
-	}
-	return ch
+	Walk *pgWalk       `json:"walk,omitempty"`
+	HTTP *hs.MaskState `json:"http,omitempty"`
 }
 
 // AfterFailure readies the state for the frames after f, which could not be masked
 // (its payload was withheld): what f would have told the masker is unknown, so it
-// assumes the worst. The next line typed on f's SSH channel is masked as typed at a
-// password prompt (f may have been the prompt), and the rest of a fragmented Postgres
-// message is masked whole (its column walk is lost).
+// assumes the worst: the rest of a fragmented Postgres message is masked whole (its
+// column walk is lost). A protocol.Conversation does the same for its own protocol
+// (Withheld).
 func (s *State) AfterFailure(f *schemas.Frame) {
 	switch f.Protocol {
-	case schemas.SSH:
-		if s.SSH == nil {
-			s.SSH = map[int64]*sshChannel{}
-		}
-		s.SSH[f.Channel] = &sshChannel{Secret: true}
 	case schemas.Postgres:
 		s.Walk = nil
 		if !f.Final {
@@ -56,9 +37,6 @@ func (s *State) AfterFailure(f *schemas.Frame) {
 		}
 	}
 }
-
-// CloseChannel forgets an SSH channel's state once the channel is closed.
-func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
 
 // Frame masks f in place under target's rules and returns what it masked (nil when
 // nothing). Lifecycle frames are never masked. conv is what the session's protocol
@@ -76,11 +54,6 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 	case schemas.Postgres:
 		pg, _ := conv.(PGContext)
 		out = t.postgres(f, st, pg, counts)
-	case schemas.SSH:
-		out = t.ssh(f, st, counts)
-		if f.Kind == sshproto.ChannelClose {
-			st.CloseChannel(f.Channel)
-		}
 	case schemas.HTTP:
 		out = t.httpFrame(f, st, counts)
 	default:
@@ -116,6 +89,14 @@ func (r rulesView) Text(b []byte, st protocol.Style, counts protocol.Counts) []b
 		s = sameLength
 	}
 	return r.t.text(b, s, Counts(counts))
+}
+
+func (r rulesView) Stream(prev, b []byte, open string, st protocol.Style, counts protocol.Counts) ([]byte, string) {
+	s := token
+	if st == protocol.SameLength {
+		s = sameLength
+	}
+	return r.t.stream(prev, b, open, s, Counts(counts))
 }
 
 func (r rulesView) Column(name string) bool    { return r.t.maskColumn(name) }

@@ -329,14 +329,31 @@ func (s *session) MarshalJSON() ([]byte, error) {
 }
 
 func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error {
-	var v struct {
-		Conv json.RawMessage `json:"conv"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil || len(v.Conv) == 0 || string(v.Conv) == "null" {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
+	conv := fields["conv"]
+	if len(conv) == 0 || string(conv) == "null" {
+		return s.restoreOlderConversation(cp, fields)
+	}
 	c := cp.NewConversation()
-	if err := json.Unmarshal(v.Conv, c); err != nil {
+	if err := json.Unmarshal(conv, c); err != nil {
+		return fmt.Errorf("conversation state: %w", err)
+	}
+	s.Conv = c
+	return nil
+}
+
+// restoreOlderConversation restores a conversation that an earlier build saved in
+// other fields, for protocols that had no conversation then.
+func (s *session) restoreOlderConversation(cp protocol.Conversations, fields map[string]json.RawMessage) error {
+	r, ok := cp.(protocol.ConversationRestorer)
+	if !ok || s.Closed {
+		return nil
+	}
+	c, err := r.RestoreConversation(fields)
+	if err != nil {
 		return fmt.Errorf("conversation state: %w", err)
 	}
 	s.Conv = c
