@@ -3,12 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tapline/tapline/query/client"
 	"github.com/tapline/tapline/query/replay"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 func init() { register(newReplayCmd()) }
@@ -46,8 +49,8 @@ browser devtools and HAR viewers). --follow tails a live session.`,
 				return err
 			}
 			id := args[0]
-			if format != "text" && format != "asciicast" && format != "json" && format != "har" {
-				return fmt.Errorf("--format %q: want text, asciicast, json or har", format)
+			if known := replayFormats(); !slices.Contains(known, format) {
+				return fmt.Errorf("--format %q: want one of %s", format, strings.Join(known, ", "))
 			}
 			opt := client.ReplayOptions{Format: format, Follow: follow, MaxRows: maxRows}
 			if cmd.Flags().Changed("channel") {
@@ -108,4 +111,17 @@ func dumpReplay(cmd *cobra.Command, c *client.Client, id string, opt client.Repl
 	defer stream.Close()
 	_, err = io.Copy(cmd.OutOrStdout(), stream)
 	return err
+}
+
+// replayFormats lists every format some registered protocol replays as.
+func replayFormats() []string {
+	var out []string
+	for _, p := range protocol.All() {
+		for _, f := range replay.Formats(p.Name()) {
+			if !slices.Contains(out, string(f)) {
+				out = append(out, string(f))
+			}
+		}
+	}
+	return out
 }

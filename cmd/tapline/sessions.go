@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tapline/tapline/query/client"
-	"github.com/tapline/tapline/query/textsafe"
 	"github.com/tapline/tapline/query/wire"
+	"github.com/tapline/tapline/schemas/textsafe"
 )
 
 func init() { register(newSessionsCmd()) }

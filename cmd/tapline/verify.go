@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapline/tapline/query/textsafe"
 	"github.com/tapline/tapline/query/verify"
+	"github.com/tapline/tapline/schemas/textsafe"
 )
 
 func init() { register(newVerifyCmd()) }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/tapline/tapline/query/replay"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/postgres"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // shown is one command as a user sees it: in the processors' commands, or in a replay.
@@ -66,7 +68,7 @@ func pgStitched(cs []schemas.Command) []shown {
 
 func pgReplayed(t *testing.T, ndjson []byte) []shown {
 	var out []shown
-	for _, ev := range decodeLines[replay.PGEvent](t, ndjson) {
+	for _, ev := range decodeLines[postgres.Event](t, ndjson) {
 		if ev.Type != "statement" {
 			continue
 		}
@@ -108,7 +110,7 @@ func sshReplayed(t *testing.T, ndjson []byte) []shown {
 	open := map[int64]int{} // channel → index in out of its open command
 	pty := map[int64]string{}
 	var out []shown
-	for _, ev := range decodeLines[replay.SSHEvent](t, ndjson) {
+	for _, ev := range decodeLines[sshproto.Event](t, ndjson) {
 		switch {
 		case ev.Type == "open" && ev.Command != "session":
 			open[ev.Channel] = len(out)

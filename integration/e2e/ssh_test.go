@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/query/replay"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // An interactive shell through the gateway replays as asciicast v2 sized by the
@@ -147,11 +147,11 @@ type castEvent struct {
 }
 
 // parseCast reads an asciicast v2 document: a header line, then one event per line.
-func parseCast(t *testing.T, doc string) (replay.CastHeader, []castEvent) {
+func parseCast(t *testing.T, doc string) (sshproto.CastHeader, []castEvent) {
 	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(doc))
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var header replay.CastHeader
+	var header sshproto.CastHeader
 	var events []castEvent
 	for n := 0; sc.Scan(); n++ {
 		if n == 0 {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+	_ "github.com/tapline/tapline/schemas/protocol/all" // the protocols sessions are filtered by
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -91,8 +93,7 @@ func (s *server) listSessions(w http.ResponseWriter, r *http.Request, c *caller)
 }
 
 var (
-	protocols = map[string]schemas.Protocol{"postgres": schemas.Postgres, "ssh": schemas.SSH, "kubernetes": schemas.Kubernetes, "http": schemas.HTTP}
-	statuses  = map[string]bool{schemas.StatusActive: true, schemas.StatusEnded: true, schemas.StatusDenied: true, schemas.StatusAbandoned: true}
+	statuses = map[string]bool{schemas.StatusActive: true, schemas.StatusEnded: true, schemas.StatusDenied: true, schemas.StatusAbandoned: true}
 )
 
 func sessionFilter(q url.Values) (clickhouse.SessionFilter, error) {
@@ -103,8 +104,8 @@ func sessionFilter(q url.Values) (clickhouse.SessionFilter, error) {
 	var err error
 	if p := q.Get("protocol"); p != "" {
 		var ok bool
-		if f.Protocol, ok = protocols[strings.ToLower(p)]; !ok {
-			return f, fmt.Errorf("protocol %q: use postgres, ssh, kubernetes or http", p)
+		if f.Protocol, ok = knownProtocol(p); !ok {
+			return f, fmt.Errorf("protocol %q: use one of %s", p, strings.Join(protocolNames(), ", "))
 		}
 	}
 	if f.Status != "" && !statuses[f.Status] {
@@ -230,4 +231,23 @@ func int64Param(q url.Values, name string, def int64) (int64, error) {
 		return 0, fmt.Errorf("%s %q: a non-negative integer", name, v)
 	}
 	return n, nil
+}
+
+// knownProtocol returns the registered protocol named p, in any case.
+func knownProtocol(p string) (schemas.Protocol, bool) {
+	for _, r := range protocol.All() {
+		if strings.EqualFold(string(r.Name()), p) {
+			return r.Name(), true
+		}
+	}
+	return "", false
+}
+
+// protocolNames lists the registered protocols as the protocol filter takes them.
+func protocolNames() []string {
+	var out []string
+	for _, r := range protocol.All() {
+		out = append(out, strings.ToLower(string(r.Name())))
+	}
+	return out
 }

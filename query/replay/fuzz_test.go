@@ -117,3 +117,13 @@ func FuzzReplayDecoders(f *testing.F) {
 		}
 	})
 }
+
+func seqOf[T any](evs ...T) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for _, e := range evs {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}

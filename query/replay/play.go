@@ -8,6 +8,9 @@ import (
 	"io"
 	"iter"
 	"time"
+
+	"github.com/tapline/tapline/schemas/postgres"
+	"github.com/tapline/tapline/schemas/ssh"
 )
 
 // Player plays a replay stream in a terminal with its recorded timing.
@@ -55,7 +58,7 @@ func (p *Player) PlayAsciicast(ctx context.Context, r io.Reader, w io.Writer) er
 	if !sc.Scan() {
 		return fmt.Errorf("asciicast: no header: %w", scanErr(sc))
 	}
-	var h CastHeader
+	var h ssh.CastHeader
 	if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Version != 2 {
 		return fmt.Errorf("asciicast: not a version 2 header: %q", sc.Text())
 	}
@@ -98,15 +101,15 @@ func scanErr(sc *bufio.Scanner) error {
 // PlayPostgres renders a Postgres replay's NDJSON events as the text transcript,
 // pausing between events as long as between their recorded times.
 func (p *Player) PlayPostgres(ctx context.Context, r io.Reader, w io.Writer, flush func()) error {
-	return WritePostgresText(w, p.timed(ctx, r), flush)
+	return postgres.WriteText(w, p.timed(ctx, r), flush)
 }
 
-func (p *Player) timed(ctx context.Context, r io.Reader) iter.Seq2[PGEvent, error] {
-	return func(yield func(PGEvent, error) bool) {
+func (p *Player) timed(ctx context.Context, r io.Reader) iter.Seq2[postgres.Event, error] {
+	return func(yield func(postgres.Event, error) bool) {
 		dec := json.NewDecoder(r)
 		var last time.Time
 		for {
-			var ev PGEvent
+			var ev postgres.Event
 			if err := dec.Decode(&ev); err == io.EOF {
 				return
 			} else if err != nil {

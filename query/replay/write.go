@@ -1,8 +1,10 @@
+// Package replay replays a recorded session in a format its protocol package offers
+// (protocol.Replayer): it looks the protocol up in the registry, so the query API and
+// the CLI handle every registered protocol alike. It also plays a replay stream with
+// its recorded timing (Player).
 package replay
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +14,22 @@ import (
 
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
+	_ "github.com/tapline/tapline/schemas/protocol/all" // every protocol's replay
 )
 
-// Format is a replay output format.
+// Format is a replay output format, as the protocol packages name them.
 type Format string
 
+// The formats the protocol packages offer today; Formats lists them per protocol.
 const (
-	FormatText      Format = "text"      // Postgres transcript, or the SSH terminal as plain text
-	FormatJSON      Format = "json"      // NDJSON, one PGEvent or SSHEvent per line
-	FormatAsciicast Format = "asciicast" // SSH only: asciicast v2
+	FormatText      Format = "text"      // Postgres transcript, SSH terminal as plain text, HTTP like curl -v
+	FormatJSON      Format = "json"      // NDJSON, one event per line
+	FormatAsciicast Format = "asciicast" // SSH: asciicast v2
 	FormatHAR       Format = "har"       // HTTP: HAR 1.2, one document
 )
+
+// Options tune a replay.
+type Options = protocol.ReplayOptions
 
 // ErrUnsupported is returned for a protocol or format replay does not handle.
 var ErrUnsupported = errors.New("replay not supported")
@@ -40,22 +47,28 @@ func ContentType(f Format) string {
 	return "text/plain; charset=utf-8"
 }
 
-// Check reports whether a protocol can be replayed in a format, before any output.
-// A protocol whose package is a registered protocol.Replayer says itself.
-func Check(p schemas.Protocol, f Format) error {
-	if r, err := protocol.Of[protocol.Replayer](p); err == nil {
-		if !slices.Contains(r.Formats(), string(f)) {
-			return fmt.Errorf("%w: %s sessions replay as %s, not %q", ErrUnsupported, p, strings.Join(r.Formats(), ", "), f)
-		}
+// Formats lists the formats a protocol replays as, the default first; none when
+// its sessions cannot be replayed.
+func Formats(p schemas.Protocol) []Format {
+	r, err := protocol.Of[protocol.Replayer](p)
+	if err != nil {
 		return nil
 	}
-	switch {
-	case p != schemas.Postgres && p != schemas.SSH:
+	var out []Format
+	for _, f := range r.Formats() {
+		out = append(out, Format(f))
+	}
+	return out
+}
+
+// Check reports whether a protocol can be replayed in a format, before any output.
+func Check(p schemas.Protocol, f Format) error {
+	r, err := protocol.Of[protocol.Replayer](p)
+	if err != nil {
 		return fmt.Errorf("%w: %s sessions cannot be replayed yet (their frames can be read)", ErrUnsupported, p)
-	case f != FormatText && f != FormatJSON && f != FormatAsciicast:
-		return fmt.Errorf("%w: unknown format %q (text, json or asciicast)", ErrUnsupported, f)
-	case f == FormatAsciicast && p != schemas.SSH:
-		return fmt.Errorf("%w: asciicast is for SSH terminals; use text or json for %s", ErrUnsupported, p)
+	}
+	if !slices.Contains(r.Formats(), string(f)) {
+		return fmt.Errorf("%w: %s sessions replay as %s, not %q", ErrUnsupported, p, strings.Join(r.Formats(), ", "), f)
 	}
 	return nil
 }
@@ -66,44 +79,6 @@ func Write(w io.Writer, p schemas.Protocol, f Format, frames iter.Seq2[schemas.F
 	if err := Check(p, f); err != nil {
 		return err
 	}
-	if ok, err := writeRegistered(w, p, f, frames, opt, flush); ok {
-		return err
-	}
-	if p == schemas.Postgres {
-		events := Postgres(frames, opt)
-		if f == FormatJSON {
-			return WriteNDJSON(w, events, flush)
-		}
-		return WritePostgresText(w, events, flush)
-	}
-	events := SSH(frames, opt)
-	switch f {
-	case FormatJSON:
-		return WriteNDJSON(w, events, flush)
-	case FormatAsciicast:
-		return WriteAsciicast(w, events, opt, flush)
-	}
-	return WriteSSHText(w, events, flush)
-}
-
-// WriteNDJSON writes one JSON value per line.
-func WriteNDJSON[T any](w io.Writer, events iter.Seq2[T, error], flush func()) error {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	for ev, err := range events {
-		if err != nil {
-			return err
-		}
-		if err := enc.Encode(ev); err != nil {
-			return err
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		if flush != nil {
-			flush()
-		}
-	}
-	return bw.Flush()
+	r, _ := protocol.Of[protocol.Replayer](p)
+	return r.Replay(w, string(f), frames, opt, flush)
 }

@@ -1,4 +1,4 @@
-package replay
+package postgres
 
 import (
 	"errors"
@@ -10,10 +10,11 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
-	pgwire "github.com/tapline/tapline/schemas/postgres"
+	"github.com/tapline/tapline/schemas/message"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
-// Defaults for Options.
+// Defaults for protocol.ReplayOptions.
 const (
 	DefaultMaxRows      = 100
 	DefaultMaxCellBytes = 4096
@@ -22,15 +23,8 @@ const (
 	maxPrepared = 10000
 )
 
-// Options tune a replay.
-type Options struct {
-	MaxRows         int    // rows kept per result table (default 100); the rest are counted
-	MaxCellBytes    int    // bytes kept per value (default 4096)
-	MaxMessageBytes int    // bound on one reassembled message (default DefaultMaxMessageBytes)
-	Channel         *int64 // SSH: the channel to play as the terminal; nil picks the first shell or exec channel
-}
-
-func (o Options) withDefaults() Options {
+// replayDefaults fills o's zero fields.
+func replayDefaults(o protocol.ReplayOptions) protocol.ReplayOptions {
 	if o.MaxRows <= 0 {
 		o.MaxRows = DefaultMaxRows
 	}
@@ -40,34 +34,19 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// PGEvent is one entry of a Postgres transcript.
-type PGEvent struct {
+// Event is one entry of a Postgres transcript.
+type Event struct {
 	// Type is one of session.start, session.denied, session.end, startup,
 	// authenticated, statement, error, notice, notification, terminate, note.
 	Type      string                `json:"type"`
 	Seq       int64                 `json:"seq"`
 	Time      time.Time             `json:"ts"`
 	Start     *schemas.SessionStart `json:"start,omitempty"`
-	End       *SessionEnd           `json:"end,omitempty"`
+	End       *message.SessionEnd   `json:"end,omitempty"`
 	Params    map[string]string     `json:"params,omitempty"`
 	Statement *Statement            `json:"statement,omitempty"`
 	Error     *PGError              `json:"error,omitempty"`
 	Message   string                `json:"message,omitempty"`
-}
-
-// SessionEnd is the part of session.end a replay shows.
-type SessionEnd struct {
-	Reason      string `json:"reason"`
-	Frames      int64  `json:"frames"`
-	BytesClient int64  `json:"bytes_client"`
-	BytesServer int64  `json:"bytes_server"`
-}
-
-func sessionEnd(e *schemas.SessionEnd) *SessionEnd {
-	if e == nil {
-		return &SessionEnd{}
-	}
-	return &SessionEnd{Reason: e.Reason, Frames: e.Frames, BytesClient: e.BytesClient, BytesServer: e.BytesServer}
 }
 
 // Statement is one statement the client ran: a simple Query (which may hold several
@@ -131,16 +110,16 @@ func (e *PGError) String() string {
 	return s
 }
 
-// Postgres turns a Postgres session's frames into a transcript. Statements are
+// Events turns a Postgres session's frames into a transcript. Statements are
 // delivered when they complete (CommandComplete for an Execute, ReadyForQuery for a
 // simple Query, or an error).
-func Postgres(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[PGEvent, error] {
-	opt = opt.withDefaults()
-	return func(yield func(PGEvent, error) bool) {
+func Events(frames iter.Seq2[schemas.Frame, error], opt protocol.ReplayOptions) iter.Seq2[Event, error] {
+	opt = replayDefaults(opt)
+	return func(yield func(Event, error) bool) {
 		st := &pgState{opt: opt, stmts: map[string]*prepared{}, portals: map[string]*portal{}}
-		for m, err := range Messages(frames, opt.MaxMessageBytes) {
+		for m, err := range message.Reassemble(frames, opt.MaxMessageBytes) {
 			if err != nil {
-				yield(PGEvent{}, err)
+				yield(Event{}, err)
 				return
 			}
 			st.out = st.out[:0]
@@ -155,7 +134,7 @@ func Postgres(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[PGE
 		for _, o := range st.queue {
 			if o.st != nil && (o.kind == 'Q' || o.kind == 'E') {
 				o.st.Notices = append(o.st.Notices, "no response recorded (yet)")
-				if !yield(PGEvent{Type: "statement", Seq: o.seq, Time: o.st.Start, Statement: o.st}, nil) {
+				if !yield(Event{Type: "statement", Seq: o.seq, Time: o.st.Start, Statement: o.st}, nil) {
 					return
 				}
 			}
@@ -193,33 +172,33 @@ type op struct {
 }
 
 type pgState struct {
-	opt     Options
+	opt     protocol.ReplayOptions
 	stmts   map[string]*prepared
 	portals map[string]*portal
 	queue   []*op
-	out     []PGEvent
+	out     []Event
 	copying *op // Query or Execute whose COPY is in progress
 }
 
-func (s *pgState) emit(ev PGEvent) { s.out = append(s.out, ev) }
+func (s *pgState) emit(ev Event) { s.out = append(s.out, ev) }
 
-func (s *pgState) note(m *Message, format string, args ...any) {
-	s.emit(PGEvent{Type: "note", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf(format, args...)})
+func (s *pgState) note(m *message.Message, format string, args ...any) {
+	s.emit(Event{Type: "note", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf(format, args...)})
 }
 
-func (s *pgState) message(m *Message) {
+func (s *pgState) message(m *message.Message) {
 	if m.Note != "" {
 		s.note(m, "%s", m.Note)
 	}
 	switch m.Kind {
 	case schemas.KindSessionStart:
-		s.emit(PGEvent{Type: "session.start", Seq: m.Seq, Time: m.TS, Start: m.Start})
+		s.emit(Event{Type: "session.start", Seq: m.Seq, Time: m.TS, Start: m.Start})
 		return
 	case schemas.KindSessionDenied:
-		s.emit(PGEvent{Type: "session.denied", Seq: m.Seq, Time: m.TS, Start: m.Start, Message: m.Denial})
+		s.emit(Event{Type: "session.denied", Seq: m.Seq, Time: m.TS, Start: m.Start, Message: m.Denial})
 		return
 	case schemas.KindSessionEnd:
-		s.emit(PGEvent{Type: "session.end", Seq: m.Seq, Time: m.TS, End: sessionEnd(m.End)})
+		s.emit(Event{Type: "session.end", Seq: m.Seq, Time: m.TS, End: message.End(m.End)})
 		return
 	}
 	if m.Withheld {
@@ -240,32 +219,32 @@ func (s *pgState) message(m *Message) {
 type decoder interface{ Decode([]byte) error }
 
 // decode checks a wire message's type byte and length and decodes its body.
-func decode(m *Message, typ byte, into decoder) error {
-	b, err := pgwire.CheckedBodyOf(m.Payload, typ)
+func decode(m *message.Message, typ byte, into decoder) error {
+	b, err := CheckedBodyOf(m.Payload, typ)
 	if err != nil {
 		return err
 	}
-	return pgwire.Decode(into, b)
+	return Decode(into, b)
 }
 
-func (s *pgState) client(m *Message) error {
+func (s *pgState) client(m *message.Message) error {
 	switch m.Kind {
-	case pgwire.StartupMessage:
+	case StartupMessage:
 		if len(m.Payload) < 8 {
 			return errors.New("startup message too short")
 		}
 		var sm pgproto3.StartupMessage
-		if err := pgwire.Decode(&sm, m.Payload[4:]); err != nil {
+		if err := Decode(&sm, m.Payload[4:]); err != nil {
 			return err
 		}
-		s.emit(PGEvent{Type: "startup", Seq: m.Seq, Time: m.TS, Params: sm.Parameters})
-	case pgwire.Query:
+		s.emit(Event{Type: "startup", Seq: m.Seq, Time: m.TS, Params: sm.Parameters})
+	case Query:
 		var q pgproto3.Query
 		if err := decode(m, 'Q', &q); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'Q', seq: m.Seq, st: &Statement{Protocol: "simple", Text: q.String, Start: m.TS, Masked: m.Masked}})
-	case pgwire.Parse:
+	case Parse:
 		var p pgproto3.Parse
 		if err := decode(m, 'P', &p); err != nil {
 			return err
@@ -275,15 +254,15 @@ func (s *pgState) client(m *Message) error {
 			s.stmts[p.Name] = ps
 		}
 		s.push(&op{kind: 'P', seq: m.Seq, name: p.Name, parse: ps})
-	case pgwire.Bind:
+	case Bind:
 		return s.bind(m)
-	case pgwire.Describe:
+	case Describe:
 		var d pgproto3.Describe
 		if err := decode(m, 'D', &d); err != nil {
 			return err
 		}
 		s.push(&op{kind: 'D', seq: m.Seq, target: d.ObjectType, name: d.Name})
-	case pgwire.Execute:
+	case Execute:
 		var e pgproto3.Execute
 		if err := decode(m, 'E', &e); err != nil {
 			return err
@@ -296,7 +275,7 @@ func (s *pgState) client(m *Message) error {
 			st.Text = fmt.Sprintf("(execute of unknown portal %q)", e.Portal)
 		}
 		s.push(&op{kind: 'E', seq: m.Seq, portal: p, st: st})
-	case pgwire.Close:
+	case Close:
 		var c pgproto3.Close
 		if err := decode(m, 'C', &c); err != nil {
 			return err
@@ -307,20 +286,20 @@ func (s *pgState) client(m *Message) error {
 			delete(s.portals, c.Name)
 		}
 		s.push(&op{kind: 'C', seq: m.Seq})
-	case pgwire.Sync:
+	case Sync:
 		s.push(&op{kind: 'S', seq: m.Seq})
-	case pgwire.CopyData:
+	case CopyData:
 		if s.copying != nil {
-			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
+			s.copyResult().CopyBytes += int64(len(Body(m.Payload)))
 		}
-	case pgwire.CopyFail:
+	case CopyFail:
 		var c pgproto3.CopyFail
 		if err := decode(m, 'f', &c); err == nil && s.copying != nil {
 			s.copying.st.Notices = append(s.copying.st.Notices, "client aborted COPY: "+c.Message)
 		}
-	case pgwire.Terminate:
-		s.emit(PGEvent{Type: "terminate", Seq: m.Seq, Time: m.TS})
-	case pgwire.FunctionCall:
+	case Terminate:
+		s.emit(Event{Type: "terminate", Seq: m.Seq, Time: m.TS})
+	case FunctionCall:
 		var fc pgproto3.FunctionCall
 		if err := decode(m, 'F', &fc); err != nil {
 			return err
@@ -332,7 +311,7 @@ func (s *pgState) client(m *Message) error {
 	return nil
 }
 
-func (s *pgState) bind(m *Message) error {
+func (s *pgState) bind(m *message.Message) error {
 	var b pgproto3.Bind
 	if err := decode(m, 'B', &b); err != nil {
 		return err
@@ -351,7 +330,7 @@ func (s *pgState) bind(m *Message) error {
 		if i < len(ps.oids) {
 			oid = ps.oids[i]
 		}
-		txt := s.cell(formatValue(v, oid, pgwire.FormatCode(b.ParameterFormatCodes, i)))
+		txt := s.cell(formatValue(v, oid, FormatCode(b.ParameterFormatCodes, i)))
 		p.params[i] = &txt
 	}
 	if len(s.portals) < maxPrepared || b.DestinationPortal == "" {
@@ -407,23 +386,23 @@ func (s *pgState) cell(v string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-func (s *pgState) server(m *Message) error {
+func (s *pgState) server(m *message.Message) error {
 	switch m.Kind {
 	case "AuthenticationOk":
-		s.emit(PGEvent{Type: "authenticated", Seq: m.Seq, Time: m.TS})
-	case pgwire.ParseComplete:
+		s.emit(Event{Type: "authenticated", Seq: m.Seq, Time: m.TS})
+	case ParseComplete:
 		if s.front("P") != nil {
 			s.pop()
 		}
-	case pgwire.BindComplete:
+	case BindComplete:
 		if s.front("B") != nil {
 			s.pop()
 		}
-	case pgwire.CloseComplete:
+	case CloseComplete:
 		if s.front("C") != nil {
 			s.pop()
 		}
-	case pgwire.ParameterDescription:
+	case ParameterDescription:
 		// Part of a Describe('S') answer (its RowDescription/NoData completes it): the
 		// parameter types the server inferred, needed to read binary Bind values when
 		// the client's Parse left them unspecified, as pgx does.
@@ -436,40 +415,40 @@ func (s *pgState) server(m *Message) error {
 				ps.oids = pd.ParameterOIDs
 			}
 		}
-	case pgwire.NoData:
+	case NoData:
 		if s.front("D") != nil {
 			s.pop()
 		}
-	case pgwire.RowDescription:
+	case RowDescription:
 		return s.rowDescription(m)
-	case pgwire.DataRow:
+	case DataRow:
 		return s.dataRow(m)
-	case pgwire.CommandComplete:
+	case CommandComplete:
 		var c pgproto3.CommandComplete
 		if err := decode(m, 'C', &c); err != nil {
 			return err
 		}
 		s.complete(m, func(r *Result) { r.Tag = string(c.CommandTag) })
-	case pgwire.EmptyQueryResponse:
+	case EmptyQueryResponse:
 		s.complete(m, func(r *Result) { r.Empty = true })
-	case pgwire.PortalSuspended:
+	case PortalSuspended:
 		s.complete(m, func(r *Result) { r.Suspended = true })
-	case pgwire.CopyInResponse, pgwire.CopyOutResponse, pgwire.CopyBothResponse:
+	case CopyInResponse, CopyOutResponse, CopyBothResponse:
 		s.copying = s.find("QE")
 		if s.copying != nil {
 			s.copyResult()
 		}
-	case pgwire.CopyData:
+	case CopyData:
 		if s.copying != nil {
-			s.copyResult().CopyBytes += int64(len(pgwire.Body(m.Payload)))
+			s.copyResult().CopyBytes += int64(len(Body(m.Payload)))
 		}
-	case pgwire.ErrorResponse:
+	case ErrorResponse:
 		var e pgproto3.ErrorResponse
 		if err := decode(m, 'E', &e); err != nil {
 			return err
 		}
 		s.errorResponse(m, pgError(&e))
-	case pgwire.NoticeResponse:
+	case NoticeResponse:
 		var n pgproto3.NoticeResponse
 		if err := decode(m, 'N', &n); err != nil {
 			return err
@@ -479,14 +458,14 @@ func (s *pgState) server(m *Message) error {
 			o.st.Notices = append(o.st.Notices, pgError(e).String())
 			return nil
 		}
-		s.emit(PGEvent{Type: "notice", Seq: m.Seq, Time: m.TS, Error: pgError(e)})
-	case pgwire.NotificationResponse:
+		s.emit(Event{Type: "notice", Seq: m.Seq, Time: m.TS, Error: pgError(e)})
+	case NotificationResponse:
 		var n pgproto3.NotificationResponse
 		if err := decode(m, 'A', &n); err != nil {
 			return err
 		}
-		s.emit(PGEvent{Type: "notification", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf("%s: %s (pid %d)", n.Channel, n.Payload, n.PID)})
-	case pgwire.ReadyForQuery:
+		s.emit(Event{Type: "notification", Seq: m.Seq, Time: m.TS, Message: fmt.Sprintf("%s: %s (pid %d)", n.Channel, n.Payload, n.PID)})
+	case ReadyForQuery:
 		s.readyForQuery(m)
 	}
 	return nil
@@ -500,7 +479,7 @@ func pgError(e *pgproto3.ErrorResponse) *PGError {
 	return &PGError{Severity: sev, Code: e.Code, Message: e.Message, Detail: e.Detail, Hint: e.Hint, Position: e.Position}
 }
 
-func (s *pgState) rowDescription(m *Message) error {
+func (s *pgState) rowDescription(m *message.Message) error {
 	var rd pgproto3.RowDescription
 	if err := decode(m, 'T', &rd); err != nil {
 		return err
@@ -552,7 +531,7 @@ func (s *pgState) current(o *op) *Result {
 
 func (s *pgState) copyResult() *Result { return s.current(s.copying) }
 
-func (s *pgState) dataRow(m *Message) error {
+func (s *pgState) dataRow(m *message.Message) error {
 	o := s.front("QE")
 	if o == nil {
 		return errors.New("no statement waiting for it")
@@ -594,10 +573,10 @@ func (s *pgState) columnType(o *op, r *Result, i int) (uint32, int16) {
 	if f := o.portal.columns; i < len(f) {
 		return oid, f[i].Format
 	}
-	return oid, pgwire.FormatCode(o.portal.formats, i)
+	return oid, FormatCode(o.portal.formats, i)
 }
 
-func (s *pgState) complete(m *Message, set func(*Result)) {
+func (s *pgState) complete(m *message.Message, set func(*Result)) {
 	o := s.front("QE")
 	if o == nil {
 		return
@@ -615,24 +594,24 @@ func (s *pgState) complete(m *Message, set func(*Result)) {
 	}
 }
 
-func (s *pgState) finish(o *op, m *Message) {
+func (s *pgState) finish(o *op, m *message.Message) {
 	o.st.End = m.TS
 	o.st.SeqEnd = m.SeqEnd
 	o.st.Duration = float64(m.TS.Sub(o.st.Start).Microseconds()) / 1000
-	s.emit(PGEvent{Type: "statement", Seq: o.seq, Time: o.st.Start, Statement: o.st})
+	s.emit(Event{Type: "statement", Seq: o.seq, Time: o.st.Start, Statement: o.st})
 }
 
 // errorResponse attaches the error to the statement it answers. In the extended
 // protocol the server then skips everything up to Sync: the first Execute in that
 // stretch carries the error (a Parse or Bind failing fails the Execute it was for),
 // the later ones are shown as cancelled, as the processors stitch them.
-func (s *pgState) errorResponse(m *Message, e *PGError) {
+func (s *pgState) errorResponse(m *message.Message, e *PGError) {
 	var o *op
 	if len(s.queue) > 0 {
 		o = s.queue[0]
 	}
 	if o == nil || o.kind == 'S' {
-		s.emit(PGEvent{Type: "error", Seq: m.Seq, Time: m.TS, Error: e})
+		s.emit(Event{Type: "error", Seq: m.Seq, Time: m.TS, Error: e})
 		return
 	}
 	s.copying = nil
@@ -668,7 +647,7 @@ func (s *pgState) errorResponse(m *Message, e *PGError) {
 	s.finish(&op{seq: o.seq, st: st}, m)
 }
 
-func (s *pgState) readyForQuery(m *Message) {
+func (s *pgState) readyForQuery(m *message.Message) {
 	o := s.front("QS")
 	if o == nil {
 		return
@@ -680,6 +659,6 @@ func (s *pgState) readyForQuery(m *Message) {
 		if o.lastTS.IsZero() {
 			o.lastSeq, o.lastTS = m.SeqEnd, m.TS
 		}
-		s.finish(o, &Message{Seq: o.lastSeq, SeqEnd: o.lastSeq, TS: o.lastTS})
+		s.finish(o, &message.Message{Seq: o.lastSeq, SeqEnd: o.lastSeq, TS: o.lastTS})
 	}
 }

@@ -1,4 +1,4 @@
-package replay
+package ssh
 
 import (
 	"bufio"
@@ -12,9 +12,10 @@ import (
 
 	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
-func newSSH() *sessiontest.Builder {
+func newReplaySSH() *sessiontest.Builder {
 	return sessiontest.New(schemas.SSH, schemas.SessionStart{Issuer: "https://idp", Subject: "ci-bot", Target: "box", ClientAddr: "127.0.0.1:6000"})
 }
 
@@ -26,7 +27,7 @@ func openSession(b *sessiontest.Builder, ch int64) {
 // across two packets and is fragmented past 64 bytes, with a window change, and an
 // exec on channel 0 whose output must not appear in the terminal.
 func terminalSession() (*sessiontest.Builder, []byte) {
-	b := newSSH()
+	b := newReplaySSH()
 	openSession(b, 0)
 	b.Step(time.Millisecond).Client("ssh.request.exec", 0, ssh.Marshal(struct{ Cmd string }{"uname -a"}))
 	b.Step(time.Millisecond).Server("ssh.channel.data", 0, []byte("Linux box\n"))
@@ -59,7 +60,7 @@ func terminalSession() (*sessiontest.Builder, []byte) {
 func TestAsciicastFromTerminalChannel(t *testing.T) {
 	b, want := terminalSession()
 	var buf bytes.Buffer
-	if err := Write(&buf, schemas.SSH, FormatAsciicast, sessiontest.Seq(b.Frames), Options{}, nil); err != nil {
+	if err := (Protocol{}).Replay(&buf, FormatAsciicast, sessiontest.Seq(b.Frames), protocol.ReplayOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(&buf)
@@ -112,7 +113,7 @@ func TestAsciicastChannelChoice(t *testing.T) {
 	b, _ := terminalSession()
 	ch := int64(0)
 	var buf bytes.Buffer
-	if err := Write(&buf, schemas.SSH, FormatAsciicast, sessiontest.Seq(b.Frames), Options{Channel: &ch}, nil); err != nil {
+	if err := (Protocol{}).Replay(&buf, FormatAsciicast, sessiontest.Seq(b.Frames), protocol.ReplayOptions{Channel: &ch}, nil); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -127,7 +128,7 @@ func TestAsciicastChannelChoice(t *testing.T) {
 func TestSSHText(t *testing.T) {
 	b, _ := terminalSession()
 	var buf bytes.Buffer
-	if err := Write(&buf, schemas.SSH, FormatText, sessiontest.Seq(b.Frames), Options{}, nil); err != nil {
+	if err := (Protocol{}).Replay(&buf, FormatText, sessiontest.Seq(b.Frames), protocol.ReplayOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -160,13 +161,13 @@ func TestTextTerminalAppliesBackspaces(t *testing.T) {
 func TestSSHJSONEvents(t *testing.T) {
 	b, _ := terminalSession()
 	var buf bytes.Buffer
-	if err := Write(&buf, schemas.SSH, FormatJSON, sessiontest.Seq(b.Frames), Options{}, nil); err != nil {
+	if err := (Protocol{}).Replay(&buf, FormatJSON, sessiontest.Seq(b.Frames), protocol.ReplayOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var execCmd string
 	var inputs int
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		var ev SSHEvent
+		var ev Event
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatal(err)
 		}
@@ -182,20 +183,5 @@ func TestSSHJSONEvents(t *testing.T) {
 	}
 	if execCmd != "uname -a" || inputs != 1 {
 		t.Errorf("exec %q, %d input events", execCmd, inputs)
-	}
-}
-
-func TestUnsupportedReplay(t *testing.T) {
-	if err := Check(schemas.Protocol("GOPHER"), FormatText); err == nil {
-		t.Error("replay of an unregistered protocol accepted")
-	}
-	if err := Check(schemas.Kubernetes, FormatAsciicast); err != nil {
-		t.Errorf("asciicast of a Kubernetes exec refused: %v", err)
-	}
-	if err := Check(schemas.SSH, FormatHAR); err == nil {
-		t.Error("HAR of an SSH session accepted")
-	}
-	if err := Check(schemas.Postgres, FormatAsciicast); err == nil {
-		t.Error("asciicast of a Postgres session accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package replay
+package postgres
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 type encoder interface{ Encode([]byte) ([]byte, error) }
@@ -22,31 +23,31 @@ func wire(m encoder) []byte { return sessiontest.Must(m.Encode(nil)) }
 // reflectName is the frame kind of a message: its pgproto3 type name.
 func reflectName(m any) string { return reflect.TypeOf(m).Elem().Name() }
 
-// pgSession builds a Postgres session from messages sent in order.
-type pgSession struct{ *sessiontest.Builder }
+// replaySession builds a Postgres session from messages sent in order.
+type replaySession struct{ *sessiontest.Builder }
 
-func newPG() pgSession {
-	return pgSession{sessiontest.New(schemas.Postgres, schemas.SessionStart{Issuer: "https://idp", Subject: "alice", Target: "app", ClientAddr: "127.0.0.1:5000"})}
+func newReplay() replaySession {
+	return replaySession{sessiontest.New(schemas.Postgres, schemas.SessionStart{Issuer: "https://idp", Subject: "alice", Target: "app", ClientAddr: "127.0.0.1:5000"})}
 }
 
-func (s pgSession) c(msgs ...encoder) pgSession {
+func (s replaySession) c(msgs ...encoder) replaySession {
 	for _, m := range msgs {
 		s.Step(time.Millisecond).Client(reflectName(m), 0, wire(m))
 	}
 	return s
 }
 
-func (s pgSession) s(msgs ...encoder) pgSession {
+func (s replaySession) s(msgs ...encoder) replaySession {
 	for _, m := range msgs {
 		s.Step(time.Millisecond).Server(reflectName(m), 0, wire(m))
 	}
 	return s
 }
 
-func statements(t *testing.T, frames []schemas.Frame, opt Options) []*Statement {
+func statements(t *testing.T, frames []schemas.Frame, opt protocol.ReplayOptions) []*Statement {
 	t.Helper()
 	var out []*Statement
-	for ev, err := range Postgres(sessiontest.Seq(frames), opt) {
+	for ev, err := range Events(sessiontest.Seq(frames), opt) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func strs(p []*string) []string {
 }
 
 func TestSimpleQueryWithRowLimit(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Query{String: "SELECT id, name FROM users"}).
 		s(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{textCol("id", oidInt4), textCol("name", oidText)}},
 			&pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("ann")}},
@@ -84,7 +85,7 @@ func TestSimpleQueryWithRowLimit(t *testing.T) {
 			&pgproto3.DataRow{Values: [][]byte{[]byte("3"), []byte("cy")}},
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 3")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	sts := statements(t, s.End("client closed").Frames, Options{MaxRows: 2})
+	sts := statements(t, s.End("client closed").Frames, protocol.ReplayOptions{MaxRows: 2})
 	if len(sts) != 1 {
 		t.Fatalf("want 1 statement, got %d", len(sts))
 	}
@@ -110,7 +111,7 @@ func TestSimpleQueryWithRowLimit(t *testing.T) {
 }
 
 func TestMultiStatementQueryGivesOneResultEach(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Query{String: "CREATE TABLE t(a int); INSERT INTO t VALUES (1); SELECT a FROM t"}).
 		s(&pgproto3.CommandComplete{CommandTag: []byte("CREATE TABLE")},
 			&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")},
@@ -118,7 +119,7 @@ func TestMultiStatementQueryGivesOneResultEach(t *testing.T) {
 			&pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	st := statements(t, s.Frames, Options{})[0]
+	st := statements(t, s.Frames, protocol.ReplayOptions{})[0]
 	var tags []string
 	for _, r := range st.Results {
 		tags = append(tags, r.Tag)
@@ -134,7 +135,7 @@ func TestMultiStatementQueryGivesOneResultEach(t *testing.T) {
 func int4(v int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
 
 func TestExtendedProtocolWithBinaryParamsAndResults(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Parse{Name: "s1", Query: "SELECT $1::int4 + 1 AS n, $2::text AS who", ParameterOIDs: []uint32{oidInt4, oidText}},
 			&pgproto3.Bind{PreparedStatement: "s1", ParameterFormatCodes: []int16{1, 0}, Parameters: [][]byte{int4(41), []byte("bob")}, ResultFormatCodes: []int16{1, 0}},
 			&pgproto3.Describe{ObjectType: 'P'},
@@ -145,7 +146,7 @@ func TestExtendedProtocolWithBinaryParamsAndResults(t *testing.T) {
 			&pgproto3.DataRow{Values: [][]byte{int4(42), []byte("bob")}},
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	sts := statements(t, s.Frames, Options{})
+	sts := statements(t, s.Frames, protocol.ReplayOptions{})
 	if len(sts) != 1 {
 		t.Fatalf("want 1 statement, got %d", len(sts))
 	}
@@ -164,7 +165,7 @@ func TestExtendedProtocolWithBinaryParamsAndResults(t *testing.T) {
 // pgx prepares in one round trip (Parse, Describe S, Sync) and executes in another
 // without describing the portal: the columns come from the statement's description.
 func TestPreparedStatementDescribedEarlier(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Parse{Name: "stmt_1", Query: "SELECT now()::date AS d"}, &pgproto3.Describe{ObjectType: 'S', Name: "stmt_1"}, &pgproto3.Sync{}).
 		s(&pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{},
 			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{textCol("d", oidDate)}},
@@ -174,7 +175,7 @@ func TestPreparedStatementDescribedEarlier(t *testing.T) {
 			&pgproto3.DataRow{Values: [][]byte{int4(9556)}}, // 2026-03-01
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	sts := statements(t, s.Frames, Options{})
+	sts := statements(t, s.Frames, protocol.ReplayOptions{})
 	if len(sts) != 1 {
 		t.Fatalf("want 1 statement (the execute), got %d", len(sts))
 	}
@@ -188,7 +189,7 @@ func TestPreparedStatementDescribedEarlier(t *testing.T) {
 }
 
 func TestErrorsAttachToTheirStatement(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Query{String: "SELEC 1"}).
 		s(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: `syntax error at or near "SELEC"`, Position: 1},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'}).
@@ -200,7 +201,7 @@ func TestErrorsAttachToTheirStatement(t *testing.T) {
 			&pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	sts := statements(t, s.Frames, Options{})
+	sts := statements(t, s.Frames, protocol.ReplayOptions{})
 	if len(sts) != 3 {
 		t.Fatalf("want 3 statements, got %d", len(sts))
 	}
@@ -217,7 +218,7 @@ func TestErrorsAttachToTheirStatement(t *testing.T) {
 
 func TestFragmentedDataRowReassembles(t *testing.T) {
 	big := strings.Repeat("x", 5000)
-	b := newPG()
+	b := newReplay()
 	b.c(&pgproto3.Query{String: "SELECT big FROM blobs"}).
 		s(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{textCol("big", oidText)}})
 	b.FragmentBytes = 1024
@@ -233,26 +234,26 @@ func TestFragmentedDataRowReassembles(t *testing.T) {
 	if frags < 5 {
 		t.Fatalf("DataRow split into %d frames; the test needs fragments", frags)
 	}
-	st := statements(t, b.Frames, Options{MaxCellBytes: 10000})[0]
+	st := statements(t, b.Frames, protocol.ReplayOptions{MaxCellBytes: 10000})[0]
 	if got := *st.Results[0].Rows[0][0]; got != big {
 		t.Fatalf("reassembled value has %d bytes, want %d", len(got), len(big))
 	}
 }
 
 func TestCellsAreCutAtTheLimit(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.Query{String: "SELECT doc"}).
 		s(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{textCol("doc", oidText)}},
 			&pgproto3.DataRow{Values: [][]byte{[]byte(strings.Repeat("é", 100))}},
 			&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{})
-	v := *statements(t, s.Frames, Options{MaxCellBytes: 11})[0].Results[0].Rows[0][0]
+	v := *statements(t, s.Frames, protocol.ReplayOptions{MaxCellBytes: 11})[0].Results[0].Rows[0][0]
 	if v != strings.Repeat("é", 5)+"… (200 bytes)" {
 		t.Errorf("cut value %q", v)
 	}
 }
 
 func TestTranscriptTextAndJSON(t *testing.T) {
-	s := newPG().
+	s := newReplay().
 		c(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "alice", "database": "app"}}).
 		s(&pgproto3.AuthenticationCleartextPassword{}).
 		c(&pgproto3.PasswordMessage{Password: "eyJsecret.token.value"}).
@@ -267,7 +268,7 @@ func TestTranscriptTextAndJSON(t *testing.T) {
 	s.End("client closed")
 
 	var text bytes.Buffer
-	if err := Write(&text, schemas.Postgres, FormatText, sessiontest.Seq(s.Frames), Options{}, nil); err != nil {
+	if err := (Protocol{}).Replay(&text, FormatText, sessiontest.Seq(s.Frames), protocol.ReplayOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := text.String()
@@ -286,12 +287,12 @@ func TestTranscriptTextAndJSON(t *testing.T) {
 	}
 
 	var js bytes.Buffer
-	if err := Write(&js, schemas.Postgres, FormatJSON, sessiontest.Seq(s.Frames), Options{}, nil); err != nil {
+	if err := (Protocol{}).Replay(&js, FormatJSON, sessiontest.Seq(s.Frames), protocol.ReplayOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var types []string
 	for _, line := range strings.Split(strings.TrimSpace(js.String()), "\n") {
-		var ev PGEvent
+		var ev Event
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
@@ -303,15 +304,15 @@ func TestTranscriptTextAndJSON(t *testing.T) {
 }
 
 func TestStatementWithoutResponseIsReportedAtTheEnd(t *testing.T) {
-	s := newPG().c(&pgproto3.Query{String: "SELECT pg_sleep(100)"})
-	sts := statements(t, s.Frames, Options{})
+	s := newReplay().c(&pgproto3.Query{String: "SELECT pg_sleep(100)"})
+	sts := statements(t, s.Frames, protocol.ReplayOptions{})
 	if len(sts) != 1 || !sts[0].End.IsZero() || len(sts[0].Notices) == 0 {
 		t.Fatalf("pending statement %+v", sts)
 	}
 }
 
 func TestStopsEarlyWithoutReadingEverything(t *testing.T) {
-	s := newPG()
+	s := newReplay()
 	for range 50 {
 		s.c(&pgproto3.Query{String: "SELECT 1"}).s(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{})
 	}
@@ -324,7 +325,7 @@ func TestStopsEarlyWithoutReadingEverything(t *testing.T) {
 			}
 		}
 	}
-	for ev := range Postgres(frames, Options{}) {
+	for ev := range Events(frames, protocol.ReplayOptions{}) {
 		if ev.Type == "statement" {
 			break
 		}

@@ -1,4 +1,4 @@
-package replay
+package postgres
 
 import (
 	"bufio"
@@ -11,20 +11,18 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tapline/tapline/query/textsafe"
-	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/message"
+	"github.com/tapline/tapline/schemas/textsafe"
 )
 
-const timeLayout = "2006-01-02 15:04:05.000000Z07:00"
-
-// WritePostgresText writes a transcript as text, psql-like: each statement with its
+// WriteText writes a transcript as text, psql-like: each statement with its
 // time, parameters, result tables and tag or error. flush (may be nil) runs after each
 // event so a live or large session reaches the reader as it goes.
 //
-// Everything recorded is escaped (query/textsafe): one-line fields entirely, and the
+// Everything recorded is escaped (schemas/textsafe): one-line fields entirely, and the
 // event's text as a whole, newlines and tabs aside, so no control character an agent
 // sent reaches the reader's terminal.
-func WritePostgresText(w io.Writer, events iter.Seq2[PGEvent, error], flush func()) error {
+func WriteText(w io.Writer, events iter.Seq2[Event, error], flush func()) error {
 	out := bufio.NewWriter(w)
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
@@ -46,8 +44,8 @@ func WritePostgresText(w io.Writer, events iter.Seq2[PGEvent, error], flush func
 	return bw.Flush()
 }
 
-func writePGEvent(w *bufio.Writer, ev *PGEvent) {
-	ts := ev.Time.UTC().Format(timeLayout)
+func writePGEvent(w *bufio.Writer, ev *Event) {
+	ts := ev.Time.UTC().Format(message.TimeLayout)
 	switch ev.Type {
 	case "session.start", "session.denied":
 		writeStart(w, ev)
@@ -71,42 +69,20 @@ func writePGEvent(w *bufio.Writer, ev *PGEvent) {
 	}
 }
 
-func writeStart(w *bufio.Writer, ev *PGEvent) {
+func writeStart(w *bufio.Writer, ev *Event) {
 	s := ev.Start
-	ts := ev.Time.UTC().Format(timeLayout)
+	ts := ev.Time.UTC().Format(message.TimeLayout)
 	if s == nil {
 		fmt.Fprintf(w, "-- %s  %s\n", ts, ev.Type)
 		return
 	}
-	fmt.Fprintf(w, "-- %s  %s\n", ts, describeStart(s))
+	fmt.Fprintf(w, "-- %s  %s\n", ts, message.DescribeStart(s))
 	if ev.Type == "session.denied" {
 		fmt.Fprintf(w, "-- denied: %s\n", textsafe.Line(ev.Message))
 	}
 }
 
 // describeStart says who started a session, where, and from where, escaped for one line.
-func describeStart(s *schemas.SessionStart) string { return textsafe.Line(startText(s)) }
-
-func startText(s *schemas.SessionStart) string {
-	d := "session by " + who(s.Subject, s.Email)
-	if s.Issuer != "" {
-		d += " (" + s.Issuer + ")"
-	}
-	if s.Target != "" {
-		d += " on target " + s.Target
-	}
-	if s.ClientAddr != "" {
-		d += " from " + s.ClientAddr
-	}
-	return d
-}
-
-func who(subject, email string) string {
-	if email == "" || email == subject {
-		return subject
-	}
-	return subject + " <" + email + ">"
-}
 
 func sortedParams(p map[string]string) string {
 	keys := make([]string, 0, len(p))
@@ -121,9 +97,9 @@ func sortedParams(p map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
-func writeStatement(w *bufio.Writer, ev *PGEvent) {
+func writeStatement(w *bufio.Writer, ev *Event) {
 	st := ev.Statement
-	fmt.Fprintf(w, "\n-- %s  seq %d..%d  %s\n", st.Start.UTC().Format(timeLayout), ev.Seq, st.SeqEnd, duration(st))
+	fmt.Fprintf(w, "\n-- %s  seq %d..%d  %s\n", st.Start.UTC().Format(message.TimeLayout), ev.Seq, st.SeqEnd, duration(st))
 	text := strings.TrimRight(st.Text, " \t\r\n")
 	fmt.Fprintln(w, text)
 	for i, p := range st.Params {

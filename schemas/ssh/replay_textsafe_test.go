@@ -1,4 +1,4 @@
-package replay
+package ssh
 
 import (
 	"iter"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/message"
 )
 
 func seqOf[T any](evs ...T) iter.Seq2[T, error] {
@@ -36,11 +37,11 @@ func TestSSHTextEscapesCommands(t *testing.T) {
 	now := time.Now()
 	start := &schemas.SessionStart{Subject: "agent\x1b]0;title\x07", Target: "box"}
 	var b strings.Builder
-	err := WriteSSHText(&b, seqOf(
-		SSHEvent{Type: "session.start", Time: now, Start: start},
-		SSHEvent{Type: "request", Request: "exec", Channel: 0, Command: hidden, Time: now},
-		SSHEvent{Type: "output", Channel: 0, Data: "ok\x9b\n"},
-		SSHEvent{Type: "session.end", Time: now, End: &SessionEnd{Reason: "closed\r\x1b[2Kfine"}},
+	err := WriteText(&b, seqOf(
+		Event{Type: "session.start", Time: now, Start: start},
+		Event{Type: "request", Request: "exec", Channel: 0, Command: hidden, Time: now},
+		Event{Type: "output", Channel: 0, Data: "ok\x9b\n"},
+		Event{Type: "session.end", Time: now, End: &message.SessionEnd{Reason: "closed\r\x1b[2Kfine"}},
 	), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,30 +52,13 @@ func TestSSHTextEscapesCommands(t *testing.T) {
 	}
 }
 
-func TestPostgresTextEscapesStatements(t *testing.T) {
-	now := time.Now()
-	v := "x\x1b[8m"
-	var b strings.Builder
-	err := WritePostgresText(&b, seqOf(
-		PGEvent{Type: "statement", Time: now, Statement: &Statement{Text: "SELECT 1;\n-- " + hidden, Params: []*string{&v}, Start: now}},
-		PGEvent{Type: "note", Time: now, Message: hidden},
-	), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertEscaped(t, b.String())
-	if !strings.Contains(b.String(), "SELECT 1;\n") {
-		t.Errorf("multi-line SQL lost its newline:\n%s", b.String())
-	}
-}
-
 func FuzzSSHText(f *testing.F) {
 	f.Add([]byte("ls\r\n\x1b[31mred\x1b[0m\x08\x08ab\x1b]0;t\x07"), hidden)
 	f.Fuzz(func(t *testing.T, data []byte, cmd string) {
 		var b strings.Builder
-		err := WriteSSHText(&b, seqOf(
-			SSHEvent{Type: "request", Request: "exec", Command: cmd},
-			SSHEvent{Type: "output", Data: string(data)},
+		err := WriteText(&b, seqOf(
+			Event{Type: "request", Request: "exec", Command: cmd},
+			Event{Type: "output", Data: string(data)},
 		), nil)
 		if err != nil {
 			t.Fatal(err)

@@ -1,9 +1,10 @@
-package replay
+package ssh
 
 import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/tapline/tapline/schemas/protocol"
 	"io"
 	"iter"
 	"math"
@@ -34,9 +35,9 @@ type cast struct {
 	w        *bufio.Writer
 	enc      *json.Encoder
 	lastT    float64
-	opt      Options
+	opt      protocol.ReplayOptions
 	title    string
-	pty      map[int64]SSHEvent // last pty-req per channel
+	pty      map[int64]Event // last pty-req per channel
 	chosen   bool
 	channel  int64
 	t0       float64
@@ -47,9 +48,9 @@ type cast struct {
 // WriteAsciicast writes an SSH session's terminal as asciicast v2. opt.Channel picks
 // the channel; by default the first shell, or exec with a pty. Output of exec
 // channels without a pty is not a terminal: the text and json formats show it.
-func WriteAsciicast(w io.Writer, events iter.Seq2[SSHEvent, error], opt Options, flush func()) error {
+func WriteAsciicast(w io.Writer, events iter.Seq2[Event, error], opt protocol.ReplayOptions, flush func()) error {
 	bw := bufio.NewWriter(w)
-	c := &cast{w: bw, enc: json.NewEncoder(bw), opt: opt, pty: map[int64]SSHEvent{}}
+	c := &cast{w: bw, enc: json.NewEncoder(bw), opt: opt, pty: map[int64]Event{}}
 	c.enc.SetEscapeHTML(false)
 	for ev, err := range events {
 		if err != nil {
@@ -67,7 +68,7 @@ func WriteAsciicast(w io.Writer, events iter.Seq2[SSHEvent, error], opt Options,
 	}
 	if !c.chosen {
 		// No terminal in this session (yet): still a valid, empty recording.
-		if err := c.header(SSHEvent{}, c.anyStart); err != nil {
+		if err := c.header(Event{}, c.anyStart); err != nil {
 			return err
 		}
 	}
@@ -79,7 +80,7 @@ func WriteAsciicast(w io.Writer, events iter.Seq2[SSHEvent, error], opt Options,
 	return c.w.Flush()
 }
 
-func (c *cast) event(ev *SSHEvent) error {
+func (c *cast) event(ev *Event) error {
 	switch {
 	case ev.Type == "session.start" || ev.Type == "session.denied":
 		c.anyStart = ev.Time.Unix()
@@ -101,7 +102,7 @@ func (c *cast) event(ev *SSHEvent) error {
 
 // terminal reports whether a request makes its channel the one to play: the chosen
 // channel's shell or exec, else the first shell, or exec with a pty (ssh -t).
-func (c *cast) terminal(ev *SSHEvent) bool {
+func (c *cast) terminal(ev *Event) bool {
 	if ev.Request != "shell" && ev.Request != "exec" {
 		return false
 	}
@@ -112,13 +113,13 @@ func (c *cast) terminal(ev *SSHEvent) bool {
 	return ev.Request == "shell" || pty
 }
 
-func (c *cast) choose(ev *SSHEvent) error {
+func (c *cast) choose(ev *Event) error {
 	c.chosen, c.channel = true, ev.Channel
 	c.t0 = seconds(ev)
 	return c.header(c.pty[ev.Channel], ev.Time.Unix())
 }
 
-func (c *cast) header(pty SSHEvent, ts int64) error {
+func (c *cast) header(pty Event, ts int64) error {
 	h := CastHeader{Version: 2, Width: pty.Cols, Height: pty.Rows, Timestamp: ts, Title: c.title}
 	if h.Width == 0 {
 		h.Width = defaultCols
@@ -132,9 +133,9 @@ func (c *cast) header(pty SSHEvent, ts int64) error {
 	return c.enc.Encode(h)
 }
 
-func seconds(ev *SSHEvent) float64 { return float64(ev.Time.UnixMicro()) / 1e6 }
+func seconds(ev *Event) float64 { return float64(ev.Time.UnixMicro()) / 1e6 }
 
-func (c *cast) since(ev *SSHEvent) float64 {
+func (c *cast) since(ev *Event) float64 {
 	return math.Round(max(seconds(ev)-c.t0, 0)*1e6) / 1e6
 }
 

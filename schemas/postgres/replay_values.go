@@ -1,4 +1,4 @@
-package replay
+package postgres
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package replay
+package ssh
 
 import (
 	"fmt"
@@ -6,15 +6,15 @@ import (
 	"strings"
 	"time"
 
-	sshproto "github.com/tapline/tapline/schemas/ssh"
-
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/message"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
-// SSHEvent is one entry of an SSH session's replay.
-type SSHEvent struct {
+// Event is one entry of an SSH session's replay.
+type Event struct {
 	// Type is one of session.start, session.denied, session.end, open, request,
 	// global, output, input, eof, close, note.
 	Type    string    `json:"type"`
@@ -34,7 +34,7 @@ type SSHEvent struct {
 	Env        string                `json:"env,omitempty"` // name=value of an env request
 	ExitStatus *uint32               `json:"exit_status,omitempty"`
 	Start      *schemas.SessionStart `json:"start,omitempty"`
-	End        *SessionEnd           `json:"end,omitempty"`
+	End        *message.SessionEnd   `json:"end,omitempty"`
 	Message    string                `json:"message,omitempty"`
 }
 
@@ -45,11 +45,11 @@ type (
 		Cols, Rows, WPx, HPx uint32
 		Modes                string
 	}
-	windowChange struct{ Cols, Rows, WPx, HPx uint32 }
-	stringReq    struct{ Value string }
-	envReq       struct{ Name, Value string }
-	exitStatus   struct{ Status uint32 }
-	exitSignal   struct {
+	windowChange  struct{ Cols, Rows, WPx, HPx uint32 }
+	stringReq     struct{ Value string }
+	envReq        struct{ Name, Value string }
+	reqExitStatus struct{ Status uint32 }
+	exitSignal    struct {
 		Signal     string
 		CoreDumped bool
 		Message    string
@@ -57,21 +57,21 @@ type (
 	}
 )
 
-// SSH turns an SSH session's frames into replay events.
-func SSH(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[SSHEvent, error] {
-	opt = opt.withDefaults()
-	return func(yield func(SSHEvent, error) bool) {
-		for m, err := range Messages(frames, opt.MaxMessageBytes) {
+// Events turns an SSH session's frames into replay events.
+func Events(frames iter.Seq2[schemas.Frame, error], opt protocol.ReplayOptions) iter.Seq2[Event, error] {
+
+	return func(yield func(Event, error) bool) {
+		for m, err := range message.Reassemble(frames, opt.MaxMessageBytes) {
 			if err != nil {
-				yield(SSHEvent{}, err)
+				yield(Event{}, err)
 				return
 			}
-			if m.Note != "" && !yield(SSHEvent{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: m.Note}, nil) {
+			if m.Note != "" && !yield(Event{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: m.Note}, nil) {
 				return
 			}
 			if m.Withheld {
 				note := fmt.Sprintf("%s at seq %d: payload withheld (the processors failed on it; see its processing_failed alert)", m.Kind, m.Seq)
-				if !yield(SSHEvent{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: note}, nil) {
+				if !yield(Event{Type: "note", Seq: m.Seq, Time: m.TS, Channel: m.Channel, Message: note}, nil) {
 					return
 				}
 				continue
@@ -84,40 +84,40 @@ func SSH(frames iter.Seq2[schemas.Frame, error], opt Options) iter.Seq2[SSHEvent
 	}
 }
 
-func sshEvent(m *Message) (SSHEvent, bool) {
-	ev := SSHEvent{Seq: m.Seq, Time: m.TS, Channel: m.Channel}
+func sshEvent(m *message.Message) (Event, bool) {
+	ev := Event{Seq: m.Seq, Time: m.TS, Channel: m.Channel}
 	switch {
 	case m.Kind == schemas.KindSessionStart:
 		ev.Type, ev.Start = "session.start", m.Start
 	case m.Kind == schemas.KindSessionDenied:
 		ev.Type, ev.Start, ev.Message = "session.denied", m.Start, m.Denial
 	case m.Kind == schemas.KindSessionEnd:
-		ev.Type, ev.End = "session.end", sessionEnd(m.End)
-	case m.Kind == sshproto.ChannelData || m.Kind == sshproto.ChannelExtData:
+		ev.Type, ev.End = "session.end", message.End(m.End)
+	case m.Kind == ChannelData || m.Kind == ChannelExtData:
 		ev.Type, ev.Data, ev.Stream = "output", string(m.Payload), "stdout"
-		if m.Kind == sshproto.ChannelExtData {
+		if m.Kind == ChannelExtData {
 			ev.Stream = "stderr"
 		}
 		if m.Direction == schemas.Client {
 			ev.Type, ev.Stream = "input", "stdin"
 		}
-	case m.Kind == sshproto.ChannelOpen:
+	case m.Kind == ChannelOpen:
 		ev.Type, ev.Command = "open", channelType(m.Payload)
 		// A port forward is described as its stitched command is.
-		if text, ok := sshproto.ForwardText(sshproto.ChannelType(m.Payload)); ok {
+		if text, ok := ForwardText(ChannelType(m.Payload)); ok {
 			ev.Message = text
 		}
-	case m.Kind == sshproto.ChannelEOF:
+	case m.Kind == ChannelEOF:
 		ev.Type = "eof"
-	case m.Kind == sshproto.ChannelClose:
+	case m.Kind == ChannelClose:
 		ev.Type = "close"
-	case strings.HasPrefix(m.Kind, sshproto.RequestPrefix):
-		ev.Type, ev.Request = "request", strings.TrimPrefix(m.Kind, sshproto.RequestPrefix)
+	case strings.HasPrefix(m.Kind, RequestPrefix):
+		ev.Type, ev.Request = "request", strings.TrimPrefix(m.Kind, RequestPrefix)
 		if err := parseRequest(&ev, m.Payload); err != nil {
 			ev.Message = fmt.Sprintf("malformed %s payload: %v", ev.Request, err)
 		}
-	case strings.HasPrefix(m.Kind, sshproto.GlobalPrefix):
-		ev.Type, ev.Request = "global", strings.TrimPrefix(m.Kind, sshproto.GlobalPrefix)
+	case strings.HasPrefix(m.Kind, GlobalPrefix):
+		ev.Type, ev.Request = "global", strings.TrimPrefix(m.Kind, GlobalPrefix)
 	default:
 		return ev, false
 	}
@@ -136,7 +136,7 @@ func channelType(payload []byte) string {
 	return s.Type
 }
 
-func parseRequest(ev *SSHEvent, p []byte) error {
+func parseRequest(ev *Event, p []byte) error {
 	switch ev.Request {
 	case "pty-req":
 		var r ptyReq
@@ -163,7 +163,7 @@ func parseRequest(ev *SSHEvent, p []byte) error {
 		}
 		ev.Env = r.Name + "=" + r.Value
 	case "exit-status":
-		var r exitStatus
+		var r reqExitStatus
 		if err := ssh.Unmarshal(p, &r); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package replay
+package postgres
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // Integration: pgx against the test Postgres (integration/services.sh) through a
@@ -143,7 +144,7 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 
 	var sts []*Statement
 	var types []string
-	for ev, err := range Postgres(sessiontest.Seq(rec.b.Frames), Options{}) {
+	for ev, err := range Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +186,7 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 	}
 	if testing.Verbose() {
 		var text strings.Builder
-		WritePostgresText(&text, Postgres(sessiontest.Seq(rec.b.Frames), Options{}), nil)
+		WriteText(&text, Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}), nil)
 		t.Log("transcript:\n" + text.String())
 	}
 	bad := byText["SELEC 1"]

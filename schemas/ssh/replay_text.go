@@ -1,26 +1,25 @@
-package replay
+package ssh
 
 import (
 	"bufio"
 	"fmt"
+	"github.com/tapline/tapline/schemas/message"
 	"io"
 	"iter"
 	"unicode/utf8"
 
-	sshproto "github.com/tapline/tapline/schemas/ssh"
-
-	"github.com/tapline/tapline/query/textsafe"
+	"github.com/tapline/tapline/schemas/textsafe"
 )
 
 // maxLine bounds the line buffer of the text terminal; a longer line is written out
 // in pieces (backspaces can then no longer reach past the cut).
 const maxLine = 64 << 10
 
-// WriteSSHText writes an SSH session as plain text: the commands (exec requests and
+// WriteText writes an SSH session as plain text: the commands (exec requests and
 // shells), their output with terminal control sequences removed and backspaces
 // applied, exit statuses, and the session's start and end. Channels are told apart
 // with a header line whenever the output switches channel.
-func WriteSSHText(w io.Writer, events iter.Seq2[SSHEvent, error], flush func()) error {
+func WriteText(w io.Writer, events iter.Seq2[Event, error], flush func()) error {
 	t := &textTerm{w: bufio.NewWriter(w), channel: -1}
 	for ev, err := range events {
 		if err != nil {
@@ -42,16 +41,16 @@ type textTerm struct {
 	w       *bufio.Writer
 	channel int64 // channel whose output was written last
 	line    []byte
-	esc     sshproto.Escapes
+	esc     Escapes
 	cr      bool // a CR was seen: a following LF makes it one newline
 }
 
-func (t *textTerm) event(ev *SSHEvent) {
-	ts := ev.Time.UTC().Format(timeLayout)
+func (t *textTerm) event(ev *Event) {
+	ts := ev.Time.UTC().Format(message.TimeLayout)
 	switch ev.Type {
 	case "session.start", "session.denied":
 		if s := ev.Start; s != nil {
-			t.meta("# %s  %s", ts, describeStart(s))
+			t.meta("# %s  %s", ts, message.DescribeStart(s))
 		}
 		if ev.Type == "session.denied" {
 			t.meta("# denied: %s", ev.Message)
@@ -71,7 +70,7 @@ func (t *textTerm) event(ev *SSHEvent) {
 	}
 }
 
-func (t *textTerm) request(ev *SSHEvent, ts string) {
+func (t *textTerm) request(ev *Event, ts string) {
 	switch ev.Request {
 	case "exec":
 		t.meta("# %s  channel %d exec", ts, ev.Channel)

@@ -1,24 +1,21 @@
-// Package replay reconstructs what happened in a recorded session from its frames:
-// a Postgres transcript (statements, parameters, result tables, errors, timings), an
-// SSH terminal as asciicast v2 or plain text, and a JSON event stream for both.
-//
-// Everything works on an iterator of frames in seq order and streams: events are
-// produced as soon as the frames that make them have been read, so a large or still
-// live session starts replaying before it has been read in full, and memory stays
-// bounded by the row and cell limits, not by the session's size.
-package replay
+// Package message reassembles a recorded session's fragmented frames into whole
+// protocol messages, for the replays of the protocol packages. It streams: a message
+// is delivered as soon as its last fragment has been read, so a live session replays
+// as it is recorded, and memory is bounded by the largest message, not the session.
+package message
 
 import (
 	"fmt"
+	"github.com/tapline/tapline/schemas/textsafe"
 	"iter"
 	"time"
 
 	"github.com/tapline/tapline/schemas"
 )
 
-// DefaultMaxMessageBytes bounds one reassembled message. The gateway's largest
+// DefaultMaxBytes bounds one reassembled message. The gateway's largest
 // accepted Postgres message is 64 MiB by default; this leaves room above it.
-const DefaultMaxMessageBytes = 256 << 20
+const DefaultMaxBytes = 256 << 20
 
 // Message is one protocol message: a frame, or the fragments of one reassembled.
 type Message struct {
@@ -45,13 +42,13 @@ type partKey struct {
 	kind    string
 }
 
-// Messages reassembles fragmented frames into whole messages. Fragments are keyed by
+// Reassemble reassembles fragmented frames into whole messages. Fragments are keyed by
 // direction, channel and kind, so a fragment run interleaved with other frames still
-// reassembles. A message larger than maxBytes (<= 0: DefaultMaxMessageBytes) is cut
+// reassembles. A message larger than maxBytes (<= 0: DefaultMaxBytes) is cut
 // there with a note rather than held in memory without bound.
-func Messages(frames iter.Seq2[schemas.Frame, error], maxBytes int) iter.Seq2[Message, error] {
+func Reassemble(frames iter.Seq2[schemas.Frame, error], maxBytes int) iter.Seq2[Message, error] {
 	if maxBytes <= 0 {
-		maxBytes = DefaultMaxMessageBytes
+		maxBytes = DefaultMaxBytes
 	}
 	return func(yield func(Message, error) bool) {
 		parts := map[partKey]*Message{}
@@ -116,4 +113,47 @@ func frameMessage(f *schemas.Frame, note string) Message {
 		Payload: f.Payload, Masked: len(f.Masks) > 0,
 		Withheld: f.Masks[schemas.MaskWithheld] > 0, Start: f.Start, Denial: f.Denial, End: f.End, Note: note,
 	}
+}
+
+// SessionEnd is the part of session.end a replay shows.
+type SessionEnd struct {
+	Reason      string `json:"reason"`
+	Frames      int64  `json:"frames"`
+	BytesClient int64  `json:"bytes_client"`
+	BytesServer int64  `json:"bytes_server"`
+}
+
+// End returns what a replay shows of e (nil: an empty end).
+func End(e *schemas.SessionEnd) *SessionEnd {
+	if e == nil {
+		return &SessionEnd{}
+	}
+	return &SessionEnd{Reason: e.Reason, Frames: e.Frames, BytesClient: e.BytesClient, BytesServer: e.BytesServer}
+}
+
+// TimeLayout is how replays print times.
+const TimeLayout = "2006-01-02 15:04:05.000000Z07:00"
+
+// DescribeStart is a session start as a replay's one-line heading, escaped.
+func DescribeStart(s *schemas.SessionStart) string { return textsafe.Line(startText(s)) }
+
+func startText(s *schemas.SessionStart) string {
+	d := "session by " + who(s.Subject, s.Email)
+	if s.Issuer != "" {
+		d += " (" + s.Issuer + ")"
+	}
+	if s.Target != "" {
+		d += " on target " + s.Target
+	}
+	if s.ClientAddr != "" {
+		d += " from " + s.ClientAddr
+	}
+	return d
+}
+
+func who(subject, email string) string {
+	if email == "" || email == subject {
+		return subject
+	}
+	return subject + " <" + email + ">"
 }
