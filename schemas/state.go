@@ -25,7 +25,12 @@ type StateCheckpoint struct {
 // SessionStateFormat is the version of the session state encoding this build
 // writes. Bump it (and convert older versions on restore) when the processors'
 // per-session state changes incompatibly.
-const SessionStateFormat = 1
+//
+//   - 1: the first.
+//   - 2: a Postgres session's state is one conversation under "conv" (format 1 kept
+//     the stitcher under "pg" and the masker's walk under "mask"; the processors
+//     still read it).
+const SessionStateFormat = 2
 
 var stateCodec = newCodec("state", stateToNative, stateFromNative)
 

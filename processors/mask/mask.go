@@ -20,7 +20,6 @@ import (
 // State is a session's masking state, carried from frame to frame (and persisted by
 // the processor with the rest of the session's state).
 type State struct {
-	Walk *pgWalk               `json:"walk,omitempty"`
 	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
 	HTTP *hs.MaskState         `json:"http,omitempty"`
 }
@@ -40,8 +39,8 @@ func (s *State) sshChannel(id int64) *sshChannel {
 // AfterFailure readies the state for the frames after f, which could not be masked
 // (its payload was withheld): what f would have told the masker is unknown, so it
 // assumes the worst. The next line typed on f's SSH channel is masked as typed at a
-// password prompt (f may have been the prompt), and the rest of a fragmented Postgres
-// message is masked whole (its column walk is lost).
+// password prompt (f may have been the prompt). (A protocol.Conversation readies its
+// own state: see its Withheld.)
 func (s *State) AfterFailure(f *schemas.Frame) {
 	switch f.Protocol {
 	case schemas.SSH:
@@ -49,11 +48,6 @@ func (s *State) AfterFailure(f *schemas.Frame) {
 			s.SSH = map[int64]*sshChannel{}
 		}
 		s.SSH[f.Channel] = &sshChannel{Secret: true}
-	case schemas.Postgres:
-		s.Walk = nil
-		if !f.Final {
-			s.Walk = &pgWalk{Kind: f.Kind, Blind: true}
-		}
 	}
 }
 
@@ -62,8 +56,8 @@ func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
 
 // Frame masks f in place under target's rules and returns what it masked (nil when
 // nothing). Lifecycle frames are never masked. conv is what the session's protocol
-// knows (may be nil): a PGContext for Postgres, or a protocol.Conversation for a
-// protocol that masks its own frames with the target's rules. Frames of other
+// knows (may be nil): a protocol.Conversation for a protocol that masks its own frames
+// with the target's rules (Postgres). Frames of other
 // protocols are masked with the detectors as text.
 func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Counts {
 	if f.IsLifecycle() || len(f.Payload) == 0 {
@@ -73,9 +67,6 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 	counts := Counts{}
 	var out []byte
 	switch f.Protocol {
-	case schemas.Postgres:
-		pg, _ := conv.(PGContext)
-		out = t.postgres(f, st, pg, counts)
 	case schemas.SSH:
 		out = t.ssh(f, st, counts)
 		if f.Kind == sshproto.ChannelClose {

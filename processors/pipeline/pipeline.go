@@ -332,12 +332,45 @@ func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error
 	var v struct {
 		Conv json.RawMessage `json:"conv"`
 	}
-	if err := json.Unmarshal(b, &v); err != nil || len(v.Conv) == 0 || string(v.Conv) == "null" {
+	if err := json.Unmarshal(b, &v); err != nil {
 		return err
+	}
+	if len(v.Conv) == 0 || string(v.Conv) == "null" {
+		return s.restoreSplitConversation(cp, b)
 	}
 	c := cp.NewConversation()
 	if err := json.Unmarshal(v.Conv, c); err != nil {
 		return fmt.Errorf("conversation state: %w", err)
+	}
+	s.Conv = c
+	return nil
+}
+
+// restoreSplitConversation reads a session saved before its protocol's masking moved
+// into the protocol package: the stitcher under the protocol's state key, the
+// masker's state under "mask". The conversation keeps their field names, so each
+// decodes into it.
+func (s *session) restoreSplitConversation(cp protocol.Conversations, b []byte) error {
+	sp, ok := cp.(protocol.Stitching)
+	if !ok {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	st, ok := fields[sp.StateKey()]
+	if !ok || string(st) == "null" {
+		return nil
+	}
+	c := cp.NewConversation()
+	for _, raw := range []json.RawMessage{st, fields["mask"]} {
+		if len(raw) == 0 || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, c); err != nil {
+			return fmt.Errorf("%s state: %w", sp.StateKey(), err)
+		}
 	}
 	s.Conv = c
 	return nil
