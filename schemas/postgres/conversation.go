@@ -16,9 +16,9 @@ import (
 type Conversation struct {
 	Stitcher
 	Walk *walk `json:"walk,omitempty"`
-	// Copy says which fields of the COPY ... FROM STDIN rows now arriving are masked
-	// whole (by column rules); nil when no such COPY is running or none is ruled.
-	Copy []bool `json:"copy,omitempty"`
+	// Copy is the COPY ... FROM STDIN whose rows are arriving, when it names ruled
+	// columns: where the masker is in its data.
+	Copy *copyState `json:"copy,omitempty"`
 	// Lost is the type byte of a whole message whose payload was withheld, for Stitch
 	// to read it as an empty message of its type.
 	Lost byte `json:"lost,omitempty"`

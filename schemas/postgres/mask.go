@@ -105,14 +105,14 @@ func (m masker) message(kind string, p []byte) ([]byte, protocol.Counts, error) 
 		if err := Decode(q, body); err != nil {
 			return nil, nil, err
 		}
-		q.String = m.sql(q.String, counts)
+		q.String = m.sql(q.String, Query, counts)
 	case Parse:
 		q := &pgproto3.Parse{}
 		msg = q
 		if err := Decode(q, body); err != nil {
 			return nil, nil, err
 		}
-		q.Query = m.sql(q.Query, counts)
+		q.Query = m.sql(q.Query, Parse, counts)
 	case Bind:
 		b := &pgproto3.Bind{}
 		msg = b
@@ -222,7 +222,7 @@ func (m masker) bind(b *pgproto3.Bind, counts protocol.Counts) {
 func (c *Conversation) boundParams(stmt string, n int, r protocol.MaskRules) []bool {
 	var byCol map[int]string
 	if sql, ok := c.StatementText(stmt); ok {
-		byCol = ParamColumns(sql)
+		byCol = paramColumns(sql, r)
 	}
 	out := make([]bool, n)
 	for i := range n {

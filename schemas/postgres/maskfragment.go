@@ -67,6 +67,9 @@ func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, coun
 		if f.Fragment == 0 {
 			skip = min(HeaderLen, len(out))
 		}
+		if f.Kind == CopyData && c.Copy != nil {
+			c.Copy.mask(out[skip:], counts)
+		}
 		masked := r.Text(out[skip:], protocol.SameLength, counts)
 		copy(out[skip:], masked)
 	}
