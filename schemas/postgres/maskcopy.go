@@ -14,7 +14,7 @@ type copyState struct {
 	Field  int    `json:"field,omitempty"`  // current field of the current row
 	Esc    bool   `json:"esc,omitempty"`    // text: the previous byte was a backslash
 	Quoted bool   `json:"quoted,omitempty"` // csv: inside a quoted field
-	Begun  bool   `json:"begun,omitempty"`  // the current field has been counted
+	Begun  bool   `json:"begun,omitempty"`  // the current field has been counted in this piece
 }
 
 // newCopyState returns the state of a COPY FROM STDIN into ruled columns, or nil.
@@ -44,6 +44,9 @@ func (c *copyState) mask(b []byte, counts protocol.Counts) {
 		}
 		return
 	}
+	// A field split across pieces counts in each, so that every piece whose bytes
+	// change says so.
+	c.Begun = false
 	for i, ch := range b {
 		if c.step(ch) {
 			continue
