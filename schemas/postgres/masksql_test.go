@@ -224,3 +224,27 @@ func TestCopyDataFragments(t *testing.T) {
 		t.Errorf("got %q", joined[5:])
 	}
 }
+
+// Binary COPY (pgx's CopyFrom): fields are length-prefixed, so a ruled one is masked
+// whatever its type, across message boundaries.
+func TestCopyBinaryRuledColumn(t *testing.T) {
+	var data []byte
+	data = append(data, "PGCOPY\n\xff\r\n\x00"...)
+	data = append(data, 0, 0, 0, 0, 0, 0, 0, 0) // flags, no extension
+	row := func(id byte, pw string) {
+		data = append(data, 0, 3)
+		data = append(data, 0, 0, 0, 4, 0, 0, 0, id)
+		data = append(data, 0, 0, 0, byte(len(pw)))
+		data = append(data, pw...)
+		data = append(data, 0xff, 0xff, 0xff, 0xff) // NULL
+	}
+	row(1, "hunter2")
+	row(2, "s3cr3t-pw")
+	data = append(data, 0xff, 0xff)
+	got, counts := copyRows(t, `COPY users (id, password, note) FROM STDIN (FORMAT binary)`,
+		string(data[:20]), string(data[20:40]), string(data[40:]))
+	want := strings.NewReplacer("hunter2", "*******", "s3cr3t-pw", "*********").Replace(string(data))
+	if got != want || counts[MaskColumn] != 2 {
+		t.Errorf("got %q %v", got, counts)
+	}
+}
