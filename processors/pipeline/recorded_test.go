@@ -105,8 +105,8 @@ func toBytes(ss []string) [][]byte {
 
 func TestRecordedPostgresSession(t *testing.T) {
 	in, out := processRecorded(t, "postgres-session.ndjson")
-	// Not in the list: the hashes in the INSERT's literals. Column rules apply to DataRow
-	// values and Bind parameters, not to literals in SQL text (docs/processors.md).
+	// Not in the list: the hashes in the INSERT's literals. The INSERT names no columns,
+	// so its values cannot be tied to password_hash (docs/processors.md).
 	checkStream(t, in, out, "real.user@example.com", "other@example.net", "pbkdf2$fixture-new-hash", "fixture-pw-123", "copy@example.com")
 	want := []cmdView{
 		{18, "query", "CREATE TEMP TABLE users (id int, email text, password_hash text)", nil, "ok", 0, "", -1, 0},
