@@ -13,6 +13,7 @@ import (
 var fuzzMasker *Masker
 
 func fuzzSetup(f *testing.F) *Masker {
+	pgwire.WarmUp() // before any input: the fuzzer takes an input slower than 10 s for a hang
 	if fuzzMasker == nil {
 		m, err := New(Config{})
 		if err != nil {

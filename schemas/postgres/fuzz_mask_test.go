@@ -14,6 +14,7 @@ import (
 // literal compared with a ruled column never survives, whatever its bytes; COPY data
 // of any shape keeps its length.
 func FuzzMaskSQL(f *testing.F) {
+	WarmUp() // before any input: the fuzzer takes an input slower than 10 s for a hang
 	for _, s := range []string{
 		`INSERT INTO u (password, name) VALUES ('a', 'b'), ($$c$$, E'd\'')`,
 		`UPDATE u SET api_key = 'x' WHERE ssn IN ('1', '2')`,

@@ -75,6 +75,10 @@ func parseRefs(sql string) (refs sqlRefs, ok bool) {
 
 var parseMu sync.Mutex
 
+// WarmUp instantiates the SQL parser now rather than on the first statement that
+// needs it (a few seconds, more on a loaded machine).
+func WarmUp() { _, _ = parse("SELECT 1") }
+
 // parse runs the parser. The WebAssembly module is instantiated on first use (a few
 // seconds); calls are serialised, each session's frames come one at a time anyway.
 func parse(sql string) (*pg.ParseResult, error) {
