@@ -12,7 +12,7 @@ export TAPLINE_SERVICES_ENV := $(CURDIR)/.services/env
 # services-up has written the env file.
 export CHDB_LIB_PATH ?= $(shell sed -n 's/^CHDB_LIB_PATH=//p' '$(CURDIR)/.services/env' 2>/dev/null)
 
-.PHONY: build test fuzz test-unit test-integration lint services-up services-down bench dev fmt chaos
+.PHONY: build test fuzz test-unit test-integration lint services-up services-down bench bench-mask dev fmt chaos
 
 ## build: the production binary (static, no chDB) and the dev binary (embedded chDB).
 build:
@@ -56,6 +56,10 @@ services-down:
 
 bench: build services-up
 	integration/bench/run.sh
+
+## bench-mask: masking throughput per core over a realistic mix (docs/performance.md, "Masking")
+bench-mask:
+	go test -run '^$$' -bench BenchmarkMask -benchmem -cpu 1 ./processors/mask
 
 ## chaos: the fault campaign on a three-broker Kafka cluster (docs/reliability.md).
 # CHAOS_DURATION: how long sessions are started (default 10m); CHAOS_SEED: the

@@ -26,11 +26,12 @@ type StateCheckpoint struct {
 // writes. Bump it (and convert older versions on restore) when the processors'
 // per-session state changes incompatibly.
 //
-//   - 1: the first.
-//   - 2: a Postgres session's state is one conversation under "conv" (format 1 kept
-//     the stitcher under "pg" and the masker's walk under "mask"; the processors
-//     still read it).
-const SessionStateFormat = 2
+//	1: the first encoding
+//	2: SSH sessions keep their stitching and masking state in one conversation
+//	   ("conv"); format 1 ("ssh" and "mask"."ssh") is converted on restore
+//	3: Postgres sessions too ("conv"); format 1 and 2 ("pg" and "mask"."walk") are
+//	   converted on restore
+const SessionStateFormat = 3
 
 var stateCodec = newCodec("state", stateToNative, stateFromNative)
 

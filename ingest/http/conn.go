@@ -23,6 +23,11 @@ type agentConn struct {
 
 	pending func() // frees the unauthenticated-handshake slot; nil once freed
 
+	// starting serialises session starts: concurrent first requests of one
+	// identity (HTTP/2 streams) share one session instead of racing to start
+	// two, the second superseding the first under its running exchange.
+	starting sync.Mutex
+
 	mu       sync.Mutex
 	tokens   map[string]auth.Identity
 	sessions map[string]*liveSession
@@ -120,13 +125,15 @@ type liveSession struct {
 // returns the status and message to answer.
 func (c *agentConn) session(ctx context.Context, id auth.Identity, up *upstream, start schemas.SessionStart) (*liveSession, int, string) {
 	key := id.Issuer + "\x00" + id.Subject + "\x00" + up.name
-	c.mu.Lock()
-	ls := c.sessions[key]
-	if ls != nil && ls.ctx.Err() == nil {
-		ls.exchanges.Add(1)
-		c.mu.Unlock()
+	if ls := c.live(key); ls != nil {
 		return ls, 0, ""
 	}
+	c.starting.Lock()
+	defer c.starting.Unlock()
+	if ls := c.live(key); ls != nil { // started while this request waited
+		return ls, 0, ""
+	}
+	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
@@ -145,7 +152,7 @@ func (c *agentConn) session(ctx context.Context, id auth.Identity, up *upstream,
 		return nil, http.StatusServiceUnavailable, msgRecordingUnavailable
 	}
 	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	ls = &liveSession{c: c, sess: sess, key: key, ctx: sctx, cancel: cancel, release: release,
+	ls := &liveSession{c: c, sess: sess, key: key, ctx: sctx, cancel: cancel, release: release,
 		log: s.log.With("session", sess.ID(), "target", up.name, "subject", id.Subject)}
 	s.m.sessions.Inc()
 	deadline, reason := s.limits.Deadline(id.Expiry, time.Now())
@@ -176,6 +183,19 @@ func (c *agentConn) session(ctx context.Context, id auth.Identity, up *upstream,
 		ls.stop("connection closed")
 	}
 	return ls, 0, ""
+}
+
+// live returns the running session under key, counting one more exchange on
+// it, or nil.
+func (c *agentConn) live(key string) *liveSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ls := c.sessions[key]
+	if ls == nil || ls.ctx.Err() != nil {
+		return nil
+	}
+	ls.exchanges.Add(1)
+	return ls
 }
 
 const msgRecordingUnavailable = "tapline: recording unavailable, request not forwarded; try again later"

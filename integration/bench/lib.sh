@@ -67,7 +67,7 @@ start_issuer() {
 	pids+=($!)
 	local i
 	for ((i = 0; i < 300; i++)); do # the first line is the URL, once it serves
-		issuer_url=$(head -n1 "$work/issuer.log")
+		issuer_url=$(head -n1 "$work/issuer.log" 2>/dev/null || true) # not created yet: try again
 		[[ $issuer_url == http* ]] && break
 		sleep 0.1
 	done

@@ -16,11 +16,14 @@ run() {
 
 # Each section is a script of its own (integration/bench/NAME.sh) that prints its
 # tables; BENCH_SECTIONS picks and orders them.
-for section in ${BENCH_SECTIONS:-postgres ssh dev console}; do
+for section in ${BENCH_SECTIONS:-postgres ssh http memory dev console}; do
   if [ -x "integration/bench/$section.sh" ]; then
     run "integration/bench/$section.sh"
   fi
 done
 # Go benchmarks carry their own baselines (raw produce, plain copy, bare insert).
 run go test -run '^$' -bench . -benchtime "${BENCH_GO_TIME:-3s}" ./ingest/recorder/... ./processors/... ./sinks/...
+# The read path: one 1,000,000-frame session through the query API on chDB
+# (docs/performance.md "Read path"); BENCH_READ_FRAMES sets its length.
+run go test -tags chdb -run '^$' -bench ReadPath -benchtime 1x ./query/api/
 echo "results saved to $log"

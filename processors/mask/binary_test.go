@@ -12,6 +12,8 @@ import (
 
 	"github.com/tapline/tapline/schemas"
 	pgwire "github.com/tapline/tapline/schemas/postgres"
+	"github.com/tapline/tapline/schemas/protocol"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // plantedSecret is a secret the password detector must find wherever it is planted
@@ -45,6 +47,9 @@ func binaryPayloads(t testing.TB) map[string][]byte {
 	}
 }
 
+// sshConv is the state of a new SSH session, which masks SSH frames.
+func sshConv() protocol.Conversation { return sshproto.Protocol{}.NewConversation() }
+
 // sshFrame builds an SSH frame of kind with payload p.
 func sshFrame(kind string, dir schemas.Direction, p []byte) *schemas.Frame {
 	return &schemas.Frame{Protocol: schemas.SSH, Kind: kind, Direction: dir, Channel: 1, Payload: append([]byte(nil), p...), Final: true}
@@ -56,22 +61,22 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// SSH: channel data both ways (keystrokes after a password prompt too),
 			// exec and env requests, and a kind the masker does not parse.
-			st := &State{}
-			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("Password: ")), "box", st, nil)
+			st, conv := &State{}, sshConv()
+			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("Password: ")), "box", st, conv)
 			for _, f := range []*schemas.Frame{
 				sshFrame("ssh.channel.data", schemas.Client, p),
 				sshFrame("ssh.channel.data", schemas.Server, p),
 				sshFrame("ssh.channel.extended-data", schemas.Server, p),
 				sshFrame("ssh.unknown", schemas.Client, p),
 			} {
-				m.Frame(f, "box", st, nil)
+				m.Frame(f, "box", st, conv)
 				if len(f.Payload) != len(p) {
 					t.Errorf("%s changed length %d → %d", f.Kind, len(p), len(f.Payload))
 				}
 			}
 			for _, kind := range []string{"ssh.request.exec", "ssh.request.env"} {
 				f := sshFrame(kind, schemas.Client, p)
-				m.Frame(f, "box", st, nil)
+				m.Frame(f, "box", st, conv)
 				var v struct{ A, B string }
 				if kind == "ssh.request.exec" {
 					var c struct{ Command string }
@@ -119,7 +124,7 @@ func TestPlantedSecretInBinaryIsMasked(t *testing.T) {
 	for name, p := range binaryPayloads(t) {
 		payload := append(append(append([]byte(nil), p...), plantedLine...), p...)
 		f := sshFrame("ssh.channel.data", schemas.Server, payload)
-		m.Frame(f, "box", &State{}, nil)
+		m.Frame(f, "box", &State{}, sshConv())
 		if bytes.Contains(f.Payload, []byte(plantedSecret)) {
 			t.Errorf("%s: planted secret not masked", name)
 		}
@@ -193,22 +198,22 @@ func TestRepeatedAnchorsAreLinear(t *testing.T) {
 // frame would have told it.
 func TestAfterFailureAssumesTheWorst(t *testing.T) {
 	m := defaultMasker(t)
-	st := &State{}
+	st, conv := &State{}, sshConv()
 	// The lost frame may have been a password prompt: the next line is masked.
-	st.AfterFailure(sshFrame("ssh.channel.data", schemas.Server, nil))
+	conv.Withheld(sshFrame("ssh.channel.data", schemas.Server, nil))
 	in := sshFrame("ssh.channel.data", schemas.Client, []byte("hunter2\r"))
-	m.Frame(in, "box", st, nil)
+	m.Frame(in, "box", st, conv)
 	if string(in.Payload) != "*******\r" {
 		t.Errorf("line after a lost frame: %q", in.Payload)
 	}
 	// The lost frame started a fragmented DataRow: the rest is masked whole.
 	first := pgFrame("DataRow", schemas.Server, []byte("D\x00\x00\x10\x00\x00\x01"))
 	first.Final = false
-	conv := pgConv{}.c()
-	conv.Withheld(first)
+	pconv := pgConv{}.c()
+	pconv.Withheld(first)
 	rest := pgFrame("DataRow", schemas.Server, []byte("\x00\x00\x00\x0bsecret-value"))
 	rest.Fragment = 1
-	m.Frame(rest, "db", st, conv)
+	m.Frame(rest, "db", st, pconv)
 	if bytes.Contains(rest.Payload, []byte("secret")) || len(rest.Payload) != 16 || rest.Masks[schemas.MaskWithheld] != 1 {
 		t.Errorf("fragment after a lost start: %q %v", rest.Payload, rest.Masks)
 	}

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // Detector names, also the keys of Frame.Masks and Command.Masks for what they find.
@@ -24,13 +26,13 @@ const (
 
 // Other mask types (not detectors): what a rule, rather than a pattern, masked.
 const (
-	Column      = "column"       // a DataRow value by its column name
-	Param       = "param"        // a Bind parameter by position or by the column it is compared with
-	Header      = "http_header"  // an HTTP header value
-	JSONField   = "json_field"   // a JSON value by its field name
-	SecretInput = "secret_input" // keystrokes typed at a password prompt
-	EnvSecret   = "env_secret"   // an SSH env request whose name says it holds a secret
-	AuthMessage = "auth"         // a Postgres password or SASL message
+	Column      = "column"                 // a DataRow value by its column name
+	Param       = "param"                  // a Bind parameter by position or by the column it is compared with
+	Header      = "http_header"            // an HTTP header value
+	JSONField   = "json_field"             // a JSON value by its field name
+	TypedSecret = sshproto.MaskTypedSecret // keystrokes typed while the terminal does not echo
+	EnvSecret   = sshproto.MaskEnvSecret   // an SSH env request whose name says it holds a secret
+	AuthMessage = "auth"                   // a Postgres password or SASL message
 )
 
 // Detectors lists every built-in detector, in the order they run.
@@ -46,17 +48,33 @@ type detector struct {
 	name string
 	// may reports cheaply whether the detector can match at all.
 	may func(b []byte) bool
-	// find returns the matches in b; lower is b in lower case (ASCII).
-	find func(b, lower []byte) []Match
+	// find returns the matches in the text.
+	find func(t *text) []Match
+}
+
+// text is what the detectors read: the bytes, the same in lower case (ASCII), and
+// which of the patterns' literals (hints and anchors) occur in it, found in one pass.
+type text struct {
+	b     []byte
+	lower []byte // made on first use (see Lower)
+	seen  []bool // by literal id
+}
+
+// Lower is the text in lower case (ASCII), made when a pattern first needs it.
+func (t *text) Lower() []byte {
+	if t.lower == nil {
+		t.lower = asciiLower(t.b)
+	}
+	return t.lower
 }
 
 var builtin = map[string]detector{
 	Email:       {Email, hasByte('@'), plain(findEmails)},
-	Card:        {Card, digits(13), plain(inRegions(13, findCards))},
+	Card:        {Card, digits(13), plain(findCards)},
 	NationalID:  {NationalID, maySSN, plain(findSSNs)},
-	IBAN:        {IBAN, digits(2), plain(inRegions(2, findIBANs))},
-	Phone:       {Phone, digits(8), plain(inRegions(8, findPhones))},
-	JWT:         {JWT, hasString("eyJ"), multiFinder(JWT, []pattern{pat(`eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)})},
+	IBAN:        {IBAN, digits(2), plain(findIBANs)},
+	Phone:       {Phone, digits(8), plain(findPhones)},
+	JWT:         {JWT, hasString("eyJ"), plain(findJWTs)},
 	CloudKey:    {CloudKey, always, multiFinder(CloudKey, cloudKeyPatterns)},
 	APIToken:    {APIToken, hasByte('_', '-', '.', ' '), multiFinder(APIToken, apiTokenPatterns)},
 	PrivateKey:  {PrivateKey, hasString("PRIVATE KEY"), plain(findPrivateKeys)},
@@ -64,8 +82,8 @@ var builtin = map[string]detector{
 	Password:    {Password, hasByte('=', '@'), multiFinder(Password, passwordPatterns)},
 }
 
-func plain(f func([]byte) []Match) func(b, lower []byte) []Match {
-	return func(b, _ []byte) []Match { return f(b) }
+func plain(f func([]byte) []Match) func(t *text) []Match {
+	return func(t *text) []Match { return f(t.b) }
 }
 
 // A pattern masks the first non-empty submatch group it names, or the whole match.
@@ -78,6 +96,7 @@ type pattern struct {
 	groups  []int
 	hints   []string
 	anchors []string
+	hintIDs []int // the hints' and anchors' literal ids (see literals)
 }
 
 func pat(expr string, groups ...int) pattern {
@@ -208,15 +227,21 @@ func digits(n int) func([]byte) bool {
 	}
 }
 
-func multiFinder(typ string, ps []pattern) func(b, lower []byte) []Match {
-	return func(b, lower []byte) []Match {
+func multiFinder(typ string, ps []pattern) func(t *text) []Match {
+	for i := range ps {
+		for _, l := range append(append([]string(nil), ps[i].hints...), ps[i].anchors...) {
+			ps[i].hintIDs = append(ps[i].hintIDs, literals.add(l))
+		}
+	}
+	return func(t *text) []Match {
 		var out []Match
 		for _, p := range ps {
-			if len(p.hints) > 0 && !containsAny(lower, p.hints) {
+			if len(p.hintIDs) > 0 && !t.anySeen(p.hintIDs) {
 				continue
 			}
+			b := t.b
 			if len(p.anchors) > 0 {
-				out = p.anchored(typ, b, lower, out)
+				out = p.anchored(typ, b, t.Lower(), out)
 				continue
 			}
 			for _, loc := range p.re.FindAllSubmatchIndex(b, -1) {
@@ -257,14 +282,108 @@ func (p pattern) anchored(typ string, b, lower []byte, out []Match) []Match {
 	return out
 }
 
-func containsAny(lower []byte, subs []string) bool {
-	for _, s := range subs {
-		if bytes.Contains(lower, []byte(s)) {
+func (t *text) anySeen(ids []int) bool {
+	for _, id := range ids {
+		if t.seen[id] {
 			return true
 		}
 	}
 	return false
 }
+
+// literalSet indexes the patterns' lower-case literals by their first two bytes,
+// so that one pass over a text tells which occur (instead of a bytes.Contains pass
+// per literal, which cost more than all the detectors together).
+type literalSet struct {
+	lits []string
+	// pairs has a bit for every two bytes (either case) that begin a literal: a
+	// bitset of 8 KiB stays in the L1 cache, as a bool table would not.
+	pairs [1 << 16 / 64]uint64
+	// slot[k] is 1 + the index in lists of the literals beginning with the
+	// lower-case two bytes k (0: none); a map lookup here cost more than the pass.
+	slot  [1 << 16]uint8
+	lists [][]int
+}
+
+var literals = &literalSet{}
+
+// add registers a literal (two bytes or more) and returns its id.
+func (l *literalSet) add(s string) int {
+	for id, x := range l.lits {
+		if x == s {
+			return id
+		}
+	}
+	if len(s) < 2 {
+		panic("mask: a hint or anchor must be two bytes or more: " + s)
+	}
+	id := len(l.lits)
+	l.lits = append(l.lits, s)
+	k := uint16(s[0])<<8 | uint16(s[1])
+	for _, a := range caseVariants(s[0]) {
+		for _, b := range caseVariants(s[1]) {
+			p := uint16(a)<<8 | uint16(b)
+			l.pairs[p/64] |= 1 << (p % 64)
+		}
+	}
+	if l.slot[k] == 0 {
+		if len(l.lists) == 255 {
+			panic("mask: too many literal prefixes")
+		}
+		l.lists = append(l.lists, nil)
+		l.slot[k] = uint8(len(l.lists))
+	}
+	l.lists[l.slot[k]-1] = append(l.lists[l.slot[k]-1], id)
+	return id
+}
+
+func caseVariants(c byte) []byte {
+	if 'a' <= c && c <= 'z' {
+		return []byte{c, c - 'a' + 'A'}
+	}
+	return []byte{c}
+}
+
+// find marks which literals occur in b, ignoring ASCII case.
+func (l *literalSet) find(b []byte, seen []bool) {
+	for i := 0; i+1 < len(b); i++ {
+		p := uint16(b[i])<<8 | uint16(b[i+1])
+		if l.pairs[p/64]&(1<<(p%64)) == 0 {
+			continue
+		}
+		k := uint16(lowerTab[b[i]])<<8 | uint16(lowerTab[b[i+1]])
+		for _, id := range l.lists[l.slot[k]-1] {
+			if !seen[id] && hasPrefixFold(b[i:], l.lits[id]) {
+				seen[id] = true
+			}
+		}
+	}
+}
+
+// hasPrefixFold reports whether b begins with the lower-case literal s, ignoring
+// ASCII case.
+func hasPrefixFold(b []byte, s string) bool {
+	if len(b) < len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerTab[b[i]] != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerTab maps a byte to its ASCII lower case.
+var lowerTab = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = byte(c)
+		if 'A' <= c && c <= 'Z' {
+			t[c] += 'a' - 'A'
+		}
+	}
+	return t
+}()
 
 func isWordByte(c byte) bool { return isAlnum(c) || c == '_' }
 
@@ -281,19 +400,105 @@ func groupSpan(loc []int, groups []int) ([2]int, bool) {
 	return [2]int{}, false
 }
 
-var cardRe = regexp.MustCompile(`\b\d(?:[ \-]?\d){12,18}\b`)
-
+// findCards finds 13 to 19 digits, single spaces or dashes between them, from a
+// word start to a word end (as `\b\d(?:[ \-]?\d){12,18}\b` would, the longest
+// such run from each start), that pass the Luhn check. Hand-written: the
+// expression has no literal to skip ahead on and ran at every digit of the text.
 func findCards(b []byte) []Match {
 	var out []Match
-	for _, loc := range cardRe.FindAllIndex(b, -1) {
-		ds := onlyDigits(b[loc[0]:loc[1]])
-		if len(ds) < 13 || len(ds) > 19 || allSame(ds) || !luhn(ds) || !consistentSeparators(b[loc[0]:loc[1]]) {
+	prev := byte(0)
+	for i := 0; i < len(b); i++ {
+		c, p := cls[b[i]], prev
+		prev = c
+		if c&clsDigit == 0 || p&clsWord != 0 {
 			continue
 		}
-		out = append(out, Match{loc[0], loc[1], Card})
+		end, stop := cardEnd(b, i)
+		if end < 0 {
+			if stop > i {
+				// The run ended short of 13 digits: so does every later start in it.
+				i, prev = stop-1, cls[b[stop-1]]
+			}
+			continue
+		}
+		ds := onlyDigits(b[i:end])
+		if !allSame(ds) && luhn(ds) && consistentSeparators(b[i:end]) {
+			out = append(out, Match{i, end, Card})
+		}
+		i, prev = end-1, clsDigit
 	}
 	return out
 }
+
+var jwtRe = regexp.MustCompile(`^eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*`)
+
+// findJWTs tries the JWT expression, anchored, at each "eyJ" (a JSON header in
+// base64url): run unanchored over the text it cost a pass of its own.
+func findJWTs(b []byte) []Match {
+	var out []Match
+	for off := 0; ; {
+		i := bytes.Index(b[off:], []byte("eyJ"))
+		if i < 0 {
+			return out
+		}
+		i += off
+		off = i + 3
+		if loc := jwtRe.FindIndex(b[i:]); loc != nil {
+			out = append(out, Match{i, i + loc[1], JWT})
+			off = i + loc[1]
+		}
+	}
+}
+
+// Byte classes, looked up once per byte by the hand-written scanners.
+const (
+	clsDigit = 1 << iota
+	clsUpper
+	clsWord // letters, digits, '_'
+)
+
+var cls = func() (t [256]byte) {
+	for c := range 256 {
+		b := byte(c)
+		if isDigit(b) {
+			t[c] |= clsDigit
+		}
+		if isUpper(b) {
+			t[c] |= clsUpper
+		}
+		if isWordByte(b) {
+			t[c] |= clsWord
+		}
+	}
+	return t
+}()
+
+// cardEnd is the end of the longest run of 13 to 19 digits from i (single spaces
+// or dashes between them) that ends at a word end; -1 if none. stop is where the
+// run of digits ended, when it ended before 19 digits (else i).
+func cardEnd(b []byte, i int) (end, stop int) {
+	best, nd := -1, 0
+	for j := i; j < len(b) && nd < 19; {
+		nd++
+		j++
+		if nd >= 13 && (j == len(b) || !isWordByte(b[j])) {
+			best = j
+		}
+		switch {
+		case j < len(b) && isDigit(b[j]):
+		case j+1 < len(b) && (b[j] == ' ' || b[j] == '-') && isDigit(b[j+1]):
+			j++
+		default:
+			return best, j
+		}
+	}
+	if nd >= 19 {
+		return best, i // capped: a later start may still find a card
+	}
+	return best, len(b)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // consistentSeparators rejects runs that mix spaces and dashes ("12-34 56…"), which
 // are more often ids or dates than card numbers.
@@ -357,7 +562,9 @@ func findEmails(b []byte) []Match {
 		if s == i {
 			continue
 		}
-		if loc := emailDomain.FindIndex(b[i+1:]); loc != nil {
+		// A domain name is at most 253 bytes: bounding the input keeps the anchored
+		// expression on its fast path over a large frame.
+		if loc := emailDomain.FindIndex(b[i+1 : min(len(b), i+1+254)]); loc != nil {
 			out = append(out, Match{s, i + 1 + loc[1], Email})
 			off = i + 1 + loc[1]
 		}
@@ -368,29 +575,45 @@ func emailLocal(c byte) bool {
 	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
 }
 
-// maySSN looks for ddd-dd- before running the expression.
-func maySSN(b []byte) bool {
-	isDigit := func(c byte) bool { return '0' <= c && c <= '9' }
-	for i := 3; i+3 < len(b); i++ {
-		if b[i] == '-' && isDigit(b[i-1]) && isDigit(b[i-2]) && isDigit(b[i-3]) && isDigit(b[i+1]) && isDigit(b[i+2]) && b[i+3] == '-' {
-			return true
-		}
-	}
-	return false
-}
+// maySSN: findSSNs starts from the dashes, so a text without one has no SSN.
+func maySSN(b []byte) bool { return bytes.IndexByte(b, '-') >= 0 }
 
-var ssnRe = regexp.MustCompile(`\b(\d{3})-(\d{2})-(\d{4})\b`)
-
-// findSSNs finds US social security numbers in the dashed form, skipping numbers the
-// SSA never issues (area 000, 666, 900-999; group 00; serial 0000).
+// findSSNs finds US social security numbers in the dashed form (ddd-dd-dddd, a
+// word on its own, not glued to more digits or dashes), skipping numbers the SSA
+// never issues (area 000, 666, 900-999; group 00; serial 0000). Hand-written from
+// the dashes: an expression had to try every position of the text.
 func findSSNs(b []byte) []Match {
 	var out []Match
-	for _, loc := range ssnRe.FindAllSubmatchIndex(b, -1) {
-		if notDigitAround(b, loc[0], loc[1]) && validSSN(b[loc[2]:loc[3]], b[loc[4]:loc[5]], b[loc[6]:loc[7]]) {
-			out = append(out, Match{loc[0], loc[1], NationalID})
+	for i := 0; i+11 <= len(b); {
+		k := bytes.IndexByte(b[i+3:len(b)-7], '-')
+		if k < 0 {
+			break
+		}
+		s := i + k // the dash is at s+3
+		i = s + 1
+		if !ssnShape(b[s:s+11]) || (s > 0 && isWordByte(b[s-1])) || (s+11 < len(b) && isWordByte(b[s+11])) {
+			continue
+		}
+		if notDigitAround(b, s, s+11) && validSSN(b[s:s+3], b[s+4:s+6], b[s+7:s+11]) {
+			out = append(out, Match{s, s + 11, NationalID})
+			i = s + 11
 		}
 	}
 	return out
+}
+
+// ssnShape reports whether b (11 bytes) is ddd-dd-dddd.
+func ssnShape(b []byte) bool {
+	for i, c := range b {
+		if i == 3 || i == 6 {
+			if c != '-' {
+				return false
+			}
+		} else if !isDigit(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func validSSN(area, group, serial []byte) bool {
@@ -403,8 +626,6 @@ func notDigitAround(b []byte, s, e int) bool {
 	isPart := func(c byte) bool { return ('0' <= c && c <= '9') || c == '-' }
 	return (s == 0 || !isPart(b[s-1])) && (e == len(b) || !isPart(b[e]))
 }
-
-var ibanRe = regexp.MustCompile(`\b([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})`)
 
 // ibanLength is the IBAN length per country (ISO 13616 registry).
 var ibanLength = map[string]int{
@@ -419,31 +640,49 @@ var ibanLength = map[string]int{
 }
 
 // findIBANs finds IBANs (compact or in groups of four) of a registered country with
-// the registered length and a valid ISO 7064 mod-97 check.
+// the registered length and a valid ISO 7064 mod-97 check: two capital letters at a
+// word start, two digits, then capital letters and digits, single spaces between
+// them. Hand-written from the country code: an expression had to try every
+// position of the text.
 func findIBANs(b []byte) []Match {
 	var out []Match
-	for _, loc := range ibanRe.FindAllSubmatchIndex(b, -1) {
-		want, ok := ibanLength[string(b[loc[2]:loc[3]])]
+	for i := 0; i+15 <= len(b); i++ {
+		if cls[b[i+3]]&clsDigit == 0 {
+			i++ // an IBAN starting at i or i+1 needs a digit at i+3
+			continue
+		}
+		if cls[b[i]]&clsUpper == 0 || cls[b[i+1]]&clsUpper == 0 || cls[b[i+2]]&clsDigit == 0 || (i > 0 && cls[b[i-1]]&clsWord != 0) {
+			continue
+		}
+		want, ok := ibanLength[string(b[i:i+2])]
 		if !ok {
 			continue
 		}
 		// Take exactly `want` alphanumerics from the start, skipping single spaces.
-		n, end := 0, loc[0]
-		for end < loc[1] && n < want {
-			if b[end] != ' ' {
+		n, end := 4, i+4
+		for end < len(b) && n < want {
+			switch c := b[end]; {
+			case isUpper(c) || isDigit(c):
 				n++
+			case c == ' ' && end+1 < len(b) && (isUpper(b[end+1]) || isDigit(b[end+1])):
+			default:
+				end = len(b) // not an IBAN's byte: stop short
+				continue
 			}
 			end++
 		}
 		if n != want || (end < len(b) && isAlnum(b[end])) {
 			continue
 		}
-		if ibanValid(b[loc[0]:end]) {
-			out = append(out, Match{loc[0], end, IBAN})
+		if ibanValid(b[i:end]) {
+			out = append(out, Match{i, end, IBAN})
+			i = end - 1
 		}
 	}
 	return out
 }
+
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
 
 func isAlnum(c byte) bool {
 	return ('0' <= c && c <= '9') || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z')
@@ -472,31 +711,74 @@ func ibanValid(s []byte) bool {
 	return rem == 1
 }
 
-var phoneRes = []*regexp.Regexp{
-	// International: +CC and 7-14 more digits in groups.
-	regexp.MustCompile(`\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}`),
-	// North American: (415) 555-2671, 415-555-2671, 415.555.2671.
-	regexp.MustCompile(`(?:\(\d{3}\)\s?|\b\d{3}[.\-])\d{3}[.\-]\d{4}\b`),
-}
+// intlPhoneRe is an international number: +CC and 7-14 more digits in groups.
+var intlPhoneRe = regexp.MustCompile(`\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}`)
 
 func findPhones(b []byte) []Match {
 	var out []Match
-	for i, re := range phoneRes {
-		for _, loc := range re.FindAllIndex(b, -1) {
-			s, e := loc[0], loc[1]
-			if i == 0 {
-				if n := len(onlyDigits(b[s:e])); n < 8 || n > 15 || (s > 0 && isAlnum(b[s-1])) {
-					continue
-				}
+	for _, loc := range intlPhoneRe.FindAllIndex(b, -1) {
+		s, e := loc[0], loc[1]
+		if n := len(onlyDigits(b[s:e])); n < 8 || n > 15 || (s > 0 && isAlnum(b[s-1])) {
+			continue
+		}
+		if e < len(b) && isDigit(b[e]) {
+			continue
+		}
+		out = append(out, Match{s, e, Phone})
+	}
+	return append(out, findNAPhones(b)...)
+}
+
+// findNAPhones finds North American numbers: (415) 555-2671, 415-555-2671,
+// 415.555.2671 (as `(?:\(\d{3}\)\s?|\b\d{3}[.\-])\d{3}[.\-]\d{4}\b` would).
+// Hand-written from the separator before the last four digits: the expression has
+// no literal to skip ahead on and ran at every position of the text.
+func findNAPhones(b []byte) []Match {
+	var out []Match
+	for _, sep := range []byte{'-', '.'} {
+		for off := 3; off+5 <= len(b); {
+			k := bytes.IndexByte(b[off:len(b)-4], sep)
+			if k < 0 {
+				break
 			}
-			if e < len(b) && '0' <= b[e] && b[e] <= '9' {
-				continue
+			i := off + k
+			off = i + 1
+			if m, ok := naPhoneAt(b, i); ok {
+				out = append(out, m)
 			}
-			out = append(out, Match{s, e, Phone})
 		}
 	}
-	return out
+	return out // resolve orders them and drops overlaps
 }
+
+// naPhoneAt matches a North American number whose last separator is at i.
+func naPhoneAt(b []byte, i int) (Match, bool) {
+	if !allDigits(b[i-3:i]) || !allDigits(b[i+1:i+5]) || (i+5 < len(b) && isWordByte(b[i+5])) {
+		return Match{}, false
+	}
+	e := i - 3 // the exchange
+	start := -1
+	switch {
+	case e >= 4 && (b[e-1] == '-' || b[e-1] == '.') && allDigits(b[e-4:e-1]) && (e == 4 || !isWordByte(b[e-5])):
+		start = e - 4
+	case e >= 5 && b[e-1] == ')' && b[e-5] == '(' && allDigits(b[e-4:e-1]):
+		start = e - 5
+	case e >= 6 && isSpace(b[e-1]) && b[e-2] == ')' && b[e-6] == '(' && allDigits(b[e-5:e-2]):
+		start = e - 6
+	}
+	return Match{start, i + 5, Phone}, start >= 0
+}
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isSpace(c byte) bool { return c == ' ' || ('\t' <= c && c <= '\r') }
 
 var (
 	pkBegin = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----`)
@@ -517,6 +799,8 @@ func findPrivateKeys(b []byte) []Match {
 		end := len(b)
 		if e := pkEnd.FindIndex(b[start:]); e != nil {
 			end = start + e[0]
+		} else {
+			end = beforePartialEnd(b, start)
 		}
 		if end > start {
 			out = append(out, Match{start, end, PrivateKey})
@@ -524,6 +808,18 @@ func findPrivateKeys(b []byte) []Match {
 		off = end + 1
 	}
 	return out
+}
+
+// beforePartialEnd is where the body of a key block that runs to the end of b
+// stops: before a last line that may be the start of its END marker (the rest of
+// the marker comes in the next frame, and must be seen to end the block there).
+func beforePartialEnd(b []byte, start int) int {
+	i := bytes.LastIndexByte(b[start:], '\n') + 1 + start
+	last := b[i:]
+	if len(last) > 0 && (bytes.HasPrefix(last, []byte("-----")) || bytes.HasPrefix([]byte("-----"), last)) {
+		return i
+	}
+	return len(b)
 }
 
 // scan runs the enabled detectors and extra patterns over b and returns
@@ -535,11 +831,12 @@ func scan(b []byte, dets []detector, extra []namedPattern) []Match {
 	if len(b) == 0 {
 		return nil
 	}
-	lower := asciiLower(b)
+	t := &text{b: b, seen: make([]bool, len(literals.lits))}
+	literals.find(b, t.seen)
 	var all []Match
 	for _, d := range dets {
 		if d.may(b) {
-			all = append(all, d.find(b, lower)...)
+			all = append(all, d.find(t)...)
 		}
 	}
 	for _, p := range extra {

@@ -14,51 +14,19 @@ import (
 	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/protocol"
-	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // State is a session's masking state, carried from frame to frame (and persisted by
 // the processor with the rest of the session's state).
 type State struct {
-	SSH  map[int64]*sshChannel `json:"ssh,omitempty"`
-	HTTP *hs.MaskState         `json:"http,omitempty"`
+	HTTP *hs.MaskState `json:"http,omitempty"`
 }
-
-func (s *State) sshChannel(id int64) *sshChannel {
-	if s.SSH == nil {
-		s.SSH = map[int64]*sshChannel{}
-	}
-	ch := s.SSH[id]
-	if ch == nil {
-		ch = &sshChannel{}
-		s.SSH[id] = ch
-	}
-	return ch
-}
-
-// AfterFailure readies the state for the frames after f, which could not be masked
-// (its payload was withheld): what f would have told the masker is unknown, so it
-// assumes the worst. The next line typed on f's SSH channel is masked as typed at a
-// password prompt (f may have been the prompt). (A protocol.Conversation readies its
-// own state: see its Withheld.)
-func (s *State) AfterFailure(f *schemas.Frame) {
-	switch f.Protocol {
-	case schemas.SSH:
-		if s.SSH == nil {
-			s.SSH = map[int64]*sshChannel{}
-		}
-		s.SSH[f.Channel] = &sshChannel{Secret: true}
-	}
-}
-
-// CloseChannel forgets an SSH channel's state once the channel is closed.
-func (s *State) CloseChannel(id int64) { delete(s.SSH, id) }
 
 // Frame masks f in place under target's rules and returns what it masked (nil when
 // nothing). Lifecycle frames are never masked. conv is what the session's protocol
 // knows (may be nil): a protocol.Conversation for a protocol that masks its own frames
-// with the target's rules (Postgres). Frames of other
-// protocols are masked with the detectors as text.
+// with the target's rules (Postgres, SSH). Frames of other protocols are masked with
+// the detectors as text.
 func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Counts {
 	if f.IsLifecycle() || len(f.Payload) == 0 {
 		return nil
@@ -67,11 +35,6 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 	counts := Counts{}
 	var out []byte
 	switch f.Protocol {
-	case schemas.SSH:
-		out = t.ssh(f, st, counts)
-		if f.Kind == sshproto.ChannelClose {
-			st.CloseChannel(f.Channel)
-		}
 	case schemas.HTTP:
 		out = t.httpFrame(f, st, counts)
 	default:
@@ -107,6 +70,14 @@ func (r rulesView) Text(b []byte, st protocol.Style, counts protocol.Counts) []b
 		s = sameLength
 	}
 	return r.t.text(b, s, Counts(counts))
+}
+
+func (r rulesView) Stream(prev, b []byte, open string, st protocol.Style, counts protocol.Counts) ([]byte, string) {
+	s := token
+	if st == protocol.SameLength {
+		s = sameLength
+	}
+	return r.t.stream(prev, b, open, s, Counts(counts))
 }
 
 func (r rulesView) Column(name string) bool    { return r.t.maskColumn(name) }

@@ -356,38 +356,38 @@ func TestPostgresFragmentedQueryMasksWithinFragments(t *testing.T) {
 
 func TestSSHPasswordPromptAndExec(t *testing.T) {
 	m := defaultMasker(t)
-	st := &State{}
+	st, conv := &State{}, sshConv()
 	data := func(dir schemas.Direction, s string) *schemas.Frame {
 		return &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.channel.data", Direction: dir, Channel: 1, Payload: []byte(s), Final: true}
 	}
-	m.Frame(data(schemas.Server, "bob@box:~$ "), "box", st, nil)
+	m.Frame(data(schemas.Server, "bob@box:~$ "), "box", st, conv)
 	in := data(schemas.Client, "sudo -i\r")
-	if m.Frame(in, "box", st, nil) != nil {
+	if m.Frame(in, "box", st, conv) != nil {
 		t.Errorf("ordinary command masked: %q", in.Payload)
 	}
-	m.Frame(data(schemas.Server, "\r\n\x1b[1m[sudo] password for bob: \x1b[0m"), "box", st, nil)
+	m.Frame(data(schemas.Server, "\r\n\x1b[1m[sudo] password for bob: \x1b[0m"), "box", st, conv)
 	for _, k := range []string{"hun", "ter2", "\r"} {
 		f := data(schemas.Client, k)
-		m.Frame(f, "box", st, nil)
+		m.Frame(f, "box", st, conv)
 		if strings.Trim(string(f.Payload), "*\r") != "" {
 			t.Errorf("keystrokes at a password prompt leaked: %q", f.Payload)
 		}
 	}
 	after := data(schemas.Client, "id\r")
-	m.Frame(after, "box", st, nil)
+	m.Frame(after, "box", st, conv)
 	if string(after.Payload) != "id\r" {
 		t.Errorf("secret input mode outlived the line: %q", after.Payload)
 	}
 	out := data(schemas.Server, "export TOKEN=ghp_"+strings.Repeat("Z9", 18)+"\r\n")
 	n := len(out.Payload)
-	m.Frame(out, "box", st, nil)
+	m.Frame(out, "box", st, conv)
 	if len(out.Payload) != n || bytes.Contains(out.Payload, []byte("ghp_")) {
 		t.Errorf("output %q", out.Payload)
 	}
 
 	exec := &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.request.exec", Direction: schemas.Client,
 		Payload: ssh.Marshal(&struct{ Command string }{"pg_dump postgres://ops:Sup3r@db/app"}), Final: true}
-	m.Frame(exec, "box", st, nil)
+	m.Frame(exec, "box", st, conv)
 	var req struct{ Command string }
 	if err := ssh.Unmarshal(exec.Payload, &req); err != nil {
 		t.Fatal(err)
@@ -397,7 +397,7 @@ func TestSSHPasswordPromptAndExec(t *testing.T) {
 	}
 	env := &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.request.env", Direction: schemas.Client,
 		Payload: ssh.Marshal(&struct{ Name, Value string }{"DB_PASSWORD", "x"}), Final: true}
-	m.Frame(env, "box", st, nil)
+	m.Frame(env, "box", st, conv)
 	var ev struct{ Name, Value string }
 	if err := ssh.Unmarshal(env.Payload, &ev); err != nil || ev.Value != "[masked:env_secret]" || ev.Name != "DB_PASSWORD" {
 		t.Errorf("env %+v %v", ev, err)

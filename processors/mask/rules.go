@@ -1,6 +1,7 @@
 package mask
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -281,6 +282,58 @@ func (t *targetRules) text(b []byte, st style, counts Counts) []byte {
 		counts.add(m.Type, 1)
 	}
 	return apply(b, ms, st)
+}
+
+// stream masks b, which follows prev in a stream: it scans prev and b together and
+// masks, in b, every match that ends in b (one that began in prev too). Matches
+// wholly in prev were masked when prev was. open is the type of a match that ran to
+// the end of prev ("" if none): prev holds it masked, so it is not found again,
+// and b's leading bytes that may continue it are masked as its rest. stream
+// returns the type of a match that runs to the end of b in turn.
+func (t *targetRules) stream(prev, b []byte, open string, st style, counts Counts) ([]byte, string) {
+	var ms []Match
+	if n := continuation(b); open != "" && n > 0 {
+		ms = append(ms, Match{0, n, open})
+	}
+	joined := make([]byte, 0, len(prev)+len(b))
+	joined = append(append(joined, prev...), b...)
+	last := ""
+	for _, m := range scan(joined, t.dets, t.extra) {
+		if m.End <= len(prev) {
+			continue
+		}
+		if m.End == len(joined) && m.Type != PrivateKey {
+			last = m.Type // a key block carries on by its BEGIN line in prev
+		}
+		m.Start, m.End = max(m.Start-len(prev), 0), m.End-len(prev)
+		if len(ms) > 0 && m.Start < ms[0].End {
+			ms[0].End = max(ms[0].End, m.End) // the same secret, found again
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if len(ms) > 0 && ms[0].End == len(b) && open != "" {
+		last = ms[0].Type
+	}
+	if len(ms) == 0 {
+		return b, last
+	}
+	for _, m := range ms {
+		counts.add(m.Type, 1)
+	}
+	return apply(b, ms, st), last
+}
+
+// continuation is the length of b's leading run of bytes that can continue a
+// token, a key, an address or a number: up to the first space, quote, bracket or
+// separator.
+func continuation(b []byte) int {
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"'<>;,&()[]{}|`+"`"), c) >= 0 {
+			return i
+		}
+	}
+	return len(b)
 }
 
 func apply(b []byte, ms []Match, st style) []byte {

@@ -78,7 +78,6 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 	out.Frames = append(out.Frames[:mark], w)
 	switch p.stage {
 	case stageMask:
-		s.Mask.AfterFailure(&f)
 		if s.Conv != nil {
 			s.Conv.Withheld(&f)
 		}
@@ -88,7 +87,7 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 			s.Stitcher, s.Conv = nil, nil
 		}
 	case stageStitch:
-		s.Stitcher, s.Conv = nil, nil
+		s.Stitcher, s.Conv = nil, s.freshConversation(&f)
 	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
@@ -130,4 +129,21 @@ func withhold(f schemas.Frame) schemas.Frame {
 	masks := map[string]int64{Withheld: 1}
 	f.Masks = masks
 	return f
+}
+
+// freshConversation replaces a conversation whose stitching failed: its state is
+// suspect, but the masking it carried must not be lost with it, so the new one
+// assumes the worst about the failed frame (Withheld). nil when the session had
+// no conversation.
+func (s *session) freshConversation(f *schemas.Frame) protocol.Conversation {
+	if s.Conv == nil {
+		return nil
+	}
+	cp, err := protocol.Of[protocol.Conversations](s.Summary.Protocol)
+	if err != nil {
+		return nil
+	}
+	c := cp.NewConversation()
+	c.Withheld(f)
+	return c
 }

@@ -136,7 +136,7 @@ func TestFailingFrameIsWithheldAlertedAndProcessingGoesOn(t *testing.T) {
 			after = append(after, c)
 		}
 	}
-	if len(after) != 1 || after[0].Text == "exit" || after[0].Masks[mask.SecretInput] == 0 {
+	if len(after) != 1 || after[0].Text == "exit" || after[0].Masks[mask.TypedSecret] == 0 {
 		t.Errorf("commands after the failed frame: %+v", after)
 	}
 

@@ -329,48 +329,32 @@ func (s *session) MarshalJSON() ([]byte, error) {
 }
 
 func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error {
-	var v struct {
-		Conv json.RawMessage `json:"conv"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
-	if len(v.Conv) == 0 || string(v.Conv) == "null" {
-		return s.restoreSplitConversation(cp, b)
+	conv := fields["conv"]
+	if len(conv) == 0 || string(conv) == "null" {
+		return s.restoreOlderConversation(cp, fields)
 	}
 	c := cp.NewConversation()
-	if err := json.Unmarshal(v.Conv, c); err != nil {
+	if err := json.Unmarshal(conv, c); err != nil {
 		return fmt.Errorf("conversation state: %w", err)
 	}
 	s.Conv = c
 	return nil
 }
 
-// restoreSplitConversation reads a session saved before its protocol's masking moved
-// into the protocol package: the stitcher under the protocol's state key, the
-// masker's state under "mask". The conversation keeps their field names, so each
-// decodes into it.
-func (s *session) restoreSplitConversation(cp protocol.Conversations, b []byte) error {
-	sp, ok := cp.(protocol.Stitching)
-	if !ok {
+// restoreOlderConversation restores a conversation that an earlier build saved in
+// other fields, for protocols that had no conversation then.
+func (s *session) restoreOlderConversation(cp protocol.Conversations, fields map[string]json.RawMessage) error {
+	r, ok := cp.(protocol.ConversationRestorer)
+	if !ok || s.Closed {
 		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	st, ok := fields[sp.StateKey()]
-	if !ok || string(st) == "null" {
-		return nil
-	}
-	c := cp.NewConversation()
-	for _, raw := range []json.RawMessage{st, fields["mask"]} {
-		if len(raw) == 0 || string(raw) == "null" {
-			continue
-		}
-		if err := json.Unmarshal(raw, c); err != nil {
-			return fmt.Errorf("%s state: %w", sp.StateKey(), err)
-		}
+	c, err := r.RestoreConversation(fields)
+	if err != nil {
+		return fmt.Errorf("conversation state: %w", err)
 	}
 	s.Conv = c
 	return nil

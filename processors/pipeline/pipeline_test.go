@@ -312,7 +312,7 @@ func TestSSHSessionSecretsDoNotLeak(t *testing.T) {
 	if !reflect.DeepEqual(texts, want) {
 		t.Errorf("commands %q", texts)
 	}
-	if m := out.Commands[1].Masks; m[mask.SecretInput] == 0 {
+	if m := out.Commands[1].Masks; m[mask.TypedSecret] == 0 {
 		t.Errorf("password line masks %v", m)
 	}
 }

@@ -65,7 +65,7 @@ func (s *syncBuffer) String() string {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	store  *sessiontest.Store
 	iss    *devissuer.Issuer
@@ -84,7 +84,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 }
 
 // newEnvStore serves the API over any store (chDB in the integration test).
-func newEnvStore(t *testing.T, cfg Config, store Store) *env {
+func newEnvStore(t testing.TB, cfg Config, store Store) *env {
 	t.Helper()
 	iss, err := devissuer.Open(t.TempDir())
 	if err != nil {
@@ -112,7 +112,7 @@ func newEnvStore(t *testing.T, cfg Config, store Store) *env {
 	return e
 }
 
-func waitReachable(t *testing.T, u string) {
+func waitReachable(t testing.TB, u string) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if resp, err := http.Get(u); err == nil {

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // realStore opens the process's one chDB store (chDB allows one session per
 // process); tests keep apart by their sessions' random ids.
-func realStore(t *testing.T) clickhouse.Store {
+func realStore(t testing.TB) clickhouse.Store {
 	t.Helper()
 	testenv.CHDBLib(t) // skips under -short, fails under CI without the library
 	chdbOnce.Do(func() {

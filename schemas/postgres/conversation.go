@@ -1,6 +1,9 @@
 package postgres
 
 import (
+	"encoding/json"
+	"fmt"
+
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
 )
@@ -51,4 +54,22 @@ func (c *Conversation) Withheld(f *schemas.Frame) {
 	if f.Fragment == 0 && f.Final && len(f.Payload) > 0 {
 		c.Lost = f.Payload[0]
 	}
+}
+
+// RestoreConversation implements protocol.ConversationRestorer: sessions saved
+// before Postgres had a conversation (session state formats 1 and 2) keep the
+// stitcher under "pg" and the masker's walk under "mask" → "walk". The conversation
+// keeps their field names, so each decodes into it.
+func (Protocol) RestoreConversation(saved map[string]json.RawMessage) (protocol.Conversation, error) {
+	c := &Conversation{}
+	for _, key := range []string{"pg", "mask"} {
+		raw, ok := saved[key]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, c); err != nil {
+			return nil, fmt.Errorf("postgres %s state: %w", key, err)
+		}
+	}
+	return c, nil
 }

@@ -10,6 +10,7 @@ package protocol
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"iter"
@@ -52,6 +53,16 @@ type Conversation interface {
 	// Flush ends the session (f is its last frame; why says how it ended) and returns
 	// the commands still open, with their final status.
 	Flush(f *schemas.Frame, why string) []schemas.Command
+}
+
+// ConversationRestorer is a Conversations protocol whose sessions earlier builds
+// saved elsewhere in the processor's session state (before the protocol had a
+// conversation): it rebuilds the conversation from those fields.
+type ConversationRestorer interface {
+	Conversations
+	// RestoreConversation rebuilds a session's conversation from the top-level
+	// fields of its saved state, which hold no conversation of their own.
+	RestoreConversation(saved map[string]json.RawMessage) (Conversation, error)
 }
 
 // Stitching is a protocol whose frames the processors stitch into commands with a
@@ -115,6 +126,18 @@ type MaskRules interface {
 	Header(name string) bool
 	// JSONField reports whether the value of a JSON field (by name) is masked.
 	JSONField(name string) bool
+}
+
+// StreamRules are MaskRules that also mask byte streams cut into frames
+// (processors/mask's are): a protocol whose payloads are a stream asserts them.
+type StreamRules interface {
+	MaskRules
+	// Stream masks b where it continues a stream whose last bytes, as already
+	// emitted (masked), are prev: a match that begins in prev and ends in b (a
+	// secret split across two frames) is masked in b as well. open is what Stream
+	// returned for prev: the type of a match that ran to its end, whose rest b may
+	// begin with. Returns b itself when nothing in it matched.
+	Stream(prev, b []byte, open string, st Style, counts Counts) (out []byte, openAtEnd string)
 }
 
 // Limits bound what a session's conversation holds; zero fields take DefaultLimits.

@@ -21,9 +21,3 @@ func (Protocol) Kinds() []string {
 
 // OCSFClass implements protocol.Audited.
 func (Protocol) OCSFClass() string { return "ssh" }
-
-// NewStitcher implements protocol.Stitching.
-func (Protocol) NewStitcher() protocol.Stitcher { return &Stitcher{} }
-
-// StateKey implements protocol.Stitching.
-func (Protocol) StateKey() string { return "ssh" }

@@ -209,69 +209,107 @@ func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn
 	q := "SELECT " + s.frameColumns() + ` FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`
-	first := true
+	size := framesFirstPage
 	for from <= to {
-		// The first page is a plain query (the replay's first event waits for it);
-		// 128 fragments bound it as before. Later ones are sized first.
-		last, n, more := to, framesFirstPage, true
-		if !first {
+		// Every query covers a window of seqs, not the rest of the session: a server
+		// that cannot read in key order sorts all rows the range holds, which made
+		// each page of a 1,000,000-frame session cost a read of all that follow.
+		end := windowEnd(from, to, size)
+		last, n := end, size
+		if size != framesFirstPage {
 			var err error
-			if last, n, more, err = s.framesPageEnd(ctx, sessionID, from, to, framesPageMax); err != nil || n == 0 {
+			if last, n, err = s.framesPageEnd(ctx, sessionID, from, end, size); err != nil {
 				return err
 			}
 		}
-		page, err := s.framesPage(ctx, q, Params{
-			"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(last, 10),
-			"limit": strconv.Itoa(n),
-		})
-		if err != nil {
-			return err
+		page := []schemas.Frame(nil)
+		if n > 0 {
+			var err error
+			page, err = s.framesPage(ctx, q, n, Params{
+				"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(last, 10),
+				"limit": strconv.Itoa(n),
+			})
+			if err != nil {
+				return err
+			}
 		}
 		for i := range page {
 			if err := fn(&page[i]); err != nil {
 				return err
 			}
 		}
-		if first {
-			more = len(page) == n
-			if more {
-				last = page[len(page)-1].Seq
-			}
+		size = framesPageMax
+		if len(page) > 0 {
+			from = last + 1
+			continue
 		}
-		if !more {
-			return nil
+		// An empty window is a gap in the seqs (frames deleted or never stored):
+		// carry on from the next frame there is.
+		next, ok, err := s.nextSeq(ctx, sessionID, end, to)
+		if err != nil || !ok {
+			return err
 		}
-		from, first = last+1, false
+		from = next
 	}
 	return nil
 }
 
-// framesPageEnd sizes the next page: the seq of its last frame and its frame
-// count, from the payload sizes of up to limit frames; more is false when the
-// range holds no frames beyond the page.
-func (s *store) framesPageEnd(ctx context.Context, sessionID string, from, to int64, limit int) (last int64, n int, more bool, err error) {
+// windowEnd is the last seq of a window of size seqs from from, within to.
+func windowEnd(from, to int64, size int) int64 {
+	if to-from < int64(size) {
+		return to
+	}
+	return from + int64(size) - 1
+}
+
+// nextSeq returns the first seq after after and up to to, if there is one.
+func (s *store) nextSeq(ctx context.Context, sessionID string, after, to int64) (int64, bool, error) {
+	if after >= to {
+		return 0, false, nil
+	}
+	rows, err := s.conn.Query(ctx, `SELECT min(seq), count() FROM frames
+WHERE session_id = {sid:String} AND seq > {from:Int64} AND seq <= {to:Int64}`, Params{
+		"sid": sessionID, "from": strconv.FormatInt(after, 10), "to": strconv.FormatInt(to, 10),
+	}, nil)
+	if err != nil {
+		return 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+	}
+	defer rows.Close()
+	var next int64
+	var n uint64
+	if rows.Next() {
+		if err := rows.Scan(&next, &n); err != nil {
+			return 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+		}
+	}
+	return next, n > 0, rows.Err()
+}
+
+// framesPageEnd sizes the next page within from..to: the seq of its last frame
+// and its frame count, from the payload sizes of up to limit frames.
+func (s *store) framesPageEnd(ctx context.Context, sessionID string, from, to int64, limit int) (last int64, n int, err error) {
 	rows, err := s.conn.Query(ctx, `SELECT seq, length(payload) FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`, Params{
 		"sid": sessionID, "from": strconv.FormatInt(from, 10), "to": strconv.FormatInt(to, 10), "limit": strconv.Itoa(limit),
 	}, nil)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+		return 0, 0, fmt.Errorf("clickhouse: frames: %w", err)
 	}
 	defer rows.Close()
-	var sizes []pageSize
+	sizes := make([]pageSize, 0, limit)
 	for rows.Next() {
 		var p pageSize
 		if err := rows.Scan(&p.seq, &p.bytes); err != nil {
-			return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+			return 0, 0, fmt.Errorf("clickhouse: frames: %w", err)
 		}
 		sizes = append(sizes, p)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, 0, false, fmt.Errorf("clickhouse: frames: %w", err)
+		return 0, 0, fmt.Errorf("clickhouse: frames: %w", err)
 	}
 	last, n = cutPage(sizes, framesPageBytes)
-	return last, n, n < len(sizes) || len(sizes) == limit, nil
+	return last, n, nil
 }
 
 type pageSize struct {
@@ -295,13 +333,13 @@ func cutPage(sizes []pageSize, budget uint64) (int64, int) {
 	return sizes[len(sizes)-1].seq, len(sizes)
 }
 
-func (s *store) framesPage(ctx context.Context, q string, p Params) ([]schemas.Frame, error) {
+func (s *store) framesPage(ctx context.Context, q string, n int, p Params) ([]schemas.Frame, error) {
 	rows, err := s.conn.Query(ctx, q, p, nil)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: frames: %w", err)
 	}
 	defer rows.Close()
-	var out []schemas.Frame
+	out := make([]schemas.Frame, 0, n)
 	for rows.Next() {
 		var f schemas.Frame
 		var direction, protocol, start, end, psig string

@@ -175,6 +175,14 @@ func TestServerReaderLoginCannotWrite(t *testing.T) {
 // The API's reads (session, commands, frames, search) on a server that predates
 // query parameters: the values are written into the SQL as literals, so a
 // subject made of quotes, backslashes and placeholders matches itself only.
+func TestServerFramesAcrossGaps(t *testing.T) {
+	s, _, _ := legacyServer(t)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	storetest.FramesAcrossGaps(t, s)
+}
+
 func TestServerLegacyParameterisedReads(t *testing.T) {
 	ctx := context.Background()
 	s, _, _ := legacyServer(t)

@@ -96,6 +96,9 @@ func DecodeRowBinary(b []byte) (*Table, error) {
 		if decs[i], err = decoderFor(t.Columns[i].Type); err != nil {
 			return nil, fmt.Errorf("column %s: %w", t.Columns[i].Name, err)
 		}
+		if strings.TrimSpace(t.Columns[i].Type) == "String" {
+			decs[i] = internedString()
+		}
 	}
 	if n == 0 && !r.eof() {
 		// Rows of no columns take no bytes: trailing bytes cannot be rows.
@@ -111,6 +114,40 @@ func DecodeRowBinary(b []byte) (*Table, error) {
 		t.Rows = append(t.Rows, row)
 	}
 	return t, nil
+}
+
+// internedString decodes a String column whose values repeat from row to row
+// (a frame's session_id, direction, kind, gateway_id, empty start and end) as
+// one shared value each: a long session's read allocated every one of them on
+// every row. A column that turns out to hold many distinct values (payloads,
+// hashes) stops being interned once it has internMax of them.
+func internedString() decoder {
+	const internMax = 64
+	seen := map[string]any{}
+	return func(r *reader) (any, error) {
+		n, err := r.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		if n > uint64(len(r.b)) {
+			return nil, errShort
+		}
+		p, err := r.take(int(n))
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := seen[string(p)]; ok {
+			return v, nil
+		}
+		var v any = string(p)
+		if seen != nil {
+			seen[v.(string)] = v
+			if len(seen) > internMax {
+				seen = nil
+			}
+		}
+		return v, nil
+	}
 }
 
 func fixed(n int, f func([]byte) any) decoder {

@@ -23,6 +23,7 @@ type Dial func(t *testing.T) clickhouse.Conn
 func Run(t *testing.T, dial Dial) {
 	t.Run("MigrateFreshThenAgain", func(t *testing.T) { testMigrate(t, dial) })
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, dial) })
+	t.Run("FramesAcrossGaps", func(t *testing.T) { s, _ := open(t, dial, clickhouse.Config{}); FramesAcrossGaps(t, s) })
 	t.Run("DedupToken", func(t *testing.T) { testDedup(t, dial) })
 	t.Run("LatestSessionVersionWins", func(t *testing.T) { testLatestVersion(t, dial) })
 	t.Run("ListSessionsFilters", func(t *testing.T) { testListFilters(t, dial) })
@@ -169,6 +170,41 @@ func testRoundTrip(t *testing.T, dial Dial) {
 	}
 	if _, err := s.GetSession(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, clickhouse.ErrNotFound) {
 		t.Errorf("unknown session: err = %v, want ErrNotFound", err)
+	}
+}
+
+// FramesAcrossGaps checks a migrated store: Frames reads a session in windows of
+// seqs, and frames after a stretch of missing seqs longer than any window
+// (deleted, or never stored) must still be read, or verify would not see what
+// follows a gap.
+func FramesAcrossGaps(t *testing.T, s clickhouse.Store) {
+	ctx := context.Background()
+	r := NewRecording("carol", "app", time.Now().Add(-time.Hour).Truncate(time.Microsecond).UTC(), 20)
+	want := make([]int64, len(r.Frames))
+	for i := range r.Frames {
+		// 0..4 inside the first window, 5..9 past the first and a full later one,
+		// 10..19 past another long gap, the last one alone.
+		shift := [...]int64{0, 40000, 100000, 300000}[min(i/5, 3)]
+		if i == len(r.Frames)-1 {
+			shift = 400000
+		}
+		r.Frames[i].Seq += shift
+		want[i] = r.Frames[i].Seq
+	}
+	insert(t, s, "gaps", r)
+	var got []int64
+	if err := s.Frames(ctx, r.ID, 0, 1<<62, func(f *schemas.Frame) error { got = append(got, f.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Frames across gaps = %v, want %v", got, want)
+	}
+	got = got[:0]
+	if err := s.Frames(ctx, r.ID, 40000, 300000, func(f *schemas.Frame) error { got = append(got, f.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want[5:15]) {
+		t.Errorf("Frames(40000..300000) = %v, want %v", got, want[5:15])
 	}
 }
 
