@@ -29,7 +29,9 @@ type StateCheckpoint struct {
 //	1: the first encoding
 //	2: SSH sessions keep their stitching and masking state in one conversation
 //	   ("conv"); format 1 ("ssh" and "mask"."ssh") is converted on restore
-const SessionStateFormat = 2
+//	3: Postgres sessions too ("conv"); format 1 and 2 ("pg" and "mask"."walk") are
+//	   converted on restore
+const SessionStateFormat = 3
 
 var stateCodec = newCodec("state", stateToNative, stateFromNative)
 

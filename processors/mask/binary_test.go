@@ -92,17 +92,17 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 			for _, kind := range []string{"Query", "Parse", "Bind", "DataRow", "CopyData", "ErrorResponse", "NoticeResponse", "PasswordMessage", "SASLInitialResponse", "SASLResponse"} {
 				msg := pgMessage(kind, p)
 				f := pgFrame(kind, schemas.Client, append([]byte(nil), msg...))
-				m.Frame(f, "db", &State{}, pgConv{cols: []string{"a", "password"}})
+				m.Frame(f, "db", &State{}, pgConv{cols: []string{"a", "password"}}.c())
 				if _, err := pgwire.CheckedBody(f.Payload); err != nil || f.Payload[0] != msg[0] {
 					t.Errorf("%s: framing lost: %v", kind, err)
 				}
 				raw := pgFrame(kind, schemas.Server, append([]byte(nil), p...))
-				m.Frame(raw, "db", &State{}, nil)
-				fst := &State{}
+				m.Frame(raw, "db", &State{}, pgConv{}.c())
+				fst, fconv := &State{}, pgConv{}.c()
 				for i, part := range cut(msg, 3) {
 					ff := pgFrame(kind, schemas.Client, append([]byte(nil), part...))
 					ff.Fragment, ff.Final = int32(i), i == 2
-					m.Frame(ff, "db", fst, nil)
+					m.Frame(ff, "db", fst, fconv)
 					if len(ff.Payload) != len(part) {
 						t.Errorf("%s fragment %d changed length", kind, i)
 					}
@@ -209,10 +209,11 @@ func TestAfterFailureAssumesTheWorst(t *testing.T) {
 	// The lost frame started a fragmented DataRow: the rest is masked whole.
 	first := pgFrame("DataRow", schemas.Server, []byte("D\x00\x00\x10\x00\x00\x01"))
 	first.Final = false
-	st.AfterFailure(first)
+	pconv := pgConv{}.c()
+	pconv.Withheld(first)
 	rest := pgFrame("DataRow", schemas.Server, []byte("\x00\x00\x00\x0bsecret-value"))
 	rest.Fragment = 1
-	m.Frame(rest, "db", st, nil)
+	m.Frame(rest, "db", st, pconv)
 	if bytes.Contains(rest.Payload, []byte("secret")) || len(rest.Payload) != 16 || rest.Masks[schemas.MaskWithheld] != 1 {
 		t.Errorf("fragment after a lost start: %q %v", rest.Payload, rest.Masks)
 	}

@@ -15,32 +15,17 @@ import (
 	"github.com/tapline/tapline/schemas/protocol"
 )
 
-// State is a session's masking state, carried from frame to frame (and persisted by
-// the processor with the rest of the session's state).
-type State struct {
-	Walk *pgWalk `json:"walk,omitempty"`
-}
-
-// AfterFailure readies the state for the frames after f, which could not be masked
-// (its payload was withheld): what f would have told the masker is unknown, so it
-// assumes the worst: the rest of a fragmented Postgres message is masked whole (its
-// column walk is lost). A protocol.Conversation does the same for its own protocol
-// (Withheld).
-func (s *State) AfterFailure(f *schemas.Frame) {
-	switch f.Protocol {
-	case schemas.Postgres:
-		s.Walk = nil
-		if !f.Final {
-			s.Walk = &pgWalk{Kind: f.Kind, Blind: true}
-		}
-	}
-}
+// State is a session's masking state outside any protocol conversation, carried
+// from frame to frame and persisted with the session. Every protocol now keeps
+// its masking state in its conversation, so it is empty; sessions saved before
+// that carry their old fields here, which the conversations' restorers read.
+type State struct{}
 
 // Frame masks f in place under target's rules and returns what it masked (nil when
 // nothing). Lifecycle frames are never masked. conv is what the session's protocol
-// knows (may be nil): a PGContext for Postgres, or a protocol.Conversation for a
-// protocol that masks its own frames with the target's rules. Frames of other
-// protocols are masked with the detectors as text.
+// knows (may be nil): a protocol.Conversation for a protocol that masks its own frames
+// with the target's rules (Postgres, SSH). Frames of other protocols are masked with
+// the detectors as text.
 func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Counts {
 	if f.IsLifecycle() || len(f.Payload) == 0 {
 		return nil
@@ -48,16 +33,10 @@ func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Cou
 	t := m.rules(target)
 	counts := Counts{}
 	var out []byte
-	switch f.Protocol {
-	case schemas.Postgres:
-		pg, _ := conv.(PGContext)
-		out = t.postgres(f, st, pg, counts)
-	default:
-		if c, ok := conv.(protocol.Conversation); ok {
-			out = c.Mask(f, rulesView{t}, protocol.Counts(counts))
-		} else {
-			out = t.text(f.Payload, sameLength, counts)
-		}
+	if c, ok := conv.(protocol.Conversation); ok {
+		out = c.Mask(f, rulesView{t}, protocol.Counts(counts))
+	} else {
+		out = t.text(f.Payload, sameLength, counts)
 	}
 	if len(counts) == 0 {
 		return nil

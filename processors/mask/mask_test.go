@@ -12,6 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/schemas"
+	pgwire "github.com/tapline/tapline/schemas/postgres"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 func defaultMasker(t *testing.T) *Masker {
@@ -127,16 +129,37 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// pgConv is a fixed Postgres context for tests.
+// pgConv is a Postgres conversation for tests: its rows have columns cols, and it
+// has prepared stmts (by name).
 type pgConv struct {
 	cols  []string
 	stmts map[string]string
 }
 
-func (p pgConv) RowColumns() []string { return p.cols }
-func (p pgConv) StatementText(n string) (string, bool) {
-	s, ok := p.stmts[n]
-	return s, ok
+// c returns the conversation, told what it knows the way the processors tell it: by
+// the frames of the session.
+func (p pgConv) c() *pgwire.Conversation {
+	c := &pgwire.Conversation{}
+	for name, text := range p.stmts {
+		c.Stitch(pgFrame("Parse", schemas.Client, mustEncode(&pgproto3.Parse{Name: name, Query: text})), protocol.Limits{})
+	}
+	if p.cols != nil {
+		c.Stitch(pgFrame("Query", schemas.Client, mustEncode(&pgproto3.Query{String: "SELECT"})), protocol.Limits{})
+		rd := &pgproto3.RowDescription{}
+		for _, col := range p.cols {
+			rd.Fields = append(rd.Fields, pgproto3.FieldDescription{Name: []byte(col)})
+		}
+		c.Stitch(pgFrame("RowDescription", schemas.Server, mustEncode(rd)), protocol.Limits{})
+	}
+	return c
+}
+
+func mustEncode(m interface{ Encode([]byte) ([]byte, error) }) []byte {
+	b, err := m.Encode(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func encode(t *testing.T, m interface{ Encode([]byte) ([]byte, error) }) []byte {
@@ -169,7 +192,7 @@ func TestPostgresQueryAndDataRow(t *testing.T) {
 	m := defaultMasker(t)
 	st := &State{}
 	q := pgFrame("Query", schemas.Client, encode(t, &pgproto3.Query{String: "ALTER ROLE app PASSWORD 'p4ss'; SELECT 'bob@example.com'"}))
-	if c := m.Frame(q, "db", st, nil); c[SQLPassword] != 1 || c[Email] != 1 {
+	if c := m.Frame(q, "db", st, pgConv{}.c()); c[SQLPassword] != 1 || c[Email] != 1 {
 		t.Fatalf("counts %v", c)
 	}
 	var qm pgproto3.Query
@@ -180,7 +203,7 @@ func TestPostgresQueryAndDataRow(t *testing.T) {
 
 	row := pgFrame("DataRow", schemas.Server, encode(t, &pgproto3.DataRow{Values: [][]byte{
 		[]byte("42"), []byte("carol@example.org"), []byte("$2b$12$abcdefghijk"), nil, []byte("plain")}}))
-	conv := pgConv{cols: []string{"id", "email", "password_hash", "deleted_at", "note"}}
+	conv := pgConv{cols: []string{"id", "email", "password_hash", "deleted_at", "note"}}.c()
 	c := m.Frame(row, "db", st, conv)
 	if !reflect.DeepEqual(map[string]int64(c), map[string]int64{Email: 1, Column: 1}) {
 		t.Errorf("counts %v", c)
@@ -200,7 +223,7 @@ func TestPostgresBindParameters(t *testing.T) {
 	conv := pgConv{stmts: map[string]string{
 		"ins": "INSERT INTO users (name, password, email) VALUES ($1, $2, $3)",
 		"upd": `UPDATE accounts SET api_key = $1 WHERE id = $2`,
-	}}
+	}}.c()
 	bind := func(stmt string, params ...string) *schemas.Frame {
 		b := &pgproto3.Bind{PreparedStatement: stmt}
 		for _, p := range params {
@@ -235,12 +258,12 @@ func TestPostgresBindParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	f = bind("", "a", "b", "c")
-	m2.Frame(f, "pay", &State{}, nil)
+	m2.Frame(f, "pay", &State{}, pgConv{}.c())
 	if got := params(f); !reflect.DeepEqual(got, []string{"a", "[masked:param]", "c"}) {
 		t.Errorf("position params %q", got)
 	}
 	f = bind("", "a", "b")
-	m2.Frame(f, "all", &State{}, nil)
+	m2.Frame(f, "all", &State{}, pgConv{}.c())
 	if got := params(f); !reflect.DeepEqual(got, []string{"[masked:param]", "[masked:param]"}) {
 		t.Errorf("all params %q", got)
 	}
@@ -249,7 +272,7 @@ func TestPostgresBindParameters(t *testing.T) {
 func TestPostgresAuthAndErrors(t *testing.T) {
 	m := defaultMasker(t)
 	f := pgFrame("PasswordMessage", schemas.Client, encode(t, &pgproto3.PasswordMessage{Password: "eyJhbGciOi.token"}))
-	m.Frame(f, "db", &State{}, nil)
+	m.Frame(f, "db", &State{}, pgConv{}.c())
 	var pm pgproto3.PasswordMessage
 	decodeBody(t, f.Payload, &pm)
 	if pm.Password != "[masked:auth]" {
@@ -257,7 +280,7 @@ func TestPostgresAuthAndErrors(t *testing.T) {
 	}
 	e := pgFrame("ErrorResponse", schemas.Server, encode(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "23505",
 		Message: "duplicate key value violates unique constraint", Detail: "Key (email)=(dan@example.com) already exists."}))
-	m.Frame(e, "db", &State{}, nil)
+	m.Frame(e, "db", &State{}, pgConv{}.c())
 	var er pgproto3.ErrorResponse
 	decodeBody(t, e.Payload, &er)
 	if er.Detail != "Key (email)=([masked:email]) already exists." || er.Code != "23505" {
@@ -270,7 +293,7 @@ func TestPostgresUntouchedMessageKeepsSalt(t *testing.T) {
 	p := encode(t, &pgproto3.Query{String: "SELECT 1"})
 	f := pgFrame("Query", schemas.Client, p)
 	f.PayloadSalt = []byte("0123456789abcdef")
-	if c := m.Frame(f, "db", &State{}, nil); c != nil {
+	if c := m.Frame(f, "db", &State{}, pgConv{}.c()); c != nil {
 		t.Fatalf("masked %v", c)
 	}
 	if !bytes.Equal(f.Payload, p) || len(f.PayloadSalt) == 0 || f.Masks != nil {
@@ -281,7 +304,7 @@ func TestPostgresUntouchedMessageKeepsSalt(t *testing.T) {
 func TestPostgresFragmentedDataRow(t *testing.T) {
 	big := strings.Repeat("x", 3000)
 	msg := encode(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("secret-" + big), []byte("eve@example.com"), []byte(big)}})
-	conv := pgConv{cols: []string{"id", "api_key", "contact", "blob"}}
+	conv := pgConv{cols: []string{"id", "api_key", "contact", "blob"}}.c()
 	m := defaultMasker(t)
 	st := &State{}
 	// Cut inside the masked value, inside a length field, and inside the email.
@@ -306,7 +329,7 @@ func TestPostgresFragmentedDataRow(t *testing.T) {
 	if string(dr.Values[2]) != "eve@example.com" {
 		t.Logf("email across fragments: %q", dr.Values[2])
 	}
-	if st.Walk != nil {
+	if conv.Walk != nil {
 		t.Error("walk state kept after the final fragment")
 	}
 }
@@ -321,7 +344,7 @@ func TestPostgresFragmentedQueryMasksWithinFragments(t *testing.T) {
 	for i, part := range [][]byte{msg[:half], msg[half:]} {
 		f := pgFrame("Query", schemas.Client, append([]byte(nil), part...))
 		f.Fragment, f.Final = int32(i), i == 1
-		m.Frame(f, "db", st, nil)
+		m.Frame(f, "db", st, pgConv{}.c())
 		out = append(out, f.Payload...)
 	}
 	var q pgproto3.Query
@@ -389,7 +412,7 @@ func TestMaskedFrameStillVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash := append([]byte(nil), f.Hash...)
-	if m.Frame(f, "db", &State{}, nil) == nil {
+	if m.Frame(f, "db", &State{}, pgConv{}.c()) == nil {
 		t.Fatal("nothing masked")
 	}
 	if err := schemas.CheckLink(f, schemas.ZeroHash); err != nil {
@@ -417,17 +440,5 @@ func TestLifecycleFramesAreNeverMasked(t *testing.T) {
 	f := &schemas.Frame{Protocol: schemas.Postgres, Kind: schemas.KindSessionStart, Payload: []byte(`{"start":{"email":"h@example.com"}}`), Final: true}
 	if m.Frame(f, "db", &State{}, nil) != nil || !bytes.Contains(f.Payload, []byte("h@example.com")) {
 		t.Error("lifecycle frame masked")
-	}
-}
-
-func TestParamColumns(t *testing.T) {
-	got := ParamColumns(`SELECT * FROM u WHERE u."email" = $2 AND name LIKE $1; INSERT INTO t(a, "B", c) VALUES ($3, 'x', $4)`)
-	want := map[int]string{1: "email", 0: "name", 2: "a", 3: "c"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v want %v", got, want)
-	}
-	got = ParamColumns(`insert into t (a, b) values ($1, $2)`)
-	if !reflect.DeepEqual(got, map[int]string{0: "a", 1: "b"}) {
-		t.Errorf("insert: %v", got)
 	}
 }

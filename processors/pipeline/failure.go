@@ -78,7 +78,6 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 	out.Frames = append(out.Frames[:mark], w)
 	switch p.stage {
 	case stageMask:
-		s.Mask.AfterFailure(&f)
 		if s.Conv != nil {
 			s.Conv.Withheld(&f)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/tapline/tapline/processors/ocsf"
 	"github.com/tapline/tapline/processors/pipeline"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
 	"github.com/tapline/tapline/schemas/registry"
 )
 
@@ -41,6 +42,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	pcfg, err := cfg.pipelineConfig()
 	if err != nil {
 		return err
+	}
+	for _, p := range protocol.All() {
+		if w, ok := p.(protocol.Warming); ok {
+			go w.WarmUp()
+		}
 	}
 	if pcfg.SigningKey == nil {
 		log.Warn("processor: no signing_key configured: masked frames are written unsigned and verify reports them as unverifiable")

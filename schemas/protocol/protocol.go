@@ -192,6 +192,13 @@ type ReplayOptions struct {
 	Channel         *int64 // the channel to play as the terminal; nil picks the first
 }
 
+// Warming is a protocol with something slow to start (a parser), which the
+// processors start in the background when they start.
+type Warming interface {
+	Protocol
+	WarmUp()
+}
+
 // Audited says how a protocol's commands map to OCSF activity classes.
 type Audited interface {
 	Protocol

@@ -1,10 +1,10 @@
-package mask
+package postgres
 
 import (
 	"encoding/binary"
 
 	"github.com/tapline/tapline/schemas"
-	pgwire "github.com/tapline/tapline/schemas/postgres"
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // A Postgres message larger than the recorder's fragment limit arrives as several
@@ -15,8 +15,8 @@ import (
 // bytes. A secret split across a fragment boundary is seen by the column and parameter
 // rules but not by the detectors.
 
-// pgWalk is the position of the walk through a fragmented DataRow or Bind.
-type pgWalk struct {
+// walk is the position of the walk through a fragmented DataRow or Bind.
+type walk struct {
 	Kind   string  `json:"kind"`
 	Step   int     `json:"step"`             // what is being read (walk* constants)
 	Need   int     `json:"need,omitempty"`   // bytes still needed for the fixed-size field being read
@@ -48,36 +48,40 @@ const (
 	walkRest              // the rest of the message is not masked
 )
 
-func (t *targetRules) pgFragment(f *schemas.Frame, st *State, pg PGContext, counts Counts) []byte {
+func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, counts protocol.Counts) []byte {
 	if f.Fragment == 0 {
-		st.Walk = nil
-		if f.Kind == pgwire.DataRow || f.Kind == pgwire.Bind {
-			st.Walk = &pgWalk{Kind: f.Kind, Step: walkHeader, Need: pgwire.HeaderLen}
+		c.Walk = nil
+		if f.Kind == DataRow || f.Kind == Bind {
+			c.Walk = &walk{Kind: f.Kind, Step: walkHeader, Need: HeaderLen}
 		}
 	}
 	out := append([]byte(nil), f.Payload...)
-	w := st.Walk
+	w := c.Walk
 	if w != nil && w.Blind && w.Kind == f.Kind && f.Fragment > 0 {
 		star(out)
-		counts.add(schemas.MaskWithheld, 1)
+		counts.Add(schemas.MaskWithheld, 1)
 	} else if w != nil && w.Kind == f.Kind && !w.Done {
-		t.walk(w, out, pg, counts)
+		c.walk(w, out, r, counts)
 	} else {
 		skip := 0
 		if f.Fragment == 0 {
-			skip = min(pgwire.HeaderLen, len(out))
+			skip = min(HeaderLen, len(out))
 		}
-		masked := t.text(out[skip:], sameLength, counts)
+		if f.Kind == CopyData && c.Copy != nil {
+			c.Copy.mask(out[skip:], counts)
+		}
+		masked := r.Text(out[skip:], protocol.SameLength, counts)
 		copy(out[skip:], masked)
 	}
 	if f.Final {
-		st.Walk = nil
+		c.Walk = nil
+		c.afterMask(f)
 	}
 	return out
 }
 
 // walk advances w over b, masking value bytes in place.
-func (t *targetRules) walk(w *pgWalk, b []byte, pg PGContext, counts Counts) {
+func (c *Conversation) walk(w *walk, b []byte, r protocol.MaskRules, counts protocol.Counts) {
 	for i := 0; i < len(b) && !w.Done; {
 		switch w.Step {
 		case walkValue:
@@ -86,13 +90,13 @@ func (t *targetRules) walk(w *pgWalk, b []byte, pg PGContext, counts Counts) {
 			switch {
 			case w.Masked && n > 0:
 				star(seg)
-				counts.add(w.maskType(), 1)
+				counts.Add(w.maskType(), 1)
 			case w.Text:
-				copy(seg, t.text(seg, sameLength, counts))
+				copy(seg, r.Text(seg, protocol.SameLength, counts))
 			}
 			i += n
 			if w.Remain -= int64(n); w.Remain == 0 {
-				t.nextValue(w)
+				w.nextValue()
 			}
 		case walkPortal, walkStmt:
 			c := b[i]
@@ -115,36 +119,33 @@ func (t *targetRules) walk(w *pgWalk, b []byte, pg PGContext, counts Counts) {
 			w.Acc = append(w.Acc, b[i:i+n]...)
 			i += n
 			if w.Need -= n; w.Need == 0 {
-				t.field(w, pg, counts)
+				c.field(w, r)
 			}
 		}
 	}
 }
 
 // field handles a completed fixed-size field.
-func (t *targetRules) field(w *pgWalk, pg PGContext, _ Counts) {
+func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 	v := w.Acc
 	w.Acc = nil
 	switch w.Step {
 	case walkHeader:
-		if w.Kind == pgwire.Bind {
+		if w.Kind == Bind {
 			w.Step = walkPortal
 			return
 		}
 		w.Step, w.Need = walkCount, 2
 	case walkCount:
 		n := int(binary.BigEndian.Uint16(v))
-		if w.Kind == pgwire.DataRow {
+		if w.Kind == DataRow {
 			w.Count = n
-			var cols []string
-			if pg != nil {
-				cols = pg.RowColumns()
-			}
+			cols := c.RowColumns()
 			w.Cols = make([]bool, n)
 			for i := range n {
-				w.Cols[i] = i < len(cols) && t.maskColumn(cols[i])
+				w.Cols[i] = i < len(cols) && r.Column(cols[i])
 			}
-			t.startValues(w)
+			w.startValues()
 			return
 		}
 		// Bind: format code count, then the codes.
@@ -163,43 +164,34 @@ func (t *targetRules) field(w *pgWalk, pg PGContext, _ Counts) {
 		w.Step, w.Need = walkParamCount, 2
 	case walkParamCount:
 		w.Count = int(binary.BigEndian.Uint16(v))
-		var byCol map[int]string
-		if pg != nil {
-			if sql, ok := pg.StatementText(string(w.Stmt)); ok {
-				byCol = ParamColumns(sql)
-			}
-		}
-		w.Params = make([]bool, w.Count)
-		for i := range w.Count {
-			w.Params[i] = t.maskParam(i) || (byCol[i] != "" && t.maskColumn(byCol[i]))
-		}
-		t.startValues(w)
+		w.Params = c.boundParams(string(w.Stmt), w.Count, r)
+		w.startValues()
 	case walkLen:
 		n := int32(binary.BigEndian.Uint32(v))
 		if n <= 0 { // NULL or empty
-			t.nextValue(w)
+			w.nextValue()
 			return
 		}
 		w.Step, w.Remain = walkValue, int64(n)
-		if w.Kind == pgwire.DataRow {
+		if w.Kind == DataRow {
 			w.Masked, w.Text = w.Cols[w.Index], true
 		} else {
-			w.Masked, w.Text = w.Params[w.Index], pgwire.FormatCode(w.Fmts, w.Index) == 0
+			w.Masked, w.Text = w.Params[w.Index], FormatCode(w.Fmts, w.Index) == 0
 		}
 	}
 }
 
-func (t *targetRules) startValues(w *pgWalk) {
+func (w *walk) startValues() {
 	w.Index = 0
 	if w.Count == 0 {
 		w.Step = walkRest
-		w.Done = w.Kind == pgwire.DataRow
+		w.Done = w.Kind == DataRow
 		return
 	}
 	w.Step, w.Need = walkLen, 4
 }
 
-func (t *targetRules) nextValue(w *pgWalk) {
+func (w *walk) nextValue() {
 	w.Masked, w.Text = false, false
 	if w.Index++; w.Index >= w.Count {
 		w.Step, w.Done = walkRest, true
@@ -208,9 +200,19 @@ func (t *targetRules) nextValue(w *pgWalk) {
 	w.Step, w.Need = walkLen, 4
 }
 
-func (w *pgWalk) maskType() string {
-	if w.Kind == pgwire.DataRow {
-		return Column
+func (w *walk) maskType() string {
+	if w.Kind == DataRow {
+		return MaskColumn
 	}
-	return Param
+	return MaskParam
+}
+
+// star overwrites every byte with '*' except line breaks, as protocol.SameLength
+// masks.
+func star(b []byte) {
+	for i, c := range b {
+		if c != '\n' && c != '\r' {
+			b[i] = '*'
+		}
+	}
 }

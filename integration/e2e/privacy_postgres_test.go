@@ -1,0 +1,138 @@
+//go:build chdb
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tapline/tapline/sinks/clickhouse"
+)
+
+// Values of ruled columns (password, api_key, ssn: built-in column rules) written
+// by psql and pgx in every way SQL carries them — INSERT literals, UPDATE SET,
+// WHERE = and IN, COPY FROM STDIN (text from psql, binary from pgx), parameters of
+// prepared statements — and a password set with psql's \password are recorded in
+// the raw topic and nowhere downstream; every session still verifies. None of the
+// planted values looks like anything a detector finds: only the column rules catch
+// them.
+func TestPostgresPrivacyOfRuledColumns(t *testing.T) {
+	t.Parallel()
+	h := pipeline(t)
+	sub := "pat-" + randHex(3)
+	token := h.token(t, sub, pgGroup)
+	plant := func(what string) string { return what + "-" + randHex(5) }
+	insertPW, updateKey, whereSSN, inSSN := plant("ipw"), plant("ukey"), plant("wssn"), plant("inssn")
+	copyPW, bindKey, bindSSN, binCopyPW := plant("cpw"), plant("bkey"), plant("bssn"), plant("bcpw")
+	secrets := []string{insertPW, updateKey, whereSSN, inSSN, copyPW, bindKey, bindSSN, binCopyPW,
+		"SCRAM-SHA-256$"} // the verifier psql's \password sends, salted: its prefix stands for it
+
+	run := h.psqlPrivacy(t, token, sub, copyPW+"\tnote-1\n",
+		"CREATE TEMP TABLE acct (id serial, password text, api_key text, ssn text, note text)",
+		fmt.Sprintf("INSERT INTO acct (password, note) VALUES ('%s', 'a'), ('x', 'b')", insertPW),
+		fmt.Sprintf("UPDATE acct SET api_key = '%s' WHERE note = 'a'", updateKey),
+		fmt.Sprintf("SELECT count(*) FROM acct WHERE ssn = '%s' OR ssn IN ('%s', 'other')", whereSSN, inSSN),
+		"COPY acct (password, note) FROM STDIN",
+		`\password e2e_no_such_role_`+randHex(3),
+	)
+	// \password asks twice (from stdin, as there is no terminal), then fails on the
+	// missing role: the ALTER ROLE with the verifier was sent all the same.
+	if !strings.Contains(run.stderr, "does not exist") {
+		t.Fatalf("psql: %v\nstdout %s\nstderr %s", run.err, run.stdout, run.stderr)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	host, port := splitAddr(t, h.pgAddr)
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=require connect_timeout=10",
+		host, port, pgTarget, sub, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"CREATE TEMP TABLE acct (id int, password text, api_key text, ssn text)"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO acct (id, api_key, ssn) VALUES ($1, $2, $3)", 1, bindKey, bindSSN); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM acct WHERE api_key = $1", bindKey).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("select by bound key: %d %v", n, err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"acct"}, []string{"id", "password"}, pgx.CopyFromRows([][]any{{2, binCopyPW}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sessions := h.waitSessions(t, sub, 2)
+
+	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
+	scans := h.scanTopics(t, append([]string{h.topics.Raw}, processed...), secrets)
+	for _, s := range secrets {
+		if scans[h.topics.Raw].hits[s] == 0 {
+			t.Errorf("%q is not in %s: the sessions were not recorded as sent", s, h.topics.Raw)
+		}
+		for _, topic := range processed {
+			if n := scans[topic].hits[s]; n > 0 {
+				t.Errorf("%q is in %d record(s) of %s", s, n, topic)
+			}
+		}
+	}
+	for _, table := range h.tables(t) {
+		for _, s := range secrets {
+			n := h.count(t, "SELECT toInt64(count()) FROM "+table+" WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
+				clickhouse.Params{"s": s})
+			if n > 0 {
+				t.Errorf("%q is in %d row(s) of table %s", s, n, table)
+			}
+		}
+	}
+	auditor := h.token(t, "e2e-privacy-auditor", auditors)
+	for _, s := range sessions {
+		if rep := h.verify(t, auditor, s.SessionID); !rep.OK || rep.Masked == 0 {
+			t.Errorf("session %s: verify ok=%v masked frames %d problems %v", s.SessionID, rep.OK, rep.Masked, rep.Problems)
+		}
+		if n := h.count(t, "SELECT toInt64(count()) FROM frames FINAL WHERE session_id = {sid:String} AND mapContains(masks, 'column')",
+			clickhouse.Params{"sid": s.SessionID}); n == 0 {
+			t.Errorf("session %s: no frame records a column mask", s.SessionID)
+		}
+	}
+}
+
+// psqlPrivacy runs psql with stdin and without a controlling terminal (its own
+// session), so that \password reads the new password from stdin.
+func (h *harness) psqlPrivacy(t *testing.T, token, user, copyData string, statements ...string) psqlRun {
+	t.Helper()
+	host, port := splitAddr(t, h.pgAddr)
+	args := []string{"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0",
+		fmt.Sprintf("host=%s port=%s dbname=%s user=%s sslmode=require connect_timeout=10", host, port, pgTarget, user)}
+	for _, s := range statements {
+		args = append(args, "-c", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.pg.Bin, "psql"), args...)
+	cmd.Env = append(cleanPGEnv(), "PGPASSWORD="+token, "HOME="+t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	pw := "Typed-" + randHex(4)
+	cmd.Stdin = strings.NewReader(copyData + "\\.\n" + pw + "\n" + pw + "\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("psql did not finish in time:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	return psqlRun{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}

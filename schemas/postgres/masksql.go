@@ -1,0 +1,203 @@
+package postgres
+
+import (
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/protocol"
+)
+
+// MaskUnparsed counts statements that name a ruled column but did not parse: they
+// were masked by the detectors alone.
+const MaskUnparsed = "sql_unparsed"
+
+// sql masks the text of a Query or Parse: literals bound to ruled columns (INSERT
+// ... VALUES, SET col = ..., WHERE col = ... / IN (...), ... AS col) are masked
+// whole, then the detectors run over the rest. A COPY ... FROM STDIN of a Query
+// readies the masking of its data rows.
+func (m masker) sql(s string, kind string, counts protocol.Counts) string {
+	refs, parsed := statementRefs(s, m.r)
+	if !parsed {
+		counts.Add(MaskUnparsed, 1)
+	}
+	if kind == Query {
+		m.c.Copy = newCopyState(refs.copy, m.r)
+	}
+	if len(refs.literals) > 0 {
+		s = maskLiterals(s, refs.literals, m.r, m.st, counts)
+	}
+	return m.text(s, counts)
+}
+
+// statementRefs parses s when it names a ruled column (the parse is the costly part
+// of masking a statement, and a statement naming none has nothing to bind). parsed
+// is false only for a statement that names one and does not parse.
+func statementRefs(s string, r protocol.MaskRules) (refs sqlRefs, parsed bool) {
+	if !namesRuledColumn(s, r) {
+		return refs, true
+	}
+	return parseRefs(s)
+}
+
+var identRe = regexp.MustCompile(`[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*|"(?:[^"]|"")+"`)
+
+func namesRuledColumn(s string, r protocol.MaskRules) bool {
+	for _, id := range identRe.FindAllString(s, -1) {
+		if strings.HasPrefix(id, `"`) {
+			id = strings.ReplaceAll(id[1:len(id)-1], `""`, `"`)
+		}
+		if r.Column(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// maskLiterals replaces the literals bound to ruled columns, keeping their quotes so
+// the statement still reads as SQL.
+func maskLiterals(s string, lits []literalRef, r protocol.MaskRules, st protocol.Style, counts protocol.Counts) string {
+	slices.SortFunc(lits, func(a, b literalRef) int { return a.start - b.start })
+	var b strings.Builder
+	prev := 0
+	for _, l := range lits {
+		if l.start < prev || l.end > len(s) || !r.Column(l.col) {
+			continue
+		}
+		counts.Add(MaskColumn, 1)
+		b.WriteString(s[prev:l.start])
+		b.WriteString(maskedLiteral(s[l.start:l.end], st))
+		prev = l.end
+	}
+	b.WriteString(s[prev:])
+	return b.String()
+}
+
+// maskedLiteral is a literal token with its value masked: 'x', E'x', $$x$$ keep
+// their delimiters; a number becomes a string.
+func maskedLiteral(tok string, st protocol.Style) string {
+	open, body, close := literalParts(tok)
+	if st == protocol.SameLength {
+		return open + strings.Repeat("*", len(body)) + close
+	}
+	if open == "" {
+		return "'" + Token(MaskColumn) + "'"
+	}
+	if strings.HasPrefix(open, "$") {
+		return open + Token(MaskColumn) + close
+	}
+	return "'" + Token(MaskColumn) + "'"
+}
+
+func literalParts(tok string) (open, body, close string) {
+	if q := strings.IndexByte(tok, '\''); q >= 0 && strings.HasSuffix(tok, "'") && len(tok) > q+1 {
+		return tok[:q+1], tok[q+1 : len(tok)-1], "'"
+	}
+	if strings.HasPrefix(tok, "$") {
+		if e := strings.IndexByte(tok[1:], '$'); e >= 0 {
+			tag := tok[:e+2]
+			if len(tok) >= 2*len(tag) && strings.HasSuffix(tok, tag) {
+				return tag, tok[len(tag) : len(tok)-len(tag)], tag
+			}
+		}
+	}
+	return "", tok, ""
+}
+
+// copyData masks the data of a CopyData, same length (in binary COPY each field is
+// length-prefixed inside the data): the fields of ruled columns whole when a COPY
+// FROM STDIN names them, then the detectors.
+func (m masker) copyData(b []byte, counts protocol.Counts) []byte {
+	if m.c.Copy != nil {
+		b = append([]byte(nil), b...)
+		m.c.Copy.mask(b, counts)
+	}
+	return m.r.Text(b, protocol.SameLength, counts)
+}
+
+// afterMask updates the masking state once the last frame of f's message is masked.
+func (c *Conversation) afterMask(f *schemas.Frame) {
+	if f.Direction == schemas.Client && (f.Kind == CopyDone || f.Kind == CopyFail) {
+		c.Copy = nil
+	}
+}
+
+var (
+	paramCmpRe    = regexp.MustCompile(`(?i)([a-z_][a-z0-9_$]*"?)\s*(?:=|<>|!=|\blike\b|\bilike\b)\s*\$(\d+)\b`)
+	paramInsertRe = regexp.MustCompile(`(?is)\binsert\s+into\s+[^\s(]+\s*\(([^)]*)\)\s*values\s*\(([^)]*)\)`)
+)
+
+// ParamColumns maps Bind parameters (0-based) to the column a statement binds them
+// to: compares them with (col = $n, col IN ($1, $2), col LIKE $n), sets (SET col =
+// $n), or inserts them into (INSERT INTO t (a, b) VALUES ($1, $2)), so column rules
+// also cover parameters. A statement that does not parse is read by patterns, best
+// effort.
+func ParamColumns(sql string) map[int]string {
+	if refs, ok := parseRefs(sql); ok {
+		return refs.params
+	}
+	return paramColumnsByPattern(sql)
+}
+
+// paramColumns is ParamColumns for a statement under rules r: one naming no ruled
+// column binds nothing they mask, and is not parsed. Results are cached by text (a
+// prepared statement is bound many times).
+func paramColumns(sql string, r protocol.MaskRules) map[int]string {
+	if !namesRuledColumn(sql, r) {
+		return nil
+	}
+	paramCache.Lock()
+	m, ok := paramCache.m[sql]
+	paramCache.Unlock()
+	if ok {
+		return m
+	}
+	m = ParamColumns(sql)
+	paramCache.Lock()
+	defer paramCache.Unlock()
+	if len(paramCache.m) >= 4096 {
+		clear(paramCache.m)
+	}
+	paramCache.m[sql] = m
+	return m
+}
+
+var paramCache = struct {
+	sync.Mutex
+	m map[string]map[int]string
+}{m: map[string]map[int]string{}}
+
+func paramColumnsByPattern(sql string) map[int]string {
+	out := map[int]string{}
+	for _, m := range paramCmpRe.FindAllStringSubmatch(sql, -1) {
+		if n, err := strconv.Atoi(m[2]); err == nil && n >= 1 {
+			out[n-1] = unquoteIdent(m[1])
+		}
+	}
+	for _, m := range paramInsertRe.FindAllStringSubmatch(sql, -1) {
+		cols, vals := strings.Split(m[1], ","), strings.Split(m[2], ",")
+		if len(cols) != len(vals) {
+			continue
+		}
+		for i, v := range vals {
+			v = strings.TrimSpace(v)
+			if !strings.HasPrefix(v, "$") {
+				continue
+			}
+			if n, err := strconv.Atoi(v[1:]); err == nil && n >= 1 {
+				out[n-1] = unquoteIdent(strings.TrimSpace(cols[i]))
+			}
+		}
+	}
+	return out
+}
+
+func unquoteIdent(s string) string {
+	if i := strings.LastIndexByte(s, '.'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.Trim(s, `"`)
+}

@@ -1,0 +1,223 @@
+package postgres
+
+import (
+	"strings"
+	"sync"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	pgquery "github.com/wasilibs/go-pgquery"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// sqlRefs is what a statement binds to columns, as PostgreSQL's own grammar reads
+// it: literals (by their byte range in the text) and parameters ($n, 0-based), each
+// with the column it is written to or compared with, and the columns of a COPY ...
+// FROM STDIN.
+type sqlRefs struct {
+	literals []literalRef
+	params   map[int]string
+	copy     *copyTarget
+}
+
+type literalRef struct {
+	start, end int // byte range of the literal's token, quotes included
+	col        string
+}
+
+// copyTarget is a COPY ... FROM STDIN: its column list (nil: the table's, unknown
+// here) and data format.
+type copyTarget struct {
+	cols   []string
+	format string // text, csv or binary
+	delim  byte
+}
+
+// parseRefs parses sql with PostgreSQL's grammar (libpg_query, run as WebAssembly so
+// the binary stays free of cgo) and collects what it binds to columns. ok is false
+// when sql does not parse.
+func parseRefs(sql string) (refs sqlRefs, ok bool) {
+	tree, err := parse(sql)
+	if err != nil {
+		return refs, false
+	}
+	var bound []bindingRef
+	for _, st := range tree.GetStmts() {
+		walkTree(st.GetStmt().ProtoReflect(), func(m protoreflect.Message) {
+			bound = append(bound, bindings(m.Interface(), &refs)...)
+		})
+	}
+	var ends map[int32]int32
+	for _, b := range bound {
+		switch v := b.val.(type) {
+		case *pg.ParamRef:
+			if v.Number >= 1 {
+				if refs.params == nil {
+					refs.params = map[int]string{}
+				}
+				refs.params[int(v.Number)-1] = b.col
+			}
+		case *pg.A_Const:
+			if v.Isnull || v.Location < 0 {
+				continue
+			}
+			if ends == nil {
+				if ends, ok = tokenEnds(sql); !ok {
+					return refs, false
+				}
+			}
+			if end, found := ends[v.Location]; found {
+				refs.literals = append(refs.literals, literalRef{start: int(v.Location), end: int(end), col: b.col})
+			}
+		}
+	}
+	return refs, true
+}
+
+var parseMu sync.Mutex
+
+// WarmUp instantiates the SQL parser now rather than on the first statement that
+// needs it (a few seconds, more on a loaded machine).
+func WarmUp() { _, _ = parse("SELECT 1") }
+
+// parse runs the parser. The WebAssembly module is instantiated on first use (a few
+// seconds); calls are serialised, each session's frames come one at a time anyway.
+func parse(sql string) (*pg.ParseResult, error) {
+	parseMu.Lock()
+	defer parseMu.Unlock()
+	return pgquery.Parse(sql)
+}
+
+// tokenEnds maps each token's start to its end, from PostgreSQL's scanner.
+func tokenEnds(sql string) (map[int32]int32, bool) {
+	parseMu.Lock()
+	defer parseMu.Unlock()
+	sc, err := pgquery.Scan(sql)
+	if err != nil {
+		return nil, false
+	}
+	out := make(map[int32]int32, len(sc.GetTokens()))
+	for _, t := range sc.GetTokens() {
+		out[t.GetStart()] = t.GetEnd()
+	}
+	return out, true
+}
+
+// bindingRef is a value node bound to a column.
+type bindingRef struct {
+	col string
+	val any // *pg.A_Const or *pg.ParamRef
+}
+
+// bindings returns what one node binds to columns: an INSERT's VALUES rows by its
+// column list, SET col = v (UPDATE, ON CONFLICT), v AS col, and comparisons
+// (col = v, col IN (...), col LIKE v, either side). A COPY FROM STDIN sets refs.copy.
+func bindings(n any, refs *sqlRefs) []bindingRef {
+	var out []bindingRef
+	switch n := n.(type) {
+	case *pg.InsertStmt:
+		sel := n.GetSelectStmt().GetSelectStmt()
+		for _, row := range sel.GetValuesLists() {
+			for i, v := range row.GetList().GetItems() {
+				if i < len(n.GetCols()) {
+					out = append(out, values(n.GetCols()[i].GetResTarget().GetName(), v)...)
+				}
+			}
+		}
+	case *pg.ResTarget:
+		if n.GetName() != "" && n.GetVal() != nil {
+			out = append(out, values(n.GetName(), n.GetVal())...)
+		}
+	case *pg.A_Expr:
+		if col := columnName(n.GetLexpr()); col != "" {
+			out = append(out, values(col, n.GetRexpr())...)
+		}
+		if col := columnName(n.GetRexpr()); col != "" {
+			out = append(out, values(col, n.GetLexpr())...)
+		}
+	case *pg.CopyStmt:
+		if n.GetIsFrom() && !n.GetIsProgram() && n.GetFilename() == "" {
+			refs.copy = copyOf(n)
+		}
+	}
+	return out
+}
+
+// values returns the constants and parameters of v (through casts and lists).
+func values(col string, v *pg.Node) []bindingRef {
+	switch {
+	case v == nil:
+		return nil
+	case v.GetAConst() != nil:
+		return []bindingRef{{col, v.GetAConst()}}
+	case v.GetParamRef() != nil:
+		return []bindingRef{{col, v.GetParamRef()}}
+	case v.GetTypeCast() != nil:
+		return values(col, v.GetTypeCast().GetArg())
+	case v.GetList() != nil:
+		var out []bindingRef
+		for _, it := range v.GetList().GetItems() {
+			out = append(out, values(col, it)...)
+		}
+		return out
+	}
+	return nil
+}
+
+// columnName is the column a ColumnRef names (its last field), or "".
+func columnName(n *pg.Node) string {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.GetArg()
+	}
+	f := n.GetColumnRef().GetFields()
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1].GetString_().GetSval()
+}
+
+func copyOf(n *pg.CopyStmt) *copyTarget {
+	c := &copyTarget{format: "text", delim: '\t'}
+	for _, a := range n.GetAttlist() {
+		c.cols = append(c.cols, a.GetString_().GetSval())
+	}
+	for _, o := range n.GetOptions() {
+		d := o.GetDefElem()
+		arg := d.GetArg().GetString_().GetSval()
+		switch d.GetDefname() {
+		case "format":
+			c.format = strings.ToLower(arg)
+			if c.format == "csv" && c.delim == '\t' {
+				c.delim = ','
+			}
+		case "delimiter":
+			if len(arg) == 1 {
+				c.delim = arg[0]
+			}
+		}
+	}
+	return c
+}
+
+// walkTree calls fn on m and every message below it.
+func walkTree(m protoreflect.Message, fn func(protoreflect.Message)) {
+	if !m.IsValid() {
+		return
+	}
+	fn(m)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				walkTree(l.Get(i).Message(), fn)
+			}
+		case fd.IsMap():
+		default:
+			walkTree(v.Message(), fn)
+		}
+		return true
+	})
+}
