@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapline/tapline/query/client"
 	"github.com/tapline/tapline/query/replay"
+	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
 )
 
@@ -67,29 +68,22 @@ browser devtools and HAR viewers). --follow tails a live session.`,
 			if err != nil {
 				return err
 			}
-			if format == "asciicast" && sess.Protocol != "SSH" {
-				return fmt.Errorf("--format asciicast is for SSH sessions; this one is %s", sess.Protocol)
+			name := schemas.Protocol(sess.Protocol)
+			if err := replay.Check(name, replay.Format(format)); err != nil {
+				return err
 			}
+			playFormat, ok := replay.PlayFormat(name)
+			if !ok {
+				return dumpReplay(cmd, c, id, opt)
+			}
+			opt.Format = playFormat
+			stream, err := c.Replay(cmd.Context(), id, opt)
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
 			p := &replay.Player{Speed: speed, IdleLimit: idleLimit}
-			switch sess.Protocol {
-			case "SSH":
-				opt.Format = "asciicast"
-				stream, err := c.Replay(cmd.Context(), id, opt)
-				if err != nil {
-					return err
-				}
-				defer stream.Close()
-				return p.PlayAsciicast(cmd.Context(), stream, cmd.OutOrStdout())
-			case "POSTGRES":
-				opt.Format = "json"
-				stream, err := c.Replay(cmd.Context(), id, opt)
-				if err != nil {
-					return err
-				}
-				defer stream.Close()
-				return p.PlayPostgres(cmd.Context(), stream, cmd.OutOrStdout(), nil)
-			}
-			return dumpReplay(cmd, c, id, opt)
+			return p.Play(cmd.Context(), name, stream, cmd.OutOrStdout())
 		},
 	}
 	af.add(cmd)

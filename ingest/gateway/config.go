@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -305,21 +307,37 @@ func (c *Config) validateTargets(p *problems, lookupEnv func(string) (string, bo
 		if len(t.Groups) == 0 {
 			p.add(key+".groups", "empty: nobody could use this target (use [\"%s\"] to admit every verified identity)", auth.AnyGroup)
 		}
-		switch t.Protocol {
-		case "postgres":
-			c.validatePostgresTarget(p, key, t, lookupEnv)
-		case "ssh":
-			c.validateSSHTarget(p, key, t)
-		case "http":
-			c.validateHTTPTarget(p, key, t, lookupEnv)
-		case "kubernetes":
-			c.validateKubernetesTarget(p, key, t, lookupEnv)
-		case "":
-			p.add(key+".protocol", "required (postgres, ssh, http or kubernetes)")
+		e, ok := edges[t.Protocol]
+		switch {
+		case t.Protocol == "":
+			p.add(key+".protocol", "required (%s)", edgeNames())
+		case !ok:
+			p.add(key+".protocol", "unknown protocol %q (want %s)", t.Protocol, edgeNames())
 		default:
-			p.add(key+".protocol", "unknown protocol %q (want postgres, ssh, http or kubernetes)", t.Protocol)
+			e(c, p, key, t, lookupEnv)
 		}
 	}
+}
+
+// targetCheck validates a target's protocol section against the gateway's
+// configuration.
+type targetCheck func(c *Config, p *problems, key string, t *Target, lookupEnv func(string) (string, bool))
+
+// edges maps the protocol a target names to its edge's check: adding an edge
+// is one entry here (and its listener in its own file), not a new case.
+var edges = map[string]targetCheck{
+	"postgres": (*Config).validatePostgresTarget,
+	"ssh": func(c *Config, p *problems, key string, t *Target, _ func(string) (string, bool)) {
+		c.validateSSHTarget(p, key, t)
+	},
+	"http":       (*Config).validateHTTPTarget,
+	"kubernetes": (*Config).validateKubernetesTarget,
+}
+
+// edgeNames lists the protocols targets may name, for error messages.
+func edgeNames() string {
+	names := slices.Sorted(maps.Keys(edges))
+	return strings.Join(names, ", ")
 }
 
 func (c *Config) validatePostgresTarget(p *problems, key string, t *Target, lookupEnv func(string) (string, bool)) {

@@ -37,7 +37,7 @@ func TestPlayAsciicastKeepsTimingAndOutput(t *testing.T) {
 	var slept sleeps
 	var out bytes.Buffer
 	p := &Player{Speed: 2, Sleep: slept.sleep}
-	if err := p.PlayAsciicast(context.Background(), &cast, &out); err != nil {
+	if err := p.Play(context.Background(), schemas.SSH, &cast, &out); err != nil {
 		t.Fatal(err)
 	}
 	// Output plus one resize sequence for the window change.
@@ -53,7 +53,7 @@ func TestPlayAsciicastKeepsTimingAndOutput(t *testing.T) {
 	cast.Reset()
 	Write(&cast, schemas.SSH, FormatAsciicast, sessiontest.Seq(b.Frames), Options{}, nil)
 	p = &Player{IdleLimit: 200 * time.Millisecond, Sleep: slept.sleep}
-	p.PlayAsciicast(context.Background(), &cast, &out)
+	p.Play(context.Background(), schemas.SSH, &cast, &out)
 	for _, d := range slept {
 		if d > 200*time.Millisecond {
 			t.Errorf("pause of %v past the idle limit", d)
@@ -72,7 +72,7 @@ func TestPlayPostgresPausesBetweenStatements(t *testing.T) {
 	var slept sleeps
 	var out bytes.Buffer
 	p := &Player{Sleep: slept.sleep}
-	if err := p.PlayPostgres(context.Background(), &events, &out, nil); err != nil {
+	if err := p.Play(context.Background(), schemas.Postgres, &events, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "SELECT 1\n") || !strings.Contains(out.String(), "SELECT 2\n") {

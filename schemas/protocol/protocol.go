@@ -16,6 +16,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tapline/tapline/schemas"
 )
@@ -190,6 +191,18 @@ type ReplayOptions struct {
 	MaxCellBytes    int    // bytes kept per value
 	MaxMessageBytes int    // bound on one reassembled message
 	Channel         *int64 // the channel to play as the terminal; nil picks the first
+}
+
+// Playing is a protocol whose replay plays back in a terminal with its recorded
+// timing (`tapline replay --speed`).
+type Playing interface {
+	Protocol
+	// PlayFormat is the replay format that playback reads (one of Formats).
+	PlayFormat() string
+	// Play renders a replay stream in PlayFormat to w as the terminal shows it,
+	// calling wait with the recorded gap before each event; an error from wait
+	// (the context ended) stops it.
+	Play(r io.Reader, w io.Writer, wait func(time.Duration) error) error
 }
 
 // Warming is a protocol with something slow to start (a parser), which the
