@@ -12,7 +12,7 @@
 #              discarded by the server's WHERE false)
 #   scp up     the SSH edge, agent to target (SFTP)
 #   scp down   the SSH edge, target to agent
-# The gateway's resident set (VmRSS from /proc) is sampled every 100 ms during
+# The gateway's resident set (VmRSS from /proc) is sampled every 50 ms during
 # each stream; the table shows it idle before the stream and at its peak. Flat
 # means the peak does not grow with the stream: compare two values of
 # BENCH_MEMORY_MB.
@@ -79,33 +79,34 @@ wait_port "$ssh_port" "gateway (ssh)"
 echo "[127.0.0.1]:$ssh_port $(ssh-keygen -y -f "$work/gw/ssh_host_ed25519_key")" >"$work/known_hosts"
 chown "$TAPLINE_SSH_USER" "$remote"
 
-rss_kib() {
-	kill -0 "$gw_pid" 2>/dev/null || {
-		local rc=0
-		wait "$gw_pid" || rc=$?
-		echo "bench: the gateway exited ($rc); its log:" >&2
-		tail -n 20 "$work/gateway.log" >&2
-		exit 1
-	}
-	awk '/^VmRSS:/ { print $2 }' "/proc/$gw_pid/status"
+# gateway_alive: exits with the gateway's log when it has died.
+gateway_alive() {
+	kill -0 "$gw_pid" 2>/dev/null && return 0
+	local rc=0
+	wait "$gw_pid" || rc=$?
+	echo "bench: the gateway exited ($rc); its log:" >&2
+	tail -n 20 "$work/gateway.log" >&2
+	exit 1
 }
 
-# measure NAME CMD...: runs CMD while sampling the gateway's RSS; appends
-# "NAME seconds idle_kib peak_kib" to the results.
+# measure NAME CMD...: runs CMD while `benchhelper rss` samples the gateway's RSS;
+# appends "NAME seconds idle_kib peak_kib" to the results.
 measure() {
-	local name=$1 idle t0 t1
+	local name=$1 stop=$work/stop t0 t1 idle peak
 	shift
-	idle=$(rss_kib)
-	: >"$work/rss"
-	(while :; do rss_kib >>"$work/rss"; sleep 0.1; done) &
+	gateway_alive
+	rm -f "$stop"
+	"$work/benchhelper" rss "$gw_pid" "$stop" >"$work/rss" &
 	sampler=$!
 	t0=$(date +%s.%N)
 	"$@"
 	t1=$(date +%s.%N)
-	kill "$sampler"
-	wait "$sampler" 2>/dev/null || true
+	touch "$stop"
+	wait "$sampler"
 	sampler=
-	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $(sort -n "$work/rss" | tail -n1)" >>"$work/results"
+	gateway_alive
+	read -r idle peak <"$work/rss"
+	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $peak" >>"$work/results"
 }
 
 rows=$((MB * 1024)) # rows of 1 KiB (1023 characters and a newline)
@@ -150,7 +151,7 @@ cmp -s "$work/file" "$work/back" || {
 	exit 1
 }
 
-printf '\nGateway memory (%s mode) while %s MiB stream through one session; VmRSS sampled every 100 ms; Kafka %s\n\n' "$MODE" "$MB" "$brokers (${BENCH_KAFKA:-private})"
+printf '\nGateway memory (%s mode) while %s MiB stream through one session; VmRSS sampled every 50 ms; Kafka %s\n\n' "$MODE" "$MB" "$brokers (${BENCH_KAFKA:-private})"
 awk -v mb="$MB" '
 	BEGIN {
 		printf "| edge | stream | MiB | seconds | MiB/s | RSS idle MiB | RSS peak MiB | peak − idle MiB |\n"
