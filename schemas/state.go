@@ -31,7 +31,10 @@ type StateCheckpoint struct {
 //	   ("conv"); format 1 ("ssh" and "mask"."ssh") is converted on restore
 //	3: Postgres sessions too ("conv"); format 1 and 2 ("pg" and "mask"."walk") are
 //	   converted on restore
-const SessionStateFormat = 3
+//	4: a session may hold frames back ("held": frames whose last bytes may begin
+//	   a secret, not yet emitted); older formats have none and load unchanged, and
+//	   a format-3 processor must not read format 4 (it would drop held frames)
+const SessionStateFormat = 4
 
 var stateCodec = newCodec("state", stateToNative, stateFromNative)
 

@@ -66,7 +66,7 @@ func (r rulesView) Text(b []byte, st protocol.Style, counts protocol.Counts) []b
 	return r.t.text(b, s, Counts(counts))
 }
 
-func (r rulesView) Stream(prev, b []byte, open string, st protocol.Style, counts protocol.Counts) ([]byte, string) {
+func (r rulesView) Stream(prev, b []byte, open string, st protocol.Style, counts protocol.Counts) protocol.Streamed {
 	s := token
 	if st == protocol.SameLength {
 		s = sameLength

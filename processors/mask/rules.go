@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tapline/tapline/schemas/protocol"
 )
 
 // Config is the masking section of the processor's YAML configuration: defaults for
@@ -288,22 +290,27 @@ func (t *targetRules) text(b []byte, st style, counts Counts) []byte {
 // masks, in b, every match that ends in b (one that began in prev too). Matches
 // wholly in prev were masked when prev was. open is the type of a match that ran to
 // the end of prev ("" if none): prev holds it masked, so it is not found again,
-// and b's leading bytes that may continue it are masked as its rest. stream
-// returns the type of a match that runs to the end of b in turn.
-func (t *targetRules) stream(prev, b []byte, open string, st style, counts Counts) ([]byte, string) {
+// and b's leading bytes that may continue it are masked as its rest. The result
+// also says how far a match ending in b reaches back into prev (for frames still
+// held back) and how much of the end of prev+b may begin a secret still being
+// written (see Pending).
+func (t *targetRules) stream(prev, b []byte, open string, st style, counts Counts) protocol.Streamed {
 	var ms []Match
 	if n := continuation(b); open != "" && n > 0 {
 		ms = append(ms, Match{0, n, open})
 	}
 	joined := make([]byte, 0, len(prev)+len(b))
 	joined = append(append(joined, prev...), b...)
-	last := ""
+	var res protocol.Streamed
 	for _, m := range scan(joined, t.dets, t.extra) {
 		if m.End <= len(prev) {
 			continue
 		}
 		if m.End == len(joined) && m.Type != PrivateKey {
-			last = m.Type // a key block carries on by its BEGIN line in prev
+			res.Open = m.Type // a key block carries on by its BEGIN line in prev
+		}
+		if m.Start < len(prev) {
+			res.Back, res.BackType = len(prev)-m.Start, m.Type
 		}
 		m.Start, m.End = max(m.Start-len(prev), 0), m.End-len(prev)
 		if len(ms) > 0 && m.Start < ms[0].End {
@@ -313,15 +320,22 @@ func (t *targetRules) stream(prev, b []byte, open string, st style, counts Count
 		ms = append(ms, m)
 	}
 	if len(ms) > 0 && ms[0].End == len(b) && open != "" {
-		last = ms[0].Type
+		res.Open = ms[0].Type
 	}
-	if len(ms) == 0 {
-		return b, last
+	res.Out = b
+	if len(ms) > 0 {
+		for _, m := range ms {
+			counts.add(m.Type, 1)
+		}
+		res.Out = apply(b, ms, st)
 	}
-	for _, m := range ms {
-		counts.add(m.Type, 1)
+	if res.Open == "" {
+		// A match running to the end is continued by the next frame's leading bytes
+		// (open); otherwise the end may be the start of one.
+		copy(joined[len(prev):], res.Out)
+		res.Pending = Pending(joined)
 	}
-	return apply(b, ms, st), last
+	return res
 }
 
 // continuation is the length of b's leading run of bytes that can continue a

@@ -75,7 +75,11 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 		// The withheld frame is what the processors vouch for, like any masked one.
 		_ = schemas.SignMasked(p.cfg.SigningKey, &w)
 	}
-	out.Frames = append(out.Frames[:mark], w)
+	out.Frames = out.Frames[:mark]
+	// The frames held back go out first, as they are: f may have been the one
+	// their stream waited for, and the conversation's state is now suspect.
+	p.release(s, f.TS, true, out)
+	out.Frames = append(out.Frames, w)
 	switch p.stage {
 	case stageMask:
 		if s.Conv != nil {

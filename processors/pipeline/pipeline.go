@@ -134,6 +134,9 @@ type session struct {
 	Closed      bool            `json:"closed,omitempty"` // ended; kept until Sweep
 	AbandonedAt *time.Time      `json:"abandoned_at,omitempty"`
 	Mask        mask.State      `json:"mask"`
+	// Held are frames kept back, in seq order: the first waits for the next frame
+	// of its stream (its last bytes may begin a secret), the others behind it.
+	Held []heldFrame `json:"held,omitempty"`
 	// Stitcher is the protocol's stitcher, saved under the protocol's StateKey (see
 	// MarshalJSON).
 	Stitcher protocol.Stitcher `json:"-"`
@@ -208,6 +211,7 @@ func (p *Processor) frame(f schemas.Frame, out *Output) {
 		p.emitSummary(s, f.TS, out)
 		out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionDenied, sum, f.Seq, f.TS))
 	case schemas.KindSessionEnd:
+		p.release(s, f.TS, true, out)
 		out.Frames = append(out.Frames, f)
 		p.end(s, &f, sigOK, out)
 	default:
@@ -262,21 +266,22 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
 	}
-	if p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, conv) != nil && p.cfg.SigningKey != nil {
+	masked := p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, conv) != nil
+	var h protocol.Hold
+	if hc, ok := s.Conv.(protocol.Holding); ok {
+		h = hc.Hold(f)
+	}
+	if p.hold(s, f, masked, h, out) {
+		return
+	}
+	if masked && p.cfg.SigningKey != nil {
 		// Fails only for a session id that is not a UUID, which integrity already
 		// flagged; the frame then stays unsigned and verify reports it.
 		_ = schemas.SignMasked(p.cfg.SigningKey, f)
 	}
 	out.Frames = append(out.Frames, *f)
 	p.stage = stageStitch
-	var cmds []schemas.Command
-	switch {
-	case s.Conv != nil:
-		cmds = s.Conv.Stitch(f, p.cfg.Limits)
-	case st != nil:
-		cmds = st.Frame(f, p.cfg.Limits)
-	}
-	p.commands(s, cmds, out)
+	p.stitch(s, f, out)
 }
 
 // stitcher returns the session's stitcher, starting one (or a conversation) for
@@ -536,6 +541,7 @@ func (p *Processor) Sweep(now time.Time, out *Output) {
 
 func (p *Processor) abandon(s *session, now time.Time, out *Output) {
 	last := &schemas.Frame{SessionID: s.Summary.SessionID, Seq: s.Tip.Seq, TS: s.LastTS, Protocol: s.Summary.Protocol}
+	p.release(s, s.LastTS, true, out)
 	p.flushCommands(s, last, "session abandoned: no frames for longer than the idle timeout", out)
 	sum := &s.Summary
 	sum.Status = schemas.StatusAbandoned

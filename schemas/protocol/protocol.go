@@ -134,11 +134,53 @@ type MaskRules interface {
 type StreamRules interface {
 	MaskRules
 	// Stream masks b where it continues a stream whose last bytes, as already
-	// emitted (masked), are prev: a match that begins in prev and ends in b (a
-	// secret split across two frames) is masked in b as well. open is what Stream
-	// returned for prev: the type of a match that ran to its end, whose rest b may
-	// begin with. Returns b itself when nothing in it matched.
-	Stream(prev, b []byte, open string, st Style, counts Counts) (out []byte, openAtEnd string)
+	// emitted or held back (masked), are prev: a match that begins in prev and ends
+	// in b (a secret split across frames) is masked in b, and reported in Back for
+	// the frames still held. open is the Open that Stream returned for prev: the
+	// type of a match that ran to its end, whose rest b may begin with.
+	Stream(prev, b []byte, open string, st Style, counts Counts) Streamed
+}
+
+// Streamed is what StreamRules.Stream made of one frame of a stream.
+type Streamed struct {
+	// Out is b masked (b itself when nothing in it matched).
+	Out []byte
+	// Open is the type of a match that runs to the very end of b ("" if none).
+	Open string
+	// Back is how many bytes at the end of prev belong to a match that ends in b,
+	// of type BackType: a frame still held back must have them masked too.
+	Back     int
+	BackType string
+	// Pending is how many bytes at the end of prev+b may be the start of a secret
+	// that more bytes would complete: frames holding them are held back.
+	Pending int
+}
+
+// Holding is a Conversation whose frames continue byte streams (SSH channel data):
+// a frame whose last bytes may begin a secret is held back, unemitted, until the
+// next frame of its stream shows whether they did (see docs/processors.md,
+// "Hold-back").
+type Holding interface {
+	Conversation
+	// Hold says, after Mask(f), which stream f continued and how: the
+	// processors keep f and the frames after it until the stream's earlier held
+	// frames are final.
+	Hold(f *schemas.Frame) Hold
+}
+
+// Hold is where one frame leaves its byte stream.
+type Hold struct {
+	// Stream names f's byte stream within the session ("" if f continues none).
+	Stream string
+	// Back bytes at the end of the stream before f belong to a secret of type
+	// BackType that ends in f: mask them in the frames still held.
+	Back     int
+	BackType string
+	// Pending bytes at the end of the stream, f included, may begin a secret not
+	// yet complete: the held frames holding them stay held.
+	Pending int
+	// Ended lists the streams f ended (their held frames are final).
+	Ended []string
 }
 
 // Limits bound what a session's conversation holds; zero fields take DefaultLimits.

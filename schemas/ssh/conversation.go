@@ -14,6 +14,11 @@ import (
 type Conversation struct {
 	Stitcher
 	Masking map[int64]*MaskChannel `json:"masking,omitempty"`
+
+	// hold is what masking the current frame found for the hold-back (see Hold);
+	// it lives from Mask to Hold on the same frame and is never saved.
+	hold    protocol.Hold
+	holdSeq int64
 }
 
 // NewConversation implements protocol.Conversations.
@@ -21,9 +26,6 @@ func (Protocol) NewConversation() protocol.Conversation { return &Conversation{}
 
 // Stitch implements protocol.Conversation.
 func (c *Conversation) Stitch(f *schemas.Frame, lim protocol.Limits) []schemas.Command {
-	if f.Kind == ChannelClose {
-		delete(c.Masking, f.Channel)
-	}
 	return c.Frame(f, lim)
 }
 

@@ -33,6 +33,9 @@ type MaskChannel struct {
 	TailOpen string `json:"tail_open,omitempty"`
 	InOpen   string `json:"in_open,omitempty"`
 	Secret   bool   `json:"secret,omitempty"`
+	// TTY: the channel asked for a pty (also known to the stitcher, which may
+	// not have read the request yet while frames are held back).
+	TTY bool `json:"tty,omitempty"`
 	// Unechoed is the time of the first keystroke of the open line that the server
 	// has not answered with any output yet; zero when none.
 	Unechoed time.Time `json:"unechoed,omitzero"`
@@ -68,12 +71,20 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 	case ChannelData, ChannelExtData:
 		ch := c.maskChannel(f.Channel)
 		if f.Direction == schemas.Client {
-			return ch.input(f, c.terminal(f.Channel), r, counts)
+			out, res := ch.input(f, c.terminal(f.Channel), r, counts)
+			c.held(f, res)
+			return out
 		}
-		out, open := stream(r, ch.Tail, f.Payload, ch.TailOpen, counts)
-		ch.TailOpen = open
-		ch.output(out)
-		return out
+		res := stream(r, ch.Tail, f.Payload, ch.TailOpen, counts)
+		ch.TailOpen = res.Open
+		starBack(ch.Tail, res.Back)
+		ch.output(res.Out)
+		c.held(f, res)
+		return res.Out
+	case RequestPTY:
+		// Known here, not only once stitched: stitching waits for held frames.
+		c.maskChannel(f.Channel).TTY = true
+		return f.Payload
 	case RequestExec:
 		return maskExec(f.Payload, r, counts)
 	case RequestEnv:
@@ -134,18 +145,18 @@ func merge(dst, src protocol.Counts) {
 
 // stream masks b, the next frame of a stream whose last bytes emitted were prev,
 // same length; rules that cannot follow a stream mask b alone.
-func stream(r protocol.MaskRules, prev, b []byte, open string, counts protocol.Counts) ([]byte, string) {
+func stream(r protocol.MaskRules, prev, b []byte, open string, counts protocol.Counts) protocol.Streamed {
 	if sr, ok := r.(protocol.StreamRules); ok {
 		return sr.Stream(prev, b, open, protocol.SameLength, counts)
 	}
-	return r.Text(b, protocol.SameLength, counts), ""
+	return protocol.Streamed{Out: r.Text(b, protocol.SameLength, counts)}
 }
 
 // terminal reports whether a channel has a pty, where the remote end echoes what
 // the agent types unless it reads a secret.
 func (c *Conversation) terminal(id int64) bool {
 	ch := c.Channels[id]
-	return ch != nil && ch.Term != ""
+	return (ch != nil && ch.Term != "") || (c.Masking[id] != nil && c.Masking[id].TTY)
 }
 
 // lineEnd finds the first byte that ends a typed line: Enter (CR or LF), ^C
@@ -154,7 +165,7 @@ func lineEnd(p []byte) int { return bytes.IndexAny(p, "\r\n\x03\x04") }
 
 // input masks the agent's keystrokes: a line typed while the terminal does not
 // echo, then what the detectors find (a pasted key, a token on a command line).
-func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, counts protocol.Counts) []byte {
+func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, counts protocol.Counts) ([]byte, protocol.Streamed) {
 	p := f.Payload
 	if !ch.Secret && tty && !ch.Unechoed.IsZero() && f.TS.Sub(ch.Unechoed) >= EchoWait {
 		// Keystrokes went unanswered: the terminal reads a secret without echo.
@@ -175,9 +186,11 @@ func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, c
 		}
 	}
 	ch.noteTyping(p, f.TS, tty)
-	out, ch.InOpen = stream(r, ch.In, out, ch.InOpen, counts)
-	ch.In = window(ch.In, out)
-	return out
+	res := stream(r, ch.In, out, ch.InOpen, counts)
+	ch.InOpen = res.Open
+	starBack(ch.In, res.Back)
+	ch.In = window(ch.In, res.Out)
+	return res.Out, res
 }
 
 // noteTyping starts the echo clock when the frame leaves a line open with
@@ -251,7 +264,7 @@ func window(w, b []byte) []byte {
 }
 
 // assumeSecret masks the next line as a secret and forgets the output seen.
-func (ch *MaskChannel) assumeSecret() { *ch = MaskChannel{Secret: true} }
+func (ch *MaskChannel) assumeSecret() { *ch = MaskChannel{Secret: true, TTY: ch.TTY} }
 
 // star overwrites every byte with '*' except line breaks, so a terminal's layout holds.
 func star(b []byte) {
