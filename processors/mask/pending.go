@@ -24,7 +24,8 @@ const numberRun = 48
 //     number in progress;
 //   - a trailing number in groups: digits, capitals and their separators (space,
 //     dash, dot, parentheses, plus) after the last lower-case letter, if it holds
-//     a digit: "4111 1111 ", "(415) 55", "DE89 3704 ";
+//     a digit or ends in the '(' or '+' that starts a phone number: "4111 1111 ",
+//     "(415) 55", "DE89 3704 ", "call (";
 //   - an open quote ('…, "…, $$…) on the line: a quoted password may hold spaces.
 //
 // The result is bounded by PendingBytes.
@@ -44,7 +45,7 @@ func Pending(b []byte) int {
 		j--
 		digit = digit || isDigit(line[j])
 	}
-	if digit {
+	if digit || (n > 0 && (line[n-1] == '(' || line[n-1] == '+')) {
 		s = min(s, j)
 	}
 	if q := openQuote(line); q >= 0 {

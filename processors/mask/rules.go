@@ -293,7 +293,8 @@ func (t *targetRules) text(b []byte, st style, counts Counts) []byte {
 // and b's leading bytes that may continue it are masked as its rest. The result
 // also says how far a match ending in b reaches back into prev (for frames still
 // held back) and how much of the end of prev+b may begin a secret still being
-// written (see Pending).
+// written (see Pending). prev may hold its own pending bytes unmasked, as they
+// were, so that a secret they begin is found whole.
 func (t *targetRules) stream(prev, b []byte, open string, st style, counts Counts) protocol.Streamed {
 	var ms []Match
 	if n := continuation(b); open != "" && n > 0 {
@@ -303,14 +304,14 @@ func (t *targetRules) stream(prev, b []byte, open string, st style, counts Count
 	joined = append(append(joined, prev...), b...)
 	var res protocol.Streamed
 	for _, m := range scan(joined, t.dets, t.extra) {
+		if m.Start < len(prev) && unmasked(joined[m.Start:min(m.End, len(prev))]) {
+			res.Back = append(res.Back, protocol.Span{From: len(prev) - m.Start, To: max(len(prev)-m.End, 0), Type: m.Type})
+		}
 		if m.End <= len(prev) {
 			continue
 		}
 		if m.End == len(joined) && m.Type != PrivateKey {
 			res.Open = m.Type // a key block carries on by its BEGIN line in prev
-		}
-		if m.Start < len(prev) {
-			res.Back, res.BackType = len(prev)-m.Start, m.Type
 		}
 		m.Start, m.End = max(m.Start-len(prev), 0), m.End-len(prev)
 		if len(ms) > 0 && m.Start < ms[0].End {
@@ -322,20 +323,24 @@ func (t *targetRules) stream(prev, b []byte, open string, st style, counts Count
 	if len(ms) > 0 && ms[0].End == len(b) && open != "" {
 		res.Open = ms[0].Type
 	}
-	res.Out = b
+	res.Out, res.Pending = b, Pending(joined)
 	if len(ms) > 0 {
 		for _, m := range ms {
 			counts.add(m.Type, 1)
 		}
 		res.Out = apply(b, ms, st)
 	}
-	if res.Open == "" {
-		// A match running to the end is continued by the next frame's leading bytes
-		// (open); otherwise the end may be the start of one.
-		copy(joined[len(prev):], res.Out)
-		res.Pending = Pending(joined)
-	}
 	return res
+}
+
+// unmasked reports whether b holds a byte that masking would change.
+func unmasked(b []byte) bool {
+	for _, c := range b {
+		if c != '*' && c != '\n' && c != '\r' {
+			return true
+		}
+	}
+	return false
 }
 
 // continuation is the length of b's leading run of bytes that can continue a

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/tapline/tapline/processors/integrity"
@@ -56,23 +57,28 @@ func (p *Processor) hold(s *session, f *schemas.Frame, masked bool, h protocol.H
 }
 
 // continueStream applies what the frame after them found to the held frames of
-// its stream (newest first): the part of a secret that began in them is masked,
-// and those no longer under the stream's pending bytes stop waiting. Streams the
-// frame ended stop waiting altogether.
+// its stream (newest first): the secrets it completed are masked where they lie
+// in them, and those no longer under the stream's pending bytes stop waiting.
+// Streams the frame ended stop waiting altogether.
 func (s *session) continueStream(h protocol.Hold, n int) {
-	back, pend := h.Back, h.Pending-n
+	before, pend := 0, h.Pending-n // bytes of the stream after the frame at i, before f
 	for i := len(s.Held) - 1; i >= 0 && h.Stream != ""; i-- {
 		hf := &s.Held[i]
 		if hf.Stream != h.Stream {
 			continue
 		}
 		size := len(hf.Frame.Payload)
-		if back > 0 {
-			maskTail(hf, min(back, size), h.BackType)
-			back -= size
+		for _, b := range h.Back {
+			// The span [To, From) back from the end, within this frame's
+			// [before, before+size).
+			from, to := min(b.From, before+size), max(b.To, before)
+			if from > to {
+				maskRange(hf, size-(from-before), size-(to-before), b.Type)
+			}
 		}
 		hf.Pending = min(max(pend, 0), size)
 		pend -= size
+		before += size
 	}
 	for _, ended := range h.Ended {
 		for i := range s.Held {
@@ -83,14 +89,17 @@ func (s *session) continueStream(h protocol.Hold, n int) {
 	}
 }
 
-// maskTail masks the last n bytes of a held frame's payload, same length (line
-// breaks kept, as the stream's masking writes them).
-func maskTail(hf *heldFrame, n int, typ string) {
+// maskRange masks bytes [i, j) of a held frame's payload, same length (line
+// breaks kept, as the stream's masking writes them), if any of them is not yet.
+func maskRange(hf *heldFrame, i, j int, typ string) {
 	f := &hf.Frame
+	if !bytes.ContainsFunc(f.Payload[i:j], func(r rune) bool { return r != '*' && r != '\n' && r != '\r' }) {
+		return
+	}
 	f.Payload = append([]byte(nil), f.Payload...)
-	for i := len(f.Payload) - n; i < len(f.Payload); i++ {
-		if c := f.Payload[i]; c != '\n' && c != '\r' {
-			f.Payload[i] = '*'
+	for k := i; k < j; k++ {
+		if c := f.Payload[k]; c != '\n' && c != '\r' {
+			f.Payload[k] = '*'
 		}
 	}
 	f.PayloadSalt = nil
@@ -106,19 +115,19 @@ func maskTail(hf *heldFrame, n int, typ string) {
 // event time of the session's latest frame), or the session holds more than its
 // bounds. all releases every one (the session ends, or its state is suspect).
 func (p *Processor) release(s *session, now time.Time, all bool, out *Output) {
-	bytes := 0
+	size := 0
 	for _, hf := range s.Held {
-		bytes += len(hf.Frame.Payload)
+		size += len(hf.Frame.Payload)
 	}
 	for len(s.Held) > 0 {
 		hf := s.Held[0]
 		wait := hf.Pending > 0 && now.Sub(hf.Frame.TS) < HoldFor &&
-			len(s.Held) <= MaxHeldFrames && bytes <= MaxHeldBytes
+			len(s.Held) <= MaxHeldFrames && size <= MaxHeldBytes
 		if wait && !all {
 			break
 		}
 		s.Held = s.Held[1:]
-		bytes -= len(hf.Frame.Payload)
+		size -= len(hf.Frame.Payload)
 		p.emitHeld(s, hf, out)
 	}
 	if len(s.Held) == 0 {

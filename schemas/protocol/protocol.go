@@ -147,13 +147,20 @@ type Streamed struct {
 	Out []byte
 	// Open is the type of a match that runs to the very end of b ("" if none).
 	Open string
-	// Back is how many bytes at the end of prev belong to a match that ends in b,
-	// of type BackType: a frame still held back must have them masked too.
-	Back     int
-	BackType string
+	// Back are the matches found in prev's bytes that are not masked there yet
+	// (one that ends in b, or one in prev's pending bytes that b completed): a
+	// frame still held back must have them masked too.
+	Back []Span
 	// Pending is how many bytes at the end of prev+b may be the start of a secret
 	// that more bytes would complete: frames holding them are held back.
 	Pending int
+}
+
+// Span is a match in the bytes before a frame, counted back from their end: it
+// covers the bytes from From before the end up to To before it (From > To >= 0).
+type Span struct {
+	From, To int
+	Type     string
 }
 
 // Holding is a Conversation whose frames continue byte streams (SSH channel data):
@@ -172,10 +179,9 @@ type Holding interface {
 type Hold struct {
 	// Stream names f's byte stream within the session ("" if f continues none).
 	Stream string
-	// Back bytes at the end of the stream before f belong to a secret of type
-	// BackType that ends in f: mask them in the frames still held.
-	Back     int
-	BackType string
+	// Back are secrets found (completed by f) in the stream's bytes before f:
+	// mask them in the frames still held.
+	Back []Span
 	// Pending bytes at the end of the stream, f included, may begin a secret not
 	// yet complete: the held frames holding them stay held.
 	Pending int

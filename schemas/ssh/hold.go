@@ -9,7 +9,7 @@ import (
 
 // held notes what masking f as part of its channel's stream found, for Hold.
 func (c *Conversation) held(f *schemas.Frame, res protocol.Streamed) {
-	c.hold = protocol.Hold{Stream: streamKey(f.Channel, f.Direction), Back: res.Back, BackType: res.BackType, Pending: res.Pending}
+	c.hold = protocol.Hold{Stream: streamKey(f.Channel, f.Direction), Back: res.Back, Pending: res.Pending}
 	c.holdSeq = f.Seq + 1 // zero means "none"
 }
 
@@ -39,12 +39,36 @@ func streamKey(ch int64, d schemas.Direction) string {
 	return strconv.FormatInt(ch, 10) + "/" + string(d)
 }
 
-// starBack masks the last n bytes of a window: the part of a secret that began in
-// frames still held back, found when the frame completing it came.
-func starBack(w []byte, n int) {
-	if n > 0 {
-		star(w[max(len(w)-n, 0):])
+// starBack masks, in a window, the secrets found in it when a later frame
+// completed them (their part in frames still held back).
+func starBack(w []byte, back []protocol.Span) {
+	for _, b := range back {
+		star(w[max(len(w)-b.From, 0):max(len(w)-b.To, 0)])
 	}
 }
 
 var _ protocol.Holding = (*Conversation)(nil)
+
+// scanWindow is a stream's window as the detectors read it: its pending bytes
+// (raw, the window's last bytes) as they came.
+func scanWindow(w, raw []byte) []byte {
+	if len(raw) == 0 || len(raw) > len(w) {
+		return w
+	}
+	cut := len(w) - len(raw)
+	return append(append(make([]byte, 0, len(w)), w[:cut]...), raw...)
+}
+
+// pendingRaw is the last n bytes of the stream, as they came, after b followed
+// the window w (whose pending bytes were raw).
+func pendingRaw(w, raw, b []byte, n int) []byte {
+	if n <= 0 {
+		return nil
+	}
+	if n <= len(b) {
+		return append([]byte(nil), b[len(b)-n:]...)
+	}
+	prev := scanWindow(w, raw)
+	n = min(n-len(b), len(prev))
+	return append(append(make([]byte, 0, n+len(b)), prev[len(prev)-n:]...), b...)
+}
