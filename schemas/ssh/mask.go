@@ -37,7 +37,7 @@ type MaskChannel struct {
 	// the next frame is scanned with them, not with their provisional masking.
 	TailRaw []byte `json:"tail_raw,omitempty"`
 	InRaw   []byte `json:"in_raw,omitempty"`
-	Secret   bool   `json:"secret,omitempty"`
+	Secret  bool   `json:"secret,omitempty"`
 	// TTY: the channel asked for a pty (also known to the stitcher, which may
 	// not have read the request yet while frames are held back).
 	TTY bool `json:"tty,omitempty"`
