@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
+	sshproto "github.com/tapline/tapline/schemas/ssh"
 )
 
 // maskMix is a realistic mix of what the masker reads, in frame-sized chunks: psql
@@ -103,4 +105,41 @@ func TestMaskMixHasSecrets(t *testing.T) {
 	if counts[Email] < 30 || counts[JWT] < 3 {
 		t.Errorf("mix masks %v", counts)
 	}
+}
+
+// BenchmarkMaskStream is BenchmarkMask as SSH terminal output is masked: the mix
+// in 4 KiB channel data frames of one stream, each scanned with the window
+// before it and checked for a secret in progress at its end (the hold-back).
+func BenchmarkMaskStream(b *testing.B) {
+	m, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var frames []*schemas.Frame
+	total := 0
+	for _, c := range maskMix() {
+		for len(c) > 0 {
+			n := min(4<<10, len(c))
+			f := sshFrame(sshproto.ChannelData, schemas.Server, c[:n])
+			f.Seq = int64(len(frames))
+			frames = append(frames, f)
+			total += n
+			c = c[n:]
+		}
+	}
+	b.SetBytes(int64(total))
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		conv := sshConv()
+		for _, f := range frames {
+			g := *f
+			m.Frame(&g, "box", &State{}, conv)
+			if h, ok := conv.(protocol.Holding); ok {
+				h.Hold(&g)
+			}
+		}
+	}
+	cpu := cpuTime(b) - cpu0
+	b.ReportMetric(float64(total)*float64(b.N)/cpu.Seconds()/1e6, "cpu-MB/s")
 }

@@ -237,7 +237,16 @@ func (ch *MaskChannel) output(out []byte) {
 	}
 	ch.Unechoed = time.Time{}
 	ch.Tail = window(ch.Tail, out)
-	ch.Secret = promptRe.Match(StripEscapes(ch.Tail[max(len(ch.Tail)-promptBytes, 0):]))
+	end := StripEscapes(ch.Tail[max(len(ch.Tail)-promptBytes, 0):])
+	ch.Secret = endsLikePrompt(end) && promptRe.Match(end)
+}
+
+// endsLikePrompt is promptRe's cheap precondition: the text ends in ':', '?' or
+// '>' and white space. The expression alone, tried from every position of the
+// output's end, cost more than all the detectors on terminal output.
+func endsLikePrompt(b []byte) bool {
+	b = bytes.TrimRight(b, " \t\r\n\v\f")
+	return len(b) > 0 && (b[len(b)-1] == ':' || b[len(b)-1] == '?' || b[len(b)-1] == '>')
 }
 
 var (
