@@ -254,3 +254,126 @@ func (h *harness) openSSHShell(t *testing.T, token string) *terminal {
 	term.wait("$ ")
 	return term
 }
+
+// Secrets written to a remote program's stdin a few bytes at a time (no pty, no
+// echo, no prompt: an agent piping a file through ssh) are cut across frames at
+// every kind of boundary. No byte of any of them is in tapline.frames (the
+// session's channel data, put back together from the frames table, shows each
+// masked whole), nor any of them in another processed topic or table; every
+// session verifies. The agents are Go's SSH client, whose writes are one frame
+// each, and OpenSSH's ssh reading a pipe.
+func TestPrivacySSHChunkedStdin(t *testing.T) {
+	t.Parallel()
+	h := pipeline(t)
+	sub := "pic-" + randHex(3)
+	token := h.token(t, sub, sshGroup)
+	secrets := []string{
+		"AKIA" + strings.ToUpper(randHex(8)),
+		"pic." + randHex(4) + "@example.org",
+		"ghp_" + randHex(18),
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOi" + randHex(6) + "." + randHex(10),
+		"Pw" + randHex(7),
+	}
+	text := fmt.Sprintf("export AWS_ACCESS_KEY_ID=%s\nmail %s now\nGITHUB_TOKEN=%s set\nAuthorization: Bearer %s\npsql postgres://app:%s@db/app\n",
+		secrets[0], secrets[1], secrets[2], secrets[3], secrets[4])
+	sizes := []int{1, 2, 3, 5, 7, 4}
+	var chunks []string
+	for i, k := 0, 0; i < len(text); k++ {
+		n := min(sizes[k%len(sizes)], len(text)-i)
+		chunks = append(chunks, text[i:i+n])
+		i += n
+	}
+
+	// Go's client: one frame per write.
+	cl, err := ssh.Dial("tcp", h.sshAddr, &ssh.ClientConfig{
+		User: h.target.User + "+" + sshTarget, Auth: []ssh.AuthMethod{ssh.Password(token)},
+		HostKeyCallback: ssh.FixedHostKey(h.sshHostKey), Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("ssh to the gateway: %v", err)
+	}
+	sess, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("cat >/dev/null"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := io.WriteString(stdin, c); err != nil {
+			t.Fatalf("writing %q: %v", c, err)
+		}
+	}
+	stdin.Close()
+	if err := sess.Wait(); err != nil {
+		t.Fatalf("cat: %v", err)
+	}
+	cl.Close()
+
+	// OpenSSH's ssh, its stdin a pipe written in the same chunks.
+	tool := h.openSSH(t, token)
+	cmd := tool.command(t, "ssh", "-T", tool.login(), "cat >/dev/null")
+	pr, pw := io.Pipe()
+	cmd.Stdin = pr
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("ssh: %v", err)
+	}
+	for _, c := range chunks {
+		if _, err := io.WriteString(pw, c); err != nil {
+			t.Fatalf("writing %q: %v (ssh says %q)", c, err, out.String())
+		}
+	}
+	pw.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ssh: %v: %s", err, out.String())
+	}
+
+	sessions := h.waitSessions(t, sub, 2)
+	auditor := h.token(t, "e2e-privacy-auditor", auditors)
+	for _, s := range sessions {
+		var data []byte
+		frames := 0
+		for _, f := range h.frames(t, s.SessionID) {
+			if f.Kind == "ssh.channel.data" && f.Direction == "client" {
+				data = append(data, f.Payload...)
+				frames++
+			}
+		}
+		if len(data) != len(text) {
+			t.Fatalf("session %s: %d bytes of stdin in %d frames, want %d", s.SessionID, len(data), frames, len(text))
+		}
+		for _, secret := range secrets {
+			at := strings.Index(text, secret)
+			if got := string(data[at : at+len(secret)]); got != strings.Repeat("*", len(secret)) {
+				t.Errorf("session %s (%d frames): %q is stored as %q", s.SessionID, frames, secret, got)
+			}
+		}
+		if rep := h.verify(t, auditor, s.SessionID); !rep.OK || rep.Masked == 0 {
+			t.Errorf("session %s: verify ok=%v masked frames %d problems %v", s.SessionID, rep.OK, rep.Masked, rep.Problems)
+		}
+	}
+	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
+	scans := h.scanTopics(t, processed, secrets)
+	for _, topic := range processed {
+		for _, s := range secrets {
+			if n := scans[topic].hits[s]; n > 0 {
+				t.Errorf("%q is in %d record(s) of %s", s, n, topic)
+			}
+		}
+	}
+	for _, table := range h.tables(t) {
+		for _, s := range secrets {
+			n := h.count(t, "SELECT toInt64(count()) FROM "+table+" WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
+				clickhouse.Params{"s": s})
+			if n > 0 {
+				t.Errorf("%q is in %d row(s) of table %s", s, n, table)
+			}
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package mask
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -293,16 +292,19 @@ func (t *targetRules) text(b []byte, st style, counts Counts) []byte {
 // and b's leading bytes that may continue it are masked as its rest. The result
 // also says how far a match ending in b reaches back into prev (for frames still
 // held back) and how much of the end of prev+b may begin a secret still being
-// written (see Pending). prev may hold its own pending bytes unmasked, as they
-// were, so that a secret they begin is found whole.
+// written (see Pending).
 func (t *targetRules) stream(prev, b []byte, open string, st style, counts Counts) protocol.Streamed {
 	var ms []Match
-	if n := continuation(b); open != "" && n > 0 {
+	var res protocol.Streamed
+	if n := continuation(b, open); open != "" && n > 0 {
 		ms = append(ms, Match{0, n, open})
+		if len(prev) > 0 && numberType(open) && strings.IndexByte(" -.", prev[len(prev)-1]) >= 0 {
+			// The separator before this group belongs to the number.
+			res.Back = append(res.Back, protocol.Span{From: 1, To: 0, Type: open})
+		}
 	}
 	joined := make([]byte, 0, len(prev)+len(b))
 	joined = append(append(joined, prev...), b...)
-	var res protocol.Streamed
 	for _, m := range scan(joined, t.dets, t.extra) {
 		if m.Start < len(prev) && unmasked(joined[m.Start:min(m.End, len(prev))]) {
 			res.Back = append(res.Back, protocol.Span{From: len(prev) - m.Start, To: max(len(prev)-m.End, 0), Type: m.Type})
@@ -312,6 +314,9 @@ func (t *targetRules) stream(prev, b []byte, open string, st style, counts Count
 		}
 		if m.End == len(joined) && m.Type != PrivateKey {
 			res.Open = m.Type // a key block carries on by its BEGIN line in prev
+		}
+		if m.End == len(joined)-1 && numberType(m.Type) && strings.IndexByte(" -.", joined[m.End]) >= 0 {
+			res.Open = m.Type // a number in groups may go on after its separator
 		}
 		m.Start, m.End = max(m.Start-len(prev), 0), m.End-len(prev)
 		if len(ms) > 0 && m.Start < ms[0].End {
@@ -323,7 +328,13 @@ func (t *targetRules) stream(prev, b []byte, open string, st style, counts Count
 	if len(ms) > 0 && ms[0].End == len(b) && open != "" {
 		res.Open = ms[0].Type
 	}
+	if res.Open == "" && numberType(open) && len(b) == 1 && strings.IndexByte(" -.", b[0]) >= 0 {
+		res.Open = open // a lone separator between two groups of a number
+	}
 	res.Out, res.Pending = b, Pending(joined)
+	if numberType(res.Open) {
+		res.Pending = max(res.Pending, 1) // its next group may follow
+	}
 	if len(ms) > 0 {
 		for _, m := range ms {
 			counts.add(m.Type, 1)
@@ -344,16 +355,38 @@ func unmasked(b []byte) bool {
 }
 
 // continuation is the length of b's leading run of bytes that can continue a
-// token, a key, an address or a number: up to the first space, quote, bracket or
-// separator.
-func continuation(b []byte) int {
-	for i, c := range b {
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"'<>;,&()[]{}|`+"`"), c) >= 0 {
-			return i
+// token, a key, an address or a number of type open: up to the first space,
+// quote, bracket or separator, or, for a number written in groups (a card, an
+// IBAN, a phone number), groups of digits and capitals after single separators.
+func continuation(b []byte, open string) int {
+	n := 0
+	if !numberType(open) {
+		for n < len(b) && tokenByte(b[n]) {
+			n++
+		}
+		return n
+	}
+	for n < len(b) && n < numberRun {
+		start := n
+		if n > 0 || !(isDigit(b[0]) || isUpper(b[0])) {
+			// A group after a single separator.
+			if n+1 >= len(b) || strings.IndexByte(" -.)", b[n]) < 0 || !(isDigit(b[n+1]) || isUpper(b[n+1])) {
+				break
+			}
+			n++
+		}
+		for n < len(b) && (isDigit(b[n]) || isUpper(b[n])) {
+			n++
+		}
+		if n == start {
+			break
 		}
 	}
-	return len(b)
+	return n
 }
+
+// numberType reports whether matches of typ are numbers written in groups.
+func numberType(typ string) bool { return typ == Card || typ == IBAN || typ == Phone }
 
 func apply(b []byte, ms []Match, st style) []byte {
 	if st == sameLength {

@@ -18,7 +18,7 @@ const (
 	// HoldFor: a held frame is released by any later frame of its session
 	// stamped this long after it. An agent's pasted chunks arrive within
 	// milliseconds of each other.
-	HoldFor = 2 * time.Second
+	HoldFor = 5 * time.Second
 	// MaxHeldFrames and MaxHeldBytes bound the frames (and their payload bytes)
 	// a session keeps back, held or queued behind a held one; past them the
 	// oldest go out. They bound the session's state too.

@@ -48,27 +48,3 @@ func starBack(w []byte, back []protocol.Span) {
 }
 
 var _ protocol.Holding = (*Conversation)(nil)
-
-// scanWindow is a stream's window as the detectors read it: its pending bytes
-// (raw, the window's last bytes) as they came.
-func scanWindow(w, raw []byte) []byte {
-	if len(raw) == 0 || len(raw) > len(w) {
-		return w
-	}
-	cut := len(w) - len(raw)
-	return append(append(make([]byte, 0, len(w)), w[:cut]...), raw...)
-}
-
-// pendingRaw is the last n bytes of the stream, as they came, after b followed
-// the window w (whose pending bytes were raw).
-func pendingRaw(w, raw, b []byte, n int) []byte {
-	if n <= 0 {
-		return nil
-	}
-	if n <= len(b) {
-		return append([]byte(nil), b[len(b)-n:]...)
-	}
-	prev := scanWindow(w, raw)
-	n = min(n-len(b), len(prev))
-	return append(append(make([]byte, 0, n+len(b)), prev[len(prev)-n:]...), b...)
-}

@@ -32,11 +32,6 @@ type MaskChannel struct {
 	// Tail or In, which the next frame may continue.
 	TailOpen string `json:"tail_open,omitempty"`
 	InOpen   string `json:"in_open,omitempty"`
-	// TailRaw and InRaw are the last bytes of Tail and In as they came, while
-	// they may still begin a secret (the frames holding them are held back):
-	// the next frame is scanned with them, not with their provisional masking.
-	TailRaw []byte `json:"tail_raw,omitempty"`
-	InRaw   []byte `json:"in_raw,omitempty"`
 	Secret  bool   `json:"secret,omitempty"`
 	// TTY: the channel asked for a pty (also known to the stitcher, which may
 	// not have read the request yet while frames are held back).
@@ -80,9 +75,8 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 			c.held(f, res)
 			return out
 		}
-		res := stream(r, ch.Tail, ch.TailRaw, f.Payload, ch.TailOpen, counts)
+		res := stream(r, ch.Tail, f.Payload, ch.TailOpen, counts)
 		ch.TailOpen = res.Open
-		ch.TailRaw = pendingRaw(ch.Tail, ch.TailRaw, f.Payload, res.Pending)
 		starBack(ch.Tail, res.Back)
 		ch.output(res.Out)
 		c.held(f, res)
@@ -149,12 +143,11 @@ func merge(dst, src protocol.Counts) {
 	}
 }
 
-// stream masks b, the next frame of a stream whose last bytes emitted were prev
-// (the last of them, raw, still pending), same length; rules that cannot follow
-// a stream mask b alone.
-func stream(r protocol.MaskRules, prev, raw, b []byte, open string, counts protocol.Counts) protocol.Streamed {
+// stream masks b, the next frame of a stream whose last bytes emitted (or held
+// back) were prev, same length; rules that cannot follow a stream mask b alone.
+func stream(r protocol.MaskRules, prev, b []byte, open string, counts protocol.Counts) protocol.Streamed {
 	if sr, ok := r.(protocol.StreamRules); ok {
-		return sr.Stream(scanWindow(prev, raw), b, open, protocol.SameLength, counts)
+		return sr.Stream(prev, b, open, protocol.SameLength, counts)
 	}
 	return protocol.Streamed{Out: r.Text(b, protocol.SameLength, counts)}
 }
@@ -193,9 +186,8 @@ func (ch *MaskChannel) input(f *schemas.Frame, tty bool, r protocol.MaskRules, c
 		}
 	}
 	ch.noteTyping(p, f.TS, tty)
-	res := stream(r, ch.In, ch.InRaw, out, ch.InOpen, counts)
+	res := stream(r, ch.In, out, ch.InOpen, counts)
 	ch.InOpen = res.Open
-	ch.InRaw = pendingRaw(ch.In, ch.InRaw, out, res.Pending)
 	starBack(ch.In, res.Back)
 	ch.In = window(ch.In, res.Out)
 	return res.Out, res
