@@ -32,7 +32,7 @@ type MaskChannel struct {
 	// Tail or In, which the next frame may continue.
 	TailOpen string `json:"tail_open,omitempty"`
 	InOpen   string `json:"in_open,omitempty"`
-	Secret  bool   `json:"secret,omitempty"`
+	Secret   bool   `json:"secret,omitempty"`
 	// TTY: the channel asked for a pty (also known to the stitcher, which may
 	// not have read the request yet while frames are held back).
 	TTY bool `json:"tty,omitempty"`
