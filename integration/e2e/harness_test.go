@@ -391,6 +391,7 @@ func (h *harness) processorConfig() (*runner.Config, error) {
 topics: {raw: %s, frames: %s, commands: %s, sessions: %s, audit: %s, audit_ocsf: %s, state: %s, dead_letter: %s}
 trusted_gateway_keys: [%s]
 signing_key: %s
+sessions: {hold_for: 60s}
 `, strings.Join(h.brokers, ", "), h.prefix, h.prefix, t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.AuditOCSF, t.State,
 		t.DeadLetter, hex.EncodeToString(h.gwKey), h.processorKeyPath())
 	return runner.Parse([]byte(y), func(string) (string, bool) { return "", false })

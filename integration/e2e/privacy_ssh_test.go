@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -256,12 +257,13 @@ func (h *harness) openSSHShell(t *testing.T, token string) *terminal {
 }
 
 // Secrets written to a remote program's stdin a few bytes at a time (no pty, no
-// echo, no prompt: an agent piping a file through ssh) are cut across frames at
-// every kind of boundary. No byte of any of them is in tapline.frames (the
-// session's channel data, put back together from the frames table, shows each
-// masked whole), nor any of them in another processed topic or table; every
-// session verifies. The agents are Go's SSH client, whose writes are one frame
-// each, and OpenSSH's ssh reading a pipe.
+// prompt: an agent piping a file through ssh to cat, which writes it back) are
+// cut across frames at every kind of boundary, both ways: each chunk is written
+// once cat has echoed the one before, so it is a frame of its own. No byte of
+// any of them is in tapline.frames (the session's channel data, put back
+// together from the frames table, shows each masked whole in both directions),
+// nor any of them in another processed topic or table; every session verifies.
+// The agents are Go's SSH client and OpenSSH's ssh reading a pipe.
 func TestPrivacySSHChunkedStdin(t *testing.T) {
 	t.Parallel()
 	h := pipeline(t)
@@ -283,8 +285,29 @@ func TestPrivacySSHChunkedStdin(t *testing.T) {
 		chunks = append(chunks, text[i:i+n])
 		i += n
 	}
+	// paste writes the chunks, each once the one before came back.
+	paste := func(stdin io.WriteCloser, out *syncBuffer) {
+		t.Helper()
+		sent := 0
+		for _, c := range chunks {
+			if _, err := io.WriteString(stdin, c); err != nil {
+				t.Fatalf("writing %q: %v", c, err)
+			}
+			sent += len(c)
+			err := poll(60*time.Second, func() error {
+				if n := len(out.String()); n < sent {
+					return fmt.Errorf("%d of %d bytes back", n, sent)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%v: cat shows %q", err, out.String())
+			}
+		}
+		stdin.Close()
+	}
 
-	// Go's client: one frame per write.
+	// Go's client.
 	cl, err := ssh.Dial("tcp", h.sshAddr, &ssh.ClientConfig{
 		User: h.target.User + "+" + sshTarget, Auth: []ssh.AuthMethod{ssh.Password(token)},
 		HostKeyCallback: ssh.FixedHostKey(h.sshHostKey), Timeout: 30 * time.Second,
@@ -296,62 +319,65 @@ func TestPrivacySSHChunkedStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var goOut syncBuffer
+	sess.Stdout, sess.Stderr = &goOut, &goOut
 	stdin, err := sess.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Start("cat >/dev/null"); err != nil {
+	if err := sess.Start("cat"); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range chunks {
-		if _, err := io.WriteString(stdin, c); err != nil {
-			t.Fatalf("writing %q: %v", c, err)
-		}
-	}
-	stdin.Close()
+	paste(stdin, &goOut)
 	if err := sess.Wait(); err != nil {
 		t.Fatalf("cat: %v", err)
 	}
 	cl.Close()
 
-	// OpenSSH's ssh, its stdin a pipe written in the same chunks.
+	// OpenSSH's ssh, its stdin a pipe.
 	tool := h.openSSH(t, token)
-	cmd := tool.command(t, "ssh", "-T", tool.login(), "cat >/dev/null")
-	pr, pw := io.Pipe()
-	cmd.Stdin = pr
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd := tool.command(t, "ssh", "-T", tool.login(), "cat")
+	var sshOut syncBuffer
+	cmd.Stdout = &sshOut
+	pipe, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("ssh: %v", err)
 	}
-	for _, c := range chunks {
-		if _, err := io.WriteString(pw, c); err != nil {
-			t.Fatalf("writing %q: %v (ssh says %q)", c, err, out.String())
-		}
-	}
-	pw.Close()
+	paste(pipe, &sshOut)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("ssh: %v: %s", err, out.String())
+		t.Fatalf("ssh: %v: %s", err, sshOut.String())
+	}
+	if sshOut.String() != text || goOut.String() != text {
+		t.Fatalf("cat gave back %q and %q", goOut.String(), sshOut.String())
 	}
 
 	sessions := h.waitSessions(t, sub, 2)
 	auditor := h.token(t, "e2e-privacy-auditor", auditors)
 	for _, s := range sessions {
-		var data []byte
-		frames := 0
-		for _, f := range h.frames(t, s.SessionID) {
-			if f.Kind == "ssh.channel.data" && f.Direction == "client" {
-				data = append(data, f.Payload...)
-				frames++
+		stored := h.frames(t, s.SessionID)
+		for _, dir := range []schemas.Direction{schemas.Client, schemas.Server} {
+			var data []byte
+			frames := 0
+			for _, f := range stored {
+				if f.Kind == "ssh.channel.data" && f.Direction == dir {
+					data = append(data, f.Payload...)
+					frames++
+				}
 			}
-		}
-		if len(data) != len(text) {
-			t.Fatalf("session %s: %d bytes of stdin in %d frames, want %d", s.SessionID, len(data), frames, len(text))
-		}
-		for _, secret := range secrets {
-			at := strings.Index(text, secret)
-			if got := string(data[at : at+len(secret)]); got != strings.Repeat("*", len(secret)) {
-				t.Errorf("session %s (%d frames): %q is stored as %q", s.SessionID, frames, secret, got)
+			if len(data) != len(text) {
+				t.Fatalf("session %s: %d bytes of %s data in %d frames, want %d", s.SessionID, len(data), dir, frames, len(text))
+			}
+			if frames < len(chunks)/2 {
+				t.Errorf("session %s: %s data in %d frames: the chunks were not cut into frames", s.SessionID, dir, frames)
+			}
+			for _, secret := range secrets {
+				at := strings.Index(text, secret)
+				if got := string(data[at : at+len(secret)]); got != strings.Repeat("*", len(secret)) {
+					t.Errorf("session %s, %s data in %d frames: %q is stored as %q", s.SessionID, dir, frames, secret, got)
+				}
 			}
 		}
 		if rep := h.verify(t, auditor, s.SessionID); !rep.OK || rep.Masked == 0 {

@@ -12,13 +12,13 @@ import (
 // Bounds of the hold-back (docs/processors.md, "Hold-back"): a frame whose last
 // bytes may begin a secret waits for the next frame of its stream, and the
 // session's later frames wait behind it so that frames leave in seq order, until
-// one of these passes. Each is in event time or in the session's own frames, so
-// that processing stays deterministic.
+// one of these (or Config.HoldFor) passes. Each is in event time or in the
+// session's own frames, so that processing stays deterministic.
 const (
-	// HoldFor: a held frame is released by any later frame of its session
-	// stamped this long after it. An agent's pasted chunks arrive within
-	// milliseconds of each other.
-	HoldFor = 5 * time.Second
+	// DefaultHoldFor is Config.HoldFor's default: a held frame is released by any
+	// later frame of its session stamped this long after it. An agent's pasted
+	// chunks arrive within milliseconds of each other.
+	DefaultHoldFor = 5 * time.Second
 	// MaxHeldFrames and MaxHeldBytes bound the frames (and their payload bytes)
 	// a session keeps back, held or queued behind a held one; past them the
 	// oldest go out. They bound the session's state too.
@@ -121,7 +121,7 @@ func (p *Processor) release(s *session, now time.Time, all bool, out *Output) {
 	}
 	for len(s.Held) > 0 {
 		hf := s.Held[0]
-		wait := hf.Pending > 0 && now.Sub(hf.Frame.TS) < HoldFor &&
+		wait := hf.Pending > 0 && now.Sub(hf.Frame.TS) < p.cfg.HoldFor &&
 			len(s.Held) <= MaxHeldFrames && size <= MaxHeldBytes
 		if wait && !all {
 			break

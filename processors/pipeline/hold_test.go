@@ -186,7 +186,7 @@ func TestHeldFrameSurvivesRestart(t *testing.T) {
 }
 
 // TestHoldIsBounded: a held frame leaves when a later frame of its session comes
-// HoldFor after it, or when the session holds too much behind it, and frames of
+// DefaultHoldFor after it, or when the session holds too much behind it, and frames of
 // other channels queued behind it keep their seq order.
 func TestHoldIsBounded(t *testing.T) {
 	start := alice
@@ -198,7 +198,7 @@ func TestHoldIsBounded(t *testing.T) {
 	for i := range 3 {
 		s.Add(schemas.Server, "ssh.channel.data", 1, []byte(fmt.Sprintf("line %d\n", i)))
 	}
-	s.Clock = s.Clock.Add(HoldFor)
+	s.Clock = s.Clock.Add(DefaultHoldFor)
 	s.Add(schemas.Server, "ssh.channel.data", 1, []byte("late\n"))
 	p := newProcessor(t)
 	var out Output

@@ -42,7 +42,11 @@ type Config struct {
 	// SummaryInterval bounds how often an active session's summary is re-emitted as
 	// its counts change (event time).
 	SummaryInterval time.Duration
-	Limits          protocol.Limits
+	// HoldFor bounds how long a frame whose last bytes may begin a secret is held
+	// back (event time: a later frame of the session this much younger releases
+	// it; see hold.go).
+	HoldFor time.Duration
+	Limits  protocol.Limits
 	// MaxIntegrity bounds the problems listed in a session's summary.
 	MaxIntegrity int
 	// FrameHook, when set, runs on every protocol frame before masking. Tests use it
@@ -71,6 +75,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SummaryInterval <= 0 {
 		c.SummaryInterval = DefaultSummaryInterval
+	}
+	if c.HoldFor <= 0 {
+		c.HoldFor = DefaultHoldFor
 	}
 	if c.MaxIntegrity <= 0 {
 		c.MaxIntegrity = DefaultMaxIntegrity

@@ -100,6 +100,7 @@ type Sessions struct {
 	AbandonedRetention time.Duration `yaml:"abandoned_retention"`
 	ClosedRetention    time.Duration `yaml:"closed_retention"`
 	SummaryInterval    time.Duration `yaml:"summary_interval"`
+	HoldFor            time.Duration `yaml:"hold_for"`
 }
 
 // Stitch bounds what is kept per command and session.
@@ -256,7 +257,7 @@ func (c *Config) pipelineConfig() (pipeline.Config, error) {
 	return pipeline.Config{
 		Masker: m, TrustedKeys: keys, SigningKey: signer,
 		IdleTimeout: c.Sessions.IdleTimeout, AbandonedRetention: c.Sessions.AbandonedRetention,
-		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval,
+		ClosedRetention: c.Sessions.ClosedRetention, SummaryInterval: c.Sessions.SummaryInterval, HoldFor: c.Sessions.HoldFor,
 		Limits:    protocol.Limits{MaxText: c.Stitch.MaxTextBytes, MaxStmtBytes: c.Stitch.MaxStatementBytes},
 		FrameHook: c.FrameHook,
 	}, nil
