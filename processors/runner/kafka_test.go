@@ -29,6 +29,7 @@ var planted = []string{
 	"4929123456781236",             // card number (valid Luhn)
 	"AKIAPLANTED7EXAMPL12",         // AWS key id in terminal output
 	"hunter2-planted",              // typed at a password prompt
+	"ghp_PLANTEDx9",                // the part of a token in the frame before the one completing it (held back)
 	"planted-column-secret-value1", // DataRow value of a password column
 	"planted-param-secret-value2",  // Bind parameter of a password column
 }
@@ -130,6 +131,8 @@ func sshFixture(start schemas.SessionStart, t0 time.Time, i int) *sessiontest.Se
 	s.Add(schemas.Server, "ssh.channel.data", 1, []byte("\r\n# "))
 	s.Add(schemas.Client, "ssh.channel.data", 1, []byte("cat ~/.aws/credentials\r"))
 	s.Add(schemas.Server, "ssh.channel.data", 1, []byte("cat ~/.aws/credentials\r\naws_access_key_id=AKIAPLANTED7EXAMPL12\r\n# "))
+	s.Add(schemas.Server, "ssh.channel.data", 1, []byte("export GITHUB_TOKEN=ghp_PLANTEDx9"))
+	s.Add(schemas.Server, "ssh.channel.data", 1, []byte("Q7r8s9t0u1v2w3x4y5z6A7B8C9D\r\n# "))
 	s.Add(schemas.Client, "ssh.channel.data", 1, []byte("exit\r"))
 	s.Add(schemas.Server, "ssh.request.exit-status", 1, []byte{0, 0, 0, 0})
 	s.Add(schemas.Server, "ssh.channel.close", 1, nil)
