@@ -156,7 +156,7 @@ func (p *Processor) emitHeld(s *session, hf heldFrame, out *Output) {
 			_ = schemas.SignMasked(p.cfg.SigningKey, &w)
 		}
 		out.Frames[mark] = w
-		s.Stitcher, s.Conv = nil, s.freshConversation(&hf.Frame)
+		s.Conv = s.freshConversation(&hf.Frame)
 		for i := range s.Held {
 			s.Held[i].Pending = 0 // their stream's state went with the conversation
 		}
@@ -167,14 +167,11 @@ func (p *Processor) emitHeld(s *session, hf heldFrame, out *Output) {
 	p.stitch(s, &f, out)
 }
 
-// stitch passes an emitted frame to the session's stitcher or conversation.
+// stitch passes an emitted frame to the session's conversation.
 func (p *Processor) stitch(s *session, f *schemas.Frame, out *Output) {
 	var cmds []schemas.Command
-	switch {
-	case s.Conv != nil:
+	if s.Conv != nil {
 		cmds = s.Conv.Stitch(f, p.cfg.Limits)
-	case s.Stitcher != nil:
-		cmds = s.Stitcher.Frame(f, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
 }
