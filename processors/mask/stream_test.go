@@ -108,9 +108,10 @@ func FuzzMaskSSHStream(f *testing.F) {
 			t.Fatalf("length %d → %d", len(planted), len(joined))
 		}
 		at := len(p) + len("\nmail ")
-		// Frames before the one that completes the address are emitted before it
-		// can be recognised (see docs/processors.md); that one masks its part, and
-		// an address whole in one frame is masked whole.
+		// The conversation masks each frame as it comes: the one that completes
+		// the address masks its part, and an address whole in one frame is masked
+		// whole. (Its part in earlier frames is masked by the pipeline, which holds
+		// them back: FuzzHoldBack.)
 		end := at + len("alice.smith@example.com")
 		from := at
 		for _, cut := range []int{i, j} {
