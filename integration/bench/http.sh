@@ -15,6 +15,8 @@
 # and the target nginx, read from /proc.
 # Then a BENCH_HTTP_MB MiB upload and download through each target, MiB/s, with
 # the gateway's (or proxy's) resident memory sampled every 50 ms: peak against idle.
+# BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there
+# (BENCH_PPROF_SECONDS, default 10: the profile covers a row's first seconds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -125,13 +127,15 @@ start_proxy() {
 # start_gateway MODE: sets gw_port and gw_pid. The gateway serves the nginx test
 # certificate, so one CA checks both hops.
 start_gateway() {
-	local mode=$1 port
+	local mode=$1 port metrics
 	port=$(free_port)
+	metrics=$(free_port)
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-http-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 http: {listen: "127.0.0.1:$port", tls_cert: $tls_dir/server.crt, tls_key: $tls_dir/server.key, routing: path}
 targets:
   - name: web
@@ -145,15 +149,31 @@ EOF
 	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"
 	gw_port=$port
+	gw_metrics=$metrics
 }
 
 start_nginx
 start_proxy
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port strict_pid=$gw_pid
+strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
 start_gateway buffered
-buffered_port=$gw_port buffered_pid=$gw_pid
+buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
+
+# profile_start TARGET NAME / profile_wait: a CPU profile of a gateway row.
+profiling=
+profile_start() {
+	[[ -n ${BENCH_PPROF:-} && ($1 == strict || $1 == buffered) ]] || return 0
+	local m=${1}_metrics
+	mkdir -p "$BENCH_PPROF"
+	curl -fsS -o "$BENCH_PPROF/$2.pprof" \
+		"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-10}" &
+	profiling=$!
+}
+profile_wait() {
+	[[ -n $profiling ]] && wait "$profiling" || true
+	profiling=
+}
 
 # base TARGET: sets url prefix, token and the gateway pid ("-" for direct).
 base() {
@@ -174,9 +194,11 @@ load() {
 	get) n=$N path=/small.json body=0 ;;
 	put) n=$((N / 50)) path=/sink/$target.json body=$((1 << 20)) ;;
 	esac
+	profile_start "$target" "$target-$workload-$proto"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
 	out=$("$work/benchhelper" http "$url$path" "$n" "$CONC" "$body" "$proto" "$tok" "$TAPLINE_NGINX_CA")
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
+	profile_wait >&2
 	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
 		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')"
 }
@@ -212,6 +234,7 @@ stream() {
 	fi
 	local auth=()
 	[[ $tok != - ]] && auth=(-H "Authorization: Bearer $tok")
+	profile_start "$target" "$target-big-$dir"
 	t0=$(date +%s.%N)
 	if [[ $dir == up ]]; then
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -T "$work/www/big.bin" -o "$work/curl.out" "$url/sink/up.bin" || ok=$?
@@ -219,6 +242,7 @@ stream() {
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -o "$work/curl.out" "$url/big.bin" || ok=$?
 	fi
 	t1=$(date +%s.%N)
+	profile_wait
 	touch "$stop"
 	[[ -n $sampler ]] && wait "$sampler"
 	if ((ok != 0)); then
