@@ -64,3 +64,11 @@ func (rc recording) Deny(ctx context.Context, start schemas.SessionStart, reason
 }
 
 var _ Session = (*recorder.Session)(nil)
+
+// recordsHTTP reports whether target is recorded as plain HTTP, whose
+// protocol package reads the complete kinds; a protocol built on HTTP (the
+// Kubernetes API masks body frames itself) gets the split kinds.
+func recordsHTTP(r Recorder, target string) bool {
+	p, ok := r.(interface{ protocol(string) schemas.Protocol })
+	return !ok || p.protocol(target) == schemas.HTTP
+}

@@ -148,6 +148,7 @@ func New(o Options) (*Server, error) {
 		if s.upstreams[t.Name], err = newUpstream(t, &s.cfg, o.LookupEnv); err != nil {
 			return nil, err
 		}
+		s.upstreams[t.Name].complete = recordsHTTP(o.Recorder, t.Name)
 	}
 	return s, nil
 }
