@@ -367,4 +367,3 @@ func putBuf(b []byte) {
 	}
 	bufs.Put(&b)
 }
-
