@@ -38,7 +38,8 @@ func kindsOf(fs []schemas.Frame) map[int64][]string {
 }
 
 // A request and response without a streamed body are one frame each way,
-// over HTTP/1.1 and h2, in strict mode: the agent gets the target's answer,
+// over HTTP/1.1 and h2, in strict mode, bodiless answers (204, HEAD)
+// included: the agent gets the target's answer,
 // the chain verifies, and replay and commands read them as any exchange.
 func TestSmallExchangesAreOneFrameEachWay(t *testing.T) {
 	skipShort(t)
@@ -68,22 +69,37 @@ func TestSmallExchangesAreOneFrameEachWay(t *testing.T) {
 				t.Fatalf("h2=%v %s: answer %v, %v", h2, method, got, err)
 			}
 		}
+		// Answers without a body: a 204, and a HEAD's (a length, no bytes).
+		for _, method := range []string{"PUT", "HEAD"} {
+			path := map[string]string{"PUT": "/api/v1/empty", "HEAD": "/api/v1/items"}[method]
+			req, _ := http.NewRequest(method, g.base+path, strings.NewReader(""))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Fatalf("h2=%v %s: %v", h2, method, err)
+			}
+			resp.Body.Close()
+			if want := map[string]int{"PUT": 204, "HEAD": 200}[method]; resp.StatusCode != want {
+				t.Fatalf("h2=%v %s: status %d, want %d", h2, method, resp.StatusCode, want)
+			}
+		}
 		cl.Transport.(*http.Transport).CloseIdleConnections()
 		fs := g.frames.session(bySubject(sub))
 		verifyChain(t, g.signer, fs)
 		kinds := kindsOf(fs)
-		for ch := int64(1); ch <= 2; ch++ {
+		for ch := int64(1); ch <= 4; ch++ {
 			if k := kinds[ch]; len(k) != 2 || k[0] != hs.KindRequestComplete || k[1] != hs.KindResponseComplete {
 				t.Fatalf("h2=%v exchange %d: frames %v, want one complete frame each way", h2, ch, k)
 			}
 		}
 		xs := exchanges(t, fs)
-		if len(xs) != 2 || string(xs[1].RequestBody.Data) != reqBody || xs[1].RequestEnd.Bytes != int64(len(reqBody)) ||
+		if len(xs) != 4 || xs[2].Response.Status != 204 || !xs[2].Complete() || xs[3].ResponseBody.Size != 0 || !xs[3].Complete() ||
+			string(xs[1].RequestBody.Data) != reqBody || xs[1].RequestEnd.Bytes != int64(len(reqBody)) ||
 			!strings.Contains(string(xs[1].ResponseBody.Data), `"received":17`) || xs[0].Response.Status != 200 {
 			t.Fatalf("h2=%v: exchanges %+v", h2, xs)
 		}
 		cmds, err := hs.Protocol{}.Commands(frameSeq(fs), protocol.Limits{})
-		if err != nil || len(cmds) != 2 || cmds[0].Text != "GET /api/v1/items" || cmds[1].Text != "POST /api/v1/items" ||
+		if err != nil || len(cmds) != 4 || cmds[0].Text != "GET /api/v1/items" || cmds[1].Text != "POST /api/v1/items" ||
 			cmds[1].Params[0] != "request_bytes=17" || cmds[1].Status != hs.StatusOK {
 			t.Fatalf("h2=%v: commands %+v, %v", h2, cmds, err)
 		}

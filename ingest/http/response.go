@@ -69,7 +69,9 @@ func (x *exchange) relayWhole(w http.ResponseWriter, resp *http.Response, head [
 			}
 		}
 		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(buf[:n])
+		if n > 0 {
+			_, _ = w.Write(buf[:n])
+		}
 		x.endResponse(w, resp, int64(n), fmt.Errorf("target: %w", rerr))
 		return
 	}
@@ -78,9 +80,11 @@ func (x *exchange) relayWhole(w http.ResponseWriter, resp *http.Response, head [
 		x.abort(err)
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := w.Write(buf[:n]); err != nil {
-		x.ls.log.Warn("response cut", "err", err)
-		panic(http.ErrAbortHandler)
+	if n > 0 { // a 204's or a HEAD answer's empty body must not be written
+		if _, err := w.Write(buf[:n]); err != nil {
+			x.ls.log.Warn("response cut", "err", err)
+			panic(http.ErrAbortHandler)
+		}
 	}
 	setTrailers(w.Header(), resp.Trailer)
 }
