@@ -76,7 +76,7 @@ func (b *bodyReader) next() error {
 	if n > 0 {
 		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestBody, Channel: b.x.ch, Payload: b.chunk})
 		b.n += int64(n)
-		b.x.s.m.bytes.WithLabelValues("client").Add(float64(n))
+		b.x.s.m.clientBytes.Add(float64(n))
 	}
 	switch {
 	case rerr == io.EOF:

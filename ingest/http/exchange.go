@@ -241,7 +241,7 @@ func (x *exchange) readWhole(r *http.Request, rc *http.ResponseController) ([]by
 		}
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	x.s.m.bytes.WithLabelValues("client").Add(float64(n))
+	x.s.m.clientBytes.Add(float64(n))
 	return buf, nil
 }
 

@@ -33,7 +33,7 @@ func (x *exchange) relayResponse(w http.ResponseWriter, rc *http.ResponseControl
 		h.Del("Content-Length")
 	}
 	head := hs.EncodeHead(&hs.Head{Status: resp.StatusCode, Proto: resp.Proto, Headers: fields(resp.Header)})
-	x.s.m.requests.WithLabelValues("forwarded").Inc()
+	x.s.m.forwarded.Inc()
 	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	if !stream && x.up.complete && resp.ContentLength <= int64(min(maxCompleteBody, x.s.cfg.BodyChunkBytes, x.s.cfg.WholeBodyBytes)) {
 		x.relayWhole(w, resp, head)
@@ -58,7 +58,7 @@ func (x *exchange) relayWhole(w http.ResponseWriter, resp *http.Response, head [
 	buf := bufPool(int(resp.ContentLength))
 	defer putBuf(buf)
 	n, rerr := readKnown(resp.Body, buf)
-	x.s.m.bytes.WithLabelValues("server").Add(float64(n))
+	x.s.m.serverBytes.Add(float64(n))
 	if rerr != nil {
 		if err := x.ls.sess.Server(hs.KindResponse, x.ch, head); err != nil {
 			x.abort(err)
@@ -190,7 +190,7 @@ func (x *exchange) copyBody(w http.ResponseWriter, rc *http.ResponseController, 
 				x.abort(rerr)
 			}
 			total += int64(n)
-			x.s.m.bytes.WithLabelValues("server").Add(float64(n))
+			x.s.m.serverBytes.Add(float64(n))
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return total, fmt.Errorf("agent went away: %w", werr)
 			}

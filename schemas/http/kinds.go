@@ -108,10 +108,10 @@ type Close struct {
 const maxHeadBytes = 4 << 20
 
 // EncodeHead is the payload of KindRequest and KindResponse.
-func EncodeHead(h *Head) []byte { return mustJSON(h) }
+func EncodeHead(h *Head) []byte { return appendHead(make([]byte, 0, 256), h) }
 
 // EncodeEnd is the payload of KindRequestEnd and KindResponseEnd.
-func EncodeEnd(e *End) []byte { return mustJSON(e) }
+func EncodeEnd(e *End) []byte { return appendEnd(make([]byte, 0, 32), e) }
 
 // EncodeClose is the payload of KindWSClose.
 func EncodeClose(c *Close) []byte { return mustJSON(c) }
@@ -129,7 +129,7 @@ func mustJSON(v any) []byte {
 // bytes. JSON escapes line feeds, so the first two end the head and the end.
 // The end keeps the byte count as relayed, which masking may change.
 func EncodeComplete(h *Head, e *End, body []byte) []byte {
-	return JoinComplete(mustJSON(h), mustJSON(e), body)
+	return JoinComplete(EncodeHead(h), EncodeEnd(e), body)
 }
 
 // JoinComplete is EncodeComplete of an encoded head and end.
