@@ -12,7 +12,8 @@
 #   put    PUT of a 1 MiB JSON body (nginx WebDAV writes it), BENCH_HTTP_N/50 requests
 # and per target: requests/s, p50/p99 latency, the ratio to direct and to the
 # nginx proxy, CPU µs per request of the gateway (or proxy), the Kafka broker
-# and the target nginx, read from /proc.
+# and the target nginx, read from /proc, and for the gateways the frames recorded
+# per request and per produced batch (from their metrics).
 # Then a BENCH_HTTP_MB MiB upload and download through each target, MiB/s, with
 # the gateway's (or proxy's) resident memory sampled every 50 ms: peak against idle.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there
@@ -185,8 +186,19 @@ base() {
 	esac
 }
 
-# load TARGET WORKLOAD PROTO: one line "seconds requests p50_us p99_us gateway_us broker_us nginx_us"
-# (the proxy's CPU is in the gateway column for nginx-proxy).
+# recorded METRICS_PORT: "frames batch_sum batch_count" from a gateway's metrics:
+# frames Kafka acknowledged, and the frames-per-batch histogram's sum and count.
+recorded() {
+	curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '
+		/^tapline_recorder_frames_total/ { f += $2 }
+		/^tapline_recorder_batch_frames_sum/ { s = $2 }
+		/^tapline_recorder_batch_frames_count/ { c = $2 }
+		END { printf "%d %d %d\n", f, s, c }'
+}
+
+# load TARGET WORKLOAD PROTO: one line "seconds requests p50_us p99_us gateway_us broker_us nginx_us
+# frames_per_request frames_per_batch" (the proxy's CPU is in the gateway column for
+# nginx-proxy; the frame columns are "-" for the nginx rows).
 load() {
 	local target=$1 workload=$2 proto=$3 n path body before after out
 	base "$target"
@@ -194,13 +206,18 @@ load() {
 	get) n=$N path=/small.json body=0 ;;
 	put) n=$((N / 50)) path=/sink/$target.json body=$((1 << 20)) ;;
 	esac
+	local m=${target}_metrics r0="0 0 0" r1="0 0 0"
 	profile_start "$target" "$target-$workload-$proto"
+	[[ -n ${!m:-} ]] && r0=$(recorded "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
 	out=$("$work/benchhelper" http "$url$path" "$n" "$CONC" "$body" "$proto" "$tok" "$TAPLINE_NGINX_CA")
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
+	[[ -n ${!m:-} ]] && r1=$(recorded "${!m}")
 	profile_wait >&2
-	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')"
+	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" -v r0="$r0" -v r1="$r1" -v n="$n" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); split(r0, f, " "); split(r1, g, " ")
+			printf "%s %d %d %s %s", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3],
+				g[1] > f[1] ? sprintf("%.1f", (g[1] - f[1]) / n) : "-", g[3] > f[3] ? sprintf("%.1f", (g[2] - f[2]) / (g[3] - f[3])) : "-" }')"
 }
 
 results=$work/results
@@ -262,11 +279,11 @@ printf '\nHTTP: nginx over TLS, %s connections (h1) or streams on one connection
 	"$CONC" "$N" "$((N / 50))" "$brokers (${BENCH_KAFKA:-private})"
 printf 'Latency per request (µs); CPU µs per request from /proc: gateway (or the nginx proxy), Kafka broker, target nginx\n\n'
 awk -v mb="$MB" '
-	$1 == "get" || $1 == "put" { k = $1 " " $2; s[k, $3] = $4; n[k, $3] = $5; p50[k, $3] = $6; p99[k, $3] = $7; gw[k, $3] = $8; br[k, $3] = $9; ng[k, $3] = $10 }
+	$1 == "get" || $1 == "put" { k = $1 " " $2; s[k, $3] = $4; n[k, $3] = $5; p50[k, $3] = $6; p99[k, $3] = $7; gw[k, $3] = $8; br[k, $3] = $9; ng[k, $3] = $10; fr[k, $3] = $11; fb[k, $3] = $12 }
 	$1 == "big" { secs[$2, $3] = $4; rss[$2, $3] = $5 == "-" ? "-" : sprintf("%.0f → %.0f", $5 / 1024, $6 / 1024) }
 	END {
-		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req |\n"
-		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req | frames/req | frames/batch |\n"
+		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		split("get h1,get h2,put h1,put h2", order, ",")
 		split("direct nginx-proxy strict buffered", ts, " ")
 		for (o = 1; o <= 4; o++) {
@@ -274,9 +291,9 @@ awk -v mb="$MB" '
 			for (i = 1; i <= 4; i++) {
 				t = ts[i]
 				r = n[k, t] / s[k, t]
-				printf "| %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %.0f | %.0f |\n", k, t, r, r / (n[k, "direct"] / s[k, "direct"]),
+				printf "| %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %.0f | %.0f | %s | %s |\n", k, t, r, r / (n[k, "direct"] / s[k, "direct"]),
 					r / (n[k, "nginx-proxy"] / s[k, "nginx-proxy"]), p50[k, t], p99[k, t],
-					gw[k, t] == "-" ? "-" : sprintf("%.0f", gw[k, t] / n[k, t]), br[k, t] / n[k, t], ng[k, t] / n[k, t]
+					gw[k, t] == "-" ? "-" : sprintf("%.0f", gw[k, t] / n[k, t]), br[k, t] / n[k, t], ng[k, t] / n[k, t], fr[k, t], fb[k, t]
 			}
 		}
 		printf "\n%d MiB in one request (curl, HTTP/2): MiB/s, and the resident memory (MiB, idle → peak) of the gateway or proxy meanwhile\n\n", mb
