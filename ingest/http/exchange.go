@@ -15,8 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 )
 
@@ -204,17 +205,24 @@ func (x *exchange) requestMessages(r, out *http.Request, streamed, whole bool, p
 }
 
 // completes reports whether a complete frame of n payload bytes is recorded:
-// the target's protocol reads the complete kinds (the Kubernetes edge's
-// masking looks at body frames) and the payload fits one frame, so masking
-// sees it whole.
+// the session's protocol reads the complete kinds and the payload fits one
+// frame, so masking sees it whole.
 func (x *exchange) completes(n int) bool {
-	if !x.up.complete {
+	if !x.recordsComplete() {
 		return false
 	}
 	if f, ok := x.ls.sess.(interface{ FragmentBytes() int }); ok {
-		return n+2 <= f.FragmentBytes()
+		return n+2 <= f.FragmentBytes() // the two line feeds
 	}
 	return true
+}
+
+// recordsComplete reports whether the session is recorded as plain HTTP,
+// whose protocol package reads the complete kinds; a protocol built on HTTP
+// (the Kubernetes API, whose masking reads body frames) gets the split kinds.
+func (x *exchange) recordsComplete() bool {
+	p, ok := x.ls.sess.(interface{ Protocol() schemas.Protocol })
+	return !ok || p.Protocol() == schemas.HTTP
 }
 
 // context is the request's context, also cancelled when the session stops.

@@ -25,7 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/schemas"
 )
@@ -148,7 +148,6 @@ func New(o Options) (*Server, error) {
 		if s.upstreams[t.Name], err = newUpstream(t, &s.cfg, o.LookupEnv); err != nil {
 			return nil, err
 		}
-		s.upstreams[t.Name].complete = recordsHTTP(o.Recorder, t.Name)
 	}
 	return s, nil
 }

@@ -23,7 +23,6 @@ type upstream struct {
 	h1        *http.Transport // HTTP/1.1 only, for WebSocket upgrades
 	auth      func(h http.Header) error
 	insecure  bool
-	complete  bool // record complete frames (schemas/http KindRequestComplete, KindResponseComplete)
 }
 
 func newUpstream(t *Target, cfg *Config, lookupEnv func(string) (string, bool)) (*upstream, error) {
