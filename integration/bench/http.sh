@@ -206,7 +206,7 @@ load() {
 	get) n=$N path=/small.json body=0 ;;
 	put) n=$((N / 50)) path=/sink/$target.json body=$((1 << 20)) ;;
 	esac
-	local m=${target}_metrics r0="0 0 0" r1="0 0 0"
+	local m=${target//-/_}_metrics r0="0 0 0" r1="0 0 0"
 	profile_start "$target" "$target-$workload-$proto"
 	[[ -n ${!m:-} ]] && r0=$(recorded "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
@@ -216,8 +216,10 @@ load() {
 	profile_wait >&2
 	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" -v r0="$r0" -v r1="$r1" -v n="$n" \
 		'BEGIN { split(b, x, " "); split(a, y, " "); split(r0, f, " "); split(r1, g, " ")
-			printf "%s %d %d %s %s", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3],
-				g[1] > f[1] ? sprintf("%.1f", (g[1] - f[1]) / n) : "-", g[3] > f[3] ? sprintf("%.1f", (g[2] - f[2]) / (g[3] - f[3])) : "-" }')"
+			fr = "-"; fb = "-"
+			if (g[1] > f[1]) fr = sprintf("%.1f", (g[1] - f[1]) / n)
+			if (g[3] > f[3]) fb = sprintf("%.1f", (g[2] - f[2]) / (g[3] - f[3]))
+			printf "%s %d %d %s %s", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], fr, fb }')"
 }
 
 results=$work/results
