@@ -53,6 +53,8 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Set-Cookie", "sid=s3cr3t; HttpOnly")
 		fmt.Fprintf(w, `{"method":%q,"received":%d,"token":"abc123","items":[1,2,3]}`, r.Method, len(body))
+	case "/v1/empty":
+		w.WriteHeader(http.StatusNoContent)
 	case "/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")

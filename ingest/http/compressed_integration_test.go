@@ -14,21 +14,20 @@ import (
 )
 
 // maskSession masks recorded frames as the mask processor does (the rules
-// of schemas/http) and returns the stored bodies of exchange 1 and its heads.
+// of schemas/http) and returns the stored bodies of its exchanges and their
+// heads, as replay reads them (split or complete frames alike).
 func maskSession(fs []schemas.Frame, r hs.MaskRules) (req, resp []byte, heads []*hs.Head) {
 	st := &hs.MaskState{}
+	masked := make([]schemas.Frame, len(fs))
 	for i := range fs {
-		f := fs[i]
-		out := st.MaskFrame(&f, r)
-		switch f.Kind {
-		case hs.KindRequestBody:
-			req = append(req, out...)
-		case hs.KindResponseBody:
-			resp = append(resp, out...)
-		case hs.KindRequest, hs.KindResponse:
-			h, _ := hs.DecodeHead(out)
-			heads = append(heads, h)
-		}
+		masked[i] = fs[i]
+		masked[i].Payload = st.MaskFrame(&fs[i], r)
+	}
+	xs, _ := hs.Exchanges(masked, 64<<20)
+	for _, x := range xs {
+		req = append(req, x.RequestBody.Data...)
+		resp = append(resp, x.ResponseBody.Data...)
+		heads = append(heads, x.Request, x.Response)
 	}
 	return req, resp, heads
 }

@@ -16,7 +16,7 @@ const (
 	DefaultUpstreamTimeout   = 60 * time.Second
 	DefaultDialTimeout       = 10 * time.Second
 	DefaultMaxWSMessageBytes = 16 << 20
-	DefaultBodyChunkBytes    = 64 << 10
+	DefaultBodyChunkBytes    = 256 << 10
 	DefaultWholeBodyBytes    = 1 << 20
 	DefaultRoutingMode       = RoutingBoth
 	minMaxHeaderBytes        = 4 << 10

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 )
 
@@ -145,7 +146,7 @@ func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &bodyReader{x: x, ctx: ctx, in: r.Body, rc: rc, trailer: func() http.Header { return r.Trailer }}
+		body = newBodyReader(ctx, x, r, rc)
 	}
 	var outBody io.Reader
 	switch {
@@ -163,14 +164,7 @@ func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
 	if body != nil {
 		out.ContentLength = r.ContentLength
 	}
-	msgs := []recorder.Message{{Kind: hs.KindRequest, Channel: x.ch, Payload: hs.EncodeHead(x.requestHead(r, out))}}
-	switch {
-	case whole:
-		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestBody, Channel: x.ch, Payload: payload},
-			recorder.Message{Kind: hs.KindRequestEnd, Channel: x.ch, Payload: hs.EncodeEnd(&hs.End{Bytes: int64(len(payload)), Trailers: fields(r.Trailer)})})
-	case body == nil:
-		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestEnd, Channel: x.ch, Payload: hs.EncodeEnd(&hs.End{})})
-	}
+	msgs := x.requestMessages(r, out, body != nil, whole, payload)
 	if err := sess.ClientBatch(ctx, msgs); err != nil {
 		x.recordingFailed(w, err)
 		return
@@ -189,6 +183,46 @@ func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
 	defer resp.Body.Close()
 	x.relayResponse(w, rc, resp)
 	x.endRequest(body, "not read by the target")
+}
+
+// requestMessages is what is recorded before the request goes upstream: one
+// complete frame when its body is already read (or empty) and all fits one
+// frame; else the head, and the whole body and end when they are read.
+func (x *exchange) requestMessages(r, out *http.Request, streamed, whole bool, payload []byte) []recorder.Message {
+	head := hs.EncodeHead(x.requestHead(r, out))
+	if streamed {
+		return []recorder.Message{{Kind: hs.KindRequest, Channel: x.ch, Payload: head}}
+	}
+	end := hs.EncodeEnd(&hs.End{Bytes: int64(len(payload)), Trailers: fields(r.Trailer)})
+	if x.completes(len(head) + len(end) + len(payload)) {
+		return []recorder.Message{{Kind: hs.KindRequestComplete, Channel: x.ch, Payload: hs.JoinComplete(head, end, payload)}}
+	}
+	msgs := []recorder.Message{{Kind: hs.KindRequest, Channel: x.ch, Payload: head}}
+	if whole {
+		msgs = append(msgs, recorder.Message{Kind: hs.KindRequestBody, Channel: x.ch, Payload: payload})
+	}
+	return append(msgs, recorder.Message{Kind: hs.KindRequestEnd, Channel: x.ch, Payload: end})
+}
+
+// completes reports whether a complete frame of n payload bytes is recorded:
+// the session's protocol reads the complete kinds and the payload fits one
+// frame, so masking sees it whole.
+func (x *exchange) completes(n int) bool {
+	if !x.recordsComplete() {
+		return false
+	}
+	if f, ok := x.ls.sess.(interface{ FragmentBytes() int }); ok {
+		return n+2 <= f.FragmentBytes() // the two line feeds
+	}
+	return true
+}
+
+// recordsComplete reports whether the session is recorded as plain HTTP,
+// whose protocol package reads the complete kinds; a protocol built on HTTP
+// (the Kubernetes API, whose masking reads body frames) gets the split kinds.
+func (x *exchange) recordsComplete() bool {
+	p, ok := x.ls.sess.(interface{ Protocol() schemas.Protocol })
+	return !ok || p.Protocol() == schemas.HTTP
 }
 
 // context is the request's context, also cancelled when the session stops.
@@ -215,7 +249,7 @@ func (x *exchange) readWhole(r *http.Request, rc *http.ResponseController) ([]by
 		}
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	x.s.m.bytes.WithLabelValues("client").Add(float64(n))
+	x.s.m.clientBytes.Add(float64(n))
 	return buf, nil
 }
 
@@ -313,108 +347,9 @@ func (x *exchange) gatewayAnswer(w http.ResponseWriter, status int, reason, msg 
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Tapline-Error", reason)
 	head := &hs.Head{Status: status, Proto: "HTTP/1.1", Headers: fields(h), Gateway: reason}
-	sess := x.ls.sess
-	_ = sess.Server(hs.KindResponse, x.ch, hs.EncodeHead(head))
-	_ = sess.Server(hs.KindResponseBody, x.ch, body)
-	_ = sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(&hs.End{Bytes: int64(len(body))}))
+	x.recordResponse(hs.EncodeHead(head), hs.EncodeEnd(&hs.End{Bytes: int64(len(body))}), body)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// relayResponse records and writes the target's response as it flows.
-func (x *exchange) relayResponse(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response) {
-	sess := x.ls.sess
-	h := w.Header()
-	for k, vs := range resp.Header {
-		h[k] = vs
-	}
-	removeHop(h)
-	announced := make([]string, 0, len(resp.Trailer))
-	for k := range resp.Trailer {
-		announced = append(announced, k)
-	}
-	if len(announced) > 0 {
-		h.Set("Trailer", strings.Join(announced, ", "))
-		// An h2 target may send a length with trailers; HTTP/1.1 needs chunking for them.
-		h.Del("Content-Length")
-	}
-	head := &hs.Head{Status: resp.StatusCode, Proto: resp.Proto, Headers: fields(resp.Header)}
-	if err := sess.Server(hs.KindResponse, x.ch, hs.EncodeHead(head)); err != nil {
-		x.abort(err)
-	}
-	x.s.m.requests.WithLabelValues("forwarded").Inc()
-	w.WriteHeader(resp.StatusCode)
-	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	if stream {
-		_ = rc.Flush() // the head goes out now: an SSE agent waits for it
-	}
-	n, rerr := x.copyBody(w, rc, resp, stream)
-	end := &hs.End{Bytes: n, Trailers: fields(resp.Trailer)}
-	for k, vs := range resp.Trailer {
-		h[http.TrailerPrefix+k] = vs
-	}
-	if rerr != nil {
-		end.Error = rerr.Error()
-	}
-	if err := sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(end)); err != nil {
-		x.abort(err)
-	}
-	if rerr != nil {
-		x.ls.log.Warn("response cut", "err", rerr)
-		panic(http.ErrAbortHandler) // the agent must see a broken response, not a short one
-	}
-}
-
-// copyBody relays the body in chunks, recording each before the agent gets
-// it; a body of known small length is recorded as one message.
-func (x *exchange) copyBody(w http.ResponseWriter, rc *http.ResponseController, resp *http.Response, stream bool) (int64, error) {
-	sess := x.ls.sess
-	size := x.s.cfg.BodyChunkBytes
-	if resp.ContentLength > 0 && resp.ContentLength <= int64(x.s.cfg.WholeBodyBytes) {
-		size = int(resp.ContentLength)
-	}
-	buf := bufPool(size)
-	defer putBuf(buf)
-	var total int64
-	for {
-		var n int
-		var err error
-		if size == int(resp.ContentLength) {
-			n, err = io.ReadFull(resp.Body, buf)
-			if err == io.ErrUnexpectedEOF {
-				err = io.ErrUnexpectedEOF
-			} else if err == nil {
-				// Read on to see EOF (and trailers) without recording a chunk more.
-				var one [1]byte
-				var m int
-				m, err = resp.Body.Read(one[:])
-				if m > 0 {
-					err = errors.New("target sent more than its Content-Length")
-				}
-			}
-		} else {
-			n, err = resp.Body.Read(buf)
-		}
-		if n > 0 {
-			if rerr := sess.Server(hs.KindResponseBody, x.ch, buf[:n]); rerr != nil {
-				x.abort(rerr)
-			}
-			total += int64(n)
-			x.s.m.bytes.WithLabelValues("server").Add(float64(n))
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return total, fmt.Errorf("agent went away: %w", werr)
-			}
-			if stream {
-				_ = rc.Flush()
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, fmt.Errorf("target: %w", err)
-		}
-	}
 }
 
 // abort cuts the exchange when its frames cannot be recorded.
@@ -439,76 +374,4 @@ func putBuf(b []byte) {
 		return
 	}
 	bufs.Put(&b)
-}
-
-var errStoppedBody = errors.New("session stopped")
-
-// bodyReader records the agent's request body chunk by chunk as the target
-// reads it: in strict mode a chunk is handed over only after Kafka
-// acknowledged it.
-type bodyReader struct {
-	x       *exchange
-	ctx     context.Context
-	in      io.ReadCloser
-	rc      *http.ResponseController
-	trailer func() http.Header
-
-	mu    sync.Mutex
-	n     int64
-	ended bool
-	err   error
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	if len(p) > b.x.s.cfg.BodyChunkBytes {
-		p = p[:b.x.s.cfg.BodyChunkBytes]
-	}
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.x.s.cfg.BodyIdleTimeout))
-	n, err := b.in.Read(p)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ended {
-		return 0, errStoppedBody
-	}
-	if n > 0 {
-		if rerr := b.x.ls.sess.Client(b.ctx, hs.KindRequestBody, b.x.ch, p[:n]); rerr != nil {
-			b.err = rerr
-			return 0, rerr
-		}
-		b.n += int64(n)
-		b.x.s.m.bytes.WithLabelValues("client").Add(float64(n))
-	}
-	switch {
-	case err == io.EOF:
-		_ = b.rc.SetReadDeadline(time.Time{})
-		b.ended = true
-		end := &hs.End{Bytes: b.n, Trailers: fields(b.trailer())}
-		if rerr := b.x.ls.sess.Client(b.ctx, hs.KindRequestEnd, b.x.ch, hs.EncodeEnd(end)); rerr != nil {
-			b.err = rerr
-			return 0, rerr
-		}
-	case err != nil:
-		b.err = err
-	}
-	return n, err
-}
-
-func (b *bodyReader) Close() error { return nil } // the server closes the agent's body
-
-// failure is the error that stopped reading, if any.
-func (b *bodyReader) failure() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
-}
-
-// finish records the request end if the body was not read to its end.
-func (b *bodyReader) finish(why string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ended {
-		return
-	}
-	b.ended = true
-	_ = b.x.ls.sess.Client(context.WithoutCancel(b.ctx), hs.KindRequestEnd, b.x.ch, hs.EncodeEnd(&hs.End{Bytes: b.n, Error: why}))
 }

@@ -525,3 +525,10 @@ func (s *Session) stalledFor(now time.Time) time.Duration {
 	}
 	return now.Sub(s.progress)
 }
+
+// FragmentBytes is the largest payload recorded as one frame; a longer
+// message is split into fragments.
+func (s *Session) FragmentBytes() int { return s.r.cfg.FragmentBytes }
+
+// Protocol is the protocol the session's frames are recorded under.
+func (s *Session) Protocol() schemas.Protocol { return s.proto }

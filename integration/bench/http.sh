@@ -12,9 +12,12 @@
 #   put    PUT of a 1 MiB JSON body (nginx WebDAV writes it), BENCH_HTTP_N/50 requests
 # and per target: requests/s, p50/p99 latency, the ratio to direct and to the
 # nginx proxy, CPU µs per request of the gateway (or proxy), the Kafka broker
-# and the target nginx, read from /proc.
+# and the target nginx, read from /proc, and for the gateways the frames recorded
+# per request and per produced batch (from their metrics).
 # Then a BENCH_HTTP_MB MiB upload and download through each target, MiB/s, with
 # the gateway's (or proxy's) resident memory sampled every 50 ms: peak against idle.
+# BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there
+# (BENCH_PPROF_SECONDS, default 10: the profile covers a row's first seconds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -125,13 +128,15 @@ start_proxy() {
 # start_gateway MODE: sets gw_port and gw_pid. The gateway serves the nginx test
 # certificate, so one CA checks both hops.
 start_gateway() {
-	local mode=$1 port
+	local mode=$1 port metrics
 	port=$(free_port)
+	metrics=$(free_port)
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-http-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 http: {listen: "127.0.0.1:$port", tls_cert: $tls_dir/server.crt, tls_key: $tls_dir/server.key, routing: path}
 targets:
   - name: web
@@ -145,15 +150,31 @@ EOF
 	gw_pid=$!
 	wait_port "$port" "gateway ($mode)"
 	gw_port=$port
+	gw_metrics=$metrics
 }
 
 start_nginx
 start_proxy
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port strict_pid=$gw_pid
+strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
 start_gateway buffered
-buffered_port=$gw_port buffered_pid=$gw_pid
+buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
+
+# profile_start TARGET NAME / profile_wait: a CPU profile of a gateway row.
+profiling=
+profile_start() {
+	[[ -n ${BENCH_PPROF:-} && ($1 == strict || $1 == buffered) ]] || return 0
+	local m=${1}_metrics
+	mkdir -p "$BENCH_PPROF"
+	curl -fsS -o "$BENCH_PPROF/$2.pprof" \
+		"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-10}" &
+	profiling=$!
+}
+profile_wait() {
+	[[ -n $profiling ]] && wait "$profiling" || true
+	profiling=
+}
 
 # base TARGET: sets url prefix, token and the gateway pid ("-" for direct).
 base() {
@@ -165,8 +186,19 @@ base() {
 	esac
 }
 
-# load TARGET WORKLOAD PROTO: one line "seconds requests p50_us p99_us gateway_us broker_us nginx_us"
-# (the proxy's CPU is in the gateway column for nginx-proxy).
+# recorded METRICS_PORT: "frames batch_sum batch_count" from a gateway's metrics:
+# frames Kafka acknowledged, and the frames-per-batch histogram's sum and count.
+recorded() {
+	curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '
+		/^tapline_recorder_frames_total/ { f += $2 }
+		/^tapline_recorder_batch_frames_sum/ { s = $2 }
+		/^tapline_recorder_batch_frames_count/ { c = $2 }
+		END { printf "%d %d %d\n", f, s, c }'
+}
+
+# load TARGET WORKLOAD PROTO: one line "seconds requests p50_us p99_us gateway_us broker_us nginx_us
+# frames_per_request frames_per_batch" (the proxy's CPU is in the gateway column for
+# nginx-proxy; the frame columns are "-" for the nginx rows).
 load() {
 	local target=$1 workload=$2 proto=$3 n path body before after out
 	base "$target"
@@ -174,11 +206,20 @@ load() {
 	get) n=$N path=/small.json body=0 ;;
 	put) n=$((N / 50)) path=/sink/$target.json body=$((1 << 20)) ;;
 	esac
+	local m=${target//-/_}_metrics r0="0 0 0" r1="0 0 0"
+	profile_start "$target" "$target-$workload-$proto"
+	[[ -n ${!m:-} ]] && r0=$(recorded "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
 	out=$("$work/benchhelper" http "$url$path" "$n" "$CONC" "$body" "$proto" "$tok" "$TAPLINE_NGINX_CA")
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
-	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')"
+	[[ -n ${!m:-} ]] && r1=$(recorded "${!m}")
+	profile_wait >&2
+	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" -v r0="$r0" -v r1="$r1" -v n="$n" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); split(r0, f, " "); split(r1, g, " ")
+			fr = "-"; fb = "-"
+			if (g[1] > f[1]) fr = sprintf("%.1f", (g[1] - f[1]) / n)
+			if (g[3] > f[3]) fb = sprintf("%.1f", (g[2] - f[2]) / (g[3] - f[3]))
+			printf "%s %d %d %s %s", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], fr, fb }')"
 }
 
 results=$work/results
@@ -212,6 +253,7 @@ stream() {
 	fi
 	local auth=()
 	[[ $tok != - ]] && auth=(-H "Authorization: Bearer $tok")
+	profile_start "$target" "$target-big-$dir"
 	t0=$(date +%s.%N)
 	if [[ $dir == up ]]; then
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -T "$work/www/big.bin" -o "$work/curl.out" "$url/sink/up.bin" || ok=$?
@@ -219,6 +261,7 @@ stream() {
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -o "$work/curl.out" "$url/big.bin" || ok=$?
 	fi
 	t1=$(date +%s.%N)
+	profile_wait
 	touch "$stop"
 	[[ -n $sampler ]] && wait "$sampler"
 	if ((ok != 0)); then
@@ -238,11 +281,11 @@ printf '\nHTTP: nginx over TLS, %s connections (h1) or streams on one connection
 	"$CONC" "$N" "$((N / 50))" "$brokers (${BENCH_KAFKA:-private})"
 printf 'Latency per request (µs); CPU µs per request from /proc: gateway (or the nginx proxy), Kafka broker, target nginx\n\n'
 awk -v mb="$MB" '
-	$1 == "get" || $1 == "put" { k = $1 " " $2; s[k, $3] = $4; n[k, $3] = $5; p50[k, $3] = $6; p99[k, $3] = $7; gw[k, $3] = $8; br[k, $3] = $9; ng[k, $3] = $10 }
+	$1 == "get" || $1 == "put" { k = $1 " " $2; s[k, $3] = $4; n[k, $3] = $5; p50[k, $3] = $6; p99[k, $3] = $7; gw[k, $3] = $8; br[k, $3] = $9; ng[k, $3] = $10; fr[k, $3] = $11; fb[k, $3] = $12 }
 	$1 == "big" { secs[$2, $3] = $4; rss[$2, $3] = $5 == "-" ? "-" : sprintf("%.0f → %.0f", $5 / 1024, $6 / 1024) }
 	END {
-		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req |\n"
-		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req | frames/req | frames/batch |\n"
+		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		split("get h1,get h2,put h1,put h2", order, ",")
 		split("direct nginx-proxy strict buffered", ts, " ")
 		for (o = 1; o <= 4; o++) {
@@ -250,9 +293,9 @@ awk -v mb="$MB" '
 			for (i = 1; i <= 4; i++) {
 				t = ts[i]
 				r = n[k, t] / s[k, t]
-				printf "| %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %.0f | %.0f |\n", k, t, r, r / (n[k, "direct"] / s[k, "direct"]),
+				printf "| %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %.0f | %.0f | %s | %s |\n", k, t, r, r / (n[k, "direct"] / s[k, "direct"]),
 					r / (n[k, "nginx-proxy"] / s[k, "nginx-proxy"]), p50[k, t], p99[k, t],
-					gw[k, t] == "-" ? "-" : sprintf("%.0f", gw[k, t] / n[k, t]), br[k, t] / n[k, t], ng[k, t] / n[k, t]
+					gw[k, t] == "-" ? "-" : sprintf("%.0f", gw[k, t] / n[k, t]), br[k, t] / n[k, t], ng[k, t] / n[k, t], fr[k, t], fb[k, t]
 			}
 		}
 		printf "\n%d MiB in one request (curl, HTTP/2): MiB/s, and the resident memory (MiB, idle → peak) of the gateway or proxy meanwhile\n\n", mb

@@ -117,6 +117,8 @@ func (c *Conversation) Add(f *schemas.Frame) *Exchange {
 		e.ResponseBody.add(f.Payload, c.keep())
 	case KindWSText, KindWSBinary:
 		e.addMessage(f, c.keep())
+	case KindRequestComplete, KindResponseComplete:
+		c.addComplete(e, f)
 	default:
 		c.addJSON(e, f)
 	}
@@ -170,13 +172,9 @@ func (e *Exchange) addMessage(f *schemas.Frame, keep int) {
 
 // addJSON handles heads, ends and closes, which may arrive in fragments.
 func (c *Conversation) addJSON(e *Exchange, f *schemas.Frame) {
-	p := f.Payload
-	if f.Fragment > 0 || !f.Final {
-		e.Pending = append(e.Pending, f.Payload...)
-		if !f.Final {
-			return
-		}
-		p, e.Pending = e.Pending, nil
+	p, ok := e.whole(f)
+	if !ok {
+		return
 	}
 	var err error
 	switch f.Kind {
@@ -199,6 +197,46 @@ func (c *Conversation) addJSON(e *Exchange, f *schemas.Frame) {
 	if err != nil {
 		c.Problems = append(c.Problems, problem(f, err))
 	}
+}
+
+// addComplete handles a head, end and whole body recorded as one frame, as
+// if they had been three.
+func (c *Conversation) addComplete(e *Exchange, f *schemas.Frame) {
+	p, ok := e.whole(f)
+	if !ok {
+		return
+	}
+	h, end, body, err := DecodeComplete(p)
+	if err != nil {
+		c.Problems = append(c.Problems, problem(f, err))
+		return
+	}
+	if f.Kind == KindRequestComplete {
+		e.Request, e.Started, e.RequestEnd = h, f.TS, end
+		if len(body) > 0 {
+			e.RequestBody.add(body, c.keep())
+		}
+		return
+	}
+	e.Response, e.FirstByte, e.ResponseEnd = h, f.TS, end
+	if len(body) > 0 {
+		e.ResponseBody.add(body, c.keep())
+	}
+}
+
+// whole returns a frame's payload once its final fragment arrived: the
+// fragments so far are kept in Pending.
+func (e *Exchange) whole(f *schemas.Frame) ([]byte, bool) {
+	if f.Fragment == 0 && f.Final {
+		return f.Payload, true
+	}
+	e.Pending = append(e.Pending, f.Payload...)
+	if !f.Final {
+		return nil, false
+	}
+	p := e.Pending
+	e.Pending = nil
+	return p, true
 }
 
 func problem(f *schemas.Frame, err error) string {

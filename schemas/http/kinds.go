@@ -12,6 +12,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,11 +34,19 @@ const (
 	KindWSText       Kind = "http.ws.text"       // either: one WebSocket text message
 	KindWSBinary     Kind = "http.ws.binary"     // either: one WebSocket binary message
 	KindWSClose      Kind = "http.ws.close"      // either: a close frame (Close, JSON)
+
+	// A request or response whose body was read whole before it was recorded
+	// (empty, or of known small length) is one frame: head, end and body
+	// together (EncodeComplete). It reads exactly as the three split kinds
+	// would, so one exchange without a streamed body is two frames instead
+	// of four to six.
+	KindRequestComplete  Kind = "http.request.complete"  // CLIENT: head, whole body, end
+	KindResponseComplete Kind = "http.response.complete" // SERVER: head, whole body, end
 )
 
 // Kinds lists every kind, for validation and documentation.
 var Kinds = []Kind{KindRequest, KindRequestBody, KindRequestEnd, KindResponse, KindResponseBody,
-	KindResponseEnd, KindWSText, KindWSBinary, KindWSClose}
+	KindResponseEnd, KindWSText, KindWSBinary, KindWSClose, KindRequestComplete, KindResponseComplete}
 
 // IsKind reports whether k is an HTTP frame kind.
 func IsKind(k string) bool {
@@ -99,10 +108,10 @@ type Close struct {
 const maxHeadBytes = 4 << 20
 
 // EncodeHead is the payload of KindRequest and KindResponse.
-func EncodeHead(h *Head) []byte { return mustJSON(h) }
+func EncodeHead(h *Head) []byte { return appendHead(make([]byte, 0, 256), h) }
 
 // EncodeEnd is the payload of KindRequestEnd and KindResponseEnd.
-func EncodeEnd(e *End) []byte { return mustJSON(e) }
+func EncodeEnd(e *End) []byte { return appendEnd(make([]byte, 0, 32), e) }
 
 // EncodeClose is the payload of KindWSClose.
 func EncodeClose(c *Close) []byte { return mustJSON(c) }
@@ -114,6 +123,55 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// EncodeComplete is the payload of KindRequestComplete and
+// KindResponseComplete: the head and the end as JSON lines, then the body
+// bytes. JSON escapes line feeds, so the first two end the head and the end.
+// The end keeps the byte count as relayed, which masking may change.
+func EncodeComplete(h *Head, e *End, body []byte) []byte {
+	return JoinComplete(EncodeHead(h), EncodeEnd(e), body)
+}
+
+// JoinComplete is EncodeComplete of an encoded head and end.
+func JoinComplete(head, end, body []byte) []byte {
+	out := make([]byte, 0, len(head)+len(end)+2+len(body))
+	out = append(append(out, head...), '\n')
+	out = append(append(out, end...), '\n')
+	return append(out, body...)
+}
+
+// SplitComplete returns the encoded head and end and the body of a complete
+// payload; they alias p.
+func SplitComplete(p []byte) (head, end, body []byte, err error) {
+	head, rest, ok := bytes.Cut(p, []byte{'\n'})
+	if ok {
+		end, body, ok = bytes.Cut(rest, []byte{'\n'})
+	}
+	if !ok {
+		return nil, nil, nil, errors.New("http: complete payload without its head and end lines")
+	}
+	return head, end, body, nil
+}
+
+// DecodeComplete parses a complete payload.
+func DecodeComplete(p []byte) (*Head, *End, []byte, error) {
+	head, end, body, err := SplitComplete(p)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err := DecodeHead(head)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	e, err := DecodeEnd(end)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return h, e, body, nil
+}
+
+// IsComplete reports whether k is a complete request or response.
+func IsComplete(k string) bool { return k == KindRequestComplete || k == KindResponseComplete }
 
 // DecodeHead parses a head payload. It never panics.
 func DecodeHead(p []byte) (*Head, error) {

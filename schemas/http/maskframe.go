@@ -76,8 +76,43 @@ func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
 		return r.text(f.Payload)
 	case KindWSBinary:
 		return f.Payload
+	case KindRequestComplete, KindResponseComplete:
+		if f.Fragment == 0 && f.Final {
+			return s.maskComplete(f, r)
+		}
 	}
 	return r.text(f.Payload)
+}
+
+// maskComplete masks a complete request or response as its head, body and
+// end frames would be: the body is known whole, so JSON and form fields are
+// masked by name.
+func (s *MaskState) maskComplete(f *schemas.Frame, r MaskRules) []byte {
+	head, end, body, err := SplitComplete(f.Payload)
+	if err != nil {
+		return r.text(f.Payload)
+	}
+	headKind, bodyKind, endKind := KindRequest, KindRequestBody, KindRequestEnd
+	if f.Kind == KindResponseComplete {
+		headKind, bodyKind, endKind = KindResponse, KindResponseBody, KindResponseEnd
+	}
+	part := *f
+	part.Kind, part.Payload = headKind, head
+	head = s.MaskFrame(&part, r)
+	if len(body) > 0 {
+		k := bodyKey(f)
+		if s.Bodies == nil {
+			s.Bodies = map[string]BodyInfo{}
+		}
+		b := s.Bodies[k]
+		b.Length = int64(len(body)) // whatever the head says, this is the whole body
+		s.Bodies[k] = b
+		part.Kind, part.Payload = bodyKind, body
+		body = s.MaskFrame(&part, r)
+	}
+	part.Kind, part.Payload = endKind, end
+	end = s.MaskFrame(&part, r) // trailers; forgets the body
+	return JoinComplete(head, end, body)
 }
 
 func (s *MaskState) remember(f *schemas.Frame) {
