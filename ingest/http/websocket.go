@@ -54,7 +54,7 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	sess := x.ls.sess
 	out, err := x.outbound(ctx, r, nil)
 	if err != nil {
-		plain(w, statusOfOutbound(err), "tapline: "+err.Error())
+		x.s.refuse(w, x.up.name, statusOfOutbound(err), "tapline: "+err.Error())
 		return
 	}
 	for _, h := range wsHeaders {
