@@ -21,9 +21,9 @@ type Dialect struct {
 	// Messages returns how the messages of a WebSocket with the negotiated
 	// subprotocol are recorded; nil records each one whole (http.ws.*).
 	Messages func(subprotocol string) StreamFraming
-	// Upgrade returns how a non-WebSocket upgrade (its Upgrade token, such as
-	// SPDY/3.1) is recorded once relayed; nil refuses the upgrade.
-	Upgrade func(token string) StreamFraming
+	// Upgrade returns how the agent's non-WebSocket upgrade request (Upgrade:
+	// SPDY/3.1) is recorded once relayed; nil forwards it as a plain request.
+	Upgrade func(r *http.Request) StreamFraming
 }
 
 // Frame is one frame to record: its kind and payload.

@@ -37,13 +37,18 @@ type fakeAPIServer struct {
 }
 
 func (a *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.note(r)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(kubeSecretJSON))
+}
+
+// note keeps the identity headers of a request.
+func (a *fakeAPIServer) note(r *http.Request) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	h := r.Header.Clone()
 	h.Set("X-Test-Path", r.URL.Path)
 	a.seen = append(a.seen, h)
-	a.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(kubeSecretJSON))
 }
 
 func (a *fakeAPIServer) headers() []http.Header {
@@ -94,7 +99,8 @@ current-context: c
 // kubectl runs stock kubectl with kubeconfig; env adds variables (such as
 // KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false) and stdin, if not nil, is piped in.
 func kubectl(kubeconfig string, env []string, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "60s"}, args...)...)
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(filepath.Dir(kubeconfig), "cache"),
+		"--request-timeout", "60s"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &out, stdin

@@ -296,6 +296,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.websocket(w, r)
 		return
 	}
+	if isUpgrade(r) {
+		x.upgrade(w, r)
+		return
+	}
 	x.forward(w, r)
 }
 

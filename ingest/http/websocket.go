@@ -120,7 +120,7 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	limit := int64(x.s.cfg.MaxWSMessageBytes)
 	agent.SetReadLimit(limit)
 	up.SetReadLimit(limit)
-	n := x.relayMessages(ctx, agent, up)
+	n := x.relayMessages(ctx, agent, up, x.wsFraming(up.Subprotocol()))
 	_ = sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(&hs.End{Bytes: n}))
 }
 
@@ -133,11 +133,11 @@ type pumpResult struct {
 
 // relayMessages pumps messages both ways until both directions are closed
 // and returns the bytes relayed from the target.
-func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn) int64 {
+func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn, fr StreamFraming) int64 {
 	var fromUp int64
 	res := make(chan pumpResult, 2)
-	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil) }()
-	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp) }()
+	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil, fr) }()
+	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp, fr) }()
 	for i := range 2 {
 		p := <-res
 		x.closed(p, i == 0)
@@ -145,27 +145,26 @@ func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn)
 	return fromUp
 }
 
-func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64) pumpResult {
-	sess := x.ls.sess
+func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64, fr StreamFraming) pumpResult {
+	var pending []byte
 	for {
 		typ, data, err := from.Read(ctx)
 		if err != nil {
 			return pumpResult{dir: dir, err: err, to: to}
 		}
-		kind := hs.KindWSText
-		if typ == websocket.MessageBinary {
-			kind = hs.KindWSBinary
-		}
-		var rerr error
-		if dir == schemas.Client {
-			rerr = sess.Client(ctx, kind, x.ch, data)
-		} else {
-			rerr = sess.Server(kind, x.ch, data)
+		if dir == schemas.Server {
 			*count += int64(len(data))
 		}
 		x.s.m.bytes.WithLabelValues(strings.ToLower(string(dir))).Add(float64(len(data)))
+		data, rerr := x.wsMessage(ctx, fr, dir, typ, data, &pending)
+		if errors.As(rerr, new(badStream)) {
+			return pumpResult{dir: dir, err: rerr, to: to}
+		}
 		if rerr != nil {
 			return pumpResult{dir: dir, rerr: rerr, to: to}
+		}
+		if len(data) == 0 && fr != nil && fr.Splits() {
+			continue // no complete unit yet
 		}
 		if err := to.Write(ctx, typ, data); err != nil {
 			return pumpResult{dir: dir, err: err, to: to}

@@ -1,0 +1,280 @@
+package httpproxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
+	utilexec "k8s.io/utils/exec"
+
+	"github.com/tapline/tapline/schemas"
+	hs "github.com/tapline/tapline/schemas/http"
+	"github.com/tapline/tapline/schemas/kubernetes"
+	"github.com/tapline/tapline/schemas/protocol"
+)
+
+// kubeStreams is an API server for the streams of kubectl exec and
+// port-forward, on the kubelet's own streaming code (k8s.io/cri-streaming) so
+// the wire is the real one: exec runs the command here, port-forward dials
+// a local port. Both transports: WebSocket v5.channel.k8s.io (the API
+// server's own, which the kubelet library lacks, on its channel multiplexer)
+// and SPDY/3.1. Everything else is answered by api.
+type kubeStreams struct {
+	api *fakeAPIServer
+}
+
+const (
+	discoveryAPI  = `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`
+	discoveryAPIs = `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`
+	discoveryV1   = `{"kind":"APIResourceList","groupVersion":"v1","resources":[
+{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},
+{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},
+{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]},
+{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["get","list","create"]}]}`
+	podJSON = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"app","uid":"u1"},"spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Running"}}`
+)
+
+func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body := ""
+	switch p := r.URL.Path; {
+	case strings.HasSuffix(p, "/pods/p/exec"):
+		k.api.note(r)
+		k.exec(w, r)
+		return
+	case strings.HasSuffix(p, "/pods/p/portforward"):
+		k.api.note(r)
+		portforward.ServePortForward(w, r, dialer{}, "p", "u1", nil, time.Minute, 30*time.Second, portforward.SupportedProtocols)
+		return
+	case p == "/api":
+		body = discoveryAPI
+	case p == "/apis":
+		body = discoveryAPIs
+	case p == "/api/v1":
+		body = discoveryV1
+	case strings.HasSuffix(p, "/pods/p"):
+		body = podJSON
+	default:
+		k.api.ServeHTTP(w, r)
+		return
+	}
+	k.api.note(r)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, body)
+}
+
+func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
+	// The API server's parameter names, not the kubelet's.
+	q := r.URL.Query()
+	opts := &remotecommand.Options{Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true",
+		Stderr: q.Get("stderr") == "true", TTY: q.Get("tty") == "true"}
+	cmd := q["command"]
+	if !wsstream.IsWebSocketRequest(r) {
+		remotecommand.ServeExec(w, r, localExec{}, "p", "u1", "c", cmd, opts, time.Minute, 30*time.Second, remotecommand.SupportedStreamingProtocols)
+		return
+	}
+	read := func(on bool) wsstream.ChannelType {
+		if on {
+			return wsstream.ReadChannel
+		}
+		return wsstream.IgnoreChannel
+	}
+	write := func(on bool) wsstream.ChannelType {
+		if on {
+			return wsstream.WriteChannel
+		}
+		return wsstream.IgnoreChannel
+	}
+	channels := []wsstream.ChannelType{read(opts.Stdin), write(opts.Stdout), write(opts.Stderr), wsstream.WriteChannel, wsstream.ReadChannel}
+	conn := wsstream.NewConn(map[string]wsstream.ChannelProtocolConfig{"v5.channel.k8s.io": {Binary: true, Channels: channels}})
+	_, streams, err := conn.Open(w, r)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	var stdin io.Reader
+	if opts.Stdin {
+		stdin = streams[0]
+	}
+	err = localExec{}.ExecInContainer(r.Context(), "p", "u1", "c", cmd, stdin, streams[1], streams[2], opts.TTY, nil, 0)
+	_, _ = streams[3].Write([]byte(execStatus(err)))
+}
+
+// execStatus is the Status an exec ends with on its error channel.
+func execStatus(err error) string {
+	var ee utilexec.ExitError
+	switch {
+	case err == nil:
+		return `{"metadata":{},"status":"Success"}`
+	case errors.As(err, &ee):
+		return fmt.Sprintf(`{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: %v","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"%d"}]}}`, err, ee.ExitStatus())
+	}
+	return fmt.Sprintf(`{"metadata":{},"status":"Failure","message":%q,"reason":"InternalError"}`, err.Error())
+}
+
+// localExec runs the command here, as a kubelet runs it in a container.
+type localExec struct{}
+
+func (localExec) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, _ <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	if len(cmd) == 0 {
+		return errors.New("no command")
+	}
+	c := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
+	c.Stdout, c.Stderr = out, errw
+	if in != nil {
+		// Not c.Stdin: Wait would wait for a client that keeps stdin open.
+		w, err := c.StdinPipe()
+		if err != nil {
+			return err
+		}
+		go func() {
+			_, _ = io.Copy(w, in)
+			w.Close()
+		}()
+	}
+	err := c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &utilexec.ExitErrorWrapper{ExitError: ee}
+	}
+	return err
+}
+
+// dialer forwards a pod port to the same port on this host.
+type dialer struct{}
+
+func (dialer) PortForward(ctx context.Context, _, _ string, port int32, stream io.ReadWriteCloser) error {
+	defer stream.Close()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(c, stream)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	_, _ = io.Copy(stream, c)
+	wg.Wait()
+	return nil
+}
+
+// replayKube stitches a recorded session's commands and replays it as text,
+// as the query side does through the protocol registry.
+func replayKube(t *testing.T, fs []schemas.Frame) ([]schemas.Command, string) {
+	t.Helper()
+	p := kubernetes.Protocol{}
+	seq := func(yield func(schemas.Frame, error) bool) {
+		for _, f := range fs {
+			if !yield(f, nil) {
+				return
+			}
+		}
+	}
+	cmds, err := p.Commands(seq, protocol.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := p.Replay(&text, kubernetes.FormatText, seq, protocol.ReplayOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return cmds, text.String()
+}
+
+func kinds(fs []schemas.Frame) map[string]string {
+	out := map[string]string{}
+	for _, f := range fs {
+		out[f.Kind] += string(f.Payload)
+	}
+	return out
+}
+
+// kubectl exec with stdin piped, over WebSocket (kubectl's default) and SPDY:
+// the command's input, output and exit status reach kubectl, and the session
+// records each stream per channel, the exec as a command with exit status 3,
+// and replays and verifies.
+func TestKubernetesExec(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	api := &fakeAPIServer{}
+	up := startUpstream(t, &kubeStreams{api: api})
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{})
+	for _, c := range []struct {
+		name string
+		env  []string
+		sub  string
+	}{
+		{"websocket", nil, "exec-ws"},
+		{"spdy", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}, "exec-spdy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kc := g.kubeconfig(g.token(c.sub, "ops"))
+			out, err := kubectl(kc, c.env, strings.NewReader("line one\nline two\n"),
+				"exec", "-i", "p", "--", "sh", "-c", "cat; echo to-stderr >&2; exit 3")
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "line one\nline two\n") || !strings.Contains(out, "to-stderr") {
+				t.Fatalf("kubectl exec: %v\n%s", err, out)
+			}
+			fs := g.frames.execSession(c.sub)
+			verifyChain(t, g.signer, fs)
+			got := kinds(fs)
+			if got[kubernetes.KindStdin] != "line one\nline two\n" || got[kubernetes.KindStdout] != "line one\nline two\n" ||
+				got[kubernetes.KindStderr] != "to-stderr\n" || !strings.Contains(got[kubernetes.KindStatus], "NonZeroExitCode") {
+				t.Fatalf("recorded streams: %q", got)
+			}
+			if _, whole := got[hs.KindWSBinary]; whole {
+				t.Fatalf("WebSocket messages recorded whole: %q", got[hs.KindWSBinary])
+			}
+			cmds, text := replayKube(t, fs)
+			if !slices.ContainsFunc(cmds, func(cmd schemas.Command) bool {
+				return strings.HasPrefix(cmd.Text, "exec pods/p -n app -- sh -c") && cmd.ExitStatus != nil && *cmd.ExitStatus == 3
+			}) {
+				t.Fatalf("no exec command with exit status 3 in %+v", cmds)
+			}
+			for _, want := range []string{"$ kubectl exec pods/p -n app -- sh -c", "stdout: line one\\x0aline two\\x0a", "-> exit 3"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("replay lacks %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}
+
+// execSession waits for the complete session of sub that holds an exec's status.
+func (c *collector) execSession(sub string) []schemas.Frame {
+	c.t.Helper()
+	var out []schemas.Frame
+	waitFor(c.t, "the exec session of "+sub, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, fs := range c.sessions {
+			if fs[0].Seq != 0 || fs[0].Start == nil || fs[0].Start.Subject != sub || fs[len(fs)-1].Kind != schemas.KindSessionEnd {
+				continue
+			}
+			if slices.ContainsFunc(fs, func(f schemas.Frame) bool { return f.Kind == kubernetes.KindStatus }) {
+				out = slices.Clone(fs)
+				return true
+			}
+		}
+		return false
+	})
+	return out
+}

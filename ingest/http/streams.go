@@ -1,0 +1,83 @@
+package httpproxy
+
+import (
+	"context"
+
+	"github.com/coder/websocket"
+
+	"github.com/tapline/tapline/ingest/recorder"
+	"github.com/tapline/tapline/schemas"
+	hs "github.com/tapline/tapline/schemas/http"
+)
+
+// wsFraming is how the messages of this exchange's WebSocket are recorded:
+// nil for whole messages, or the target's dialect for its subprotocol.
+func (x *exchange) wsFraming(subprotocol string) StreamFraming {
+	d := x.s.dialect(x.up.name)
+	if d == nil || d.Messages == nil {
+		return nil
+	}
+	return d.Messages(subprotocol)
+}
+
+// record records frames in one direction: from the agent, acknowledged (in
+// strict mode) before the caller forwards them.
+func (x *exchange) record(ctx context.Context, dir schemas.Direction, frames []Frame) error {
+	sess := x.ls.sess
+	if dir == schemas.Server {
+		for _, f := range frames {
+			if err := sess.Server(f.Kind, x.ch, f.Payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	switch len(frames) {
+	case 0:
+		return nil
+	case 1:
+		return sess.Client(ctx, frames[0].Kind, x.ch, frames[0].Payload)
+	}
+	msgs := make([]recorder.Message, len(frames))
+	for i, f := range frames {
+		msgs[i] = recorder.Message{Kind: f.Kind, Channel: x.ch, Payload: f.Payload}
+	}
+	return sess.ClientBatch(ctx, msgs)
+}
+
+// wsMessage records one WebSocket message and returns what to forward: the
+// message itself, or, for a byte stream carried in messages (SPDY tunnelled
+// through a WebSocket), the complete units so far, the rest kept in pending.
+func (x *exchange) wsMessage(ctx context.Context, fr StreamFraming, dir schemas.Direction, typ websocket.MessageType, data []byte, pending *[]byte) ([]byte, error) {
+	whole := func() []Frame {
+		kind := hs.KindWSText
+		if typ == websocket.MessageBinary {
+			kind = hs.KindWSBinary
+		}
+		return []Frame{{Kind: kind, Payload: data}}
+	}
+	switch {
+	case fr == nil || typ != websocket.MessageBinary:
+		return data, x.record(ctx, dir, whole())
+	case !fr.Splits():
+		frames := fr.Message(dir, data)
+		if frames == nil {
+			frames = whole()
+		}
+		return data, x.record(ctx, dir, frames)
+	}
+	buf := append(*pending, data...)
+	n, frames, err := fr.Split(dir, buf)
+	if err != nil {
+		return nil, badStream{err}
+	}
+	if err := x.record(ctx, dir, frames); err != nil {
+		return nil, err
+	}
+	*pending = append([]byte(nil), buf[n:]...)
+	return buf[:n], nil
+}
+
+// badStream is traffic the dialect cannot read: the connection ends, the
+// session goes on.
+type badStream struct{ error }
