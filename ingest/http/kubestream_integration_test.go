@@ -1,6 +1,7 @@
 package httpproxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,13 +9,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
@@ -33,7 +40,8 @@ import (
 // server's own, which the kubelet library lacks, on its channel multiplexer)
 // and SPDY/3.1. Everything else is answered by api.
 type kubeStreams struct {
-	api *fakeAPIServer
+	api     *fakeAPIServer
+	tunnels atomic.Int32 // port-forwards tunnelled through a WebSocket
 }
 
 const (
@@ -53,6 +61,10 @@ func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(p, "/pods/p/exec"):
 		k.api.note(r)
 		k.exec(w, r)
+		return
+	case strings.HasSuffix(p, "/pods/p/portforward") && wsstream.IsWebSocketRequest(r):
+		k.api.note(r)
+		k.tunnel(w, r)
 		return
 	case strings.HasSuffix(p, "/pods/p/portforward"):
 		k.api.note(r)
@@ -150,6 +162,45 @@ func (localExec) ExecInContainer(ctx context.Context, _, _, _ string, cmd []stri
 		return &utilexec.ExitErrorWrapper{ExitError: ee}
 	}
 	return err
+}
+
+// tunnel serves a port-forward whose SPDY/3.1 is tunnelled through a
+// WebSocket (kubectl 1.31 and later), as the API server does: the WebSocket
+// becomes the connection the SPDY upgrade hijacks.
+func (k *kubeStreams) tunnel(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"SPDY/3.1+portforward.k8s.io"}})
+	if err != nil {
+		return
+	}
+	defer ws.CloseNow()
+	if ws.Subprotocol() == "" {
+		ws.Close(websocket.StatusProtocolError, "no tunnelling subprotocol")
+		return
+	}
+	k.tunnels.Add(1)
+	conn := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
+	spdyReq := r.Clone(r.Context())
+	spdyReq.Method = http.MethodPost
+	for _, h := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
+		spdyReq.Header.Del(h)
+	}
+	spdyReq.Header.Set("Connection", "Upgrade")
+	spdyReq.Header.Set("Upgrade", "SPDY/3.1")
+	spdyReq.Header.Set("X-Stream-Protocol-Version", "portforward.k8s.io")
+	portforward.ServePortForward(&hijacked{conn: conn, h: http.Header{}}, spdyReq, dialer{}, "p", "u1", nil, time.Minute, 30*time.Second, portforward.SupportedProtocols)
+}
+
+// hijacked is a ResponseWriter whose connection is already upgraded.
+type hijacked struct {
+	conn net.Conn
+	h    http.Header
+}
+
+func (h *hijacked) Header() http.Header       { return h.h }
+func (h *hijacked) Write([]byte) (int, error) { return 0, http.ErrHijacked }
+func (h *hijacked) WriteHeader(int)           {}
+func (h *hijacked) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
 }
 
 // dialer forwards a pod port to the same port on this host.
@@ -260,16 +311,21 @@ func TestKubernetesExec(t *testing.T) {
 
 // execSession waits for the complete session of sub that holds an exec's status.
 func (c *collector) execSession(sub string) []schemas.Frame {
+	return c.sessionOf(sub, kubernetes.KindStatus)
+}
+
+// sessionOf waits for the complete session of sub that holds a frame of kind.
+func (c *collector) sessionOf(sub, kind string) []schemas.Frame {
 	c.t.Helper()
 	var out []schemas.Frame
-	waitFor(c.t, "the exec session of "+sub, func() bool {
+	waitFor(c.t, "the session of "+sub+" with "+kind, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, fs := range c.sessions {
 			if fs[0].Seq != 0 || fs[0].Start == nil || fs[0].Start.Subject != sub || fs[len(fs)-1].Kind != schemas.KindSessionEnd {
 				continue
 			}
-			if slices.ContainsFunc(fs, func(f schemas.Frame) bool { return f.Kind == kubernetes.KindStatus }) {
+			if slices.ContainsFunc(fs, func(f schemas.Frame) bool { return f.Kind == kind }) {
 				out = slices.Clone(fs)
 				return true
 			}
@@ -277,4 +333,108 @@ func (c *collector) execSession(sub string) []schemas.Frame {
 		return false
 	})
 	return out
+}
+
+// kubectl port-forward over a SPDY tunnel in a WebSocket (kubectl's default)
+// and over SPDY: an HTTP request through the forwarded port gets the pod's
+// answer, and the session records both directions' bytes as port data.
+func TestKubernetesPortForward(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello from the pod")
+	}))
+	t.Cleanup(app.Close)
+	_, podPort, _ := net.SplitHostPort(app.Listener.Addr().String())
+	ks := &kubeStreams{api: &fakeAPIServer{}}
+	up := startUpstream(t, ks)
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{})
+	for _, c := range []struct {
+		name string
+		env  []string
+		sub  string
+	}{
+		{"websocket", nil, "pf-ws"},
+		{"spdy", []string{"KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}, "pf-spdy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kc := g.kubeconfig(g.token(c.sub, "ops"))
+			before := ks.tunnels.Load()
+			local, stop := portForward(t, kc, c.env, "p", ":"+podPort)
+			resp, err := http.Get("http://" + local + "/through-the-tunnel")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "hello from the pod" {
+				t.Fatalf("through the forwarded port: %q", body)
+			}
+			stop() // the session ends with kubectl's connection
+			if tunnelled := ks.tunnels.Load() > before; tunnelled != (c.name == "websocket") {
+				t.Fatalf("port-forward tunnelled through a WebSocket: %v", tunnelled)
+			}
+			fs := g.frames.sessionOf(c.sub, kubernetes.KindPortData)
+			verifyChain(t, g.signer, fs)
+			got := kinds(fs)
+			data := got[kubernetes.KindPortData]
+			if _, whole := got[hs.KindWSBinary]; whole {
+				t.Fatal("tunnel messages recorded whole")
+			}
+			if !strings.Contains(data, "GET /through-the-tunnel HTTP/1.1") || !strings.Contains(data, "hello from the pod") {
+				t.Fatalf("recorded port data: %q", data)
+			}
+			cmds, _ := replayKube(t, fs)
+			if !slices.ContainsFunc(cmds, func(cmd schemas.Command) bool { return cmd.Text == "port-forward pods/p -n app" }) {
+				t.Fatalf("no port-forward command in %+v", cmds)
+			}
+		})
+	}
+}
+
+// portForward starts kubectl port-forward and returns the local address it
+// listens on and what stops it (the test's end does too).
+func portForward(t *testing.T, kubeconfig string, env []string, args ...string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(filepath.Dir(kubeconfig), "cache"),
+		"port-forward", "--address", "127.0.0.1"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		re := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) ->`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case a := <-addr:
+		return a, stop
+	case <-time.After(60 * time.Second):
+		stop()
+		t.Fatalf("kubectl port-forward did not start within 60s: %s", stderr.String())
+	}
+	return "", stop
 }
