@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/creack/pty"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
@@ -120,7 +122,19 @@ func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
 	if opts.Stdin {
 		stdin = streams[0]
 	}
-	err = localExec{}.ExecInContainer(r.Context(), "p", "u1", "c", cmd, stdin, streams[1], streams[2], opts.TTY, nil, 0)
+	resize := make(chan remotecommand.TerminalSize, 16)
+	go func() {
+		defer close(resize)
+		dec := json.NewDecoder(streams[4])
+		for {
+			var size remotecommand.TerminalSize
+			if dec.Decode(&size) != nil {
+				return
+			}
+			resize <- size
+		}
+	}()
+	err = localExec{}.ExecInContainer(r.Context(), "p", "u1", "c", cmd, stdin, streams[1], streams[2], opts.TTY, resize, 0)
 	_, _ = streams[3].Write([]byte(execStatus(err)))
 }
 
@@ -139,11 +153,14 @@ func execStatus(err error) string {
 // localExec runs the command here, as a kubelet runs it in a container.
 type localExec struct{}
 
-func (localExec) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, _ <-chan remotecommand.TerminalSize, _ time.Duration) error {
+func (localExec) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
 	if len(cmd) == 0 {
 		return errors.New("no command")
 	}
 	c := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
+	if tty {
+		return runTTY(c, in, out, resize)
+	}
 	c.Stdout, c.Stderr = out, errw
 	if in != nil {
 		// Not c.Stdin: Wait would wait for a client that keeps stdin open.
@@ -201,6 +218,36 @@ func (h *hijacked) Write([]byte) (int, error) { return 0, http.ErrHijacked }
 func (h *hijacked) WriteHeader(int)           {}
 func (h *hijacked) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.conn, bufio.NewReadWriter(bufio.NewReader(h.conn), bufio.NewWriter(h.conn)), nil
+}
+
+// runTTY runs c on a terminal sized by resize, as a container runtime does
+// for exec -t.
+func runTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remotecommand.TerminalSize) error {
+	f, err := pty.Start(c)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	go func() {
+		for size := range resize {
+			_ = pty.Setsize(f, &pty.Winsize{Rows: size.Height, Cols: size.Width})
+		}
+	}()
+	if in != nil {
+		go func() { _, _ = io.Copy(f, in) }()
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, f) // ends with EIO once the command and its children are gone
+	}()
+	err = c.Wait()
+	<-copied
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &utilexec.ExitErrorWrapper{ExitError: ee}
+	}
+	return err
 }
 
 // dialer forwards a pod port to the same port on this host.
@@ -437,4 +484,111 @@ func portForward(t *testing.T, kubeconfig string, env []string, args ...string) 
 		t.Fatalf("kubectl port-forward did not start within 60s: %s", stderr.String())
 	}
 	return "", stop
+}
+
+// kubectl exec -it on a terminal, over WebSocket and SPDY: the shell sees the
+// agent's terminal size, also after the agent resizes it, and its exit status
+// is kubectl's; the session records the resize and replays as asciicast.
+func TestKubernetesExecTTY(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	up := startUpstream(t, &kubeStreams{api: &fakeAPIServer{}})
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{})
+	for _, c := range []struct {
+		name string
+		env  []string
+		sub  string
+	}{
+		{"websocket", nil, "tty-ws"},
+		{"spdy", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}, "tty-spdy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kc := g.kubeconfig(g.token(c.sub, "ops"))
+			cmd := exec.Command("kubectl", "--kubeconfig", kc, "--cache-dir", filepath.Join(filepath.Dir(kc), "cache"),
+				"exec", "-it", "p", "--", "sh")
+			cmd.Env = append(os.Environ(), c.env...)
+			term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer term.Close()
+			var mu sync.Mutex
+			var screen bytes.Buffer
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := term.Read(buf)
+					mu.Lock()
+					screen.Write(buf[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+			shown := func(s string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return strings.Contains(screen.String(), s)
+			}
+			// The shell sees 80x24, then the resize: asked until it answers, as
+			// the resize and the typed command travel on separate streams.
+			waitFor(t, "the shell to see 24 rows 80 columns", func() bool {
+				_, _ = io.WriteString(term, "stty size\r")
+				return waitShown(shown, "24 80")
+			})
+			if err := pty.Setsize(term, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the shell to see the resize to 40 rows 100 columns", func() bool {
+				_, _ = io.WriteString(term, "stty size\r")
+				return waitShown(shown, "40 100")
+			})
+			_, _ = io.WriteString(term, "exit 5\r")
+			err = cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+				t.Fatalf("kubectl exec -it: %v", err)
+			}
+			fs := g.frames.execSession(c.sub)
+			verifyChain(t, g.signer, fs)
+			if !slices.ContainsFunc(fs, func(f schemas.Frame) bool {
+				return f.Kind == kubernetes.KindResize && strings.Contains(string(f.Payload), `"Width":100`) && strings.Contains(string(f.Payload), `"Height":40`)
+			}) {
+				t.Fatalf("no resize to 100x40 recorded: %q", kinds(fs)[kubernetes.KindResize])
+			}
+			cmds, _ := replayKube(t, fs)
+			if !slices.ContainsFunc(cmds, func(cmd schemas.Command) bool {
+				return cmd.Text == "exec pods/p -n app -- sh" && cmd.ExitStatus != nil && *cmd.ExitStatus == 5
+			}) {
+				t.Fatalf("no exec command with exit status 5 in %+v", cmds)
+			}
+			var cast bytes.Buffer
+			seq := func(yield func(schemas.Frame, error) bool) {
+				for _, f := range fs {
+					if !yield(f, nil) {
+						return
+					}
+				}
+			}
+			if err := (kubernetes.Protocol{}).Replay(&cast, kubernetes.FormatAsciicast, seq, protocol.ReplayOptions{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(cast.String()), "\n")
+			if !strings.Contains(lines[0], `"version":2`) || !strings.Contains(cast.String(), "40 100") || !strings.Contains(cast.String(), `"r","100x40"`) {
+				t.Fatalf("asciicast:\n%s", cast.String())
+			}
+		})
+	}
+}
+
+// waitShown gives the terminal a moment to show s, at most two seconds.
+func waitShown(shown func(string) bool, s string) bool {
+	for range 100 {
+		if shown(s) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }
