@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,7 +90,16 @@ func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, body)
 }
 
+// forbiddenExec is the cluster's RBAC denial of an exec to the user "denied".
+const forbiddenExec = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"p\" is forbidden: User \"denied\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"app\"","reason":"Forbidden","details":{"name":"p","kind":"pods"},"code":403}`
+
 func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Impersonate-User") == "denied" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, forbiddenExec)
+		return
+	}
 	// The API server's parameter names, not the kubelet's.
 	q := r.URL.Query()
 	opts := &remotecommand.Options{Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true",
@@ -354,6 +364,41 @@ func TestKubernetesExec(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The cluster's own RBAC denial of an exec reaches kubectl as the cluster
+// wrote it, over either transport, and is recorded as the call's status.
+func TestKubernetesExecDeniedByCluster(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	up := startUpstream(t, &kubeStreams{api: &fakeAPIServer{}})
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{})
+	kc := g.kubeconfig(g.token("denied", "ops"))
+	for _, env := range [][]string{nil, {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}} {
+		out, err := kubectl(kc, env, nil, "exec", "p", "--", "true")
+		if err == nil || !strings.Contains(out, `Error from server (Forbidden): pods "p" is forbidden: User "denied" cannot create resource "pods/exec"`) {
+			t.Fatalf("kubectl exec (%v): %v\n%s", env, err, out)
+		}
+	}
+	var denied []schemas.Command
+	waitFor(t, "the denied exec recorded", func() bool {
+		denied = nil
+		g.frames.mu.Lock()
+		all := maps.Clone(g.frames.sessions)
+		g.frames.mu.Unlock()
+		for _, fs := range all {
+			if fs[0].Start == nil || fs[0].Start.Subject != "denied" || fs[len(fs)-1].Kind != schemas.KindSessionEnd {
+				continue
+			}
+			cmds, _ := replayKube(t, fs)
+			for _, c := range cmds {
+				if c.Text == "exec pods/p -n app -- true" && c.ExitStatus != nil && *c.ExitStatus == 403 {
+					denied = append(denied, c)
+				}
+			}
+		}
+		return len(denied) >= 3 // WebSocket, its fallback to SPDY, SPDY
+	})
 }
 
 // execSession waits for the complete session of sub that holds an exec's status.

@@ -1,7 +1,10 @@
 package httpproxy
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
 
 	"github.com/coder/websocket"
 
@@ -81,3 +84,24 @@ func (x *exchange) wsMessage(ctx context.Context, fr StreamFraming, dir schemas.
 // badStream is traffic the dialect cannot read: the connection ends, the
 // session goes on.
 type badStream struct{ error }
+
+// wsRefusalBody is what the WebSocket library keeps of a refusal's body.
+const wsRefusalBody = 1024
+
+// relayRefusal relays the target's refusal of a WebSocket upgrade (an RBAC
+// denial from the Kubernetes API, say) as the agent's answer, when the
+// library kept all of its body; clients print the target's own reason.
+func (x *exchange) relayRefusal(w http.ResponseWriter, resp *http.Response) bool {
+	if resp.Body == nil {
+		return false
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if len(body) >= wsRefusalBody || (resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength) {
+		return false // cut short: answer in the gateway's words instead
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = int64(len(body))
+	x.relayResponse(w, http.NewResponseController(w), resp)
+	return true
+}

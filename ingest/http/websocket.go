@@ -87,6 +87,9 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		x.s.m.requests.WithLabelValues("upstream_error").Inc()
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			if x.relayRefusal(w, resp) {
+				return
+			}
 			x.gatewayAnswer(w, http.StatusBadGateway, "upstream_refused_upgrade",
 				fmt.Sprintf("tapline: target %s refused the WebSocket upgrade: %s", x.up.name, resp.Status))
 			return
