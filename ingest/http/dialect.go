@@ -47,6 +47,10 @@ type StreamFraming interface {
 	// Splits reports whether the traffic is a byte stream cut by Split rather
 	// than whole messages.
 	Splits() bool
+	// Cut returns what to send the agent, between two units, when the gateway
+	// ends the stream itself (recording failed, session ended) so the agent's
+	// client reports why instead of a clean end; nil sends nothing.
+	Cut(reason string) []byte
 }
 
 func (s *Server) dialect(target string) *Dialect {

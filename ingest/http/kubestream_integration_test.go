@@ -30,6 +30,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 
+	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/kubernetes"
@@ -45,6 +46,7 @@ import (
 type kubeStreams struct {
 	api     *fakeAPIServer
 	tunnels atomic.Int32 // port-forwards tunnelled through a WebSocket
+	execs   atomic.Int32 // execs served to their end
 }
 
 const (
@@ -94,6 +96,7 @@ func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const forbiddenExec = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"p\" is forbidden: User \"denied\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"app\"","reason":"Forbidden","details":{"name":"p","kind":"pods"},"code":403}`
 
 func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
+	defer k.execs.Add(1)
 	if r.Header.Get("Impersonate-User") == "denied" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
@@ -636,4 +639,64 @@ func waitShown(shown func(string) bool, s string) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// In strict mode stdin reaches the command only once Kafka has it, over
+// WebSocket and SPDY: with Kafka gone mid-exec, the next line typed never
+// reaches the command, and kubectl is cut off saying why.
+func TestKubernetesExecStrictStdin(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	broker := testenv.PrivateKafka(t)
+	ks := &kubeStreams{api: &fakeAPIServer{}}
+	up := startUpstream(t, ks)
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{brokers: broker.Brokers(), produceTimeout: 3 * time.Second})
+	kc := g.kubeconfig(g.token("strict", "ops"))
+	for _, env := range [][]string{nil, {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}} {
+		// A fresh (or restarted) broker may take a while to take records.
+		waitFor(t, "Kafka to take frames", func() bool {
+			_, err := kubectl(kc, nil, nil, "get", "--raw", "/cluster/api/v1/namespaces/app/pods/p")
+			return err == nil
+		})
+		file := filepath.Join(t.TempDir(), "typed")
+		cmd := exec.Command("kubectl", "--kubeconfig", kc, "--cache-dir", filepath.Join(filepath.Dir(kc), "cache"),
+			"exec", "-i", "p", "--", "sh", "-c", "cat > "+file)
+		cmd.Env = append(os.Environ(), env...)
+		// A pipe of the process's own: Wait does not wait for the test to close it.
+		typing, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		_, _ = io.WriteString(typing, "first line\n")
+		waitFor(t, "the first line to reach the command", func() bool {
+			b, _ := os.ReadFile(file)
+			return string(b) == "first line\n"
+		})
+		before := ks.execs.Load()
+		broker.Stop()
+		go func() { _, _ = io.WriteString(typing, "second line\n") }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("%v: kubectl exec went on with Kafka down:\n%s", env, out.String())
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%v: kubectl exec not cut off within 60s of Kafka going down", env)
+		}
+		if !strings.Contains(out.String(), "error: tapline: stream cut: ") {
+			t.Errorf("%v: kubectl does not say why its exec ended:\n%s", env, out.String())
+		}
+		waitFor(t, "the command to end", func() bool { return ks.execs.Load() > before })
+		if b, _ := os.ReadFile(file); string(b) != "first line\n" {
+			t.Fatalf("%v: the command received %q with Kafka down", env, b)
+		}
+		broker.Start()
+	}
 }

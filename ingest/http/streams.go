@@ -105,3 +105,21 @@ func (x *exchange) relayRefusal(w http.ResponseWriter, resp *http.Response) bool
 	x.relayResponse(w, http.NewResponseController(w), resp)
 	return true
 }
+
+// wsCut tells the agent why the gateway ends its stream, in the dialect's
+// words, before the connection closes (agent is the side read in dir Client).
+func (x *exchange) wsCut(ctx context.Context, fr StreamFraming, dir schemas.Direction, agent *websocket.Conn, reason string) {
+	if fr == nil || dir != schemas.Client {
+		return
+	}
+	b := fr.Cut(reason)
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cutWriteTimeout)
+	defer cancel()
+	if agent.Write(ctx, websocket.MessageBinary, b) == nil {
+		// A normal close: clients read what a stream carried only then.
+		_ = agent.Close(websocket.StatusNormalClosure, "")
+	}
+}

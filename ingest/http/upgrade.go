@@ -112,14 +112,19 @@ func writeSwitch(w *bufio.Writer, resp *http.Response) error {
 func (x *exchange) relayUpgraded(ctx context.Context, fr StreamFraming, agent net.Conn, fromAgent io.Reader, up io.ReadWriteCloser) (int64, string) {
 	var once sync.Once
 	var why string
+	toAgent := &lockedWriter{w: agent}
 	closeBoth := func(reason string) {
 		once.Do(func() {
 			why = reason
+			if b := fr.Cut(reason); reason != "" && b != nil {
+				_ = agent.SetWriteDeadline(time.Now().Add(cutWriteTimeout))
+				_, _ = toAgent.Write(b)
+			}
 			_ = agent.Close()
 			_ = up.Close()
 		})
 	}
-	stop := context.AfterFunc(ctx, func() { closeBoth("session ended: " + errString(context.Cause(ctx))) })
+	stop := context.AfterFunc(ctx, func() { closeBoth(errString(context.Cause(ctx))) })
 	defer stop()
 	var fromUp int64
 	done := make(chan struct{})
@@ -128,7 +133,7 @@ func (x *exchange) relayUpgraded(ctx context.Context, fr StreamFraming, agent ne
 		_, err := x.relayUnits(ctx, fr, schemas.Client, fromAgent, up)
 		closeBoth(x.relayEnd(schemas.Client, err))
 	}()
-	fromUp, err := x.relayUnits(ctx, fr, schemas.Server, up, agent)
+	fromUp, err := x.relayUnits(ctx, fr, schemas.Server, up, toAgent)
 	closeBoth(x.relayEnd(schemas.Server, err))
 	<-done
 	return fromUp, why
@@ -194,4 +199,19 @@ func lowerDir(d schemas.Direction) string {
 		return "client"
 	}
 	return "server"
+}
+
+// cutWriteTimeout bounds telling the agent why its stream ends.
+const cutWriteTimeout = 5 * time.Second
+
+// lockedWriter writes whole units from two writers (the relay and a cut).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -164,6 +164,7 @@ func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schem
 			return pumpResult{dir: dir, err: rerr, to: to}
 		}
 		if rerr != nil {
+			x.wsCut(ctx, fr, dir, from, "recording failed: "+rerr.Error())
 			return pumpResult{dir: dir, rerr: rerr, to: to}
 		}
 		if len(data) == 0 && fr != nil && fr.Splits() {

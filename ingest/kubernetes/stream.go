@@ -49,6 +49,15 @@ func (channels) Split(_ schemas.Direction, buf []byte) (int, []httpproxy.Frame, 
 
 func (channels) Splits() bool { return false }
 
+// Cut ends an exec's WebSocket with a Failure Status on the error channel
+// saying why; port-forward has none.
+func (c channels) Cut(reason string) []byte {
+	if c != kube.ChannelV4 && c != kube.ChannelV5 {
+		return nil
+	}
+	return append([]byte{kube.ChannelError}, statusBody(http.StatusServiceUnavailable, "tapline: stream cut: "+reason)...)
+}
+
 // spdyFraming cuts both directions of a SPDY connection into frames, each
 // recorded per stream before it is forwarded.
 type spdyFraming struct {
@@ -67,6 +76,19 @@ func newSPDYFraming(portForward bool) *spdyFraming {
 func (f *spdyFraming) Message(schemas.Direction, []byte) []httpproxy.Frame { return nil }
 
 func (f *spdyFraming) Splits() bool { return true }
+
+// Cut ends an exec's error stream with a Failure Status saying why, which
+// client-go reports (a SPDY connection that just closes reads as success).
+func (f *spdyFraming) Cut(reason string) []byte {
+	if f.s.PortForward {
+		return nil
+	}
+	b, err := f.s.StatusFrame(statusBody(http.StatusServiceUnavailable, "tapline: stream cut: "+reason))
+	if err != nil {
+		return nil
+	}
+	return b
+}
 
 func (f *spdyFraming) Split(dir schemas.Direction, buf []byte) (int, []httpproxy.Frame, error) {
 	d, err := f.client, f.clientE

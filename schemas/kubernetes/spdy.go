@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -135,4 +136,30 @@ func (s *SPDY) typeOf(id spdy.StreamId) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.types[id]
+}
+
+// StatusFrame encodes status as the last data of the exec's error stream (a
+// data frame with FIN), for a relay that ends the stream itself. It fails
+// while the client has not opened the error stream.
+func (s *SPDY) StatusFrame(status []byte) ([]byte, error) {
+	s.mu.Lock()
+	var id spdy.StreamId
+	for k, t := range s.types {
+		if t == streamError {
+			id = k
+		}
+	}
+	s.mu.Unlock()
+	if id == 0 {
+		return nil, errors.New("kubernetes: no error stream open")
+	}
+	var b bytes.Buffer
+	fr, err := spdy.NewFramer(&b, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := fr.WriteFrame(&spdy.DataFrame{StreamId: id, Flags: spdy.DataFlagFin, Data: status}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
