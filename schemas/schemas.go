@@ -47,6 +47,13 @@ const (
 	HTTP       Protocol = "HTTP"
 )
 
+// Valid reports whether p is a symbol of the frame schema's protocol enum (and
+// so has a code in the hash chain): what a recorder may write.
+func (p Protocol) Valid() bool {
+	_, ok := protocolCode[p]
+	return ok
+}
+
 // Lifecycle frame kinds, emitted by the gateway rather than read off the wire.
 const (
 	KindSessionStart  = "session.start"

@@ -302,3 +302,16 @@ func FuzzConfluentFrameDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestProtocolValidMatchesTheEnum(t *testing.T) {
+	for _, p := range protocolSymbols {
+		if !p.Valid() {
+			t.Errorf("%s is in the Avro enum but not Valid", p)
+		}
+	}
+	for _, p := range []Protocol{"", "postgres", "FTP"} {
+		if p.Valid() {
+			t.Errorf("%q is Valid", p)
+		}
+	}
+}

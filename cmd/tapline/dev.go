@@ -26,8 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/processors/runner"
@@ -440,9 +440,14 @@ func (s *devSystem) close() {
 
 // devTarget is a demo target found in the services file.
 type devTarget struct {
-	name, protocol, login string
-	config                map[string]any
-	secretEnv, secret     string
+	name              string
+	config            map[string]any
+	secretEnv, secret string
+	// example is the banner's line showing a stock client on this target,
+	// given the port its listener bound.
+	example func(port int) string
+	// listener is the gateway listener the target is reached through.
+	listener string
 }
 
 func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget {
@@ -454,7 +459,10 @@ func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget 
 	var out []devTarget
 	if env["TAPLINE_PG_PORT"] != "" {
 		out = append(out, devTarget{
-			name: "demo", protocol: "postgres", login: env["TAPLINE_PG_DB"],
+			name: "demo", listener: "postgres",
+			example: func(port int) string {
+				return fmt.Sprintf("  psql:    PGPASSWORD=$TAPLINE_GATEWAY_TOKEN psql \"host=127.0.0.1 port=%d dbname=demo user=alice sslmode=verify-full\"", port)
+			},
 			secretEnv: "TAPLINE_DEV_DEMO_PG_PASSWORD", secret: env["TAPLINE_PG_GW_PASSWORD"],
 			config: map[string]any{
 				"name": "demo", "protocol": "postgres", "groups": groups,
@@ -466,7 +474,10 @@ func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget 
 	}
 	if env["TAPLINE_SSH_PORT"] != "" {
 		out = append(out, devTarget{
-			name: "demo-box", protocol: "ssh", login: env["TAPLINE_SSH_USER"],
+			name: "demo-box", listener: "ssh",
+			example: func(port int) string {
+				return fmt.Sprintf("  ssh:     ssh -p %d %s+demo-box@127.0.0.1   (password: $TAPLINE_GATEWAY_TOKEN)", port, env["TAPLINE_SSH_USER"])
+			},
 			config: map[string]any{
 				"name": "demo-box", "protocol": "ssh", "groups": groups,
 				"address": net.JoinHostPort(env["TAPLINE_SSH_HOST"], env["TAPLINE_SSH_PORT"]),
@@ -506,17 +517,11 @@ func (s *devSystem) printBanner(out io.Writer) {
 	dd := s.opts.dataDir
 	groups := strings.Join(s.opts.groups, ",")
 	api := "http://" + s.apiAddr
-	pgPort, sshPort := boundPort(s.gw.Addr("postgres")), boundPort(s.gw.Addr("ssh"))
 	fmt.Fprintf(out, "\ntapline dev is running (data in %s). Ctrl-C stops it cleanly.\n\n", dd)
 	fmt.Fprintf(out, "  token:   export TAPLINE_GATEWAY_TOKEN=$(%s token --data-dir %s --sub alice --groups %s)\n", exe, dd, groups)
 	fmt.Fprintf(out, "  ca:      export PGSSLROOTCERT=%s   (%s ca --data-dir %s prints it)\n", filepath.Join(dd, "postgres-tls.crt"), exe, dd)
 	for _, t := range s.targets {
-		switch t.protocol {
-		case "postgres":
-			fmt.Fprintf(out, "  psql:    PGPASSWORD=$TAPLINE_GATEWAY_TOKEN psql \"host=127.0.0.1 port=%d dbname=%s user=alice sslmode=verify-full\"\n", pgPort, t.name)
-		case "ssh":
-			fmt.Fprintf(out, "  ssh:     ssh -p %d %s+%s@127.0.0.1   (password: $TAPLINE_GATEWAY_TOKEN)\n", sshPort, t.login, t.name)
-		}
+		fmt.Fprintln(out, t.example(boundPort(s.gw.Addr(t.listener))))
 	}
 	fmt.Fprintf(out, "  API token: export TAPLINE_TOKEN=$(%s token --for query --data-dir %s --sub alice --groups auditors)\n", exe, dd)
 	if len(s.targets) == 0 {

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
 )
 

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/integration/testenv"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/chdb"
 )
@@ -47,7 +48,7 @@ func TestQueryServerOverCHDB(t *testing.T) {
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Insert(ctx, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{sessiontest.Summary(b, schemas.StatusEnded)}}); err != nil {
+	if err := store.Insert(ctx, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{memstore.Summary(b, schemas.StatusEnded)}}); err != nil {
 		t.Fatal(err)
 	}
 	store.Close()

@@ -14,18 +14,19 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/query/api"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // cliEnv is a query API (dev issuer tokens, in-memory store) for the client commands.
 type cliEnv struct {
 	url   string
 	iss   *devissuer.Issuer
-	store *sessiontest.Store
+	store *memstore.Store
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
@@ -54,7 +55,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &cliEnv{iss: iss, store: sessiontest.NewStore()}
+	e := &cliEnv{iss: iss, store: memstore.NewStore()}
 	srv := httptest.NewServer(api.New(api.Config{Logger: slog.New(slog.DiscardHandler)}, e.store, v))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
@@ -99,7 +100,7 @@ func (e *cliEnv) pgSession(sub string) *sessiontest.Builder {
 	b.Server("ReadyForQuery", 0, enc(&pgproto3.ReadyForQuery{TxStatus: 'I'}))
 	b.End("client closed")
 	e.store.AddFrames(b.Frames...)
-	e.store.AddSessions(sessiontest.Summary(b, schemas.StatusEnded))
+	e.store.AddSessions(memstore.Summary(b, schemas.StatusEnded))
 	return b
 }
 
@@ -112,7 +113,7 @@ func (e *cliEnv) sshSession(sub string) (*sessiontest.Builder, string) {
 	b.Step(time.Second).Server("ssh.channel.data", 0, []byte(out[10:]))
 	b.End("client closed")
 	e.store.AddFrames(b.Frames...)
-	s := sessiontest.Summary(b, schemas.StatusEnded)
+	s := memstore.Summary(b, schemas.StatusEnded)
 	s.StartedAt = s.StartedAt.Add(time.Minute) // listed before the Postgres one
 	e.store.AddSessions(s)
 	return b, out
@@ -220,7 +221,7 @@ func TestVerifyCommand(t *testing.T) {
 	bad.Client("Query", 0, []byte("Q....SELECT 1")).Server("ReadyForQuery", 0, []byte("Z....I")).End("client closed")
 	bad.Frames[1].Payload = []byte("Q....SELECT 2")
 	e.store.AddFrames(bad.Frames...)
-	e.store.AddSessions(sessiontest.Summary(bad, schemas.StatusEnded))
+	e.store.AddSessions(memstore.Summary(bad, schemas.StatusEnded))
 	out, err = run("verify", bad.ID, "--api", e.url, "--token", tok)
 	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "seq 1: digest") {
 		t.Errorf("altered: %v\n%s", err, out)

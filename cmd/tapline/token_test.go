@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 )
 
 func runTokenCmd(t *testing.T, args ...string) (string, error) {

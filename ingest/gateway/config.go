@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/config"
-	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 	httpproxy "github.com/tapline/tapline/ingest/http"
 	kubeedge "github.com/tapline/tapline/ingest/kubernetes"

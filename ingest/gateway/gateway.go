@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tapline/tapline/metricsserver"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 	"github.com/tapline/tapline/ingest/postgres"
 	"github.com/tapline/tapline/ingest/recorder"

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	httpproxy "github.com/tapline/tapline/ingest/http"
 )
 

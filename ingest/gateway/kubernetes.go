@@ -3,7 +3,7 @@ package gateway
 import (
 	"net/http"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	httpproxy "github.com/tapline/tapline/ingest/http"
 	kubeedge "github.com/tapline/tapline/ingest/kubernetes"
 	"github.com/tapline/tapline/schemas"

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	sshproxy "github.com/tapline/tapline/ingest/ssh"
 )
 

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/recorder"
 	hs "github.com/tapline/tapline/schemas/http"
 )

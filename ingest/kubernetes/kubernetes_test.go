@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 )
 
 func TestImpersonation(t *testing.T) {

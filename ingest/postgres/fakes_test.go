@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/schemas"
 )

@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
 )

@@ -24,7 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/edgelimit"
 )
 

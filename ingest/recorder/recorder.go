@@ -173,9 +173,7 @@ func (r *Recorder) Deny(ctx context.Context, m Meta, reason string) error {
 }
 
 func (r *Recorder) newSession(p schemas.Protocol) (*Session, error) {
-	switch p {
-	case schemas.Postgres, schemas.SSH, schemas.Kubernetes, schemas.HTTP:
-	default:
+	if !p.Valid() {
 		return nil, fmt.Errorf("recorder: unknown protocol %q", p)
 	}
 	id, err := uuid.NewV7()

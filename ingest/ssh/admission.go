@@ -10,7 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/schemas"
 )
 

@@ -22,7 +22,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/schemas"
 )
 
@@ -117,6 +118,15 @@ func (s *fakeSession) Client(ctx context.Context, kind string, channel int64, pa
 		}
 	}
 	return s.add(schemas.Client, kind, channel, payload)
+}
+
+func (s *fakeSession) ClientBatch(ctx context.Context, msgs []recorder.Message) error {
+	for _, m := range msgs {
+		if err := s.Client(ctx, m.Kind, m.Channel, m.Payload); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *fakeSession) Server(kind string, channel int64, payload []byte) error {

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"

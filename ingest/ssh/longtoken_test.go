@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 )
 
 // lengthVerifier rejects every token and remembers the lengths it saw.

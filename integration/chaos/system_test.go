@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/sinks/clickhouse"

@@ -27,8 +27,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/ingest/gateway"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/keyfile"

@@ -22,11 +22,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/console"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 )
 
 // wait bounds every wait on Hydra: generous, for a loaded CI machine.
@@ -315,7 +315,7 @@ func TestConsoleLoginWithHydra(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = c.Handler(api.New(api.Config{SessionCookie: console.CookieName, SessionVerifier: c.Verifier()}, sessiontest.NewStore(), v))
+	h = c.Handler(api.New(api.Config{SessionCookie: console.CookieName, SessionVerifier: c.Verifier()}, memstore.NewStore(), v))
 
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: wait}

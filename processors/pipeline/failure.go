@@ -81,41 +81,31 @@ func (p *Processor) failed(f schemas.Frame, mark int, ferr *FrameError, out *Out
 		if s.Conv != nil {
 			s.Conv.Withheld(&f)
 		}
-		// The stitcher still learns that a message of this kind passed (a Query
-		// whose rows follow, a channel's data), from the withheld frame.
-		if !p.stitchWithheld(s, &f, w, out) {
-			s.Stitcher, s.Conv = nil, nil
+		// The conversation still learns that a message of this kind passed (a
+		// Query whose rows follow, a channel's data), from the withheld frame.
+		if !p.stitchWithheld(s, w, out) {
+			s.Conv = nil
 		}
 	case stageStitch:
-		s.Stitcher, s.Conv = nil, s.freshConversation(&f)
+		s.Conv = s.freshConversation(&f)
 	}
 	s.Changed = true
 	p.alert(s, integrity.Alert{Kind: integrity.ProcessingFailed, Seq: f.Seq, Detail: ferr.Error()}, f.TS, out)
 	p.maybeSummary(s, f.TS, true, out)
 }
 
-// stitchWithheld passes the withheld frame w of f to the stitcher, reporting whether
-// that went without a panic. A stitcher that knows the shape of a withheld message
-// (protocol.WithheldStitcher) is told what the frame was, so that it keeps pairing
-// answers with requests.
-func (p *Processor) stitchWithheld(s *session, f *schemas.Frame, w schemas.Frame, out *Output) (ok bool) {
+// stitchWithheld passes the withheld frame w to the conversation (which Withheld
+// told what the frame was, so that it keeps pairing answers with requests),
+// reporting whether that went without a panic.
+func (p *Processor) stitchWithheld(s *session, w schemas.Frame, out *Output) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
 		}
 	}()
-	var cmds []schemas.Command
-	switch st := s.Stitcher.(type) {
-	case nil:
-		if s.Conv != nil {
-			cmds = s.Conv.Stitch(&w, p.cfg.Limits)
-		}
-	case protocol.WithheldStitcher:
-		cmds = st.Withheld(&w, f.Payload, p.cfg.Limits)
-	case protocol.Stitcher:
-		cmds = st.Frame(&w, p.cfg.Limits)
+	if s.Conv != nil {
+		p.commands(s, s.Conv.Stitch(&w, p.cfg.Limits), out)
 	}
-	p.commands(s, cmds, out)
 	return true
 }
 

@@ -134,11 +134,8 @@ type session struct {
 	Closed      bool            `json:"closed,omitempty"` // ended; kept until Sweep
 	AbandonedAt *time.Time      `json:"abandoned_at,omitempty"`
 	Mask        mask.State      `json:"mask"`
-	// Stitcher is the protocol's stitcher, saved under the protocol's StateKey (see
-	// MarshalJSON).
-	Stitcher protocol.Stitcher `json:"-"`
-	// Conv is the conversation of a protocol that masks and stitches in its own
-	// package (protocol.Conversations), saved under "conv".
+	// Conv is the protocol's conversation (it masks and stitches the session's
+	// frames), saved under "conv".
 	Conv protocol.Conversation `json:"-"`
 }
 
@@ -251,13 +248,7 @@ func newSession(f *schemas.Frame) *session {
 
 // protocolFrame masks, forwards and stitches one protocol frame.
 func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
-	st := s.stitcher()
-	// The masker learns what the conversation knows: the Postgres masker reads the
-	// columns of the rows it masks from the stitcher; a Conversation masks itself.
-	var conv any = st
-	if s.Conv != nil {
-		conv = s.Conv
-	}
+	conv := s.conversation()
 	p.stage = stageMask
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
@@ -270,62 +261,39 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	out.Frames = append(out.Frames, *f)
 	p.stage = stageStitch
 	var cmds []schemas.Command
-	switch {
-	case s.Conv != nil:
-		cmds = s.Conv.Stitch(f, p.cfg.Limits)
-	case st != nil:
-		cmds = st.Frame(f, p.cfg.Limits)
+	if conv != nil {
+		cmds = conv.Stitch(f, p.cfg.Limits)
 	}
 	p.commands(s, cmds, out)
 }
 
-// stitcher returns the session's stitcher, starting one (or a conversation) for
-// protocols that stitch; nil for the others and for conversations.
-func (s *session) stitcher() protocol.Stitcher {
-	if s.Stitcher != nil || s.Conv != nil {
-		return s.Stitcher
+// conversation returns the session's conversation, starting one for a protocol
+// that has them; nil for the others (their frames are masked as text and stitch
+// into no commands).
+func (s *session) conversation() protocol.Conversation {
+	if s.Conv != nil {
+		return s.Conv
 	}
-	p, _ := protocol.Lookup(s.Summary.Protocol)
-	switch p := p.(type) {
-	case protocol.Conversations:
+	if p, err := protocol.Of[protocol.Conversations](s.Summary.Protocol); err == nil {
 		s.Conv = p.NewConversation()
-	case protocol.Stitching:
-		s.Stitcher = p.NewStitcher()
 	}
-	return s.Stitcher
+	return s.Conv
 }
 
 // plainSession is session without its JSON methods.
 type plainSession session
 
-// MarshalJSON saves the stitcher under its protocol's state key.
+// MarshalJSON saves the conversation under "conv".
 func (s *session) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal((*plainSession)(s))
+	if err != nil || s.Conv == nil {
+		return b, err
+	}
+	c, err := json.Marshal(s.Conv)
 	if err != nil {
 		return nil, err
 	}
-	if s.Conv != nil {
-		c, err := json.Marshal(s.Conv)
-		if err != nil {
-			return nil, err
-		}
-		return append(append(append(b[:len(b)-1], `,"conv":`...), c...), '}'), nil
-	}
-	if s.Stitcher == nil {
-		return b, nil
-	}
-	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
-	if err != nil {
-		return nil, err
-	}
-	st, err := json.Marshal(s.Stitcher)
-	if err != nil {
-		return nil, err
-	}
-	key, _ := json.Marshal(sp.StateKey())
-	b = append(b[:len(b)-1], ',')
-	b = append(append(append(b, key...), ':'), st...)
-	return append(b, '}'), nil
+	return append(append(append(b[:len(b)-1], `,"conv":`...), c...), '}'), nil
 }
 
 func (s *session) restoreConversation(cp protocol.Conversations, b []byte) error {
@@ -360,32 +328,16 @@ func (s *session) restoreOlderConversation(cp protocol.Conversations, fields map
 	return nil
 }
 
-// UnmarshalJSON restores the stitcher from its protocol's state key.
+// UnmarshalJSON restores the conversation (see restoreConversation).
 func (s *session) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plainSession)(s)); err != nil {
 		return err
 	}
-	if cp, err := protocol.Of[protocol.Conversations](s.Summary.Protocol); err == nil {
-		return s.restoreConversation(cp, b)
-	}
-	sp, err := protocol.Of[protocol.Stitching](s.Summary.Protocol)
+	cp, err := protocol.Of[protocol.Conversations](s.Summary.Protocol)
 	if err != nil {
-		return nil // a protocol that does not stitch
+		return nil // a protocol without conversations
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	raw, ok := fields[sp.StateKey()]
-	if !ok || string(raw) == "null" {
-		return nil
-	}
-	st := sp.NewStitcher()
-	if err := json.Unmarshal(raw, st); err != nil {
-		return fmt.Errorf("%s state: %w", sp.StateKey(), err)
-	}
-	s.Stitcher = st
-	return nil
+	return s.restoreConversation(cp, b)
 }
 
 // commands finishes stitched commands (identity, safety-net masking) and emits them
@@ -434,17 +386,14 @@ func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) 
 	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
 	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
 	s.Closed = true
-	s.Mask, s.Stitcher, s.Conv = mask.State{}, nil, nil
+	s.Mask, s.Conv = mask.State{}, nil
 }
 
 // flushCommands emits the session's unfinished commands.
 func (p *Processor) flushCommands(s *session, f *schemas.Frame, why string, out *Output) {
 	var cmds []schemas.Command
-	switch {
-	case s.Conv != nil:
+	if s.Conv != nil {
 		cmds = s.Conv.Flush(f, why)
-	case s.Stitcher != nil:
-		cmds = s.Stitcher.Flush(f, why)
 	}
 	p.commands(s, cmds, out)
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )

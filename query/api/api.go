@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/query"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"

@@ -22,11 +22,12 @@ import (
 	"github.com/jackc/pgproto3/v2"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 type memAccessLog struct {
@@ -67,7 +68,7 @@ func (s *syncBuffer) String() string {
 type env struct {
 	t      testing.TB
 	url    string
-	store  *sessiontest.Store
+	store  *memstore.Store
 	iss    *devissuer.Issuer
 	access *memAccessLog
 	logs   *syncBuffer
@@ -77,7 +78,7 @@ type env struct {
 // in production; only the store is in memory.
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	m := sessiontest.NewStore()
+	m := memstore.NewStore()
 	e := newEnvStore(t, cfg, m)
 	e.store = m
 	return e
@@ -176,7 +177,7 @@ func (e *env) getJSON(tok, path string, v any) {
 func (e *env) record(b *sessiontest.Builder, summary bool) {
 	e.store.AddFrames(b.Frames...)
 	if summary {
-		e.store.AddSessions(sessiontest.Summary(b, schemas.StatusEnded))
+		e.store.AddSessions(memstore.Summary(b, schemas.StatusEnded))
 	}
 }
 

@@ -22,9 +22,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tapline/tapline/integration/testenv"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/chdb"
 )
@@ -121,7 +122,7 @@ func TestAPIOverCHDB(t *testing.T) {
 	insert(t, store, &clickhouse.Batch{
 		Frames:   append(append(append([]schemas.Frame{}, pg.Frames...), sh.Frames...), bad.Frames...),
 		Commands: cmds,
-		Sessions: []schemas.Session{withCommands(sessiontest.Summary(pg, schemas.StatusEnded), 2), withCommands(sessiontest.Summary(sh, schemas.StatusEnded), 0), withCommands(sessiontest.Summary(bad, schemas.StatusEnded), 1)},
+		Sessions: []schemas.Session{withCommands(memstore.Summary(pg, schemas.StatusEnded), 2), withCommands(memstore.Summary(sh, schemas.StatusEnded), 0), withCommands(memstore.Summary(bad, schemas.StatusEnded), 1)},
 		Token:    "test/" + pg.ID,
 	})
 	aliceTok, bobTok, audTok := e.token("alice"), e.token("bob"), e.token("audrey", "auditors")
@@ -338,7 +339,7 @@ func TestReplacedMaskedPayloadFailsVerify(t *testing.T) {
 	if err := schemas.SignMasked(proc, masked); err != nil {
 		t.Fatal(err)
 	}
-	insert(t, store, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{sessiontest.Summary(b, schemas.StatusEnded)}})
+	insert(t, store, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{memstore.Summary(b, schemas.StatusEnded)}})
 	tok := e.token("alice")
 	var rep verify.Report
 	e.getJSON(tok, "/api/v1/sessions/"+b.ID+"/verify", &rep)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 )
 
 const consoleClient = "tapline-console"

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/keyfile"
 	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/query/verify"

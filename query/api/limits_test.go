@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // open starts a request and returns once its headers arrived, i.e. while its
@@ -87,7 +88,7 @@ func TestConcurrentFollowLimits(t *testing.T) {
 	live := sessiontest.New(schemas.SSH, schemas.SessionStart{Issuer: e.iss.URL(), Subject: "alice", Target: "box"})
 	live.Server("ssh.channel.data", 0, []byte("x"))
 	e.record(live, false)
-	e.store.AddSessions(sessiontest.Summary(live, schemas.StatusActive))
+	e.store.AddSessions(memstore.Summary(live, schemas.StatusActive))
 	tok := e.token("alice")
 	follow := "/api/v1/sessions/" + live.ID + "/frames?follow=true"
 	resp, cancel := e.open(tok, follow)
@@ -114,7 +115,7 @@ func (failingLog) Record(Access) error { return errors.New("disk full") }
 // failed write logged (fail open).
 func TestAccessLogRequiredFailsClosed(t *testing.T) {
 	for _, required := range []bool{false, true} {
-		store := sessiontest.NewStore()
+		store := memstore.NewStore()
 		e := newEnvStore(t, Config{AccessLogRequired: required, AccessLog: failingLog{}}, store)
 		e.store = store
 		b := e.pgSession("alice", e.iss.URL())

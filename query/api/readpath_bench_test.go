@@ -20,8 +20,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 

@@ -16,9 +16,10 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/integration/testenv"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/query/verify"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -78,7 +79,7 @@ func TestVerifyOverLegacyServer(t *testing.T) {
 	if err := schemas.SignMasked(proc, masked); err != nil {
 		t.Fatal(err)
 	}
-	insert(t, store, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{sessiontest.Summary(b, schemas.StatusEnded)}})
+	insert(t, store, &clickhouse.Batch{Frames: b.Frames, Sessions: []schemas.Session{memstore.Summary(b, schemas.StatusEnded)}})
 
 	tok := e.token("o'brien\\")
 	var rep verify.Report

@@ -18,7 +18,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 )
 
 //go:embed assets

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/console"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 )
 
 type env struct {
@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	cfg := api.Config{SessionCookie: console.CookieName, SessionVerifier: c.Verifier()}
-	srv := httptest.NewServer(c.Handler(api.New(cfg, sessiontest.NewStore(), v)))
+	srv := httptest.NewServer(c.Handler(api.New(cfg, memstore.NewStore(), v)))
 	t.Cleanup(srv.Close)
 	return &env{t: t, iss: iss, console: srv}
 }

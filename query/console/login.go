@@ -17,7 +17,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 )
 
 const (

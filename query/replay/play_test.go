@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 type sleeps []time.Duration

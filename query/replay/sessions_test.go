@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 type encoder interface{ Encode([]byte) ([]byte, error) }

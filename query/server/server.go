@@ -12,8 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/config"
-	"github.com/tapline/tapline/ingest/auth"
 	"github.com/tapline/tapline/query/api"
 	"github.com/tapline/tapline/query/console"
 	"github.com/tapline/tapline/query/store"

@@ -3,7 +3,7 @@ package verify
 import (
 	"testing"
 
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // Verify reads whatever the store holds: any frame values must give a report, never

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 // session returns a recorded Postgres-like session of 14 frames: start, 12 protocol

@@ -22,12 +22,6 @@ func (Protocol) Kinds() []string { return append([]string(nil), Kinds...) }
 // OCSFClass implements protocol.Audited.
 func (Protocol) OCSFClass() string { return "http" }
 
-// NewStitcher implements protocol.Stitching.
-func (Protocol) NewStitcher() protocol.Stitcher { return &Stitcher{} }
-
-// StateKey implements protocol.Stitching.
-func (Protocol) StateKey() string { return "http" }
-
 // Replay formats.
 const (
 	FormatText = "text" // like curl -v
@@ -69,7 +63,7 @@ type Stitcher struct {
 	Conv Conversation `json:"conv"`
 }
 
-// Frame implements protocol.Stitcher.
+// Frame reads one frame and returns the command of the exchange it completed.
 func (s *Stitcher) Frame(f *schemas.Frame, _ protocol.Limits) []schemas.Command {
 	s.Conv.KeepBody = -1
 	e := s.Conv.Add(f)
@@ -79,7 +73,7 @@ func (s *Stitcher) Frame(f *schemas.Frame, _ protocol.Limits) []schemas.Command 
 	return []schemas.Command{e.Command()}
 }
 
-// Flush implements protocol.Stitcher: open exchanges end as incomplete.
+// Flush ends the session: open exchanges end as incomplete.
 func (s *Stitcher) Flush(_ *schemas.Frame, why string) []schemas.Command {
 	var out []schemas.Command
 	for _, e := range s.Conv.Flush() {

@@ -40,14 +40,6 @@ func (Protocol) Kinds() []string {
 // OCSFClass implements protocol.Audited.
 func (Protocol) OCSFClass() string { return "datastore" }
 
-// NewStitcher implements protocol.Stitching: the stitcher alone, for readers that do
-// not mask (replay). The processors run a Conversation.
-func (Protocol) NewStitcher() protocol.Stitcher { return &Stitcher{} }
-
-// StateKey implements protocol.Stitching: where sessions saved before the
-// Conversation (session state format 1) kept the stitcher.
-func (Protocol) StateKey() string { return "pg" }
-
 // WarmUp readies the SQL parser, so that the first statement naming a ruled
 // column does not wait for it (protocol.Warming).
 func (Protocol) WarmUp() { WarmUp() }

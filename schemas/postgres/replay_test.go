@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgproto3/v2"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 type encoder interface{ Encode([]byte) ([]byte, error) }

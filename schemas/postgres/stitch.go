@@ -619,12 +619,3 @@ func cstringNext(b []byte) (string, []byte) {
 	}
 	return string(b), nil
 }
-
-// Withheld implements protocol.WithheldStitcher: a whole message is read as an empty
-// message of its type, so that answers keep pairing with their requests.
-func (p *Stitcher) Withheld(w *schemas.Frame, original []byte, lim protocol.Limits) []schemas.Command {
-	if w.Fragment == 0 && w.Final && len(original) > 0 {
-		w.Payload = []byte{original[0], 0, 0, 0, 4}
-	}
-	return p.Frame(w, lim)
-}

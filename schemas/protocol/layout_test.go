@@ -37,12 +37,7 @@ var allowed = map[string]string{
 	"ingest/gateway/ssh.go":        "the SSH edge's wiring",
 	"ingest/gateway/http.go":       "the HTTP edge's wiring (it also serves Kubernetes targets)",
 	"ingest/gateway/kubernetes.go": "the Kubernetes edge's wiring",
-	// Still naming protocols, to be moved behind the registry: the recorder's
-	// list of protocols it accepts (it sits below the edges, which register
-	// nothing yet), and the dev banner's example command per demo target.
-	"ingest/recorder/recorder.go": "accepted protocols",
-	"cmd/tapline/dev.go":          "demo banner",
-	"schemas/sessiontest":         "builds sessions of each protocol for tests",
+	"schemas/sessiontest":          "builds sessions of each protocol for tests",
 }
 
 func TestNoProtocolSwitchOutsideProtocolPackages(t *testing.T) {

@@ -32,6 +32,16 @@ func WriteNDJSON[T any](w io.Writer, events iter.Seq2[T, error], flush func()) e
 	return bw.Flush()
 }
 
+// Stitcher pairs one session's requests with their responses and emits commands:
+// the part of a Conversation that replays and differential checks run on their own.
+type Stitcher interface {
+	// Frame reads one masked frame and returns the commands it completed.
+	Frame(f *schemas.Frame, lim Limits) []schemas.Command
+	// Flush ends the session (f is its last frame; why says how it ended) and returns
+	// the commands still open, with their final status.
+	Flush(f *schemas.Frame, why string) []schemas.Command
+}
+
 // StitchAll runs a session's frames through a new stitcher and returns every
 // command it reports, the open ones flushed at the end as a session cut short.
 func StitchAll(s Stitcher, frames iter.Seq2[schemas.Frame, error], lim Limits) ([]schemas.Command, error) {

@@ -4,7 +4,7 @@
 // a session's protocol up here instead of switching on its name.
 //
 // A Protocol always has a Name and its frame Kinds. What else it supports is told by
-// the optional interfaces below (Stitching, Conversations, Replayer, Audited): callers assert
+// the optional interfaces below (Conversations, Replayer, Audited, ...): callers assert
 // them, so a new protocol can start with the parts it has.
 package protocol
 
@@ -64,36 +64,6 @@ type ConversationRestorer interface {
 	// RestoreConversation rebuilds a session's conversation from the top-level
 	// fields of its saved state, which hold no conversation of their own.
 	RestoreConversation(saved map[string]json.RawMessage) (Conversation, error)
-}
-
-// Stitching is a protocol whose frames the processors stitch into commands with a
-// stitcher of its own, its masking done by processors/mask. (Conversations is the
-// same with the masking in the protocol package too.)
-type Stitching interface {
-	Protocol
-	// NewStitcher returns the stitcher of a new session.
-	NewStitcher() Stitcher
-	// StateKey names the stitcher's state in the processor's saved session.
-	StateKey() string
-}
-
-// Stitcher pairs one session's requests with their responses and emits commands. It
-// is persisted with encoding/json between frames, so its state lives in exported
-// fields.
-type Stitcher interface {
-	// Frame reads one masked frame and returns the commands it completed.
-	Frame(f *schemas.Frame, lim Limits) []schemas.Command
-	// Flush ends the session (f is its last frame; why says how it ended) and returns
-	// the commands still open, with their final status.
-	Flush(f *schemas.Frame, why string) []schemas.Command
-}
-
-// WithheldStitcher is a Stitcher that reads a frame whose payload was withheld
-// (the processors failed on it) better than as an empty frame.
-type WithheldStitcher interface {
-	Stitcher
-	// Withheld reads w, the withheld copy of a frame whose payload was original.
-	Withheld(w *schemas.Frame, original []byte, lim Limits) []schemas.Command
 }
 
 // Style is how a masked value is written.

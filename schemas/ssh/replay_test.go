@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
 func newReplaySSH() *sessiontest.Builder {

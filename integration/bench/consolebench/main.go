@@ -27,11 +27,12 @@ import (
 	"github.com/jackc/pgproto3/v2"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tapline/tapline/ingest/auth"
-	"github.com/tapline/tapline/ingest/auth/devissuer"
+	"github.com/tapline/tapline/auth"
+	"github.com/tapline/tapline/auth/devissuer"
 	"github.com/tapline/tapline/query/api"
-	"github.com/tapline/tapline/query/sessiontest"
+	"github.com/tapline/tapline/query/memstore"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/chdb"
 )
@@ -260,7 +261,7 @@ func load(ctx context.Context, store clickhouse.Store, b *sessiontest.Builder, c
 			return "", err
 		}
 	}
-	sum := sessiontest.Summary(b, schemas.StatusEnded)
+	sum := memstore.Summary(b, schemas.StatusEnded)
 	sum.Commands = int64(len(cmds))
 	batch := clickhouse.Batch{Commands: cmds, Sessions: []schemas.Session{sum}}
 	return b.ID, store.Insert(ctx, &batch)

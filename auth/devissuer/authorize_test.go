@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tapline/tapline/ingest/auth"
+	"github.com/tapline/tapline/auth"
 )
 
 // loginCode runs the authorize form for sub and returns the code sent to redirect.

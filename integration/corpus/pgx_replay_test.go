@@ -1,4 +1,4 @@
-package postgres
+package corpus
 
 import (
 	"bufio"
@@ -15,12 +15,13 @@ import (
 
 	"github.com/tapline/tapline/integration/testenv"
 
-	"github.com/tapline/tapline/query/sessiontest"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/postgres"
 	"github.com/tapline/tapline/schemas/protocol"
+	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
-// Integration: pgx against the test Postgres (integration/services.sh) through a
+// pgx against the test Postgres (integration/services.sh) through a
 // recording relay that frames each wire message as the gateway does. The replay must
 // make sense of what real clients and servers send, not only of synthetic messages.
 
@@ -142,9 +143,9 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 	conn.Close(ctx)
 	<-done
 
-	var sts []*Statement
+	var sts []*postgres.Statement
 	var types []string
-	for ev, err := range Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}) {
+	for ev, err := range postgres.Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,15 +160,15 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 	if !strings.HasPrefix(strings.Join(types, ","), "session.start,startup,authenticated,") {
 		t.Errorf("event types %v", types)
 	}
-	byText := map[string][]*Statement{}
+	byText := map[string][]*postgres.Statement{}
 	for _, st := range sts {
 		byText[st.Text] = append(byText[st.Text], st)
 	}
 	ins := byText["INSERT INTO agents VALUES ($1, $2, $3)"]
-	if len(ins) != 2 || strs(ins[0].Params)[0] != "1" || strs(ins[0].Params)[1] != "ann" ||
-		!strings.HasPrefix(strs(ins[0].Params)[2], "2026-01-02") || strs(ins[1].Params)[2] != "NULL" || ins[0].Results[0].Tag != "INSERT 0 1" {
+	if len(ins) != 2 || pgStrs(ins[0].Params)[0] != "1" || pgStrs(ins[0].Params)[1] != "ann" ||
+		!strings.HasPrefix(pgStrs(ins[0].Params)[2], "2026-01-02") || pgStrs(ins[1].Params)[2] != "NULL" || ins[0].Results[0].Tag != "INSERT 0 1" {
 		for _, st := range ins {
-			t.Errorf("insert %q params %v results %+v", st.Text, strs(st.Params), st.Results)
+			t.Errorf("insert %q params %v results %+v", st.Text, pgStrs(st.Params), st.Results)
 		}
 	}
 	counts := byText["SELECT count(*) FROM agents WHERE id >= $1"]
@@ -181,16 +182,28 @@ func TestReplayOfRealPgxTraffic(t *testing.T) {
 		}
 	}
 	sel := byText["SELECT id, name, seen FROM agents ORDER BY id"]
-	if len(sel) != 1 || len(sel[0].Results[0].Rows) != 2 || strs(sel[0].Results[0].Rows[1])[1] != "bo" || strs(sel[0].Results[0].Rows[1])[2] != "NULL" {
+	if len(sel) != 1 || len(sel[0].Results[0].Rows) != 2 || pgStrs(sel[0].Results[0].Rows[1])[1] != "bo" || pgStrs(sel[0].Results[0].Rows[1])[2] != "NULL" {
 		t.Errorf("select: %+v", sel)
 	}
 	if testing.Verbose() {
 		var text strings.Builder
-		WriteText(&text, Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}), nil)
+		postgres.WriteText(&text, postgres.Events(sessiontest.Seq(rec.b.Frames), protocol.ReplayOptions{}), nil)
 		t.Log("transcript:\n" + text.String())
 	}
 	bad := byText["SELEC 1"]
 	if len(bad) != 1 || bad[0].Error == nil || bad[0].Error.Code != "42601" {
 		t.Errorf("syntax error statement: %+v", bad)
 	}
+}
+
+// pgStrs prints a row or parameter list, NULL for nil.
+func pgStrs(p []*string) []string {
+	out := make([]string, len(p))
+	for i, v := range p {
+		out[i] = "NULL"
+		if v != nil {
+			out[i] = *v
+		}
+	}
+	return out
 }

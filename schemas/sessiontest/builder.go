@@ -1,7 +1,8 @@
-// Package sessiontest builds recorded sessions for tests: sealed, chained frames as
-// a gateway writes them (session.start, protocol frames split into fragments past a
-// size, a signed session.end).
 package sessiontest
+
+// Builder is the fluent form of Session for tests that write a session message by
+// message: session.start, protocol frames split into fragments past a size, a
+// signed session.end.
 
 import (
 	"crypto/ed25519"

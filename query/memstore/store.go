@@ -1,4 +1,5 @@
-package sessiontest
+// Package memstore is an in-memory query store for handler and CLI tests.
+package memstore
 
 import (
 	"context"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/sessiontest"
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -61,7 +63,7 @@ func (m *Store) SQLSeen() []string {
 }
 
 // Summary is the session row the processors would derive from a finished b.
-func Summary(b *Builder, status string) schemas.Session {
+func Summary(b *sessiontest.Builder, status string) schemas.Session {
 	st := b.Frames[0].Start
 	last := b.Frames[len(b.Frames)-1]
 	s := schemas.Session{
