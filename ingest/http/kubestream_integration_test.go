@@ -240,10 +240,21 @@ func runTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remotecomman
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	var mu sync.Mutex // resizes stop when the terminal closes
+	closed := false
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = true
+		f.Close()
+	}()
 	go func() {
 		for size := range resize {
-			_ = pty.Setsize(f, &pty.Winsize{Rows: size.Height, Cols: size.Width})
+			mu.Lock()
+			if !closed {
+				_ = pty.Setsize(f, &pty.Winsize{Rows: size.Height, Cols: size.Width})
+			}
+			mu.Unlock()
 		}
 	}()
 	if in != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/coder/websocket"
 
@@ -106,20 +107,33 @@ func (x *exchange) relayRefusal(w http.ResponseWriter, resp *http.Response) bool
 	return true
 }
 
-// wsCut tells the agent why the gateway ends its stream, in the dialect's
-// words, before the connection closes (agent is the side read in dir Client).
-func (x *exchange) wsCut(ctx context.Context, fr StreamFraming, dir schemas.Direction, agent *websocket.Conn, reason string) {
-	if fr == nil || dir != schemas.Client {
-		return
+// wsCutter returns the context the WebSocket's pumps run in and what tells
+// the agent, in the dialect's words, why the gateway ends its stream. When
+// the session stops, the agent is told before the pumps are stopped:
+// cancelling a read closes the connection, and with it the chance to say why.
+func (x *exchange) wsCutter(ctx context.Context, fr StreamFraming, agent *websocket.Conn) (context.Context, func(string), func()) {
+	if fr == nil {
+		return ctx, func(string) {}, func() {}
 	}
-	b := fr.Cut(reason)
-	if b == nil {
-		return
+	pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	var once sync.Once
+	cut := func(reason string) {
+		once.Do(func() {
+			b := fr.Cut(reason)
+			if b == nil {
+				return
+			}
+			wctx, done := context.WithTimeout(pctx, cutWriteTimeout)
+			defer done()
+			if agent.Write(wctx, websocket.MessageBinary, b) == nil {
+				// A normal close: clients read what a stream carried only then.
+				_ = agent.Close(websocket.StatusNormalClosure, "")
+			}
+		})
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cutWriteTimeout)
-	defer cancel()
-	if agent.Write(ctx, websocket.MessageBinary, b) == nil {
-		// A normal close: clients read what a stream carried only then.
-		_ = agent.Close(websocket.StatusNormalClosure, "")
-	}
+	stop := context.AfterFunc(ctx, func() {
+		cut(errString(context.Cause(ctx)))
+		cancel(context.Cause(ctx))
+	})
+	return pctx, cut, func() { stop(); cancel(nil) }
 }

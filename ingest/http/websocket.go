@@ -137,10 +137,12 @@ type pumpResult struct {
 // relayMessages pumps messages both ways until both directions are closed
 // and returns the bytes relayed from the target.
 func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn, fr StreamFraming) int64 {
+	ctx, cut, release := x.wsCutter(ctx, fr, agent)
+	defer release()
 	var fromUp int64
 	res := make(chan pumpResult, 2)
-	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil, fr) }()
-	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp, fr) }()
+	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil, fr, cut) }()
+	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp, fr, cut) }()
 	for i := range 2 {
 		p := <-res
 		x.closed(p, i == 0)
@@ -148,7 +150,7 @@ func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn,
 	return fromUp
 }
 
-func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64, fr StreamFraming) pumpResult {
+func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64, fr StreamFraming, cut func(string)) pumpResult {
 	var pending []byte
 	for {
 		typ, data, err := from.Read(ctx)
@@ -164,7 +166,7 @@ func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schem
 			return pumpResult{dir: dir, err: rerr, to: to}
 		}
 		if rerr != nil {
-			x.wsCut(ctx, fr, dir, from, "recording failed: "+rerr.Error())
+			cut("recording failed: " + rerr.Error())
 			return pumpResult{dir: dir, rerr: rerr, to: to}
 		}
 		if len(data) == 0 && fr != nil && fr.Splits() {
