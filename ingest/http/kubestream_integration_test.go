@@ -55,9 +55,10 @@ const (
 	discoveryV1   = `{"kind":"APIResourceList","groupVersion":"v1","resources":[
 {"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},
 {"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},
+{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},
 {"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]},
 {"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["get","list","create"]}]}`
-	podJSON = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"app","uid":"u1"},"spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Running"}}`
+	podJSON = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"app","uid":"u1"},"spec":{"containers":[{"name":"c","image":"busybox","stdin":true}]},"status":{"phase":"Running"}}`
 )
 
 func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +66,11 @@ func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case strings.HasSuffix(p, "/pods/p/exec"):
 		k.api.note(r)
-		k.exec(w, r)
+		k.exec(w, r, r.URL.Query()["command"], false)
+		return
+	case strings.HasSuffix(p, "/pods/p/attach"):
+		k.api.note(r)
+		k.exec(w, r, containerMain, true)
 		return
 	case strings.HasSuffix(p, "/pods/p/portforward") && wsstream.IsWebSocketRequest(r):
 		k.api.note(r)
@@ -95,7 +100,12 @@ func (k *kubeStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forbiddenExec is the cluster's RBAC denial of an exec to the user "denied".
 const forbiddenExec = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"p\" is forbidden: User \"denied\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"app\"","reason":"Forbidden","details":{"name":"p","kind":"pods"},"code":403}`
 
-func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
+// containerMain is what runs in the fake pod's container, for attach: it
+// answers each line in capitals.
+var containerMain = []string{"tr", "a-z", "A-Z"}
+
+// exec serves an exec of cmd, or an attach to the container running cmd.
+func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request, cmd []string, attach bool) {
 	defer k.execs.Add(1)
 	if r.Header.Get("Impersonate-User") == "denied" {
 		w.Header().Set("Content-Type", "application/json")
@@ -107,7 +117,10 @@ func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	opts := &remotecommand.Options{Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true",
 		Stderr: q.Get("stderr") == "true", TTY: q.Get("tty") == "true"}
-	cmd := q["command"]
+	if !wsstream.IsWebSocketRequest(r) && attach {
+		remotecommand.ServeAttach(w, r, attachTo{cmd}, "p", "u1", "c", opts, time.Minute, 30*time.Second, remotecommand.SupportedStreamingProtocols)
+		return
+	}
 	if !wsstream.IsWebSocketRequest(r) {
 		remotecommand.ServeExec(w, r, localExec{}, "p", "u1", "c", cmd, opts, time.Minute, 30*time.Second, remotecommand.SupportedStreamingProtocols)
 		return
@@ -161,6 +174,13 @@ func execStatus(err error) string {
 		return fmt.Sprintf(`{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: %v","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"%d"}]}}`, err, ee.ExitStatus())
 	}
 	return fmt.Sprintf(`{"metadata":{},"status":"Failure","message":%q,"reason":"InternalError"}`, err.Error())
+}
+
+// attachTo attaches to cmd, run here as the container's main process.
+type attachTo struct{ cmd []string }
+
+func (a attachTo) AttachContainer(ctx context.Context, name, uid, container string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	return localExec{}.ExecInContainer(ctx, name, uid, container, a.cmd, in, out, errw, tty, resize, 0)
 }
 
 // localExec runs the command here, as a kubelet runs it in a container.
@@ -415,6 +435,44 @@ func TestKubernetesExecDeniedByCluster(t *testing.T) {
 	})
 }
 
+// kubectl attach -i over WebSocket and SPDY: the container's process reads
+// the agent's input and answers, and the attach is recorded per channel as a
+// command with its exit status.
+func TestKubernetesAttach(t *testing.T) {
+	skipShort(t)
+	needKubectl(t)
+	up := startUpstream(t, &kubeStreams{api: &fakeAPIServer{}})
+	g := startKubeGateway(t, up.addr, up.caFile, gatewayOpts{})
+	for _, c := range []struct {
+		name string
+		env  []string
+		sub  string
+	}{
+		{"websocket", nil, "attach-ws"},
+		{"spdy", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"}, "attach-spdy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kc := g.kubeconfig(g.token(c.sub, "ops"))
+			out, err := kubectl(kc, c.env, strings.NewReader("hello attach\n"), "attach", "-i", "p")
+			if err != nil || !strings.Contains(out, "HELLO ATTACH") {
+				t.Fatalf("kubectl attach: %v\n%s", err, out)
+			}
+			fs := g.frames.execSession(c.sub)
+			verifyChain(t, g.signer, fs)
+			got := kinds(fs)
+			if got[kubernetes.KindStdin] != "hello attach\n" || got[kubernetes.KindStdout] != "HELLO ATTACH\n" {
+				t.Fatalf("recorded streams: %q", got)
+			}
+			cmds, _ := replayKube(t, fs)
+			if !slices.ContainsFunc(cmds, func(cmd schemas.Command) bool {
+				return cmd.Text == "attach pods/p -n app" && cmd.ExitStatus != nil && *cmd.ExitStatus == 0
+			}) {
+				t.Fatalf("no attach command with exit status 0 in %+v", cmds)
+			}
+		})
+	}
+}
+
 // execSession waits for the complete session of sub that holds an exec's status.
 func (c *collector) execSession(sub string) []schemas.Frame {
 	return c.sessionOf(sub, kubernetes.KindStatus)
@@ -467,7 +525,7 @@ func TestKubernetesPortForward(t *testing.T) {
 			kc := g.kubeconfig(g.token(c.sub, "ops"))
 			before := ks.tunnels.Load()
 			local, stop := portForward(t, kc, c.env, "p", ":"+podPort)
-			resp, err := http.Get("http://" + local + "/through-the-tunnel")
+			resp, err := (&http.Client{Timeout: 60 * time.Second}).Get("http://" + local + "/through-the-tunnel")
 			if err != nil {
 				t.Fatal(err)
 			}
