@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,37 @@ func TestKubernetesRealCluster(t *testing.T) {
 			if bytes.Contains(f.Payload, []byte(base64Of(value))) || bytes.Contains(f.Payload, []byte(value)) {
 				t.Fatalf("frame %d (%s) keeps the secret after masking: %.300s", f.Seq, f.Kind, f.Payload)
 			}
+		}
+	})
+	t.Run("logs -f", func(t *testing.T) {
+		first := fmt.Sprintf("first line %d", time.Now().UnixNano())
+		c.k.AppendLog(t, "stdout", first)
+		lines := c.follow(t, "real-logs", agents, "logs", "-f", c.k.Pod)
+		waitFor(t, "kubectl logs -f to show the first line", func() bool { return lines.has(first) })
+		next := fmt.Sprintf("next line %d", time.Now().UnixNano())
+		c.k.AppendLog(t, "stdout", next)
+		waitFor(t, "kubectl logs -f to show a line written while it follows", func() bool { return lines.has(next) })
+		lines.stop()
+		fs := c.g.frames.sessionOf("real-logs", "http.response.body")
+		verifyChain(t, c.g.signer, fs)
+		if !strings.Contains(kinds(fs)["http.response.body"], next) {
+			t.Fatal("the followed line is not in the recorded response")
+		}
+	})
+	t.Run("get -w", func(t *testing.T) {
+		lines := c.follow(t, "real-watch", agents, "get", "configmaps", "-w", "-o", "name")
+		name := fmt.Sprintf("w-%d", time.Now().UnixNano())
+		// Created until the watch shows it: the watch may start after a first create.
+		waitFor(t, "the watch to show the new config map", func() bool {
+			_, _ = c.kubectl(t, "real-watch-admin", agents, nil, "", "create", "configmap", name)
+			return lines.has("configmap/" + name)
+		})
+		lines.stop()
+		_, _ = c.kubectl(t, "real-watch-admin", agents, nil, "", "delete", "configmap", name)
+		fs := c.g.frames.sessionOf("real-watch", "http.response.body")
+		cmds, _ := replayKube(t, fs)
+		if !slices.ContainsFunc(cmds, func(cmd schemas.Command) bool { return cmd.Text == "watch configmaps -n "+c.k.Namespace }) {
+			t.Fatalf("no watch command in %+v", cmds)
 		}
 	})
 	for _, tr := range []struct {
@@ -215,3 +247,41 @@ func (c *collector) allOf(sub string) []schemas.Frame {
 }
 
 func base64Of(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// followed is the output of a kubectl that runs until stopped.
+type followed struct {
+	mu   sync.Mutex
+	out  bytes.Buffer
+	stop func()
+}
+
+func (f *followed) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.out.Write(p)
+}
+
+func (f *followed) has(s string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Contains(f.out.String(), s)
+}
+
+// follow starts kubectl (logs -f, get -w) through the gateway; stop ends it,
+// and with it the session.
+func (c *realCluster) follow(t *testing.T, sub string, groups []string, args ...string) *followed {
+	t.Helper()
+	cfg := c.k.Kubeconfig(t, c.g.base+"/cluster", c.g.caPath(), c.g.token(sub, groups...))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, c.k.Kubectl, append([]string{"--kubeconfig", cfg, "--cache-dir", cfg + ".cache"}, args...)...)
+	f := &followed{}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	f.stop = func() { once.Do(func() { cancel(); _ = cmd.Wait() }) }
+	t.Cleanup(f.stop)
+	return f
+}

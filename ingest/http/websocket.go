@@ -210,5 +210,11 @@ func (x *exchange) closed(p pumpResult, first bool) {
 	case websocket.StatusNoStatusRcvd, websocket.StatusAbnormalClosure, websocket.StatusTLSHandshake:
 		code = websocket.StatusGoingAway // not to be sent on the wire (RFC 6455 7.4.1)
 	}
-	go p.to.Close(code, reason)
+	if first {
+		go p.to.Close(code, reason)
+		return
+	}
+	// The last side is closed before the relay drops both connections: an
+	// agent that reads a stream to its end (an exec's status) needs the close.
+	_ = p.to.Close(code, reason)
 }
