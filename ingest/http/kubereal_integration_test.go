@@ -159,6 +159,36 @@ func TestKubernetesRealCluster(t *testing.T) {
 				t.Fatalf("replay: %+v\n%s", cmds, text)
 			}
 		})
+		t.Run("exec -it "+tr.name, func(t *testing.T) {
+			sub := "real-tty-" + tr.name
+			cfg := c.k.Kubeconfig(t, c.g.base+"/cluster", c.g.caPath(), c.g.token(sub, agents...))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, c.k.Kubectl, "--kubeconfig", cfg, "--cache-dir", cfg+".cache", "exec", "-it", c.k.Pod, "--", "sh")
+			cmd.Env = append(os.Environ(), tr.env...)
+			if err := resizeOnTerminal(t, cmd, "exit"); err != nil {
+				t.Fatalf("kubectl exec -it: %v", err)
+			}
+			fs := c.g.frames.sessionOf(sub, kubernetes.KindResize)
+			verifyChain(t, c.g.signer, fs)
+			if !strings.Contains(kinds(fs)[kubernetes.KindResize], `"Width":100,"Height":40`) {
+				t.Fatalf("resizes recorded: %q", kinds(fs)[kubernetes.KindResize])
+			}
+			var cast bytes.Buffer
+			seq := func(yield func(schemas.Frame, error) bool) {
+				for _, f := range fs {
+					if !yield(f, nil) {
+						return
+					}
+				}
+			}
+			if err := (kubernetes.Protocol{}).Replay(&cast, kubernetes.FormatAsciicast, seq, protocol.ReplayOptions{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(cast.String(), `"width":80`) || !strings.Contains(cast.String(), `"height":24`) || !strings.Contains(cast.String(), `"r","100x40"`) || !strings.Contains(cast.String(), "40 100") {
+				t.Fatalf("asciicast:\n%s", cast.String())
+			}
+		})
 		t.Run("port-forward "+tr.name, func(t *testing.T) {
 			sub := "real-pf-" + tr.name
 			// Every port-forward of the cluster arrives at one address, which

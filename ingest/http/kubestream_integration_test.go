@@ -624,45 +624,7 @@ func TestKubernetesExecTTY(t *testing.T) {
 			cmd := exec.Command("kubectl", "--kubeconfig", kc, "--cache-dir", filepath.Join(filepath.Dir(kc), "cache"),
 				"exec", "-it", "p", "--", "sh")
 			cmd.Env = append(os.Environ(), c.env...)
-			term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer term.Close()
-			var mu sync.Mutex
-			var screen bytes.Buffer
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := term.Read(buf)
-					mu.Lock()
-					screen.Write(buf[:n])
-					mu.Unlock()
-					if err != nil {
-						return
-					}
-				}
-			}()
-			shown := func(s string) bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return strings.Contains(screen.String(), s)
-			}
-			// The shell sees 80x24, then the resize: asked until it answers, as
-			// the resize and the typed command travel on separate streams.
-			waitFor(t, "the shell to see 24 rows 80 columns", func() bool {
-				_, _ = io.WriteString(term, "stty size\r")
-				return waitShown(shown, "24 80")
-			})
-			if err := pty.Setsize(term, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "the shell to see the resize to 40 rows 100 columns", func() bool {
-				_, _ = io.WriteString(term, "stty size\r")
-				return waitShown(shown, "40 100")
-			})
-			_, _ = io.WriteString(term, "exit 5\r")
-			err = cmd.Wait()
+			err := resizeOnTerminal(t, cmd, "exit 5")
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 5 {
 				t.Fatalf("kubectl exec -it: %v", err)
@@ -697,6 +659,52 @@ func TestKubernetesExecTTY(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resizeOnTerminal runs cmd (kubectl exec -it ... -- sh) on a terminal of 80x24,
+// waits for the shell to see that size, resizes the terminal to 100x40, waits
+// for the shell to see the new size, types last and returns how cmd ended.
+func resizeOnTerminal(t *testing.T, cmd *exec.Cmd, last string) error {
+	t.Helper()
+	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := term.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	shown := func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(screen.String(), s)
+	}
+	// Asked until the shell answers: the resize and the typed command travel
+	// on separate streams.
+	waitFor(t, "the shell to see 24 rows 80 columns", func() bool {
+		_, _ = io.WriteString(term, "stty size\r")
+		return waitShown(shown, "24 80")
+	})
+	if err := pty.Setsize(term, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the shell to see the resize to 40 rows 100 columns", func() bool {
+		_, _ = io.WriteString(term, "stty size\r")
+		return waitShown(shown, "40 100")
+	})
+	_, _ = io.WriteString(term, last+"\r")
+	return cmd.Wait()
 }
 
 // waitShown gives the terminal a moment to show s, at most two seconds.
