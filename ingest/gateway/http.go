@@ -41,6 +41,7 @@ func (g *Gateway) addHTTP() error {
 		Policy:     auth.NewPolicy(policy),
 		Recorder:   httpproxy.RecordingBy(g.rec, kubeProtocol(kube)),
 		Outbound:   kubeOutbound(kube),
+		Dialect:    kubeDialect(kube),
 		Logger:     g.log,
 		Registerer: g.reg,
 		Limits:     g.limits,

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/tapline/tapline/auth"
+	httpproxy "github.com/tapline/tapline/ingest/http"
 	kubeedge "github.com/tapline/tapline/ingest/kubernetes"
 	"github.com/tapline/tapline/schemas"
 )
@@ -41,6 +42,17 @@ func kubeOutbound(kube map[string]*kubeedge.Impersonation) func(string, *http.Re
 	return func(target string, out *http.Request, id auth.Identity) error {
 		if m := kube[target]; m != nil {
 			return m.Outbound(out, id)
+		}
+		return nil
+	}
+}
+
+// kubeDialect answers and records kubernetes targets in the API's own terms.
+func kubeDialect(kube map[string]*kubeedge.Impersonation) func(string) *httpproxy.Dialect {
+	d := kubeedge.Dialect()
+	return func(target string) *httpproxy.Dialect {
+		if kube[target] != nil {
+			return d
 		}
 		return nil
 	}

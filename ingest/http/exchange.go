@@ -158,7 +158,7 @@ func (x *exchange) forward(w http.ResponseWriter, r *http.Request) {
 	out, err := x.outbound(ctx, r, outBody)
 	if err != nil {
 		x.s.m.requests.WithLabelValues("client_error").Inc()
-		plain(w, statusOfOutbound(err), "tapline: "+err.Error())
+		x.s.refuse(w, x.up.name, statusOfOutbound(err), "tapline: "+err.Error())
 		return
 	}
 	if body != nil {
@@ -270,7 +270,7 @@ func (x *exchange) recordingFailed(w http.ResponseWriter, err error) {
 	x.ls.log.Error("request not forwarded: recording failed", "err", err)
 	w.Header().Set("Connection", "close")
 	w.Header().Set("Retry-After", "5")
-	plain(w, http.StatusServiceUnavailable, msgRecordingUnavailable)
+	x.s.refuse(w, x.up.name, http.StatusServiceUnavailable, msgRecordingUnavailable)
 	x.ls.stop("recording failed: " + err.Error())
 }
 
@@ -341,9 +341,9 @@ func classify(err error) (reason, msg string) {
 
 // gatewayAnswer answers in the target's place and records the answer.
 func (x *exchange) gatewayAnswer(w http.ResponseWriter, status int, reason, msg string) {
-	body := []byte(msg + "\n")
+	status, ctype, body := x.s.answerBody(x.up.name, status, msg)
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Type", ctype)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Tapline-Error", reason)
 	head := &hs.Head{Status: status, Proto: "HTTP/1.1", Headers: fields(h), Gateway: reason}

@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tapline_http_requests_total",
-			Help: "HTTP requests by result: forwarded, websocket, unauthenticated, denied, unknown_target, refused (recording unavailable), limited, upstream_error, client_error.",
+			Help: "HTTP requests by result: forwarded, websocket, upgrade (SPDY and other non-WebSocket upgrades relayed), unauthenticated, denied, unknown_target, refused (recording unavailable), limited, upstream_error, client_error.",
 		}, []string{"result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tapline_http_body_bytes_total",

@@ -53,6 +53,9 @@ type Options struct {
 	// gateway's own changes (the Kubernetes edge adds headers for the
 	// identity); an error refuses the request with its message.
 	Outbound func(target string, out *http.Request, id auth.Identity) error
+	// Dialect, when set, names the protocol built on HTTP a target speaks
+	// (nil: plain HTTP): see Dialect.
+	Dialect func(target string) *Dialect
 }
 
 // Server is the HTTP edge.
@@ -70,6 +73,7 @@ type Server struct {
 	conns     sync.Map // net.Conn → *agentConn
 	ends      pending  // session ends being recorded
 	outbound  func(target string, out *http.Request, id auth.Identity) error
+	dialects  func(target string) *Dialect
 }
 
 // pending counts work that Serve waits for on its way out. Unlike a
@@ -139,7 +143,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{cfg: o.Config, tls: o.TLS, upstreams: map[string]*upstream{}, verifier: o.Verifier, policy: o.Policy,
 		rec: o.Recorder, log: o.Logger.With("proxy", "http"), m: m, limits: o.Limits,
-		denials: edgelimit.NewBackground(maxDenialsInFlight), outbound: o.Outbound}
+		denials: edgelimit.NewBackground(maxDenialsInFlight), outbound: o.Outbound, dialects: o.Dialect}
 	for i := range o.Targets {
 		t := &o.Targets[i]
 		if _, dup := s.upstreams[t.Name]; dup {
@@ -253,13 +257,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuseConnect(w, r)
 		return
 	}
+	name, path := s.route(r)
 	token, ok := bearer(r)
 	if !ok {
 		s.m.requests.WithLabelValues("unauthenticated").Inc()
-		unauthorized(w, "", "an OIDC token is required: send Authorization: Bearer <token> (tapline token prints one)")
+		s.unauthorized(w, name, "", "an OIDC token is required: send Authorization: Bearer <token> (tapline token prints one)")
 		return
 	}
-	name, path := s.route(r)
 	start := schemas.SessionStart{Target: name, ClientAddr: c.remote, Params: map[string]string{"proto": r.Proto, "host": r.Host}}
 	id, err := c.verify(r.Context(), token)
 	if err != nil {
@@ -282,7 +286,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
-		plain(w, status, msg)
+		s.refuse(w, name, status, msg)
 		return
 	}
 	defer ls.exchanges.Done()
@@ -290,6 +294,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isWebSocket(r) {
 		s.m.requests.WithLabelValues("websocket").Inc()
 		x.websocket(w, r)
+		return
+	}
+	if isUpgrade(r) {
+		x.upgrade(w, r)
 		return
 	}
 	x.forward(w, r)
@@ -307,13 +315,13 @@ func bearer(r *http.Request) (string, bool) {
 
 // unauthorized answers 401 with the RFC 6750 challenge; code is empty when no
 // token was sent at all.
-func unauthorized(w http.ResponseWriter, code, desc string) {
+func (s *Server) unauthorized(w http.ResponseWriter, target, code, desc string) {
 	v := `Bearer realm="tapline"`
 	if code != "" {
 		v += `, error="` + code + `", error_description="` + quoteSafe(desc) + `"`
 	}
 	w.Header().Set("WWW-Authenticate", v)
-	plain(w, http.StatusUnauthorized, "tapline: "+desc)
+	s.refuse(w, target, http.StatusUnauthorized, "tapline: "+desc)
 }
 
 func quoteSafe(s string) string {
@@ -338,13 +346,13 @@ func (s *Server) denyToken(w http.ResponseWriter, r *http.Request, start schemas
 	case errors.Is(err, auth.ErrIssuerUnavailable):
 		s.log.Warn("token not verified: identity provider unavailable", "client", start.ClientAddr, "err", err)
 		w.Header().Set("Retry-After", "5")
-		plain(w, http.StatusServiceUnavailable, "tapline: identity provider unavailable, try again later")
+		s.refuse(w, start.Target, http.StatusServiceUnavailable, "tapline: identity provider unavailable, try again later")
 		s.recordDenial(r, start, "issuer_unavailable")
 	case errors.Is(err, auth.ErrExpired):
-		unauthorized(w, "invalid_token", err.Error()+"; get a fresh token")
+		s.unauthorized(w, start.Target, "invalid_token", err.Error()+"; get a fresh token")
 		s.recordDenial(r, start, err.Error())
 	default:
-		unauthorized(w, "invalid_token", err.Error())
+		s.unauthorized(w, start.Target, "invalid_token", err.Error())
 		s.recordDenial(r, start, err.Error())
 	}
 }
@@ -362,7 +370,7 @@ func (s *Server) denyTarget(w http.ResponseWriter, r *http.Request, start schema
 	default:
 		s.m.requests.WithLabelValues("denied").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tapline", error="insufficient_scope"`)
-		plain(w, http.StatusForbidden, "tapline: "+err.Error())
+		s.refuse(w, start.Target, http.StatusForbidden, "tapline: "+err.Error())
 		s.recordDenial(r, start, err.Error())
 	}
 }

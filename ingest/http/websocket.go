@@ -54,7 +54,7 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	sess := x.ls.sess
 	out, err := x.outbound(ctx, r, nil)
 	if err != nil {
-		plain(w, statusOfOutbound(err), "tapline: "+err.Error())
+		x.s.refuse(w, x.up.name, statusOfOutbound(err), "tapline: "+err.Error())
 		return
 	}
 	for _, h := range wsHeaders {
@@ -87,6 +87,9 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		x.s.m.requests.WithLabelValues("upstream_error").Inc()
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			if x.relayRefusal(w, resp) {
+				return
+			}
 			x.gatewayAnswer(w, http.StatusBadGateway, "upstream_refused_upgrade",
 				fmt.Sprintf("tapline: target %s refused the WebSocket upgrade: %s", x.up.name, resp.Status))
 			return
@@ -120,7 +123,7 @@ func (x *exchange) websocket(w http.ResponseWriter, r *http.Request) {
 	limit := int64(x.s.cfg.MaxWSMessageBytes)
 	agent.SetReadLimit(limit)
 	up.SetReadLimit(limit)
-	n := x.relayMessages(ctx, agent, up)
+	n := x.relayMessages(ctx, agent, up, x.wsFraming(up.Subprotocol()))
 	_ = sess.Server(hs.KindResponseEnd, x.ch, hs.EncodeEnd(&hs.End{Bytes: n}))
 }
 
@@ -133,11 +136,13 @@ type pumpResult struct {
 
 // relayMessages pumps messages both ways until both directions are closed
 // and returns the bytes relayed from the target.
-func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn) int64 {
+func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn, fr StreamFraming) int64 {
+	ctx, cut, release := x.wsCutter(ctx, fr, agent)
+	defer release()
 	var fromUp int64
 	res := make(chan pumpResult, 2)
-	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil) }()
-	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp) }()
+	go func() { res <- x.pump(ctx, agent, up, schemas.Client, nil, fr, cut) }()
+	go func() { res <- x.pump(ctx, up, agent, schemas.Server, &fromUp, fr, cut) }()
 	for i := range 2 {
 		p := <-res
 		x.closed(p, i == 0)
@@ -145,27 +150,27 @@ func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn)
 	return fromUp
 }
 
-func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64) pumpResult {
-	sess := x.ls.sess
+func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64, fr StreamFraming, cut func(string)) pumpResult {
+	var pending []byte
 	for {
 		typ, data, err := from.Read(ctx)
 		if err != nil {
 			return pumpResult{dir: dir, err: err, to: to}
 		}
-		kind := hs.KindWSText
-		if typ == websocket.MessageBinary {
-			kind = hs.KindWSBinary
-		}
-		var rerr error
-		if dir == schemas.Client {
-			rerr = sess.Client(ctx, kind, x.ch, data)
-		} else {
-			rerr = sess.Server(kind, x.ch, data)
+		if dir == schemas.Server {
 			*count += int64(len(data))
 		}
 		x.s.m.bytes.WithLabelValues(strings.ToLower(string(dir))).Add(float64(len(data)))
+		data, rerr := x.wsMessage(ctx, fr, dir, typ, data, &pending)
+		if errors.As(rerr, new(badStream)) {
+			return pumpResult{dir: dir, err: rerr, to: to}
+		}
 		if rerr != nil {
+			cut("recording failed: " + rerr.Error())
 			return pumpResult{dir: dir, rerr: rerr, to: to}
+		}
+		if len(data) == 0 && fr != nil && fr.Splits() {
+			continue // no complete unit yet
 		}
 		if err := to.Write(ctx, typ, data); err != nil {
 			return pumpResult{dir: dir, err: err, to: to}
@@ -205,5 +210,11 @@ func (x *exchange) closed(p pumpResult, first bool) {
 	case websocket.StatusNoStatusRcvd, websocket.StatusAbnormalClosure, websocket.StatusTLSHandshake:
 		code = websocket.StatusGoingAway // not to be sent on the wire (RFC 6455 7.4.1)
 	}
-	go p.to.Close(code, reason)
+	if first {
+		go p.to.Close(code, reason)
+		return
+	}
+	// The last side is closed before the relay drops both connections: an
+	// agent that reads a stream to its end (an exec's status) needs the close.
+	_ = p.to.Close(code, reason)
 }

@@ -94,17 +94,36 @@ var reasons = map[int]string{
 	http.StatusServiceUnavailable: "ServiceUnavailable",
 	http.StatusBadGateway:         "InternalError",
 	http.StatusGatewayTimeout:     "Timeout",
+	http.StatusRequestTimeout:     "Timeout",
+	http.StatusTooManyRequests:    "TooManyRequests",
+	http.StatusNotFound:           "NotFound",
+}
+
+// Refuse renders a refusal by the gateway as a Status. The API server being
+// unreachable or its TLS refused (502 at the HTTP edge) becomes 503
+// ServiceUnavailable, as the cluster's own aggregation layer answers, so
+// clients treat it as a server that is down rather than a broken one.
+func Refuse(code int, message string) (int, string, []byte) {
+	if code == http.StatusBadGateway {
+		code = http.StatusServiceUnavailable
+	}
+	return code, "application/json", statusBody(code, message)
+}
+
+func statusBody(code int, message string) []byte {
+	reason := reasons[code]
+	if reason == "" {
+		reason = "InternalError"
+	}
+	b, _ := json.Marshal(Status{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: message, Reason: reason, Code: code})
+	return b
 }
 
 // WriteStatus answers with a Status object, which kubectl prints as
 // "error: You must be logged in to the server (<message>)" for 401 and as
 // "Error from server (<Reason>): <message>" otherwise.
 func WriteStatus(w http.ResponseWriter, code int, message string) {
-	reason := reasons[code]
-	if reason == "" {
-		reason = "InternalError"
-	}
-	b, _ := json.Marshal(Status{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: message, Reason: reason, Code: code})
+	b := statusBody(code, message)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)

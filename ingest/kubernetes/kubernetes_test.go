@@ -63,3 +63,15 @@ func TestWriteStatus(t *testing.T) {
 		t.Fatalf("status %d: %+v", w.Code, s)
 	}
 }
+
+// The API server unreachable is ServiceUnavailable to kubectl, not a bad gateway.
+func TestRefuseUnreachableIsServiceUnavailable(t *testing.T) {
+	code, ctype, body := Refuse(http.StatusBadGateway, "tapline: target c: cannot connect")
+	var s Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if code != 503 || ctype != "application/json" || s.Code != 503 || s.Reason != "ServiceUnavailable" {
+		t.Fatalf("%d %s %+v", code, ctype, s)
+	}
+}

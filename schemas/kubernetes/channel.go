@@ -30,6 +30,9 @@ type Message struct {
 	Data    []byte
 }
 
+// ChannelError is the channel of an exec's final Status.
+const ChannelError = chanError
+
 // ErrEmpty is a WebSocket message without its channel byte.
 var ErrEmpty = errors.New("kubernetes: channel message has no channel byte")
 

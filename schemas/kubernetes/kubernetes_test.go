@@ -337,3 +337,72 @@ func FuzzMaskSecrets(f *testing.F) {
 		}
 	})
 }
+
+// decodeFrames cuts b into frames and decodes them one by one, as a relay does.
+func decodeFrames(t testing.TB, d *SPDYDecoder, b []byte) ([]Message, error) {
+	var out []Message
+	for len(b) > 0 {
+		n := SPDYFrameSize(b)
+		if n == 0 || n > len(b) {
+			return out, io.ErrUnexpectedEOF
+		}
+		m, ok, err := d.Decode(b[:n])
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out = append(out, m)
+		}
+		b = b[n:]
+	}
+	return out, nil
+}
+
+// Frame by frame, a relay reads what a reader of the whole stream reads, and
+// the end of stdin is a close of channel 0.
+func TestSPDYDecoderFrameByFrame(t *testing.T) {
+	client, server := spdyExec(t)
+	var fin bytes.Buffer
+	fr, err := spdy.NewFramer(&fin, nil)
+	must(t, err)
+	must(t, fr.WriteFrame(&spdy.DataFrame{StreamId: 3, Flags: spdy.DataFlagFin}))
+	client = append(client, fin.Bytes()...)
+	var s SPDY
+	cd, err := s.Decoder()
+	must(t, err)
+	got, err := decodeFrames(t, cd, client)
+	must(t, err)
+	if len(got) != 3 || got[0].Kind != KindStdin || string(got[0].Data) != "echo hi\n" || got[1].Kind != KindResize || got[2].Kind != KindClose {
+		t.Fatalf("client side: %+v", got)
+	}
+	sd, err := s.Decoder()
+	must(t, err)
+	got, err = decodeFrames(t, sd, server)
+	must(t, err)
+	if len(got) != 2 || got[0].Kind != KindStdout || got[1].Kind != KindStatus {
+		t.Fatalf("server side: %+v", got)
+	}
+	if _, _, err := sd.Decode([]byte{0x80, 3, 0, 1, 0, 0, 0, 1, 0}); err == nil {
+		t.Fatal("a truncated SYN_STREAM decoded")
+	}
+}
+
+func FuzzSPDYDecoder(f *testing.F) {
+	client, server := spdyExec(f)
+	f.Add(client)
+	f.Add(server)
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 2, 'h', 'i'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s SPDY
+		d, err := s.Decoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, _ := decodeFrames(t, d, b)
+		for _, m := range msgs {
+			if !IsStream(m.Kind) {
+				t.Fatalf("kind %q", m.Kind)
+			}
+		}
+	})
+}
