@@ -134,7 +134,7 @@ func BenchmarkMaskStream(b *testing.B) {
 		conv := sshConv()
 		for _, f := range frames {
 			g := *f
-			m.Frame(&g, "box", &State{}, conv)
+			m.Frame(&g, "box", conv)
 			if h, ok := conv.(protocol.Holding); ok {
 				h.Hold(&g)
 			}

@@ -61,22 +61,22 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// SSH: channel data both ways (keystrokes after a password prompt too),
 			// exec and env requests, and a kind the masker does not parse.
-			st, conv := &State{}, sshConv()
-			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("Password: ")), "box", st, conv)
+			conv := sshConv()
+			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("Password: ")), "box", conv)
 			for _, f := range []*schemas.Frame{
 				sshFrame("ssh.channel.data", schemas.Client, p),
 				sshFrame("ssh.channel.data", schemas.Server, p),
 				sshFrame("ssh.channel.extended-data", schemas.Server, p),
 				sshFrame("ssh.unknown", schemas.Client, p),
 			} {
-				m.Frame(f, "box", st, conv)
+				m.Frame(f, "box", conv)
 				if len(f.Payload) != len(p) {
 					t.Errorf("%s changed length %d → %d", f.Kind, len(p), len(f.Payload))
 				}
 			}
 			for _, kind := range []string{"ssh.request.exec", "ssh.request.env"} {
 				f := sshFrame(kind, schemas.Client, p)
-				m.Frame(f, "box", st, conv)
+				m.Frame(f, "box", conv)
 				var v struct{ A, B string }
 				if kind == "ssh.request.exec" {
 					var c struct{ Command string }
@@ -92,17 +92,17 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 			for _, kind := range []string{"Query", "Parse", "Bind", "DataRow", "CopyData", "ErrorResponse", "NoticeResponse", "PasswordMessage", "SASLInitialResponse", "SASLResponse"} {
 				msg := pgMessage(kind, p)
 				f := pgFrame(kind, schemas.Client, append([]byte(nil), msg...))
-				m.Frame(f, "db", &State{}, pgConv{cols: []string{"a", "password"}}.c())
+				m.Frame(f, "db", pgConv{cols: []string{"a", "password"}}.c())
 				if _, err := pgwire.CheckedBody(f.Payload); err != nil || f.Payload[0] != msg[0] {
 					t.Errorf("%s: framing lost: %v", kind, err)
 				}
 				raw := pgFrame(kind, schemas.Server, append([]byte(nil), p...))
-				m.Frame(raw, "db", &State{}, pgConv{}.c())
-				fst, fconv := &State{}, pgConv{}.c()
+				m.Frame(raw, "db", pgConv{}.c())
+				fconv := pgConv{}.c()
 				for i, part := range cut(msg, 3) {
 					ff := pgFrame(kind, schemas.Client, append([]byte(nil), part...))
 					ff.Fragment, ff.Final = int32(i), i == 2
-					m.Frame(ff, "db", fst, fconv)
+					m.Frame(ff, "db", fconv)
 					if len(ff.Payload) != len(part) {
 						t.Errorf("%s fragment %d changed length", kind, i)
 					}
@@ -111,7 +111,7 @@ func TestBinaryPayloadsEveryProtocol(t *testing.T) {
 			// HTTP: as a body and as a whole message.
 			for _, payload := range [][]byte{append([]byte("POST /x HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"), p...), p} {
 				f := &schemas.Frame{Protocol: schemas.Kubernetes, Kind: "http.request", Payload: payload, Final: true}
-				m.Frame(f, "api", &State{}, nil)
+				m.Frame(f, "api", nil)
 			}
 		})
 	}
@@ -124,7 +124,7 @@ func TestPlantedSecretInBinaryIsMasked(t *testing.T) {
 	for name, p := range binaryPayloads(t) {
 		payload := append(append(append([]byte(nil), p...), plantedLine...), p...)
 		f := sshFrame("ssh.channel.data", schemas.Server, payload)
-		m.Frame(f, "box", &State{}, sshConv())
+		m.Frame(f, "box", sshConv())
 		if bytes.Contains(f.Payload, []byte(plantedSecret)) {
 			t.Errorf("%s: planted secret not masked", name)
 		}
@@ -198,11 +198,11 @@ func TestRepeatedAnchorsAreLinear(t *testing.T) {
 // frame would have told it.
 func TestAfterFailureAssumesTheWorst(t *testing.T) {
 	m := defaultMasker(t)
-	st, conv := &State{}, sshConv()
+	conv := sshConv()
 	// The lost frame may have been a password prompt: the next line is masked.
 	conv.Withheld(sshFrame("ssh.channel.data", schemas.Server, nil))
 	in := sshFrame("ssh.channel.data", schemas.Client, []byte("hunter2\r"))
-	m.Frame(in, "box", st, conv)
+	m.Frame(in, "box", conv)
 	if string(in.Payload) != "*******\r" {
 		t.Errorf("line after a lost frame: %q", in.Payload)
 	}
@@ -213,7 +213,7 @@ func TestAfterFailureAssumesTheWorst(t *testing.T) {
 	pconv.Withheld(first)
 	rest := pgFrame("DataRow", schemas.Server, []byte("\x00\x00\x00\x0bsecret-value"))
 	rest.Fragment = 1
-	m.Frame(rest, "db", st, pconv)
+	m.Frame(rest, "db", pconv)
 	if bytes.Contains(rest.Payload, []byte("secret")) || len(rest.Payload) != 16 || rest.Masks[schemas.MaskWithheld] != 1 {
 		t.Errorf("fragment after a lost start: %q %v", rest.Payload, rest.Masks)
 	}

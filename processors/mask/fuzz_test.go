@@ -43,12 +43,12 @@ func FuzzMaskSSH(f *testing.F) {
 		if sel&0x80 != 0 {
 			dir = schemas.Server
 		}
-		st, conv := &State{}, sshConv()
+		conv := sshConv()
 		if sel&0x40 != 0 {
-			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("[sudo] password for bob: ")), "box", st, conv)
+			m.Frame(sshFrame("ssh.channel.data", schemas.Server, []byte("[sudo] password for bob: ")), "box", conv)
 		}
 		fr := sshFrame(kind, dir, p)
-		m.Frame(fr, "box", st, conv)
+		m.Frame(fr, "box", conv)
 		switch kind {
 		case "ssh.channel.data", "ssh.channel.extended-data", "ssh.other":
 			if len(fr.Payload) != len(p) {
@@ -61,7 +61,7 @@ func FuzzMaskSSH(f *testing.F) {
 			}
 		}
 		planted := sshFrame("ssh.channel.data", dir, append(append([]byte(nil), p...), plantedLine...))
-		m.Frame(planted, "box", &State{}, sshConv())
+		m.Frame(planted, "box", sshConv())
 		// Only the planted line is checked: p may hold the secret's text bare,
 		// which no detector can tell from any other word.
 		if bytes.Contains(planted.Payload[len(p):], []byte(plantedSecret)) {
@@ -81,7 +81,7 @@ func FuzzMaskPostgres(f *testing.F) {
 		kind := pgKinds[int(sel)%len(pgKinds)]
 		conv := pgConv{cols: []string{"id", "password", "note"}, stmts: map[string]string{"s": "select * from t where password = $1"}}
 		raw := pgFrame(kind, schemas.Client, append([]byte(nil), p...))
-		m.Frame(raw, "db", &State{}, conv.c())
+		m.Frame(raw, "db", conv.c())
 		_, rawErr := pgwire.CheckedBody(p)
 		if _, err := pgwire.CheckedBody(raw.Payload); rawErr == nil && err != nil {
 			t.Fatalf("%s: framing lost: %v", kind, err)
@@ -91,7 +91,7 @@ func FuzzMaskPostgres(f *testing.F) {
 		}
 		msg := pgMessage(kind, p)
 		whole := pgFrame(kind, schemas.Client, append([]byte(nil), msg...))
-		m.Frame(whole, "db", &State{}, conv.c())
+		m.Frame(whole, "db", conv.c())
 		if _, err := pgwire.CheckedBody(whole.Payload); err != nil || whole.Payload[0] != msg[0] {
 			t.Fatalf("%s: framing lost: %v", kind, err)
 		}
@@ -99,12 +99,12 @@ func FuzzMaskPostgres(f *testing.F) {
 			t.Fatalf("%s: planted secret not masked", kind)
 		}
 		n := 2 + int(sel>>4)%3
-		st, fconv := &State{}, conv.c()
+		fconv := conv.c()
 		var joined []byte
 		for i, part := range cut(msg, n) {
 			ff := pgFrame(kind, schemas.Server, append([]byte(nil), part...))
 			ff.Fragment, ff.Final = int32(i), i == n-1
-			m.Frame(ff, "db", st, fconv)
+			m.Frame(ff, "db", fconv)
 			if len(ff.Payload) != len(part) {
 				t.Fatalf("%s fragment %d changed length", kind, i)
 			}

@@ -21,13 +21,13 @@ func TestHTTPFramesMasked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, conv := &State{}, hs.Protocol{}.NewConversation()
+	conv := hs.Protocol{}.NewConversation()
 	body := []byte(`{"user":"bob","password":"hunter2","pin":1234,"mail":"carol@example.com"}`)
 	head := hs.EncodeHead(&hs.Head{Method: "POST", Target: "/login?api_key=abc&x=1", Path: "/api/login?api_key=abc&x=1", Proto: "HTTP/1.1",
 		Headers: []hs.Field{{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: strconv.Itoa(len(body))},
 			{Name: "Cookie", Value: "sid=1"}, {Name: "X-Internal", Value: "s3"}, {Name: "Accept", Value: "*/*"}}})
 	f := httpFrame(hs.KindRequest, schemas.Client, 1, head)
-	if c := m.Frame(f, "api", st, conv); c[hs.MaskHeader] != 2 || c[hs.MaskField] != 2 {
+	if c := m.Frame(f, "api", conv); c[hs.MaskHeader] != 2 || c[hs.MaskField] != 2 {
 		t.Fatalf("head counts %v", c)
 	}
 	h, err := hs.DecodeHead(f.Payload)
@@ -39,16 +39,16 @@ func TestHTTPFramesMasked(t *testing.T) {
 		t.Fatalf("masked head %+v", h)
 	}
 	b := httpFrame(hs.KindRequestBody, schemas.Client, 1, append([]byte(nil), body...))
-	m.Frame(b, "api", st, conv)
+	m.Frame(b, "api", conv)
 	want := `{"user":"bob","password":"[masked:json_field]","pin":"[masked:json_field]","mail":"[masked:email]"}`
 	if string(b.Payload) != want || b.PayloadSalt != nil {
 		t.Fatalf("masked body %s", b.Payload)
 	}
 	// A part of a streamed body (no Content-Length) gets the detectors only.
 	sse := hs.EncodeHead(&hs.Head{Status: 200, Proto: "HTTP/1.1", Headers: []hs.Field{{Name: "Content-Type", Value: "text/event-stream"}}})
-	m.Frame(httpFrame(hs.KindResponse, schemas.Server, 2, sse), "api", st, conv)
+	m.Frame(httpFrame(hs.KindResponse, schemas.Server, 2, sse), "api", conv)
 	part := httpFrame(hs.KindResponseBody, schemas.Server, 2, []byte("data: {\"mail\":\"dave@example.com\",\"password\":\"p\"}\n\n"))
-	m.Frame(part, "api", st, conv)
+	m.Frame(part, "api", conv)
 	if bytes.Contains(part.Payload, []byte("dave@example.com")) {
 		t.Fatalf("streamed part %s", part.Payload)
 	}
@@ -63,9 +63,9 @@ func FuzzMaskHTTPFrames(f *testing.F) {
 	f.Add([]byte(`{"code":1000,"reason":"bye"}`), uint8(8))
 	f.Fuzz(func(t *testing.T, p []byte, sel uint8) {
 		kind := hs.Kinds[int(sel)%len(hs.Kinds)]
-		st, conv := &State{}, hs.Protocol{}.NewConversation()
+		conv := hs.Protocol{}.NewConversation()
 		fr := httpFrame(kind, schemas.Client, int64(sel>>4), append([]byte(nil), p...))
-		m.Frame(fr, "api", st, conv)
+		m.Frame(fr, "api", conv)
 		if bytes.Contains(p, []byte(plantedSecret)) {
 			return // the check below is about the planted field only
 		}
@@ -73,9 +73,9 @@ func FuzzMaskHTTPFrames(f *testing.F) {
 		body = append(body, '}')
 		head := hs.EncodeHead(&hs.Head{Method: "POST", Proto: "HTTP/1.1", Headers: []hs.Field{
 			{Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: strconv.Itoa(len(body))}}})
-		m.Frame(httpFrame(hs.KindRequest, schemas.Client, 9, head), "api", st, conv)
+		m.Frame(httpFrame(hs.KindRequest, schemas.Client, 9, head), "api", conv)
 		bf := httpFrame(hs.KindRequestBody, schemas.Client, 9, body)
-		m.Frame(bf, "api", st, conv)
+		m.Frame(bf, "api", conv)
 		if bytes.Contains(bf.Payload, []byte(plantedSecret)) {
 			t.Fatalf("planted secret not masked: %s", bf.Payload)
 		}

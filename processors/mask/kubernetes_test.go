@@ -15,7 +15,6 @@ import (
 func TestKubernetesThroughConversation(t *testing.T) {
 	m := defaultMasker(t)
 	conv := kubernetes.Protocol{}.NewConversation()
-	st := &State{}
 	frames := []*schemas.Frame{
 		{Protocol: schemas.Kubernetes, Kind: httpproto.KindRequest, Direction: schemas.Client, Channel: 1, Final: true,
 			Payload: httpproto.EncodeHead(&httpproto.Head{Method: "GET", Target: "/api/v1/namespaces/a/secrets/db",
@@ -27,7 +26,7 @@ func TestKubernetesThroughConversation(t *testing.T) {
 	}
 	var total int64
 	for _, f := range frames {
-		for _, n := range m.Frame(f, "cluster", st, conv) {
+		for _, n := range m.Frame(f, "cluster", conv) {
 			total += n
 		}
 		for _, bad := range []string{"eyJzdWIiOiJhIn0", "aHVudGVyMg==", "wJalrXUtnFEMI"} {

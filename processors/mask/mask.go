@@ -15,26 +15,19 @@ import (
 	"github.com/tapline/tapline/schemas/protocol"
 )
 
-// State is a session's masking state outside any protocol conversation, carried
-// from frame to frame and persisted with the session. Every protocol now keeps
-// its masking state in its conversation, so it is empty; sessions saved before
-// that carry their old fields here, which the conversations' restorers read.
-type State struct{}
-
 // Frame masks f in place under target's rules and returns what it masked (nil when
-// nothing). Lifecycle frames are never masked. conv is what the session's protocol
-// knows (may be nil): a protocol.Conversation for a protocol that masks its own frames
-// with the target's rules (Postgres, SSH). Frames of other protocols are masked with
-// the detectors as text.
-func (m *Masker) Frame(f *schemas.Frame, target string, st *State, conv any) Counts {
+// nothing). Lifecycle frames are never masked. conv is the session's conversation
+// (nil for a protocol without one): it masks its frames field by field with the
+// target's rules; without one the payload is masked with the detectors as text.
+func (m *Masker) Frame(f *schemas.Frame, target string, conv protocol.Conversation) Counts {
 	if f.IsLifecycle() || len(f.Payload) == 0 {
 		return nil
 	}
 	t := m.rules(target)
 	counts := Counts{}
 	var out []byte
-	if c, ok := conv.(protocol.Conversation); ok {
-		out = c.Mask(f, rulesView{t}, protocol.Counts(counts))
+	if conv != nil {
+		out = conv.Mask(f, rulesView{t}, protocol.Counts(counts))
 	} else {
 		out = t.text(f.Payload, sameLength, counts)
 	}

@@ -190,9 +190,8 @@ func decodeBody(t *testing.T, p []byte, m interface{ Decode([]byte) error }) {
 
 func TestPostgresQueryAndDataRow(t *testing.T) {
 	m := defaultMasker(t)
-	st := &State{}
 	q := pgFrame("Query", schemas.Client, encode(t, &pgproto3.Query{String: "ALTER ROLE app PASSWORD 'p4ss'; SELECT 'bob@example.com'"}))
-	if c := m.Frame(q, "db", st, pgConv{}.c()); c[SQLPassword] != 1 || c[Email] != 1 {
+	if c := m.Frame(q, "db", pgConv{}.c()); c[SQLPassword] != 1 || c[Email] != 1 {
 		t.Fatalf("counts %v", c)
 	}
 	var qm pgproto3.Query
@@ -204,7 +203,7 @@ func TestPostgresQueryAndDataRow(t *testing.T) {
 	row := pgFrame("DataRow", schemas.Server, encode(t, &pgproto3.DataRow{Values: [][]byte{
 		[]byte("42"), []byte("carol@example.org"), []byte("$2b$12$abcdefghijk"), nil, []byte("plain")}}))
 	conv := pgConv{cols: []string{"id", "email", "password_hash", "deleted_at", "note"}}.c()
-	c := m.Frame(row, "db", st, conv)
+	c := m.Frame(row, "db", conv)
 	if !reflect.DeepEqual(map[string]int64(c), map[string]int64{Email: 1, Column: 1}) {
 		t.Errorf("counts %v", c)
 	}
@@ -242,12 +241,12 @@ func TestPostgresBindParameters(t *testing.T) {
 	}
 	m := defaultMasker(t)
 	f := bind("ins", "bob", "hunter2", "bob@example.com")
-	m.Frame(f, "db", &State{}, conv)
+	m.Frame(f, "db", conv)
 	if got := params(f); !reflect.DeepEqual(got, []string{"bob", "[masked:param]", "[masked:email]"}) {
 		t.Errorf("insert params %q", got)
 	}
 	f = bind("upd", "k-123", "7")
-	m.Frame(f, "db", &State{}, conv)
+	m.Frame(f, "db", conv)
 	if got := params(f); !reflect.DeepEqual(got, []string{"[masked:param]", "7"}) {
 		t.Errorf("update params %q", got)
 	}
@@ -258,12 +257,12 @@ func TestPostgresBindParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	f = bind("", "a", "b", "c")
-	m2.Frame(f, "pay", &State{}, pgConv{}.c())
+	m2.Frame(f, "pay", pgConv{}.c())
 	if got := params(f); !reflect.DeepEqual(got, []string{"a", "[masked:param]", "c"}) {
 		t.Errorf("position params %q", got)
 	}
 	f = bind("", "a", "b")
-	m2.Frame(f, "all", &State{}, pgConv{}.c())
+	m2.Frame(f, "all", pgConv{}.c())
 	if got := params(f); !reflect.DeepEqual(got, []string{"[masked:param]", "[masked:param]"}) {
 		t.Errorf("all params %q", got)
 	}
@@ -272,7 +271,7 @@ func TestPostgresBindParameters(t *testing.T) {
 func TestPostgresAuthAndErrors(t *testing.T) {
 	m := defaultMasker(t)
 	f := pgFrame("PasswordMessage", schemas.Client, encode(t, &pgproto3.PasswordMessage{Password: "eyJhbGciOi.token"}))
-	m.Frame(f, "db", &State{}, pgConv{}.c())
+	m.Frame(f, "db", pgConv{}.c())
 	var pm pgproto3.PasswordMessage
 	decodeBody(t, f.Payload, &pm)
 	if pm.Password != "[masked:auth]" {
@@ -280,7 +279,7 @@ func TestPostgresAuthAndErrors(t *testing.T) {
 	}
 	e := pgFrame("ErrorResponse", schemas.Server, encode(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "23505",
 		Message: "duplicate key value violates unique constraint", Detail: "Key (email)=(dan@example.com) already exists."}))
-	m.Frame(e, "db", &State{}, pgConv{}.c())
+	m.Frame(e, "db", pgConv{}.c())
 	var er pgproto3.ErrorResponse
 	decodeBody(t, e.Payload, &er)
 	if er.Detail != "Key (email)=([masked:email]) already exists." || er.Code != "23505" {
@@ -293,7 +292,7 @@ func TestPostgresUntouchedMessageKeepsSalt(t *testing.T) {
 	p := encode(t, &pgproto3.Query{String: "SELECT 1"})
 	f := pgFrame("Query", schemas.Client, p)
 	f.PayloadSalt = []byte("0123456789abcdef")
-	if c := m.Frame(f, "db", &State{}, pgConv{}.c()); c != nil {
+	if c := m.Frame(f, "db", pgConv{}.c()); c != nil {
 		t.Fatalf("masked %v", c)
 	}
 	if !bytes.Equal(f.Payload, p) || len(f.PayloadSalt) == 0 || f.Masks != nil {
@@ -306,7 +305,6 @@ func TestPostgresFragmentedDataRow(t *testing.T) {
 	msg := encode(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("secret-" + big), []byte("eve@example.com"), []byte(big)}})
 	conv := pgConv{cols: []string{"id", "api_key", "contact", "blob"}}.c()
 	m := defaultMasker(t)
-	st := &State{}
 	// Cut inside the masked value, inside a length field, and inside the email.
 	emailAt := bytes.Index(msg, []byte("eve@"))
 	cuts := []int{0, 20, emailAt + 5, len(msg) - len(big) - 2, len(msg)}
@@ -314,7 +312,7 @@ func TestPostgresFragmentedDataRow(t *testing.T) {
 	for i := 0; i+1 < len(cuts); i++ {
 		f := pgFrame("DataRow", schemas.Server, append([]byte(nil), msg[cuts[i]:cuts[i+1]]...))
 		f.Fragment, f.Final = int32(i), i+2 == len(cuts)
-		m.Frame(f, "db", st, conv)
+		m.Frame(f, "db", conv)
 		if len(f.Payload) != cuts[i+1]-cuts[i] {
 			t.Fatalf("fragment %d changed length", i)
 		}
@@ -338,13 +336,12 @@ func TestPostgresFragmentedQueryMasksWithinFragments(t *testing.T) {
 	sql := "INSERT INTO t VALUES ('" + strings.Repeat("a", 2000) + "', 'frank@example.com')"
 	msg := encode(t, &pgproto3.Query{String: sql})
 	m := defaultMasker(t)
-	st := &State{}
 	half := len(msg) / 2
 	var out []byte
 	for i, part := range [][]byte{msg[:half], msg[half:]} {
 		f := pgFrame("Query", schemas.Client, append([]byte(nil), part...))
 		f.Fragment, f.Final = int32(i), i == 1
-		m.Frame(f, "db", st, pgConv{}.c())
+		m.Frame(f, "db", pgConv{}.c())
 		out = append(out, f.Payload...)
 	}
 	var q pgproto3.Query
@@ -356,38 +353,38 @@ func TestPostgresFragmentedQueryMasksWithinFragments(t *testing.T) {
 
 func TestSSHPasswordPromptAndExec(t *testing.T) {
 	m := defaultMasker(t)
-	st, conv := &State{}, sshConv()
+	conv := sshConv()
 	data := func(dir schemas.Direction, s string) *schemas.Frame {
 		return &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.channel.data", Direction: dir, Channel: 1, Payload: []byte(s), Final: true}
 	}
-	m.Frame(data(schemas.Server, "bob@box:~$ "), "box", st, conv)
+	m.Frame(data(schemas.Server, "bob@box:~$ "), "box", conv)
 	in := data(schemas.Client, "sudo -i\r")
-	if m.Frame(in, "box", st, conv) != nil {
+	if m.Frame(in, "box", conv) != nil {
 		t.Errorf("ordinary command masked: %q", in.Payload)
 	}
-	m.Frame(data(schemas.Server, "\r\n\x1b[1m[sudo] password for bob: \x1b[0m"), "box", st, conv)
+	m.Frame(data(schemas.Server, "\r\n\x1b[1m[sudo] password for bob: \x1b[0m"), "box", conv)
 	for _, k := range []string{"hun", "ter2", "\r"} {
 		f := data(schemas.Client, k)
-		m.Frame(f, "box", st, conv)
+		m.Frame(f, "box", conv)
 		if strings.Trim(string(f.Payload), "*\r") != "" {
 			t.Errorf("keystrokes at a password prompt leaked: %q", f.Payload)
 		}
 	}
 	after := data(schemas.Client, "id\r")
-	m.Frame(after, "box", st, conv)
+	m.Frame(after, "box", conv)
 	if string(after.Payload) != "id\r" {
 		t.Errorf("secret input mode outlived the line: %q", after.Payload)
 	}
 	out := data(schemas.Server, "export TOKEN=ghp_"+strings.Repeat("Z9", 18)+"\r\n")
 	n := len(out.Payload)
-	m.Frame(out, "box", st, conv)
+	m.Frame(out, "box", conv)
 	if len(out.Payload) != n || bytes.Contains(out.Payload, []byte("ghp_")) {
 		t.Errorf("output %q", out.Payload)
 	}
 
 	exec := &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.request.exec", Direction: schemas.Client,
 		Payload: ssh.Marshal(&struct{ Command string }{"pg_dump postgres://ops:Sup3r@db/app"}), Final: true}
-	m.Frame(exec, "box", st, conv)
+	m.Frame(exec, "box", conv)
 	var req struct{ Command string }
 	if err := ssh.Unmarshal(exec.Payload, &req); err != nil {
 		t.Fatal(err)
@@ -397,7 +394,7 @@ func TestSSHPasswordPromptAndExec(t *testing.T) {
 	}
 	env := &schemas.Frame{Protocol: schemas.SSH, Kind: "ssh.request.env", Direction: schemas.Client,
 		Payload: ssh.Marshal(&struct{ Name, Value string }{"DB_PASSWORD", "x"}), Final: true}
-	m.Frame(env, "box", st, conv)
+	m.Frame(env, "box", conv)
 	var ev struct{ Name, Value string }
 	if err := ssh.Unmarshal(env.Payload, &ev); err != nil || ev.Value != "[masked:env_secret]" || ev.Name != "DB_PASSWORD" {
 		t.Errorf("env %+v %v", ev, err)
@@ -412,7 +409,7 @@ func TestMaskedFrameStillVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash := append([]byte(nil), f.Hash...)
-	if m.Frame(f, "db", &State{}, pgConv{}.c()) == nil {
+	if m.Frame(f, "db", pgConv{}.c()) == nil {
 		t.Fatal("nothing masked")
 	}
 	if err := schemas.CheckLink(f, schemas.ZeroHash); err != nil {
@@ -438,7 +435,7 @@ func TestMaskedFrameStillVerifies(t *testing.T) {
 func TestLifecycleFramesAreNeverMasked(t *testing.T) {
 	m := defaultMasker(t)
 	f := &schemas.Frame{Protocol: schemas.Postgres, Kind: schemas.KindSessionStart, Payload: []byte(`{"start":{"email":"h@example.com"}}`), Final: true}
-	if m.Frame(f, "db", &State{}, nil) != nil || !bytes.Contains(f.Payload, []byte("h@example.com")) {
+	if m.Frame(f, "db", nil) != nil || !bytes.Contains(f.Payload, []byte("h@example.com")) {
 		t.Error("lifecycle frame masked")
 	}
 }

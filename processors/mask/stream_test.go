@@ -26,13 +26,12 @@ var splitCorpus = []struct{ text, secret string }{
 func streamFrames(t *testing.T, m *Masker, dir schemas.Direction, texts ...string) [][]byte {
 	t.Helper()
 	conv := sshConv()
-	st := &State{}
 	var out [][]byte
 	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i, s := range texts {
 		f := sshFrame("ssh.channel.data", dir, []byte(s))
 		f.Seq, f.TS = int64(i+1), ts
-		m.Frame(f, "box", st, conv)
+		m.Frame(f, "box", conv)
 		conv.Stitch(f, protocol.Limits{})
 		out = append(out, f.Payload)
 	}

@@ -140,7 +140,6 @@ type session struct {
 	Changed     bool            `json:"changed,omitempty"`
 	Closed      bool            `json:"closed,omitempty"` // ended; kept until Sweep
 	AbandonedAt *time.Time      `json:"abandoned_at,omitempty"`
-	Mask        mask.State      `json:"mask"`
 	// Held are frames kept back, in seq order: the first waits for the next frame
 	// of its stream (its last bytes may begin a secret), the others behind it.
 	Held []heldFrame `json:"held,omitempty"`
@@ -264,7 +263,7 @@ func (p *Processor) protocolFrame(s *session, f *schemas.Frame, out *Output) {
 	if p.cfg.FrameHook != nil {
 		p.cfg.FrameHook(f)
 	}
-	masked := p.cfg.Masker.Frame(f, s.Summary.Target, &s.Mask, conv) != nil
+	masked := p.cfg.Masker.Frame(f, s.Summary.Target, conv) != nil
 	var h protocol.Hold
 	if hc, ok := s.Conv.(protocol.Holding); ok {
 		h = hc.Hold(f)
@@ -401,7 +400,7 @@ func (p *Processor) end(s *session, f *schemas.Frame, sigOK *bool, out *Output) 
 	out.Audit = append(out.Audit, audit.Lifecycle(audit.TypeSessionEnd, sum, f.Seq, f.TS))
 	// Keep only the tip, to recognise frames arriving after the end, until Sweep.
 	s.Closed = true
-	s.Mask, s.Conv = mask.State{}, nil
+	s.Conv = nil
 }
 
 // flushCommands emits the session's unfinished commands.
