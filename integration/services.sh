@@ -3,10 +3,12 @@
 # integration tests use (no Docker): Kafka, PostgreSQL (+ pgbouncer on demand),
 # OpenSSH, ClickHouse server, the chDB library, the SIEM consumers (Kafka
 # Connect, rsyslog imkafka, kcat, an OCSF validator), and nginx with the Python
-# HTTP clients for the HTTP edge. See docs/services.md.
+# HTTP clients for the HTTP edge, and a Kubernetes API server (etcd,
+# kube-apiserver, kwok as the node, kubectl) for the Kubernetes edge. See
+# docs/services.md.
 #
 #   services.sh up [SERVICE...]      install what is missing, start (or reuse) services,
-#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem http browser hydra
+#                                    write .services/env; SERVICE: kafka postgres ssh clickhouse chdb siem http browser hydra kubernetes
 #   services.sh down [SERVICE...]    stop what `up` started
 #   services.sh status               what runs where, and its log
 #   services.sh env [--export]       print .services/env
@@ -29,7 +31,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${TAPLINE_SERVICES_DIR:-$REPO/.services}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tapline
 ENV_FILE=$STATE/env
-ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem http browser hydra)
+ALL_SERVICES=(kafka postgres ssh clickhouse chdb siem http browser hydra kubernetes)
 # Services started only when named (`up kafka-cluster`); their env parts are kept.
 OPT_SERVICES=(kafka-cluster)
 
@@ -57,6 +59,8 @@ source "$SCRIPT_DIR/scripts/http.sh"
 source "$SCRIPT_DIR/scripts/browser.sh"
 # shellcheck source=scripts/hydra.sh
 source "$SCRIPT_DIR/scripts/hydra.sh"
+# shellcheck source=scripts/kubernetes.sh
+source "$SCRIPT_DIR/scripts/kubernetes.sh"
 # shellcheck source=scripts/kafka-cluster.sh
 source "$SCRIPT_DIR/scripts/kafka-cluster.sh"
 
@@ -72,6 +76,7 @@ prefix() {
 	http) echo http ;;
 	browser) echo browser ;;
 	hydra) echo hydra ;;
+	kubernetes) echo kube ;;
 	kafka-cluster) echo kcluster ;;
 	*) die "unknown service '$1' (known: ${ALL_SERVICES[*]})" ;;
 	esac

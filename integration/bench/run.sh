@@ -16,7 +16,7 @@ run() {
 
 # Each section is a script of its own (integration/bench/NAME.sh) that prints its
 # tables; BENCH_SECTIONS picks and orders them.
-for section in ${BENCH_SECTIONS:-postgres ssh http memory dev console}; do
+for section in ${BENCH_SECTIONS:-postgres ssh http kubernetes memory dev console}; do
   if [ -x "integration/bench/$section.sh" ]; then
     run "integration/bench/$section.sh"
   fi

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# integration/bench/kubernetes.sh — the Kubernetes edge against the same API
+# server directly.
+#
+#   integration/services.sh up kafka http kubernetes   # once
+#   integration/bench/kubernetes.sh                     # BENCH_KUBE_N=5000, BENCH_KUBE_MB=256
+#
+# Targets: direct (the test cluster's kube-apiserver, as client-go reaches it:
+# HTTP/2 over TLS, a bearer token), strict and buffered (a tapline gateway in each
+# mode, recording to a private Kafka broker, impersonating the agent).
+#   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
+#          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
+#          kube-apiserver and etcd, read from /proc
+#   exec   `kubectl exec POD -- head -c BENCH_KUBE_MB MiB`: stdout MiB/s
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+N=${BENCH_KUBE_N:-5000}
+CONC=${BENCH_KUBE_CONC:-8}
+MB=${BENCH_KUBE_MB:-256}
+# shellcheck source=integration/bench/lib.sh
+source "$repo/integration/bench/lib.sh"
+load_env "kafka http kubernetes" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME \
+	TAPLINE_NGINX_CA TAPLINE_KUBE_SERVER TAPLINE_KUBE_CA TAPLINE_KUBE_ADMIN_TOKEN TAPLINE_KUBE_GATEWAY_TOKEN \
+	TAPLINE_KUBECTL TAPLINE_KUBE_NAMESPACE TAPLINE_KUBE_POD TAPLINE_KUBE_AGENT_GROUP
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-kube.XXXXXX")
+pids=()
+cleanup() {
+	stop_pids
+	[[ -n ${BENCH_KEEP:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+tls_dir=$TAPLINE_SERVICES_DIR/http
+kube_dir=$TAPLINE_SERVICES_DIR/kubernetes
+api_pid=$(tr -dc '0-9' <"$kube_dir/apiserver.pid")
+etcd_pid=$(tr -dc '0-9' <"$kube_dir/etcd/pid")
+pod_path=/api/v1/namespaces/$TAPLINE_KUBE_NAMESPACE/pods/$TAPLINE_KUBE_POD
+
+build_tools
+start_issuer
+start_kafka
+topic=tapline.bench.kube.$(date +%s)
+create_topic "$brokers" "$topic"
+log "warming the broker (${BENCH_WARM_PRODUCES:-20000} produces)"
+"$work/benchhelper" produce "$brokers" "$topic" "${BENCH_WARM_PRODUCES:-20000}" >/dev/null
+
+printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/cluster-token"
+# start_gateway MODE: sets gw_port and gw_pid. The agent's groups are replaced by
+# the cluster's agent group (no prefixes), which RBAC lets read the pod.
+start_gateway() {
+	local mode=$1 port
+	port=$(free_port)
+	cat >"$work/$mode.yaml" <<EOF
+gateway_id: bench-kube-$mode
+data_dir: $work/gw-$mode
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
+oidc: {issuer: "$issuer_url", audience: tapline-gateway}
+http: {listen: "127.0.0.1:$port", tls_cert: $tls_dir/server.crt, tls_key: $tls_dir/server.key, routing: path}
+targets:
+  - name: cluster
+    protocol: kubernetes
+    address: "${TAPLINE_KUBE_SERVER#https://}"
+    groups: [bench]
+    http: {ca_file: $TAPLINE_KUBE_CA, bearer: {file: $work/cluster-token}}
+    kubernetes: {user_prefix: "", group_prefix: "", extra_groups: [$TAPLINE_KUBE_AGENT_GROUP]}
+EOF
+	"$tapline" gateway --config "$work/$mode.yaml" --log-level "${BENCH_GW_LOG:-warn}" >"$work/gateway-$mode.log" 2>&1 &
+	pids+=($!)
+	gw_pid=$!
+	wait_port "$port" "gateway ($mode)"
+	gw_port=$port
+}
+
+log "gateways (strict, buffered)"
+start_gateway strict
+strict_port=$gw_port strict_pid=$gw_pid
+start_gateway buffered
+buffered_port=$gw_port buffered_pid=$gw_pid
+
+# base TARGET: sets server, token, CA and the gateway pid ("-" for direct).
+base() {
+	case $1 in
+	direct) server=$TAPLINE_KUBE_SERVER tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_KUBE_CA proxy=- ;;
+	strict) server=https://127.0.0.1:$strict_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$strict_pid ;;
+	buffered) server=https://127.0.0.1:$buffered_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$buffered_pid ;;
+	esac
+}
+
+# calls TARGET: "seconds calls p50_us p99_us gateway_us broker_us apiserver_us etcd_us"
+calls() {
+	local before after out
+	base "$1"
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
+	out=$("$work/benchhelper" http "$server$pod_path" "$N" "$CONC" 0 h2 "$tok" "$ca")
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
+	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4] }')"
+}
+
+# exec_mb TARGET: seconds for `kubectl exec` to stream MB MiB of stdout.
+exec_mb() {
+	local cfg=$work/kubeconfig.$1 t0 t1 got
+	base "$1"
+	cat >"$cfg" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$ca"}}]
+users: [{name: u, user: {token: "$tok"}}]
+contexts: [{name: c, context: {cluster: c, user: u, namespace: $TAPLINE_KUBE_NAMESPACE}}]
+current-context: c
+EOF
+	t0=$(date +%s.%N)
+	got=$("$TAPLINE_KUBECTL" --kubeconfig "$cfg" exec "$TAPLINE_KUBE_POD" -- head -c "$((MB << 20))" /dev/zero | wc -c)
+	t1=$(date +%s.%N)
+	if ((got != MB << 20)); then
+		echo "bench: exec through $1 streamed $got bytes, not $((MB << 20)); see $work" >&2
+		exit 1
+	fi
+	calc "$t1 - $t0"
+}
+
+results=$work/results
+: >"$results"
+for target in direct strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
+	base "$target"
+	"$work/benchhelper" http "$server$pod_path" 200 "$CONC" 0 h2 "$tok" "$ca" >/dev/null
+done
+for target in ${BENCH_KUBE_TARGETS:-direct strict buffered}; do
+	log "calls $target"
+	echo "calls $target $(calls "$target")" >>"$results"
+done
+for target in ${BENCH_KUBE_TARGETS:-direct strict buffered}; do
+	log "exec ${MB} MiB $target"
+	echo "exec $target $(exec_mb "$target")" >>"$results"
+done
+
+printf '\nKubernetes: kube-apiserver %s with etcd and kwok; GET of one pod x%s over %s h2 streams; exec of %s MiB stdout; Kafka %s; 2 cores shared by everything\n\n' \
+	"$("$TAPLINE_KUBECTL" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | head -1)" "$N" "$CONC" "$MB" "$brokers (${BENCH_KAFKA:-private})"
+awk -v mb="$MB" '
+	$1 == "calls" { s[$2] = $3; n[$2] = $4; p50[$2] = $5; p99[$2] = $6; gw[$2] = $7; br[$2] = $8; api[$2] = $9; etcd[$2] = $10 }
+	$1 == "exec" { ex[$2] = $3 }
+	END {
+		printf "| target | calls/s | vs direct | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct |\n"
+		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		split("direct strict buffered", ts, " ")
+		for (i = 1; i <= 3; i++) {
+			t = ts[i]
+			if (!(t in n)) continue
+			r = n[t] / s[t]
+			printf "| %s | %.0f | %.2f | %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n", t, r, r / (n["direct"] / s["direct"]),
+				p50[t], p99[t], gw[t] == "-" ? "-" : sprintf("%.0f", gw[t] / n[t]), br[t] / n[t], api[t] / n[t], etcd[t] / n[t],
+				mb / ex[t], ex["direct"] / ex[t]
+		}
+	}' "$results"
