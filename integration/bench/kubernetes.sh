@@ -12,6 +12,7 @@
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
 #   exec   `kubectl exec POD -- head -c BENCH_KUBE_MB MiB`: stdout MiB/s
+# BENCH_PPROF=DIR saves a CPU profile of each gateway during its exec row there.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -52,13 +53,16 @@ printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/cluster-token"
 # start_gateway MODE: sets gw_port and gw_pid. The agent's groups are replaced by
 # the cluster's agent group (no prefixes), which RBAC lets read the pod.
 start_gateway() {
-	local mode=$1 port
+	local mode=$1 port metrics
 	port=$(free_port)
+	metrics=$(free_port)
+	printf -v "${mode}_metrics" %s "$metrics"
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-kube-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 http: {listen: "127.0.0.1:$port", tls_cert: $tls_dir/server.crt, tls_key: $tls_dir/server.key, routing: path}
 targets:
   - name: cluster
@@ -113,9 +117,16 @@ users: [{name: u, user: {token: "$tok"}}]
 contexts: [{name: c, context: {cluster: c, user: u, namespace: $TAPLINE_KUBE_NAMESPACE}}]
 current-context: c
 EOF
+	local prof= m=${1}_metrics
+	if [[ -n ${BENCH_PPROF:-} && $1 != direct ]]; then
+		mkdir -p "$BENCH_PPROF"
+		curl -fsS -o "$BENCH_PPROF/exec-$1.pprof" "http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-5}" &
+		prof=$!
+	fi
 	t0=$(date +%s.%N)
 	got=$("$TAPLINE_KUBECTL" --kubeconfig "$cfg" exec "$TAPLINE_KUBE_POD" -- head -c "$((MB << 20))" /dev/zero | wc -c)
 	t1=$(date +%s.%N)
+	[[ -n $prof ]] && wait "$prof"
 	if ((got != MB << 20)); then
 		echo "bench: exec through $1 streamed $got bytes, not $((MB << 20)); see $work" >&2
 		exit 1
