@@ -6,7 +6,9 @@
 #   integration/bench/kubernetes.sh                     # BENCH_KUBE_N=5000, BENCH_KUBE_MB=256
 #
 # Targets: direct (the test cluster's kube-apiserver, as client-go reaches it:
-# HTTP/2 over TLS, a bearer token), strict and buffered (a tapline gateway in each
+# HTTP/2 over TLS, a bearer token), nginx-proxy (nginx as a plain TLS reverse
+# proxy in front of it, WebSocket upgrades passed: what any extra hop costs,
+# recording nothing), strict and buffered (a tapline gateway in each
 # mode, recording to a private Kafka broker, impersonating the agent).
 #   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
@@ -23,7 +25,7 @@ MB=${BENCH_KUBE_MB:-256}
 # shellcheck source=integration/bench/lib.sh
 source "$repo/integration/bench/lib.sh"
 load_env "kafka http kubernetes" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME \
-	TAPLINE_NGINX_CA TAPLINE_KUBE_SERVER TAPLINE_KUBE_CA TAPLINE_KUBE_ADMIN_TOKEN TAPLINE_KUBE_GATEWAY_TOKEN \
+	TAPLINE_NGINX_CA TAPLINE_NGINX_BIN TAPLINE_KUBE_SERVER TAPLINE_KUBE_CA TAPLINE_KUBE_ADMIN_TOKEN TAPLINE_KUBE_GATEWAY_TOKEN \
 	TAPLINE_KUBECTL TAPLINE_KUBE_NAMESPACE TAPLINE_KUBE_POD TAPLINE_KUBE_AGENT_GROUP
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapline-bench-kube.XXXXXX")
@@ -79,6 +81,58 @@ EOF
 	gw_port=$port
 }
 
+# The baseline hop: nginx terminating TLS (h2 from the client, as client-go
+# speaks) and opening TLS to the API server, upgrades passed through.
+start_proxy() {
+	proxy_port=$(free_port)
+	mkdir -p "$work/proxy"
+	cat >"$work/proxy/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/proxy/nginx.pid;
+error_log $work/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/proxy/body;
+    proxy_temp_path $work/proxy/proxy;
+    fastcgi_temp_path $work/proxy/fastcgi;
+    uwsgi_temp_path $work/proxy/uwsgi;
+    scgi_temp_path $work/proxy/scgi;
+    keepalive_requests 1000000;
+    http2_max_concurrent_streams 256;
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+    upstream api { server ${TAPLINE_KUBE_SERVER#https://}; keepalive 64; }
+    server {
+        listen 127.0.0.1:$proxy_port ssl http2;
+        ssl_certificate $tls_dir/server.crt;
+        ssl_certificate_key $tls_dir/server.key;
+        client_max_body_size 0;
+        location / {
+            proxy_pass https://api;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_ssl_trusted_certificate $TAPLINE_KUBE_CA;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+    }
+}
+CONF
+	"$TAPLINE_NGINX_BIN" -c "$work/proxy/nginx.conf" -e "$work/proxy/error.log" &
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	wait_port "$proxy_port" "nginx proxy"
+}
+
+log "nginx proxy"
+start_proxy
 log "gateways (strict, buffered)"
 start_gateway strict
 strict_port=$gw_port strict_pid=$gw_pid
@@ -89,6 +143,7 @@ buffered_port=$gw_port buffered_pid=$gw_pid
 base() {
 	case $1 in
 	direct) server=$TAPLINE_KUBE_SERVER tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_KUBE_CA proxy=- ;;
+	nginx-proxy) server=https://127.0.0.1:$proxy_port tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_NGINX_CA proxy=$proxy_pid ;;
 	strict) server=https://127.0.0.1:$strict_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$strict_pid ;;
 	buffered) server=https://127.0.0.1:$buffered_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$buffered_pid ;;
 	esac
@@ -136,15 +191,15 @@ EOF
 
 results=$work/results
 : >"$results"
-for target in direct strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
+for target in direct nginx-proxy strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
 	base "$target"
 	"$work/benchhelper" http "$server$pod_path" 200 "$CONC" 0 h2 "$tok" "$ca" >/dev/null
 done
-for target in ${BENCH_KUBE_TARGETS:-direct strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	log "calls $target"
 	echo "calls $target $(calls "$target")" >>"$results"
 done
-for target in ${BENCH_KUBE_TARGETS:-direct strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	log "exec ${MB} MiB $target"
 	echo "exec $target $(exec_mb "$target")" >>"$results"
 done
@@ -155,15 +210,17 @@ awk -v mb="$MB" '
 	$1 == "calls" { s[$2] = $3; n[$2] = $4; p50[$2] = $5; p99[$2] = $6; gw[$2] = $7; br[$2] = $8; api[$2] = $9; etcd[$2] = $10 }
 	$1 == "exec" { ex[$2] = $3 }
 	END {
-		printf "| target | calls/s | vs direct | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct |\n"
-		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct strict buffered", ts, " ")
-		for (i = 1; i <= 3; i++) {
+		printf "| target | calls/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct | vs nginx proxy |\n"
+		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		split("direct nginx-proxy strict buffered", ts, " ")
+		for (i = 1; i <= 4; i++) {
 			t = ts[i]
 			if (!(t in n)) continue
 			r = n[t] / s[t]
-			printf "| %s | %.0f | %.2f | %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n", t, r, r / (n["direct"] / s["direct"]),
+			px = ("nginx-proxy" in n) ? sprintf("%.2f", r / (n["nginx-proxy"] / s["nginx-proxy"])) : "-"
+			pe = ("nginx-proxy" in ex) ? sprintf("%.2f", ex["nginx-proxy"] / ex[t]) : "-"
+			printf "| %s | %.0f | %.2f | %s | %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %.2f | %s |\n", t, r, r / (n["direct"] / s["direct"]), px,
 				p50[t], p99[t], gw[t] == "-" ? "-" : sprintf("%.0f", gw[t] / n[t]), br[t] / n[t], api[t] / n[t], etcd[t] / n[t],
-				mb / ex[t], ex["direct"] / ex[t]
+				mb / ex[t], ex["direct"] / ex[t], pe
 		}
 	}' "$results"
