@@ -106,6 +106,67 @@ func TestKubernetesRealCluster(t *testing.T) {
 			}
 		}
 	})
+	t.Run("apply, patch, delete", func(t *testing.T) {
+		name := fmt.Sprintf("a-%d", time.Now().UnixNano())
+		manifest := fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {k: v1}\n", name)
+		steps := [][]string{
+			{"apply", "-f", "-"},
+			{"patch", "configmap", name, "--type", "merge", "-p", `{"data":{"k":"v2"}}`},
+			{"get", "configmap", name, "-o", "jsonpath={.data.k}"},
+			{"delete", "configmap", name},
+		}
+		var got string
+		for i, args := range steps {
+			stdin := ""
+			if i == 0 {
+				stdin = manifest
+			}
+			out, err := c.kubectl(t, "real-apply", agents, nil, stdin, args...)
+			if err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			if args[0] == "get" {
+				got = out
+			}
+		}
+		if got != "v2" {
+			t.Fatalf("after the patch the config map holds %q", got)
+		}
+		// One session per kubectl run; the commands of all of them.
+		var texts []string
+		waitFor(t, "the four kubectl sessions", func() bool {
+			bySession := map[string][]schemas.Frame{}
+			for _, f := range c.g.frames.allOf("real-apply") {
+				bySession[f.SessionID] = append(bySession[f.SessionID], f)
+			}
+			if len(bySession) < len(steps) {
+				return false
+			}
+			texts = texts[:0]
+			for _, fs := range bySession {
+				verifyChain(t, c.g.signer, fs)
+				cmds, _ := replayKube(t, fs)
+				for _, cmd := range cmds {
+					texts = append(texts, cmd.Text)
+				}
+			}
+			return true
+		})
+		ns := " -n " + c.k.Namespace
+		for _, want := range []string{"create configmaps" + ns, "patch configmaps/" + name + ns, "get configmaps/" + name + ns, "delete configmaps/" + name + ns} {
+			if !slices.Contains(texts, want) {
+				t.Errorf("no command %q among %q", want, texts)
+			}
+		}
+	})
+	t.Run("bad token", func(t *testing.T) {
+		cfg := c.k.Kubeconfig(t, c.g.base+"/cluster", c.g.caPath(), "not-a-token")
+		// kubectl prints a 401 from the gateway as it prints the cluster's own.
+		out, errOut, err := c.k.Run(cfg, "", "get", "pods")
+		if err == nil || !strings.Contains(errOut, "error: You must be logged in to the server") {
+			t.Fatalf("kubectl with a bad token: %v\n%s%s", err, out, errOut)
+		}
+	})
 	t.Run("logs -f", func(t *testing.T) {
 		first := fmt.Sprintf("first line %d", time.Now().UnixNano())
 		c.k.AppendLog(t, "stdout", first)
