@@ -241,7 +241,8 @@ EOF
 # FORWARD_PORT, where a test listens.
 kube_kwok_config() {
 	local src f
-	src=$(cd "$KUBE_TOOLS" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	src=$(cd "$KUBE_TOOLS" && go mod download -json sigs.k8s.io/kwok | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+	[[ -d $src/kustomize/stage ]] || die "kwok's module source (its node and pod stages) not found; run: (cd $KUBE_TOOLS && go mod download)"
 	for f in "$src"/kustomize/stage/node/fast/node-initialize.yaml "$src"/kustomize/stage/pod/fast/pod-*.yaml; do
 		echo "---"
 		cat "$f"
