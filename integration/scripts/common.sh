@@ -93,6 +93,19 @@ pid_alive() {
 
 pid_of() { head -n1 "$1" | tr -dc '0-9'; }
 
+# pid_running PIDFILE: true while the process PIDFILE names exists and has
+# not exited. wait_until uses it rather than pid_alive: right after daemonize
+# the child may still be the subshell closing descriptors, whose command line
+# does not yet name the daemon's directory.
+pid_running() {
+	local pid state
+	[[ -s $1 ]] || return 1
+	pid=$(pid_of "$1")
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+	state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null)
+	[[ $state != Z && $state != X ]]
+}
+
 # stop_pidfile NAME PIDFILE [TIMEOUT_S]: SIGTERM the process, wait, then SIGKILL.
 stop_pidfile() {
 	local name=$1 pf=$2 timeout=${3:-30} pid i
@@ -123,7 +136,7 @@ wait_until() {
 	shift 4
 	local deadline=$((SECONDS + timeout)) why="not ready after ${timeout}s"
 	while ! "$@" >/dev/null 2>&1; do
-		if [[ $pidfile != - ]] && ! pid_alive "$pidfile"; then
+		if [[ $pidfile != - ]] && ! pid_running "$pidfile"; then
 			why="exited while starting"
 			break
 		fi
