@@ -66,6 +66,9 @@ type Kafka struct {
 	// Linger: how long a frame nobody waits for may wait to share a produce
 	// request (default 5ms; 0: none). Absent and 0 differ, hence the pointer.
 	Linger *time.Duration `yaml:"linger"`
+	// RoundsInFlight: how many group-commit rounds may await Kafka's
+	// acknowledgement at once (default 1; 0: no limit of the gateway's own).
+	RoundsInFlight *int `yaml:"rounds_in_flight"`
 	// Security is kafka.tls and kafka.sasl (docs/configuration.md); absent is plaintext.
 	kafkaconn.Security `yaml:",inline"`
 }
@@ -231,6 +234,9 @@ func (c *Config) validate(lookupEnv func(string) (string, bool)) error {
 	}
 	if l := c.Kafka.Linger; l != nil && (*l < 0 || *l > time.Second) {
 		p.add("kafka.linger", "%s: want 0 to 1s", *l)
+	}
+	if r := c.Kafka.RoundsInFlight; r != nil && (*r < 0 || *r > 64) {
+		p.add("kafka.rounds_in_flight", "%d: want 0 (no limit) to 64", *r)
 	}
 	if c.Kafka.MaxBufferedBytes < 0 || c.Kafka.FragmentBytes < 0 {
 		p.add("kafka", "max_buffered_bytes and fragment_bytes must not be negative")

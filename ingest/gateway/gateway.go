@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Gateway, err er
 		ProduceTimeout:   cfg.Kafka.ProduceTimeout,
 		MaxBufferedBytes: cfg.Kafka.MaxBufferedBytes,
 		Linger:           linger(cfg.Kafka.Linger),
+		Rounds:           rounds(cfg.Kafka.RoundsInFlight),
 		Opts:             kafkaOpts,
 		Logger:           log, // the recorder adds gateway_id itself
 	}, g.reg)
@@ -297,6 +298,18 @@ func (g *Gateway) httpHandler() http.Handler {
 }
 
 // linger maps kafka.linger to the recorder's: absent is its default, 0 is none.
+// rounds maps kafka.rounds_in_flight to recorder.Config.Rounds: absent is
+// the default, 0 no limit.
+func rounds(r *int) int {
+	switch {
+	case r == nil:
+		return 0
+	case *r == 0:
+		return -1
+	}
+	return *r
+}
+
 func linger(l *time.Duration) time.Duration {
 	switch {
 	case l == nil:

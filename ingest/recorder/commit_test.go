@@ -121,3 +121,73 @@ func TestBufferedFramesSentAfterLinger(t *testing.T) {
 	}
 	waitSettled(t, s, 30*time.Second)
 }
+
+// While a round is unacknowledged, the statements of other strict sessions
+// wait for it and then share one produce request, instead of a request each.
+func TestStrictFramesWaitingForARoundShareARequest(t *testing.T) {
+	const others = 4
+	c := fakeKafka(t)
+	r := newTestRecorder(t, testConfig(t, Strict), c.ListenAddrs())
+	r.commit.patience = time.Hour // the held round keeps holding the next
+	ctx := context.Background()
+	var sessions []*Session
+	for range others + 1 {
+		s, err := r.Start(ctx, testMeta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+
+	// The first statement's request is held by the broker until released.
+	held, release := make(chan struct{}), make(chan struct{})
+	var requests atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if requests.Add(1) == 1 {
+			close(held)
+			c.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	done := make(chan error, others+1)
+	send := func(s *Session) { done <- s.Client(ctx, "Query", 0, []byte("select 1")) }
+	go send(sessions[0])
+	<-held
+	for _, s := range sessions[1:] {
+		go send(s)
+	}
+	waitQueued(t, r.commit, others)
+	close(release)
+	for range others + 1 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := requests.Load(); n != 2 {
+		t.Fatalf("%d produce requests for %d statements, want 2 (the held one, then the rest together)", n, others+1)
+	}
+	for _, s := range sessions {
+		if err := s.End(ctx, "client terminated"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitQueued waits until the committer holds n records for the next round.
+func waitQueued(t *testing.T, c *committer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		queued := len(c.queue)
+		c.mu.Unlock()
+		if queued >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records queued, want %d", queued, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

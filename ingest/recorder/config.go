@@ -31,6 +31,9 @@ const (
 	// DefaultLinger is how long a frame nobody waits for (SERVER frames,
 	// every frame in buffered mode) may wait to share a produce request.
 	DefaultLinger = 5 * time.Millisecond
+	// DefaultRounds is how many group-commit rounds may be unacknowledged at
+	// once (commit.go): what arrives meanwhile waits and goes out together.
+	DefaultRounds = 1
 
 	// MaxFragmentBytes keeps a fragment well inside what the schemas codec
 	// decodes and what a broker can be configured to accept in one batch.
@@ -74,6 +77,12 @@ type Config struct {
 	// mode, that much more to lose if the gateway dies.
 	Linger time.Duration
 
+	// Rounds is how many hand-overs to the client (group-commit rounds) may
+	// be unacknowledged at once (default DefaultRounds; negative: no limit,
+	// franz-go's five requests in flight decide). Fewer means larger requests
+	// under load, and a waited frame may wait for one round trip more.
+	Rounds int
+
 	// Client, when set, is used instead of a client built from Brokers. Build
 	// it with ProducerOpts so that acks, partitioning and timeouts match; the
 	// Recorder does not close it.
@@ -115,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger
+	}
+	if c.Rounds == 0 {
+		c.Rounds = DefaultRounds
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer) (*Recorder,
 		}
 		r.ownClient = true
 	}
-	r.commit = newCommitter(r.cl, max(cfg.Linger, 0), roundBytes)
+	r.commit = newCommitter(r.cl, max(cfg.Linger, 0), roundBytes, max(cfg.Rounds, 0))
 	r.bg.Add(1)
 	go r.watchdog()
 	return r, nil

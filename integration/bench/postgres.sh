@@ -21,6 +21,7 @@
 # direct in units of one acknowledged produce measured in the same run.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
 # BENCH_LINGER sets the gateways' kafka.linger (0s: no group commit, to compare).
+# BENCH_ROUNDS sets kafka.rounds_in_flight (0: no limit of the gateway's, to compare).
 # frames/batch: frames per record batch the gateway wrote, from its metrics.
 # BENCH_WARMUP (default 20) seconds of load through each gateway come first, unmeasured.
 # All connections are plaintext on loopback (the gateway with allow_plaintext,
@@ -66,7 +67,7 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_LINGER:+, linger: $BENCH_LINGER}}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_LINGER:+, linger: $BENCH_LINGER}${BENCH_ROUNDS:+, rounds_in_flight: $BENCH_ROUNDS}}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 postgres: {listen: "127.0.0.1:$port", allow_plaintext: true}
