@@ -17,6 +17,7 @@
 # 3. CPU per MiB moved by scp, read from /proc: gateway, Kafka broker, sshd.
 # Both gateways record to a private Kafka broker the script starts
 # (BENCH_KAFKA=shared: the test services' broker, into a topic deleted at the end).
+# BENCH_ROUNDS sets the gateways' kafka.rounds_in_flight (0: no limit of theirs, to compare).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -57,7 +58,7 @@ start_gateway() {
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-ssh-$mode
 data_dir: $work/gw-$mode
-kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode}
+kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_ROUNDS:+, rounds_in_flight: $BENCH_ROUNDS}}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
 ssh: {listen: "127.0.0.1:$port"}
 targets:
