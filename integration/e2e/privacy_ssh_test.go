@@ -43,22 +43,25 @@ func TestPrivacySSH(t *testing.T) {
 }
 
 func privacyScenario(t *testing.T, h *harness, term *terminal, sub, token string) {
-	sudoPw := "Sudo-" + randHex(5)
+	sudoPw := h.target.SudoPassword
+	if sudoPw == "" {
+		t.Fatal("TAPLINE_SSH_SUDO_PASSWORD is not set: run integration/services.sh up ssh")
+	}
 	apiKey := "sk_" + randHex(8)
 	passphrase := "pass-" + randHex(6) + "-phrase"
 	awsKey := "AKIA" + strings.ToUpper(randHex(8))
 	email := "pia." + randHex(4) + "@example.org"
 	keyFile := "/tmp/tapline-e2e-key-" + randHex(4)
 
-	// sudo prompts "[sudo] password for <user>: " and reads without echo; the test
-	// target has no sudo for its user, so a shell prompt does the same. The prompt
-	// text is built at run time, so that the echoed command line does not show it.
-	term.run("read -rs -p \"[sudo] password for $(whoami): \" P; echo; echo \"sudo-len-${#P}\"", "password for "+h.target.User+": ")
+	// Real sudo: it prompts "[sudo] password for <user>: " on the terminal and
+	// reads with echo off; the target account may run id as root, with its
+	// password, asked every time. A wrong password or no prompt fails here.
+	term.run("sudo /usr/bin/id", "[sudo] password for "+h.target.User+": ")
 	for _, k := range sudoPw { // one keystroke per frame
 		term.send(string(k))
 	}
 	term.send("\n")
-	term.wait(fmt.Sprintf("sudo-len-%d", len(sudoPw)))
+	term.wait("uid=0(root)")
 
 	// read -s with a prompt; the key pasted with its Enter in one frame.
 	term.run("read -rs -p \"$(printf 'API %s: ' key)\" K; echo; echo \"key-len-${#K}\"", "API key: ")

@@ -10,6 +10,7 @@ ssh_packages() {
 	[[ -x /usr/sbin/sshd ]] || echo openssh-server
 	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || echo openssh-client
 	command -v sshpass >/dev/null || echo sshpass
+	command -v sudo >/dev/null && command -v visudo >/dev/null || echo sudo
 }
 
 ssh_sftp_server() {
@@ -23,15 +24,15 @@ ssh_sftp_server() {
 	echo internal-sftp
 }
 
-# ssh_target_user: the local account tests log in as. Its password field is
-# "*" (no password, but not locked: sshd refuses locked accounts).
+# ssh_target_user: the local account tests log in as (with the gateway's key
+# only: the config allows no password login). Its password is for sudo.
 ssh_target_user() {
 	if ! id "$SSH_TARGET_USER" >/dev/null 2>&1; then
 		log "creating user $SSH_TARGET_USER"
 		useradd --create-home --shell /bin/bash --comment "tapline integration tests" "$SSH_TARGET_USER" ||
 			die "useradd $SSH_TARGET_USER failed"
 	fi
-	[[ $(getent shadow "$SSH_TARGET_USER" | cut -d: -f2) == '*' ]] || usermod -p '*' "$SSH_TARGET_USER"
+	ssh_sudo
 	local home
 	home=$(getent passwd "$SSH_TARGET_USER" | cut -d: -f6)
 	[[ -d $home ]] || {
@@ -45,6 +46,26 @@ ssh_target_user() {
 	grep -qxF "$pub" "$ak" || echo "$pub" >>"$ak"
 	chown "$SSH_TARGET_USER:" "$ak"
 	chmod 600 "$ak"
+}
+
+# SSH_SUDO_FILE holds the target account's sudo password: one per host, not
+# per services state, because the account is the host's (two checkouts'
+# services share it).
+SSH_SUDO_FILE=/var/lib/tapline-test/ssh-sudo-password
+
+# ssh_sudo: the target account may run /usr/bin/id as root with its password,
+# asked every time (timestamp_timeout=0), so that tests type at a real sudo
+# prompt. Nothing else: no other command, no NOPASSWD.
+ssh_sudo() {
+	if [[ ! -s $SSH_SUDO_FILE ]]; then
+		install -d -m 700 "$(dirname "$SSH_SUDO_FILE")"
+		(umask 077 && head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20 >"$SSH_SUDO_FILE")
+	fi
+	echo "$SSH_TARGET_USER:$(cat "$SSH_SUDO_FILE")" | chpasswd || die "setting the password of $SSH_TARGET_USER failed"
+	local rule=$SSH_DIR/sudoers
+	printf 'Defaults:%s timestamp_timeout=0\n%s ALL=(root) /usr/bin/id\n' "$SSH_TARGET_USER" "$SSH_TARGET_USER" >"$rule"
+	visudo -qcf "$rule" || die "the sudo rule $rule does not parse (visudo -cf $rule)"
+	cmp -s "$rule" "/etc/sudoers.d/$SSH_TARGET_USER" || install -m 440 "$rule" "/etc/sudoers.d/$SSH_TARGET_USER"
 }
 
 ssh_keys() {
@@ -129,6 +150,7 @@ ssh_up() {
 		env_line TAPLINE_SSH_KNOWN_HOSTS "$SSH_DIR/known_hosts"
 		env_line TAPLINE_SSH_HOST_PUBKEY "$(cut -d' ' -f1-2 "$SSH_DIR/ssh_host_ed25519_key.pub")"
 		env_line TAPLINE_SSH_LOG "$SSH_DIR/sshd.log"
+		env_line TAPLINE_SSH_SUDO_PASSWORD "$(cat "$SSH_SUDO_FILE")"
 	} >"$STATE/parts/ssh.env"
 }
 

@@ -20,6 +20,7 @@ type SSHTarget struct {
 	KnownHostsPath string // known_hosts file with the host key at [Host]:Port
 	HostPubKey     string // the host key, authorized_keys format ("ssh-ed25519 AAAA...")
 	Log            string // sshd log (LogLevel VERBOSE)
+	SudoPassword   string // User's password: `sudo /usr/bin/id` asks for it, every time
 }
 
 // Addr is host:port.
@@ -83,6 +84,7 @@ func SSH(t testing.TB) SSHTarget {
 	}
 	s := SSHTarget{Host: v[0], Port: port, User: v[2], KeyPath: v[3], KnownHostsPath: v[4], HostPubKey: v[5]}
 	s.Log, _ = Lookup("TAPLINE_SSH_LOG")
+	s.SudoPassword, _ = Lookup("TAPLINE_SSH_SUDO_PASSWORD")
 	reachable(t, "ssh", s.Addr(), "TAPLINE_SSH_LOG")
 	return s
 }
