@@ -164,7 +164,10 @@ func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 		w.Step, w.Need = walkParamCount, 2
 	case walkParamCount:
 		w.Count = int(binary.BigEndian.Uint16(v))
-		w.Params = c.boundParams(string(w.Stmt), w.Count, r)
+		w.Params = nil
+		for _, typ := range c.boundParams(string(w.Stmt), w.Count, r) {
+			w.Params = append(w.Params, typ != "")
+		}
 		w.startValues()
 	case walkLen:
 		n := int32(binary.BigEndian.Uint32(v))
