@@ -50,7 +50,7 @@ const (
 
 func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, counts protocol.Counts) []byte {
 	if f.Fragment == 0 {
-		c.Walk = nil
+		c.Walk, c.Frag = nil, nil
 		if f.Kind == DataRow || f.Kind == Bind {
 			c.Walk = &walk{Kind: f.Kind, Step: walkHeader, Need: HeaderLen}
 		}
@@ -70,11 +70,10 @@ func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, coun
 		if f.Kind == CopyData && c.Copy != nil {
 			c.Copy.mask(out[skip:], counts)
 		}
-		masked := r.Text(out[skip:], protocol.SameLength, counts)
-		copy(out[skip:], masked)
+		copy(out[skip:], c.fragmentText(out[skip:], f.Final, r, counts))
 	}
 	if f.Final {
-		c.Walk = nil
+		c.Walk, c.Frag = nil, nil
 		c.afterMask(f)
 	}
 	return out
