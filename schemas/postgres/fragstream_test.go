@@ -70,13 +70,16 @@ func realRules(t *testing.T) protocol.MaskRules {
 func TestFragmentBoundaryAcrossSecret(t *testing.T) {
 	r := realRules(t)
 	for _, secret := range fragSecrets {
-		for _, kind := range []string{Query, CopyData} {
+		for _, kind := range []string{Query, CopyData, DataRow} {
 			var whole []byte
 			text := "SELECT note FROM t WHERE note = 'see " + secret + " now' AND id = 1"
-			if kind == Query {
+			switch kind {
+			case Query:
 				whole = msg(t, &pgproto3.Query{String: text})
-			} else {
+			case CopyData:
 				whole = msg(t, &pgproto3.CopyData{Data: []byte("1\tsee " + secret + " now\t2\n")})
+			case DataRow:
+				whole = msg(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("see " + secret + " now"), []byte("x12")}})
 			}
 			at := bytes.Index(whole, []byte(secret))
 			for cut := at - 2; cut <= at+len(secret)+2; cut++ {
@@ -125,4 +128,48 @@ func ExampleConversation_fragmentText() {
 	b := c.fragmentText([]byte("mple.org now"), true, r.Rules("db"), counts)
 	fmt.Printf("%s|%s\n", a, b)
 	// Output: mail *************|******** now
+}
+
+// FuzzFragmentText cuts a Query holding a detector-only secret into fragments
+// anywhere: lengths hold, and every byte the detectors mask in the whole text
+// (separators between a number's groups aside) is masked in the fragments too.
+func FuzzFragmentText(f *testing.F) {
+	for i, s := range fragSecrets {
+		f.Add("see "+s+" now", uint16(4+i), uint16(9+i), uint8(i))
+	}
+	f.Add("key AKIAIOSFODNN7EXAMPLE, card 4111-1111-1111-1111.", uint16(10), uint16(40), uint8(0))
+	m, err := mask.New(mask.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	r := m.Rules("db")
+	f.Fuzz(func(t *testing.T, text string, cut1, cut2 uint16, pick uint8) {
+		text = strings.ReplaceAll(text, "\x00", "")
+		if len(text) > 4096 {
+			return
+		}
+		text = "SELECT '" + text + " " + fragSecrets[int(pick)%len(fragSecrets)] + "'"
+		whole := msg(t, &pgproto3.Query{String: text})
+		a, b := int(cut1)%len(whole), int(cut2)%len(whole)
+		if a > b {
+			a, b = b, a
+		}
+		var cuts []int
+		for _, c := range []int{a, b} {
+			if c > 0 && (len(cuts) == 0 || c > cuts[len(cuts)-1]) {
+				cuts = append(cuts, c)
+			}
+		}
+		if len(cuts) == 0 {
+			cuts = []int{len(whole) / 2}
+		}
+		got, _ := maskFragments(t, r, Query, whole, cuts...)
+		ref := r.Text(append([]byte(nil), whole[HeaderLen:]...), protocol.SameLength, protocol.Counts{})
+		for i, ch := range ref {
+			// A separator between a number's groups is no part of the secret.
+			if ch == '*' && !strings.ContainsRune("* -.", rune(whole[HeaderLen+i])) && got[HeaderLen+i] != '*' {
+				t.Fatalf("cuts %v: byte %d (%q) masked whole, kept in fragments:\n%q\n%q", cuts, i, whole[HeaderLen+i], ref, got[HeaderLen:])
+			}
+		}
+	})
 }

@@ -91,7 +91,8 @@ func (c *Conversation) walk(w *walk, b []byte, r protocol.MaskRules, counts prot
 				star(seg)
 				counts.Add(w.maskType(), 1)
 			case w.Text:
-				copy(seg, r.Text(seg, protocol.SameLength, counts))
+				// A value cut by a fragment boundary is one stream for the detectors.
+				copy(seg, c.fragmentText(seg, w.Remain == int64(n), r, counts))
 			}
 			i += n
 			if w.Remain -= int64(n); w.Remain == 0 {
