@@ -392,6 +392,12 @@ topics: {raw: %s, frames: %s, commands: %s, sessions: %s, audit: %s, audit_ocsf:
 trusted_gateway_keys: [%s]
 signing_key: %s
 sessions: {hold_for: 60s}
+masking:
+  defaults:
+    tables:
+      e2e_items: [id, name, price]
+      e2e_customers: [id, contact, card_no]
+      public.e2e_positional: [id, name, password, api_key, note]
 `, strings.Join(h.brokers, ", "), h.prefix, h.prefix, t.Raw, t.Frames, t.Commands, t.Sessions, t.Audit, t.AuditOCSF, t.State,
 		t.DeadLetter, hex.EncodeToString(h.gwKey), h.processorKeyPath())
 	return runner.Parse([]byte(y), func(string) (string, bool) { return "", false })

@@ -71,3 +71,6 @@ func (r rulesView) Column(name string) bool    { return r.t.maskColumn(name) }
 func (r rulesView) Param(i int) bool           { return r.t.maskParam(i) }
 func (r rulesView) Header(name string) bool    { return r.t.headers[name] }
 func (r rulesView) JSONField(name string) bool { return r.t.jsonFields[name] }
+func (r rulesView) TableColumns(schema, table string) ([]string, bool) {
+	return r.t.tableColumns(schema, table)
+}

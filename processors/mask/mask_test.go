@@ -118,6 +118,9 @@ func TestConfigErrors(t *testing.T) {
 		"defaults: {params: some}",
 		"defaults: {params: [0]}",
 		"defaults: {colums: [x]}",
+		"defaults: {tables: {users: []}}",
+		"defaults: {tables: {a.b.c: [x]}}",
+		"defaults: {tables: {'.users': [x]}}",
 	} {
 		cfg, err := LoadConfig([]byte(y))
 		if err == nil {
@@ -437,5 +440,51 @@ func TestLifecycleFramesAreNeverMasked(t *testing.T) {
 	f := &schemas.Frame{Protocol: schemas.Postgres, Kind: schemas.KindSessionStart, Payload: []byte(`{"start":{"email":"h@example.com"}}`), Final: true}
 	if m.Frame(f, "db", nil) != nil || !bytes.Contains(f.Payload, []byte("h@example.com")) {
 		t.Error("lifecycle frame masked")
+	}
+}
+
+// Declared tables resolve as PostgreSQL resolves names with the default
+// search_path: unqualified means public, in any case; a target adds to the
+// defaults and overrides a table they declare.
+func TestTableColumns(t *testing.T) {
+	cfg, err := LoadConfig([]byte(`
+defaults:
+  tables:
+    Users: [ID, Email, Password]
+    billing.cards: [id, number]
+targets:
+  db:
+    tables:
+      public.users: [id, password]
+      audit: [at, who]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Rules("other").(protocol.TableRules); !ok {
+		t.Fatal("rules do not declare tables")
+	}
+	for _, tc := range []struct {
+		target, schema, table string
+		want                  []string
+	}{
+		{"other", "", "users", []string{"id", "email", "password"}},
+		{"other", "PUBLIC", "USERS", []string{"id", "email", "password"}},
+		{"other", "billing", "cards", []string{"id", "number"}},
+		{"other", "", "cards", nil},
+		{"other", "app", "users", nil},
+		{"db", "", "users", []string{"id", "password"}},
+		{"db", "", "audit", []string{"at", "who"}},
+		{"db", "billing", "cards", []string{"id", "number"}},
+	} {
+		tr := m.Rules(tc.target).(protocol.TableRules)
+		got, ok := tr.TableColumns(tc.schema, tc.table)
+		if !reflect.DeepEqual(got, tc.want) || ok != (tc.want != nil) {
+			t.Errorf("%s %s.%s: %v %v", tc.target, tc.schema, tc.table, got, ok)
+		}
 	}
 }

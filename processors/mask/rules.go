@@ -27,6 +27,9 @@ import (
 //	    regex: [{name: ticket, pattern: 'TCK-[0-9]{6}'}]
 //	    http_headers: [authorization, cookie]
 //	    json_fields: [password, token]
+//	    tables:                         # column order, for values bound by position
+//	      users: [id, email, password]  # unqualified: schema public
+//	      billing.cards: [id, card_number]
 //	  targets:
 //	    orders: {columns: [email], params: all}
 type Config struct {
@@ -42,6 +45,9 @@ type Rules struct {
 	Regex       []RegexRule     `yaml:"regex"`
 	HTTPHeaders []string        `yaml:"http_headers"`
 	JSONFields  []string        `yaml:"json_fields"`
+	// Tables declares the column order of tables, so that values an INSERT or COPY
+	// binds by position (no column list) are tied to column rules.
+	Tables map[string][]string `yaml:"tables"`
 }
 
 // RegexRule masks every match of Pattern (or only its submatch Group) as type
@@ -123,6 +129,7 @@ type targetRules struct {
 	params     ParamRule
 	headers    map[string]bool
 	jsonFields map[string]bool
+	tables     map[string][]string // "schema.table" → lower-case columns in order
 }
 
 type namedPattern struct {
@@ -160,7 +167,7 @@ func compile(defaults, r Rules, where string) (*targetRules, error) {
 			on[name] = v
 		}
 	}
-	t := &targetRules{headers: map[string]bool{}, jsonFields: map[string]bool{}}
+	t := &targetRules{headers: map[string]bool{}, jsonFields: map[string]bool{}, tables: map[string][]string{}}
 	for _, d := range Detectors {
 		if on[d] {
 			t.dets = append(t.dets, builtin[d])
@@ -177,6 +184,18 @@ func compile(defaults, r Rules, where string) (*targetRules, error) {
 	}
 	for _, f := range lowerAll(DefaultJSONFields, defaults.JSONFields, r.JSONFields) {
 		t.jsonFields[f] = true
+	}
+	for _, layer := range []Rules{defaults, r} {
+		for name, cols := range layer.Tables {
+			key, err := tableKey(name)
+			if err == nil && len(cols) == 0 {
+				err = errors.New("needs its columns in order")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("masking.%s.tables %q: %v", where, name, err)
+			}
+			t.tables[key] = lowerAll(cols)
+		}
 	}
 	switch {
 	case r.Params != nil:
@@ -198,6 +217,38 @@ func compile(defaults, r Rules, where string) (*targetRules, error) {
 		t.extra = append(t.extra, namedPattern{"regex:" + rr.Name, re, rr.Group})
 	}
 	return t, nil
+}
+
+// tableKey is a declared table's name as "schema.table", lower case (PostgreSQL
+// folds unquoted names; a quoted mixed-case name is matched regardless of case,
+// which can only mask more). An unqualified name is in schema public, where the
+// default search_path puts it.
+func tableKey(name string) (string, error) {
+	parts := strings.Split(strings.ToLower(strings.TrimSpace(name)), ".")
+	for i := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(parts[i]), `"`)
+		if parts[i] == "" {
+			return "", errors.New("want table or schema.table")
+		}
+	}
+	switch len(parts) {
+	case 1:
+		return "public." + parts[0], nil
+	case 2:
+		return parts[0] + "." + parts[1], nil
+	}
+	return "", errors.New("want table or schema.table")
+}
+
+// tableColumns is the declared column order of a table a statement names (schema
+// "" when unqualified, resolved as the default search_path "$user", public would:
+// declared tables live in public unless qualified).
+func (t *targetRules) tableColumns(schema, table string) ([]string, bool) {
+	if schema == "" {
+		schema = "public"
+	}
+	cols, ok := t.tables[strings.ToLower(schema)+"."+strings.ToLower(table)]
+	return cols, ok
 }
 
 func lowerAll(lists ...[]string) []string {

@@ -22,6 +22,9 @@ type Conversation struct {
 	// Copy is the COPY ... FROM STDIN whose rows are arriving, when it names ruled
 	// columns: where the masker is in its data.
 	Copy *copyState `json:"copy,omitempty"`
+	// Frag is where the detectors are in the byte stream of a fragmented message
+	// that is not walked field by field (see fragmentText).
+	Frag *fragStream `json:"frag,omitempty"`
 	// Lost is the type byte of a whole message whose payload was withheld, for Stitch
 	// to read it as an empty message of its type.
 	Lost byte `json:"lost,omitempty"`

@@ -21,6 +21,10 @@ func FuzzMaskSQL(f *testing.F) {
 		`COPY u (id, password) FROM STDIN (FORMAT csv)`,
 		`SELECT 'é' AS password; SELECT $1`,
 		`INSERT INTO u (password VALUES ('x'`,
+		`INSERT INTO users VALUES (1, 'bob', 'pw', $1), (2, 'al', $$x$$, $2)`,
+		`insert into billing.cards select 1, 'k'`,
+		`COPY users FROM STDIN (FORMAT csv)`,
+		`COPY logs FROM STDIN`,
 	} {
 		f.Add(s, []byte("1\tpw\n2\t\"q,\"\n"))
 	}
@@ -36,6 +40,17 @@ func FuzzMaskSQL(f *testing.F) {
 			t.Fatalf("CopyData changed length")
 		}
 
+		// With declared tables: framing and CopyData length hold, and the value a
+		// positional INSERT writes to a ruled column is never kept.
+		dc := &Conversation{}
+		dout := dc.Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), declared, protocol.Counts{})
+		if _, err := CheckedBodyOf(dout, 'Q'); err != nil {
+			t.Fatalf("framing lost (declared): %v", err)
+		}
+		if got := dc.Mask(frame(CopyData, schemas.Client, cd), declared, protocol.Counts{}); len(got) != len(cd) {
+			t.Fatalf("CopyData changed length (declared)")
+		}
+
 		if strings.Contains(sql, "masked") {
 			return // the masked form itself
 		}
@@ -49,7 +64,21 @@ func FuzzMaskSQL(f *testing.F) {
 		if strings.Contains(q.String, lit) {
 			t.Fatalf("literal of a ruled column kept: %q", q.String)
 		}
+		for _, r := range []protocol.MaskRules{rules, declared} {
+			stmt = "INSERT INTO users VALUES (1, 'n', " + lit + ")"
+			body, _ = CheckedBodyOf(maskWith(t, r, stmt), 'Q')
+			if err := q.Decode(body); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(q.String, lit) {
+				t.Fatalf("positional literal of a ruled column kept: %q", q.String)
+			}
+		}
 	})
+}
+
+func maskWith(t *testing.T, r protocol.MaskRules, sql string) []byte {
+	return (&Conversation{}).Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), r, protocol.Counts{})
 }
 
 func maskSQLFrame(t *testing.T, c *Conversation, sql string) []byte {

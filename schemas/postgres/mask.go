@@ -206,9 +206,9 @@ func (m masker) bind(b *pgproto3.Bind, counts protocol.Counts) {
 		if v == nil {
 			continue
 		}
-		if ruled[i] {
-			counts.Add(MaskParam, 1)
-			b.Parameters[i] = []byte(replacement(MaskParam, m.st, len(v)))
+		if ruled[i] != "" {
+			counts.Add(ruled[i], 1)
+			b.Parameters[i] = []byte(replacement(ruled[i], m.st, len(v)))
 			continue
 		}
 		if FormatCode(b.ParameterFormatCodes, i) == 0 {
@@ -217,16 +217,28 @@ func (m masker) bind(b *pgproto3.Bind, counts protocol.Counts) {
 	}
 }
 
-// boundParams says which of a Bind's n parameters are masked whole: by position, or
-// by the column the statement binds them to.
-func (c *Conversation) boundParams(stmt string, n int, r protocol.MaskRules) []bool {
-	var byCol map[int]string
+// boundParams says which of a Bind's n parameters are masked whole, and as what
+// type ("" for none): by position, by the column the statement binds them to, or by
+// their position in the rows of the table a positional INSERT fills.
+func (c *Conversation) boundParams(stmt string, n int, r protocol.MaskRules) []string {
+	var refs paramRefs
 	if sql, ok := c.StatementText(stmt); ok {
-		byCol = paramColumns(sql, r)
+		refs = paramColumns(sql, r)
 	}
-	out := make([]bool, n)
+	out := make([]string, n)
 	for i := range n {
-		out[i] = r.Param(i) || (byCol[i] != "" && r.Column(byCol[i]))
+		col, p, positional := refs.cols[i], refs.pos[i], false
+		if _, positional = refs.pos[i]; positional {
+			typ, masked := positionalRule(r, p)
+			if masked && typ == MaskPositional {
+				out[i] = MaskPositional
+				continue
+			}
+			positional = masked
+		}
+		if positional || r.Param(i) || (col != "" && r.Column(col)) {
+			out[i] = MaskParam
+		}
 	}
 	return out
 }

@@ -17,6 +17,7 @@ func BenchmarkMaskSQL(b *testing.B) {
 	for _, bc := range []struct{ name, sql string }{
 		{"ruled insert", `INSERT INTO users (id, email, password) VALUES (1, 'a@b.c', 'hunter2'), (2, 'x@y.z', 'pw2') ON CONFLICT (id) DO UPDATE SET password = EXCLUDED.password`},
 		{"ruled where", `SELECT id FROM users WHERE ssn = '123-45-6789' AND id IN (1, 2, 3)`},
+		{"positional insert", `INSERT INTO events VALUES (1, 'login', now(), '10.0.0.1')`},
 		{"unruled", `SELECT u.id, u.name, o.total FROM users u JOIN orders o ON o.user_id = u.id WHERE o.created_at > now() - interval '1 day'`},
 	} {
 		p := msg(b, &pgproto3.Query{String: bc.sql})

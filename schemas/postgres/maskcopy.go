@@ -11,14 +11,17 @@ import (
 // the recorder cuts those into fragments): it carries its position in the current
 // row from one message to the next.
 type copyState struct {
-	Ruled  []bool `json:"ruled"`
-	CSV    bool   `json:"csv,omitempty"`
-	Binary bool   `json:"binary,omitempty"`
-	Delim  byte   `json:"delim"`
-	Field  int    `json:"field,omitempty"`  // current field of the current row
-	Esc    bool   `json:"esc,omitempty"`    // text: the previous byte was a backslash
-	Quoted bool   `json:"quoted,omitempty"` // csv: inside a quoted field
-	Begun  bool   `json:"begun,omitempty"`  // the current field has been counted in this piece
+	Ruled []bool `json:"ruled"`
+	// Beyond: fields past Ruled are masked too, as positional (a COPY without a
+	// column list, into a table whose columns are not declared or are fewer).
+	Beyond bool `json:"beyond,omitempty"`
+	CSV    bool `json:"csv,omitempty"`
+	Binary bool `json:"binary,omitempty"`
+	Delim  byte `json:"delim"`
+	Field  int  `json:"field,omitempty"`  // current field of the current row
+	Esc    bool `json:"esc,omitempty"`    // text: the previous byte was a backslash
+	Quoted bool `json:"quoted,omitempty"` // csv: inside a quoted field
+	Begun  bool `json:"begun,omitempty"`  // the current field has been counted in this piece
 	// Binary format: what is being read, the bytes of a fixed-size number so far and
 	// how many it needs, and the bytes left of the current value (or extension).
 	Step   int    `json:"step,omitempty"`
@@ -43,13 +46,21 @@ const (
 var binFixed = map[int]int{binSignature: 11, binFlags: 4, binExtLen: 4, binCount: 2, binLen: 4}
 
 // newCopyState returns the state of a COPY FROM STDIN into ruled columns, or nil.
+// Without a column list the fields fill the table's columns in order: the order
+// the rules declare for it, or, for a table not declared, an unknown order, so
+// every field is masked.
 func newCopyState(t *copyTarget, r protocol.MaskRules) *copyState {
-	if t == nil || len(t.cols) == 0 {
+	if t == nil {
 		return nil
 	}
-	c := &copyState{Ruled: make([]bool, len(t.cols)), CSV: t.format == "csv", Binary: t.format == "binary", Delim: t.delim}
-	any := false
-	for i, col := range t.cols {
+	cols, beyond := t.cols, false
+	if len(cols) == 0 {
+		cols, _ = declaredColumns(r, t.rel)
+		beyond = true
+	}
+	c := &copyState{Ruled: make([]bool, len(cols)), Beyond: beyond, CSV: t.format == "csv", Binary: t.format == "binary", Delim: t.delim}
+	any := beyond
+	for i, col := range cols {
 		c.Ruled[i] = r.Column(col)
 		any = any || c.Ruled[i]
 	}
@@ -57,6 +68,17 @@ func newCopyState(t *copyTarget, r protocol.MaskRules) *copyState {
 		return nil
 	}
 	return c
+}
+
+// ruled is the mask type of field i ("" when it is kept).
+func (c *copyState) ruled(i int) string {
+	switch {
+	case i < len(c.Ruled) && c.Ruled[i]:
+		return MaskColumn
+	case i >= len(c.Ruled) && c.Beyond:
+		return MaskPositional
+	}
+	return ""
 }
 
 // mask masks the ruled fields of b, one piece of the COPY data, in place.
@@ -72,10 +94,10 @@ func (c *copyState) mask(b []byte, counts protocol.Counts) {
 		if c.step(ch) {
 			continue
 		}
-		if c.Field < len(c.Ruled) && c.Ruled[c.Field] {
+		if typ := c.ruled(c.Field); typ != "" {
 			if !c.Begun {
 				c.Begun = true
-				counts.Add(MaskColumn, 1)
+				counts.Add(typ, 1)
 			}
 			b[i] = '*'
 		}
@@ -116,13 +138,13 @@ func (c *copyState) maskBinary(b []byte, counts protocol.Counts) {
 	for i := 0; i < len(b) && c.Step != binEnd; {
 		if c.Step == binValue || c.Step == binExt {
 			n := int(min(c.Remain, int64(len(b)-i)))
-			if c.Step == binValue && c.Field < len(c.Ruled) && c.Ruled[c.Field] && n > 0 {
+			if typ := c.ruled(c.Field); c.Step == binValue && typ != "" && n > 0 {
 				for j := i; j < i+n; j++ {
 					b[j] = '*'
 				}
 				if !c.Begun {
 					c.Begun = true
-					counts.Add(MaskColumn, 1)
+					counts.Add(typ, 1)
 				}
 			}
 			i += n

@@ -50,7 +50,7 @@ const (
 
 func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, counts protocol.Counts) []byte {
 	if f.Fragment == 0 {
-		c.Walk = nil
+		c.Walk, c.Frag = nil, nil
 		if f.Kind == DataRow || f.Kind == Bind {
 			c.Walk = &walk{Kind: f.Kind, Step: walkHeader, Need: HeaderLen}
 		}
@@ -70,11 +70,10 @@ func (c *Conversation) maskFragment(f *schemas.Frame, r protocol.MaskRules, coun
 		if f.Kind == CopyData && c.Copy != nil {
 			c.Copy.mask(out[skip:], counts)
 		}
-		masked := r.Text(out[skip:], protocol.SameLength, counts)
-		copy(out[skip:], masked)
+		copy(out[skip:], c.fragmentText(out[skip:], f.Final, r, counts))
 	}
 	if f.Final {
-		c.Walk = nil
+		c.Walk, c.Frag = nil, nil
 		c.afterMask(f)
 	}
 	return out
@@ -92,7 +91,8 @@ func (c *Conversation) walk(w *walk, b []byte, r protocol.MaskRules, counts prot
 				star(seg)
 				counts.Add(w.maskType(), 1)
 			case w.Text:
-				copy(seg, r.Text(seg, protocol.SameLength, counts))
+				// A value cut by a fragment boundary is one stream for the detectors.
+				copy(seg, c.fragmentText(seg, w.Remain == int64(n), r, counts))
 			}
 			i += n
 			if w.Remain -= int64(n); w.Remain == 0 {
@@ -164,7 +164,10 @@ func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 		w.Step, w.Need = walkParamCount, 2
 	case walkParamCount:
 		w.Count = int(binary.BigEndian.Uint16(v))
-		w.Params = c.boundParams(string(w.Stmt), w.Count, r)
+		w.Params = nil
+		for _, typ := range c.boundParams(string(w.Stmt), w.Count, r) {
+			w.Params = append(w.Params, typ != "")
+		}
 		w.startValues()
 	case walkLen:
 		n := int32(binary.BigEndian.Uint32(v))

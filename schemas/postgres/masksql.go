@@ -15,6 +15,47 @@ import (
 // were masked by the detectors alone.
 const MaskUnparsed = "sql_unparsed"
 
+// MaskPositional counts values masked whole because they are bound by position
+// (an INSERT or COPY without a column list, a prepared positional INSERT) into a
+// table whose column order the rules do not declare, or past its declared columns:
+// which column they fill is unknown, so they are taken as ruled.
+const MaskPositional = "positional"
+
+// positionalRe finds statements that may bind values by position: an INSERT whose
+// table is not followed by a column list, a COPY FROM STDIN without one. They are
+// parsed although they name no ruled column. It errs on the side of matching.
+var positionalRe = regexp.MustCompile(`(?is)\binsert\s+into\s+[^(;]*?\b(?:values|select)\b|\bcopy\s+[^(;]*?\bfrom\s+stdin\b`)
+
+// mayBind reports whether s may bind a value to a column rule r has: it names a
+// ruled column, or binds values by position.
+func mayBind(s string, r protocol.MaskRules) bool {
+	return positionalRe.MatchString(s) || namesRuledColumn(s, r)
+}
+
+// declaredColumns is the column order the rules declare for rel.
+func declaredColumns(r protocol.MaskRules, rel relation) ([]string, bool) {
+	tr, ok := r.(protocol.TableRules)
+	if !ok {
+		return nil, false
+	}
+	return tr.TableColumns(rel.schema, rel.name)
+}
+
+// positionalRule says whether a value bound by position p is masked whole, and
+// counted as which type: by the rule of the declared column at its position, and
+// always when the table is not declared or the position is past its columns
+// (over-masking is the safe side).
+func positionalRule(r protocol.MaskRules, p posRef) (typ string, masked bool) {
+	cols, ok := declaredColumns(r, p.rel)
+	switch {
+	case !ok || p.pos >= len(cols):
+		return MaskPositional, true
+	case r.Column(cols[p.pos]):
+		return MaskColumn, true
+	}
+	return "", false
+}
+
 // sql masks the text of a Query or Parse: literals bound to ruled columns (INSERT
 // ... VALUES, SET col = ..., WHERE col = ... / IN (...), ... AS col) are masked
 // whole, then the detectors run over the rest. A COPY ... FROM STDIN of a Query
@@ -37,7 +78,7 @@ func (m masker) sql(s string, kind string, counts protocol.Counts) string {
 // of masking a statement, and a statement naming none has nothing to bind). parsed
 // is false only for a statement that names one and does not parse.
 func statementRefs(s string, r protocol.MaskRules) (refs sqlRefs, parsed bool) {
-	if !namesRuledColumn(s, r) {
+	if !mayBind(s, r) {
 		return refs, true
 	}
 	return parseRefs(s)
@@ -64,12 +105,16 @@ func maskLiterals(s string, lits []literalRef, r protocol.MaskRules, st protocol
 	var b strings.Builder
 	prev := 0
 	for _, l := range lits {
-		if l.start < prev || l.end > len(s) || !r.Column(l.col) {
+		typ, masked := MaskColumn, r.Column(l.col)
+		if l.pos != nil {
+			typ, masked = positionalRule(r, *l.pos)
+		}
+		if l.start < prev || l.end > len(s) || !masked {
 			continue
 		}
-		counts.Add(MaskColumn, 1)
+		counts.Add(typ, 1)
 		b.WriteString(s[prev:l.start])
-		b.WriteString(maskedLiteral(s[l.start:l.end], st))
+		b.WriteString(maskedLiteral(s[l.start:l.end], typ, st))
 		prev = l.end
 	}
 	b.WriteString(s[prev:])
@@ -78,18 +123,15 @@ func maskLiterals(s string, lits []literalRef, r protocol.MaskRules, st protocol
 
 // maskedLiteral is a literal token with its value masked: 'x', E'x', $$x$$ keep
 // their delimiters; a number becomes a string.
-func maskedLiteral(tok string, st protocol.Style) string {
+func maskedLiteral(tok, typ string, st protocol.Style) string {
 	open, body, close := literalParts(tok)
 	if st == protocol.SameLength {
 		return open + strings.Repeat("*", len(body)) + close
 	}
-	if open == "" {
-		return "'" + Token(MaskColumn) + "'"
-	}
 	if strings.HasPrefix(open, "$") {
-		return open + Token(MaskColumn) + close
+		return open + Token(typ) + close
 	}
-	return "'" + Token(MaskColumn) + "'"
+	return "'" + Token(typ) + "'"
 }
 
 func literalParts(tok string) (open, body, close string) {
@@ -145,9 +187,9 @@ func ParamColumns(sql string) map[int]string {
 // paramColumns is ParamColumns for a statement under rules r: one naming no ruled
 // column binds nothing they mask, and is not parsed. Results are cached by text (a
 // prepared statement is bound many times).
-func paramColumns(sql string, r protocol.MaskRules) map[int]string {
-	if !namesRuledColumn(sql, r) {
-		return nil
+func paramColumns(sql string, r protocol.MaskRules) paramRefs {
+	if !mayBind(sql, r) {
+		return paramRefs{}
 	}
 	paramCache.Lock()
 	m, ok := paramCache.m[sql]
@@ -155,7 +197,11 @@ func paramColumns(sql string, r protocol.MaskRules) map[int]string {
 	if ok {
 		return m
 	}
-	m = ParamColumns(sql)
+	if refs, ok := parseRefs(sql); ok {
+		m = paramRefs{cols: refs.params, pos: refs.posParams}
+	} else {
+		m = paramRefs{cols: paramColumnsByPattern(sql)}
+	}
 	paramCache.Lock()
 	defer paramCache.Unlock()
 	if len(paramCache.m) >= 4096 {
@@ -165,10 +211,17 @@ func paramColumns(sql string, r protocol.MaskRules) map[int]string {
 	return m
 }
 
+// paramRefs is what a statement binds its parameters to: columns by name, and
+// positions in a table's rows.
+type paramRefs struct {
+	cols map[int]string
+	pos  map[int]posRef
+}
+
 var paramCache = struct {
 	sync.Mutex
-	m map[string]map[int]string
-}{m: map[string]map[int]string{}}
+	m map[string]paramRefs
+}{m: map[string]paramRefs{}}
 
 func paramColumnsByPattern(sql string) map[int]string {
 	out := map[int]string{}

@@ -14,20 +14,34 @@ import (
 // with the column it is written to or compared with, and the columns of a COPY ...
 // FROM STDIN.
 type sqlRefs struct {
-	literals []literalRef
-	params   map[int]string
-	copy     *copyTarget
+	literals  []literalRef
+	params    map[int]string
+	posParams map[int]posRef // parameters bound by position into a table
+	copy      *copyTarget
 }
 
 type literalRef struct {
 	start, end int // byte range of the literal's token, quotes included
 	col        string
+	pos        *posRef // set when bound by position (col is then "")
 }
 
-// copyTarget is a COPY ... FROM STDIN: its column list (nil: the table's, unknown
-// here) and data format.
+// relation is a table as a statement names it (schema "" when unqualified).
+type relation struct{ schema, name string }
+
+// posRef is a value bound by its position in a row of a table whose columns the
+// statement does not list (INSERT INTO t VALUES ...): only the table's declared
+// column order ties it to a column.
+type posRef struct {
+	rel relation
+	pos int
+}
+
+// copyTarget is a COPY ... FROM STDIN: its column list (nil: the table's, in the
+// order the masking rules may declare) and data format.
 type copyTarget struct {
 	cols   []string
+	rel    relation
 	format string // text, csv or binary
 	delim  byte
 }
@@ -50,7 +64,12 @@ func parseRefs(sql string) (refs sqlRefs, ok bool) {
 	for _, b := range bound {
 		switch v := b.val.(type) {
 		case *pg.ParamRef:
-			if v.Number >= 1 {
+			if v.Number >= 1 && b.pos != nil {
+				if refs.posParams == nil {
+					refs.posParams = map[int]posRef{}
+				}
+				refs.posParams[int(v.Number)-1] = *b.pos
+			} else if v.Number >= 1 {
 				if refs.params == nil {
 					refs.params = map[int]string{}
 				}
@@ -66,7 +85,7 @@ func parseRefs(sql string) (refs sqlRefs, ok bool) {
 				}
 			}
 			if end, found := ends[v.Location]; found {
-				refs.literals = append(refs.literals, literalRef{start: int(v.Location), end: int(end), col: b.col})
+				refs.literals = append(refs.literals, literalRef{start: int(v.Location), end: int(end), col: b.col, pos: b.pos})
 			}
 		}
 	}
@@ -102,10 +121,11 @@ func tokenEnds(sql string) (map[int32]int32, bool) {
 	return out, true
 }
 
-// bindingRef is a value node bound to a column.
+// bindingRef is a value node bound to a column, by name or by position.
 type bindingRef struct {
 	col string
-	val any // *pg.A_Const or *pg.ParamRef
+	val any     // *pg.A_Const or *pg.ParamRef
+	pos *posRef // bound by position instead of by col
 }
 
 // bindings returns what one node binds to columns: an INSERT's VALUES rows by its
@@ -115,14 +135,7 @@ func bindings(n any, refs *sqlRefs) []bindingRef {
 	var out []bindingRef
 	switch n := n.(type) {
 	case *pg.InsertStmt:
-		sel := n.GetSelectStmt().GetSelectStmt()
-		for _, row := range sel.GetValuesLists() {
-			for i, v := range row.GetList().GetItems() {
-				if i < len(n.GetCols()) {
-					out = append(out, values(n.GetCols()[i].GetResTarget().GetName(), v)...)
-				}
-			}
-		}
+		out = insertBindings(n)
 	case *pg.ResTarget:
 		if n.GetName() != "" && n.GetVal() != nil {
 			out = append(out, values(n.GetName(), n.GetVal())...)
@@ -142,15 +155,51 @@ func bindings(n any, refs *sqlRefs) []bindingRef {
 	return out
 }
 
+// insertBindings binds an INSERT's values to its column list, or, without one, to
+// their positions in the table's rows: VALUES rows and the select list of INSERT
+// ... SELECT.
+func insertBindings(n *pg.InsertStmt) []bindingRef {
+	var out []bindingRef
+	sel := n.GetSelectStmt().GetSelectStmt()
+	bind := func(i int, v *pg.Node) {
+		if len(n.GetCols()) > 0 {
+			if i < len(n.GetCols()) {
+				out = append(out, values(n.GetCols()[i].GetResTarget().GetName(), v)...)
+			}
+			return
+		}
+		p := &posRef{rel: relationOf(n.GetRelation()), pos: i}
+		for _, b := range values("", v) {
+			b.pos = p
+			out = append(out, b)
+		}
+	}
+	for _, row := range sel.GetValuesLists() {
+		for i, v := range row.GetList().GetItems() {
+			bind(i, v)
+		}
+	}
+	if len(sel.GetValuesLists()) == 0 && sel.GetOp() == pg.SetOperation_SETOP_NONE {
+		for i, t := range sel.GetTargetList() {
+			bind(i, t.GetResTarget().GetVal())
+		}
+	}
+	return out
+}
+
+func relationOf(r *pg.RangeVar) relation {
+	return relation{schema: r.GetSchemaname(), name: r.GetRelname()}
+}
+
 // values returns the constants and parameters of v (through casts and lists).
 func values(col string, v *pg.Node) []bindingRef {
 	switch {
 	case v == nil:
 		return nil
 	case v.GetAConst() != nil:
-		return []bindingRef{{col, v.GetAConst()}}
+		return []bindingRef{{col: col, val: v.GetAConst()}}
 	case v.GetParamRef() != nil:
-		return []bindingRef{{col, v.GetParamRef()}}
+		return []bindingRef{{col: col, val: v.GetParamRef()}}
 	case v.GetTypeCast() != nil:
 		return values(col, v.GetTypeCast().GetArg())
 	case v.GetList() != nil:
@@ -176,7 +225,7 @@ func columnName(n *pg.Node) string {
 }
 
 func copyOf(n *pg.CopyStmt) *copyTarget {
-	c := &copyTarget{format: "text", delim: '\t'}
+	c := &copyTarget{format: "text", delim: '\t', rel: relationOf(n.GetRelation())}
 	for _, a := range n.GetAttlist() {
 		c.cols = append(c.cols, a.GetString_().GetSval())
 	}

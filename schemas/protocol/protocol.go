@@ -99,6 +99,17 @@ type MaskRules interface {
 	JSONField(name string) bool
 }
 
+// TableRules are MaskRules that know the column order of declared tables, so
+// values bound by position (an INSERT or COPY without a column list, a prepared
+// positional INSERT) can be tied to column rules (processors/mask's are).
+type TableRules interface {
+	MaskRules
+	// TableColumns returns the columns of a table in order, resolved as PostgreSQL
+	// resolves the name with the default search_path (schema "" is public), and
+	// false when the table is not declared.
+	TableColumns(schema, table string) ([]string, bool)
+}
+
 // StreamRules are MaskRules that also mask byte streams cut into frames
 // (processors/mask's are): a protocol whose payloads are a stream asserts them.
 type StreamRules interface {
