@@ -1,9 +1,8 @@
-package postgres
+package mask_test
 
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tapline/tapline/processors/mask"
 	"github.com/tapline/tapline/schemas"
+	"github.com/tapline/tapline/schemas/postgres"
 	"github.com/tapline/tapline/schemas/protocol"
 )
 
@@ -28,7 +28,7 @@ var fragSecrets = []string{
 // would, and returns the masked fragments joined and the counts.
 func maskFragments(t *testing.T, r protocol.MaskRules, kind string, msg []byte, cuts ...int) ([]byte, protocol.Counts) {
 	t.Helper()
-	c := &Conversation{}
+	c := &postgres.Conversation{}
 	counts := protocol.Counts{}
 	var out []byte
 	prev := 0
@@ -44,7 +44,7 @@ func maskFragments(t *testing.T, r protocol.MaskRules, kind string, msg []byte, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		c = &Conversation{}
+		c = &postgres.Conversation{}
 		if err := json.Unmarshal(state, c); err != nil {
 			t.Fatal(err)
 		}
@@ -56,6 +56,16 @@ func maskFragments(t *testing.T, r protocol.MaskRules, kind string, msg []byte, 
 	return out, counts
 }
 
+// pgMessage encodes one Postgres wire message.
+func pgMessage(t testing.TB, m interface{ Encode([]byte) ([]byte, error) }) []byte {
+	t.Helper()
+	b, err := m.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func realRules(t *testing.T) protocol.MaskRules {
 	t.Helper()
 	m, err := mask.New(mask.Config{})
@@ -65,25 +75,25 @@ func realRules(t *testing.T) protocol.MaskRules {
 	return m.Rules("db")
 }
 
-// A detector-only secret cut by a fragment boundary at any byte, in a Query and
-// in CopyData, is masked in every fragment: no byte of it is left.
+// A detector-only secret cut by a fragment boundary at any byte, in a Query,
+// in CopyData and in a DataRow, is masked in every fragment: no byte of it is left.
 func TestFragmentBoundaryAcrossSecret(t *testing.T) {
 	r := realRules(t)
 	for _, secret := range fragSecrets {
-		for _, kind := range []string{Query, CopyData, DataRow} {
+		for _, kind := range []string{postgres.Query, postgres.CopyData, postgres.DataRow} {
 			var whole []byte
 			text := "SELECT note FROM t WHERE note = 'see " + secret + " now' AND id = 1"
 			switch kind {
-			case Query:
-				whole = msg(t, &pgproto3.Query{String: text})
-			case CopyData:
-				whole = msg(t, &pgproto3.CopyData{Data: []byte("1\tsee " + secret + " now\t2\n")})
-			case DataRow:
-				whole = msg(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("see " + secret + " now"), []byte("x12")}})
+			case postgres.Query:
+				whole = pgMessage(t, &pgproto3.Query{String: text})
+			case postgres.CopyData:
+				whole = pgMessage(t, &pgproto3.CopyData{Data: []byte("1\tsee " + secret + " now\t2\n")})
+			case postgres.DataRow:
+				whole = pgMessage(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("see " + secret + " now"), []byte("x12")}})
 			}
 			at := bytes.Index(whole, []byte(secret))
 			for cut := at - 2; cut <= at+len(secret)+2; cut++ {
-				for _, cuts := range [][]int{{cut}, {cut, cut + 1}, {HeaderLen, cut}} {
+				for _, cuts := range [][]int{{cut}, {cut, cut + 1}, {postgres.HeaderLen, cut}} {
 					if cuts[0] <= 0 || cuts[len(cuts)-1] >= len(whole) || (len(cuts) > 1 && cuts[0] >= cuts[1]) {
 						continue
 					}
@@ -107,27 +117,17 @@ func TestFragmentBoundaryAcrossSecret(t *testing.T) {
 func TestFragmentBoundaryOverMasksOneWord(t *testing.T) {
 	r := realRules(t)
 	text := "SELECT plain words only FROM t"
-	whole := msg(t, &pgproto3.Query{String: text})
+	whole := pgMessage(t, &pgproto3.Query{String: text})
 	at := bytes.Index(whole, []byte("words"))
-	got, counts := maskFragments(t, r, Query, whole, at)
+	got, counts := maskFragments(t, r, postgres.Query, whole, at)
 	if !bytes.Equal(got, whole) || len(counts) != 0 {
 		t.Errorf("cut before a space: %q %v", got, counts)
 	}
-	got, counts = maskFragments(t, r, Query, whole, at+2)
+	got, counts = maskFragments(t, r, postgres.Query, whole, at+2)
 	want := strings.Replace(string(whole), "words", "*****", 1)
-	if string(got) != want || counts[MaskFragmentEdge] != 2 {
+	if string(got) != want || counts[postgres.MaskFragmentEdge] != 2 {
 		t.Errorf("cut in a word: %q %v", got, counts)
 	}
-}
-
-func ExampleConversation_fragmentText() {
-	r, _ := mask.New(mask.Config{})
-	c := &Conversation{}
-	counts := protocol.Counts{}
-	a := c.fragmentText([]byte("mail bob.jones@exa"), false, r.Rules("db"), counts)
-	b := c.fragmentText([]byte("mple.org now"), true, r.Rules("db"), counts)
-	fmt.Printf("%s|%s\n", a, b)
-	// Output: mail *************|******** now
 }
 
 // FuzzFragmentText cuts a Query holding a detector-only secret into fragments
@@ -149,7 +149,7 @@ func FuzzFragmentText(f *testing.F) {
 			return
 		}
 		text = "SELECT '" + text + " " + fragSecrets[int(pick)%len(fragSecrets)] + "'"
-		whole := msg(t, &pgproto3.Query{String: text})
+		whole := pgMessage(t, &pgproto3.Query{String: text})
 		a, b := int(cut1)%len(whole), int(cut2)%len(whole)
 		if a > b {
 			a, b = b, a
@@ -163,12 +163,12 @@ func FuzzFragmentText(f *testing.F) {
 		if len(cuts) == 0 {
 			cuts = []int{len(whole) / 2}
 		}
-		got, _ := maskFragments(t, r, Query, whole, cuts...)
-		ref := r.Text(append([]byte(nil), whole[HeaderLen:]...), protocol.SameLength, protocol.Counts{})
+		got, _ := maskFragments(t, r, postgres.Query, whole, cuts...)
+		ref := r.Text(append([]byte(nil), whole[postgres.HeaderLen:]...), protocol.SameLength, protocol.Counts{})
 		for i, ch := range ref {
 			// A separator between a number's groups is no part of the secret.
-			if ch == '*' && !strings.ContainsRune("* -.", rune(whole[HeaderLen+i])) && got[HeaderLen+i] != '*' {
-				t.Fatalf("cuts %v: byte %d (%q) masked whole, kept in fragments:\n%q\n%q", cuts, i, whole[HeaderLen+i], ref, got[HeaderLen:])
+			if ch == '*' && !strings.ContainsRune("* -.", rune(whole[postgres.HeaderLen+i])) && got[postgres.HeaderLen+i] != '*' {
+				t.Fatalf("cuts %v: byte %d (%q) masked whole, kept in fragments:\n%q\n%q", cuts, i, whole[postgres.HeaderLen+i], ref, got[postgres.HeaderLen:])
 			}
 		}
 	})
