@@ -14,7 +14,8 @@
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
 #   exec   `kubectl exec POD -- head -c BENCH_KUBE_MB MiB`: stdout MiB/s
-# BENCH_PPROF=DIR saves a CPU profile of each gateway during its exec row there.
+# BENCH_PPROF=DIR saves a CPU profile of each gateway during its exec row there,
+# and each gateway's metrics after its calls row (frames and batch sizes).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -156,6 +157,11 @@ calls() {
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	out=$("$work/benchhelper" http "$server$pod_path" "$N" "$CONC" 0 h2 "$tok" "$ca")
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
+	local m=${1}_metrics
+	if [[ -n ${BENCH_PPROF:-} && ($1 == strict || $1 == buffered) ]]; then
+		mkdir -p "$BENCH_PPROF"
+		curl -fsS -o "$BENCH_PPROF/calls-$1.metrics" "http://127.0.0.1:${!m}/metrics"
+	fi
 	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
 		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4] }')"
 }
@@ -173,7 +179,7 @@ contexts: [{name: c, context: {cluster: c, user: u, namespace: $TAPLINE_KUBE_NAM
 current-context: c
 EOF
 	local prof= m=${1}_metrics
-	if [[ -n ${BENCH_PPROF:-} && $1 != direct ]]; then
+	if [[ -n ${BENCH_PPROF:-} && ($1 == strict || $1 == buffered) ]]; then
 		mkdir -p "$BENCH_PPROF"
 		curl -fsS -o "$BENCH_PPROF/exec-$1.pprof" "http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-5}" &
 		prof=$!
