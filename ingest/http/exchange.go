@@ -17,7 +17,6 @@ import (
 
 	"github.com/tapline/tapline/auth"
 	"github.com/tapline/tapline/ingest/recorder"
-	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
 )
 
@@ -205,24 +204,14 @@ func (x *exchange) requestMessages(r, out *http.Request, streamed, whole bool, p
 }
 
 // completes reports whether a complete frame of n payload bytes is recorded:
-// the session's protocol reads the complete kinds and the payload fits one
-// frame, so masking sees it whole.
+// the payload fits one frame, so masking sees it whole (the Kubernetes API's
+// Secret masking parses a complete frame's body as it does a body frame, and
+// withholds a complete frame in fragments).
 func (x *exchange) completes(n int) bool {
-	if !x.recordsComplete() {
-		return false
-	}
 	if f, ok := x.ls.sess.(interface{ FragmentBytes() int }); ok {
 		return n+2 <= f.FragmentBytes() // the two line feeds
 	}
 	return true
-}
-
-// recordsComplete reports whether the session is recorded as plain HTTP,
-// whose protocol package reads the complete kinds; a protocol built on HTTP
-// (the Kubernetes API, whose masking reads body frames) gets the split kinds.
-func (x *exchange) recordsComplete() bool {
-	p, ok := x.ls.sess.(interface{ Protocol() schemas.Protocol })
-	return !ok || p.Protocol() == schemas.HTTP
 }
 
 // context is the request's context, also cancelled when the session stops.

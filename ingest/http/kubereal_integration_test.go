@@ -20,6 +20,7 @@ import (
 
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
+	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/kubernetes"
 	"github.com/tapline/tapline/schemas/protocol"
 )
@@ -93,9 +94,16 @@ func TestKubernetesRealCluster(t *testing.T) {
 		}
 		_, _ = c.kubectl(t, "real-secret", agents, nil, "", "delete", "secret", name)
 		var all []schemas.Frame
-		waitFor(t, "the secret's sessions", func() bool {
+		// kubectl's calls are read whole: the Secret travels in complete frames
+		// (the request's body in protobuf, the value raw), which masking must open.
+		carries := func(kind string) bool {
+			return slices.ContainsFunc(all, func(f schemas.Frame) bool {
+				return f.Kind == kind && (bytes.Contains(f.Payload, []byte(base64Of(value))) || bytes.Contains(f.Payload, []byte(value)))
+			})
+		}
+		waitFor(t, "the Secret in complete request and response frames", func() bool {
 			all = c.g.frames.allOf("real-secret")
-			return slices.ContainsFunc(all, func(f schemas.Frame) bool { return bytes.Contains(f.Payload, []byte(base64Of(value))) })
+			return carries(hs.KindRequestComplete) && carries(hs.KindResponseComplete)
 		})
 		conv := kubernetes.Protocol{}.NewConversation()
 		for i := range all {

@@ -35,7 +35,7 @@ func (x *exchange) relayResponse(w http.ResponseWriter, rc *http.ResponseControl
 	head := hs.EncodeHead(&hs.Head{Status: resp.StatusCode, Proto: resp.Proto, Headers: fields(resp.Header)})
 	x.s.m.forwarded.Inc()
 	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	if !stream && x.recordsComplete() && resp.ContentLength <= int64(min(maxCompleteBody, x.s.cfg.BodyChunkBytes, x.s.cfg.WholeBodyBytes)) {
+	if !stream && resp.ContentLength <= int64(min(maxCompleteBody, x.s.cfg.BodyChunkBytes, x.s.cfg.WholeBodyBytes)) {
 		x.relayWhole(w, resp, head)
 		return
 	}

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -152,8 +153,9 @@ func (x *exchange) relayMessages(ctx context.Context, agent, up *websocket.Conn,
 
 func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schemas.Direction, count *int64, fr StreamFraming, cut func(string)) pumpResult {
 	var pending []byte
+	var msg bytes.Buffer
 	for {
-		typ, data, err := from.Read(ctx)
+		typ, data, err := readMessage(ctx, from, &msg)
 		if err != nil {
 			return pumpResult{dir: dir, err: err, to: to}
 		}
@@ -176,6 +178,30 @@ func (x *exchange) pump(ctx context.Context, from, to *websocket.Conn, dir schem
 			return pumpResult{dir: dir, err: err, to: to}
 		}
 	}
+}
+
+// keptMessageBytes is the largest buffer a pump keeps between messages: a
+// rare large message does not hold its size for the rest of the connection.
+const keptMessageBytes = 1 << 20
+
+// readMessage reads the next message whole into buf, reusing its memory: the
+// library's Read grows a new buffer per message, which for a stream of 32 KiB
+// messages (an exec's stdout) was most of the relay's copying. The returned
+// bytes are valid until the next call; recording copies them and the write
+// to the other side is done by then. The read limit set on from still applies.
+func readMessage(ctx context.Context, from *websocket.Conn, buf *bytes.Buffer) (websocket.MessageType, []byte, error) {
+	if buf.Cap() > keptMessageBytes {
+		*buf = bytes.Buffer{}
+	}
+	buf.Reset()
+	typ, r, err := from.Reader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		return 0, nil, err
+	}
+	return typ, buf.Bytes(), nil
 }
 
 // closed records how one direction ended and closes the other side the same way.

@@ -14,7 +14,11 @@
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
 #   exec   `kubectl exec POD -- head -c BENCH_KUBE_MB MiB`: stdout MiB/s
-# BENCH_PPROF=DIR saves a CPU profile of each gateway during its exec row there.
+#          with CPU µs per MiB of the gateway (or proxy), the broker,
+#          kube-apiserver and etcd
+# BENCH_PPROF=DIR saves there a CPU profile of each gateway during its calls
+# row (the first BENCH_PPROF_CALL_SECONDS=2) and its exec row, and its metrics
+# after its calls row (frames, and frames per record batch).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -149,20 +153,43 @@ base() {
 	esac
 }
 
+# cpu_delta BEFORE AFTER: the CPU µs each process used between two samples
+# ("-" for the gateway when there is none).
+cpu_delta() {
+	awk -v b="$1" -v a="$2" -v p="$proxy" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4] }'
+}
+
+# profile TARGET ROW SECONDS: starts a CPU profile of a gateway target in the
+# background (sets prof to its pid), when BENCH_PPROF is set.
+profile() {
+	prof=
+	local m=${1}_metrics
+	[[ -n ${BENCH_PPROF:-} && ($1 == strict || $1 == buffered) ]] || return 0
+	mkdir -p "$BENCH_PPROF"
+	curl -fsS -o "$BENCH_PPROF/$2-$1.pprof" "http://127.0.0.1:${!m}/debug/pprof/profile?seconds=$3" &
+	prof=$!
+}
+
 # calls TARGET: "seconds calls p50_us p99_us gateway_us broker_us apiserver_us etcd_us"
 calls() {
-	local before after out
+	local before after out prof m=${1}_metrics
 	base "$1"
+	profile "$1" calls "${BENCH_PPROF_CALL_SECONDS:-2}"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	out=$("$work/benchhelper" http "$server$pod_path" "$N" "$CONC" 0 h2 "$tok" "$ca")
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
-	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4] }')"
+	if [[ -n $prof ]]; then
+		wait "$prof"
+		curl -fsS -o "$BENCH_PPROF/calls-$1.metrics" "http://127.0.0.1:${!m}/metrics"
+	fi
+	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(cpu_delta "$before" "$after")"
 }
 
-# exec_mb TARGET: seconds for `kubectl exec` to stream MB MiB of stdout.
+# exec_mb TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
+# `kubectl exec` to stream MB MiB of stdout.
 exec_mb() {
-	local cfg=$work/kubeconfig.$1 t0 t1 got
+	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof
 	base "$1"
 	cat >"$cfg" <<EOF
 apiVersion: v1
@@ -172,21 +199,18 @@ users: [{name: u, user: {token: "$tok"}}]
 contexts: [{name: c, context: {cluster: c, user: u, namespace: $TAPLINE_KUBE_NAMESPACE}}]
 current-context: c
 EOF
-	local prof= m=${1}_metrics
-	if [[ -n ${BENCH_PPROF:-} && $1 != direct ]]; then
-		mkdir -p "$BENCH_PPROF"
-		curl -fsS -o "$BENCH_PPROF/exec-$1.pprof" "http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-5}" &
-		prof=$!
-	fi
+	profile "$1" exec "${BENCH_PPROF_SECONDS:-5}"
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	t0=$(date +%s.%N)
 	got=$("$TAPLINE_KUBECTL" --kubeconfig "$cfg" exec "$TAPLINE_KUBE_POD" -- head -c "$((MB << 20))" /dev/zero | wc -c)
 	t1=$(date +%s.%N)
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	[[ -n $prof ]] && wait "$prof"
 	if ((got != MB << 20)); then
 		echo "bench: exec through $1 streamed $got bytes, not $((MB << 20)); see $work" >&2
 		exit 1
 	fi
-	calc "$t1 - $t0"
+	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after")"
 }
 
 results=$work/results
@@ -208,7 +232,7 @@ printf '\nKubernetes: kube-apiserver %s with etcd and kwok; GET of one pod x%s o
 	"$("$TAPLINE_KUBECTL" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | head -1)" "$N" "$CONC" "$MB" "$brokers (${BENCH_KAFKA:-private})"
 awk -v mb="$MB" '
 	$1 == "calls" { s[$2] = $3; n[$2] = $4; p50[$2] = $5; p99[$2] = $6; gw[$2] = $7; br[$2] = $8; api[$2] = $9; etcd[$2] = $10 }
-	$1 == "exec" { ex[$2] = $3 }
+	$1 == "exec" { ex[$2] = $3; xgw[$2] = $4; xbr[$2] = $5; xapi[$2] = $6; xetcd[$2] = $7 }
 	END {
 		printf "| target | calls/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct | vs nginx proxy |\n"
 		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
@@ -222,5 +246,12 @@ awk -v mb="$MB" '
 			printf "| %s | %.0f | %.2f | %s | %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %.2f | %s |\n", t, r, r / (n["direct"] / s["direct"]), px,
 				p50[t], p99[t], gw[t] == "-" ? "-" : sprintf("%.0f", gw[t] / n[t]), br[t] / n[t], api[t] / n[t], etcd[t] / n[t],
 				mb / ex[t], ex["direct"] / ex[t], pe
+		}
+		printf "\n| exec | MiB/s | gateway µs/MiB | broker µs/MiB | apiserver µs/MiB | etcd µs/MiB |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+		for (i = 1; i <= 4; i++) {
+			t = ts[i]
+			if (!(t in ex)) continue
+			printf "| %s | %.0f | %s | %.0f | %.0f | %.0f |\n", t, mb / ex[t], xgw[t] == "-" ? "-" : sprintf("%.0f", xgw[t] / mb),
+				xbr[t] / mb, xapi[t] / mb, xetcd[t] / mb
 		}
 	}' "$results"

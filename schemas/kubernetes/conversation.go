@@ -38,9 +38,6 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 	if IsStream(f.Kind) {
 		return maskStream(f, r, counts)
 	}
-	if f.Kind == httpproto.KindRequest {
-		c.noteRequest(f)
-	}
 	local := protocol.Counts{}
 	defer func() {
 		for k, v := range local {
@@ -48,14 +45,26 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 		}
 	}()
 	p := f.Payload
-	if (f.Kind == httpproto.KindRequestBody || f.Kind == httpproto.KindResponseBody) && len(p) > 0 {
-		out, n, err := MaskSecrets(p, c.Secret[f.Channel])
-		if err != nil {
-			// A Secret body we cannot parse (a cut watch chunk, protobuf) goes whole.
+	switch f.Kind {
+	case httpproto.KindRequest:
+		c.noteRequest(f.Channel, f.Payload)
+	case httpproto.KindRequestBody, httpproto.KindResponseBody:
+		if len(p) > 0 {
+			out, n, err := MaskSecrets(p, c.Secret[f.Channel])
+			if err != nil {
+				// A Secret body we cannot parse (a cut watch chunk, protobuf) goes whole.
+				local.Add(MaskSecret, 1)
+				return []byte(secretToken)
+			}
+			local.Add(MaskSecret, int64(n))
+			p = out
+		}
+	case httpproto.KindRequestComplete, httpproto.KindResponseComplete:
+		out, ok := c.maskCompleteSecrets(f, local)
+		if !ok {
 			local.Add(MaskSecret, 1)
 			return []byte(secretToken)
 		}
-		local.Add(MaskSecret, int64(n))
 		p = out
 	}
 	g := *f
@@ -67,15 +76,48 @@ func (c *Conversation) Mask(f *schemas.Frame, r protocol.MaskRules, counts proto
 	return masked
 }
 
-func (c *Conversation) noteRequest(f *schemas.Frame) {
-	h, err := httpproto.DecodeHead(f.Payload)
+// maskCompleteSecrets masks the Secrets in a complete request's or response's
+// body, as in its body frame, and notes a request on secrets. It reports false
+// when the frame must be withheld whole: it is a fragment (the edge writes a
+// complete frame only when it fits one, so a fragment is not its doing) or
+// does not split into head, end and body, or its body is a Secret that does
+// not parse.
+func (c *Conversation) maskCompleteSecrets(f *schemas.Frame, counts protocol.Counts) ([]byte, bool) {
+	if f.Fragment != 0 || !f.Final {
+		return nil, false
+	}
+	head, end, body, err := httpproto.SplitComplete(f.Payload)
+	if err != nil {
+		return nil, false
+	}
+	if f.Kind == httpproto.KindRequestComplete {
+		c.noteRequest(f.Channel, head)
+	}
+	if len(body) == 0 {
+		return f.Payload, true
+	}
+	out, n, err := MaskSecrets(body, c.Secret[f.Channel])
+	if err != nil {
+		return nil, false
+	}
+	if n == 0 {
+		return f.Payload, true
+	}
+	counts.Add(MaskSecret, int64(n))
+	return httpproto.JoinComplete(head, end, out), true
+}
+
+// noteRequest marks the exchange on channel ch as on the secrets resource when
+// its request head says so.
+func (c *Conversation) noteRequest(ch int64, head []byte) {
+	h, err := httpproto.DecodeHead(head)
 	if err != nil || ParseCall(h.Method, h.Target).Resource != "secrets" {
 		return
 	}
 	if c.Secret == nil {
 		c.Secret = map[int64]bool{}
 	}
-	c.Secret[f.Channel] = true
+	c.Secret[ch] = true
 }
 
 func maskStream(f *schemas.Frame, r protocol.MaskRules, counts protocol.Counts) []byte {

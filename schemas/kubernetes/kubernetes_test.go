@@ -212,6 +212,81 @@ func (s *session) call(ch int64, method, target string, reqBody string, status i
 	s.add(httpproto.KindResponseEnd, schemas.Server, ch, httpproto.EncodeEnd(&httpproto.End{Bytes: int64(len(respBody))}))
 }
 
+// callComplete is call as the edge records an exchange read whole: one
+// complete frame each way.
+func (s *session) callComplete(ch int64, method, target string, reqBody string, status int, respBody string) {
+	s.add(httpproto.KindRequestComplete, schemas.Client, ch, httpproto.EncodeComplete(&httpproto.Head{Method: method, Target: target, Path: target,
+		Headers: []httpproto.Field{{Name: "Authorization", Value: "Bearer gateway-token"}}}, &httpproto.End{Bytes: int64(len(reqBody))}, []byte(reqBody)))
+	s.add(httpproto.KindResponseComplete, schemas.Server, ch, httpproto.EncodeComplete(&httpproto.Head{Status: status,
+		Headers: []httpproto.Field{{Name: "Content-Type", Value: "application/json"}}}, &httpproto.End{Bytes: int64(len(respBody))}, []byte(respBody)))
+}
+
+// TestConversationComplete: calls recorded as complete frames are masked and
+// stitched as their split frames are: Secret values in a Secret created, read
+// and listed (on the secrets resource or not), the Authorization header.
+func TestConversationComplete(t *testing.T) {
+	var s session
+	s.callComplete(1, "POST", "/api/v1/namespaces/x/secrets", `{"kind":"Secret","stringData":{"pw":"topsecret"}}`, 201, `{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}`)
+	s.callComplete(2, "GET", "/api/v1/namespaces/x/pods/nope", "", 404, `{"kind":"Status","code":404}`)
+	s.callComplete(3, "PATCH", "/api/v1/namespaces/x/secrets/db", `{"data":{"pw":"dG9wc2VjcmV0"}}`, 200, `{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}`)
+	s.callComplete(4, "GET", "/api/v1/namespaces/x/configmaps", "", 200, `{"kind":"List","items":[{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}]}`)
+	s.callComplete(5, "GET", "/api/v1/namespaces/x/secrets", "", 200, `{"type":"ADDED","object":{"kind":"Secret","data":{"pw":"dG9w`)
+
+	conv := Protocol{}.NewConversation()
+	var cmds []schemas.Command
+	for i := range s.frames {
+		f := &s.frames[i]
+		f.Payload = conv.Mask(f, rules{}, protocol.Counts{})
+		for _, bad := range []string{"topsecret", "dG9wc2VjcmV0", "dG9w", "gateway-token"} {
+			if strings.Contains(string(f.Payload), bad) {
+				t.Fatalf("frame %d (%s) leaks %q: %s", f.Seq, f.Kind, bad, f.Payload)
+			}
+		}
+		b, err := json.Marshal(conv)
+		must(t, err)
+		conv = Protocol{}.NewConversation()
+		must(t, json.Unmarshal(b, conv))
+		cmds = append(cmds, conv.Stitch(f, protocol.Limits{})...)
+	}
+	if got := s.frames[1].Payload; !strings.Contains(string(got), secretToken) {
+		t.Errorf("the created Secret's response is not masked: %s", got)
+	}
+	if got := s.frames[9].Payload; string(got) != secretToken {
+		t.Errorf("a cut Secret body in a complete frame is not withheld whole: %s", got)
+	}
+	want := []struct {
+		text string
+		exit int32
+	}{{"create secrets -n x", 201}, {"get pods/nope -n x", 404}, {"patch secrets/db -n x", 200}, {"get configmaps -n x", 200}}
+	if len(cmds) < len(want) {
+		t.Fatalf("commands: %+v", cmds)
+	}
+	for i, w := range want {
+		c := cmds[i]
+		if c.Text != w.text || c.ExitStatus == nil || *c.ExitStatus != w.exit || c.Protocol != schemas.Kubernetes {
+			t.Errorf("command %d: %q exit %v, want %q exit %d", i, c.Text, c.ExitStatus, w.text, w.exit)
+		}
+	}
+	var text bytes.Buffer
+	must(t, Replay(&text, FormatText, frames(s.frames), protocol.ReplayOptions{}, nil))
+	for _, line := range []string{"$ kubectl create secrets -n x", "-> status 404", "$ kubectl get configmaps -n x"} {
+		if !strings.Contains(text.String(), line) {
+			t.Errorf("transcript lacks %q:\n%s", line, text.String())
+		}
+	}
+}
+
+// TestCompleteFragmentWithheld: a complete frame in fragments cannot be parsed
+// for Secrets, so each fragment is withheld.
+func TestCompleteFragmentWithheld(t *testing.T) {
+	conv := Protocol{}.NewConversation()
+	p := httpproto.EncodeComplete(&httpproto.Head{Status: 200}, &httpproto.End{}, []byte(`{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}`))
+	f := schemas.Frame{Seq: 1, Kind: httpproto.KindResponseComplete, Direction: schemas.Server, Payload: p[:20], Fragment: 0, Final: false}
+	if got := conv.Mask(&f, rules{}, protocol.Counts{}); string(got) != secretToken {
+		t.Errorf("fragment: %s", got)
+	}
+}
+
 // TestConversation: Secret values, the Authorization header and detector hits
 // in exec output are masked; calls stitch into kubectl-like commands; an exec
 // reports the exit status from its status channel.
@@ -403,6 +478,38 @@ func FuzzSPDYDecoder(f *testing.F) {
 			if !IsStream(m.Kind) {
 				t.Fatalf("kind %q", m.Kind)
 			}
+		}
+	})
+}
+
+// FuzzMaskComplete: a complete frame of any bytes is masked without a panic;
+// on the secrets resource its output is withheld or still a complete frame
+// whose body has no Secret value left.
+func FuzzMaskComplete(f *testing.F) {
+	f.Add([]byte(`{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}`), true)
+	f.Add([]byte(`{"type":"ADDED","object":{"kind":"Secret","stringData":{"a":"dG9wc2VjcmV0"}}}`), false)
+	f.Add([]byte("\x00\x01"), true)
+	f.Fuzz(func(t *testing.T, body []byte, secretPath bool) {
+		target := "/api/v1/namespaces/x/configmaps"
+		if secretPath {
+			target = "/api/v1/namespaces/x/secrets"
+		}
+		conv := Protocol{}.NewConversation()
+		req := schemas.Frame{Seq: 1, Kind: httpproto.KindRequestComplete, Direction: schemas.Client, Channel: 1, Final: true,
+			Payload: httpproto.EncodeComplete(&httpproto.Head{Method: "GET", Target: target}, &httpproto.End{}, nil)}
+		conv.Mask(&req, rules{}, protocol.Counts{})
+		resp := schemas.Frame{Seq: 2, Kind: httpproto.KindResponseComplete, Direction: schemas.Server, Channel: 1, Final: true,
+			Payload: httpproto.EncodeComplete(&httpproto.Head{Status: 200}, &httpproto.End{Bytes: int64(len(body))}, body)}
+		out := conv.Mask(&resp, rules{}, protocol.Counts{})
+		if string(out) == secretToken {
+			return
+		}
+		_, _, masked, err := httpproto.SplitComplete(out)
+		if err != nil {
+			t.Fatalf("masked complete frame does not split: %q", out)
+		}
+		if again, _, err := MaskSecrets(masked, secretPath); err != nil || (secretPath && bytes.Contains(masked, []byte("dG9wc2VjcmV0")) && !bytes.Equal(again, masked)) {
+			t.Fatalf("Secret value left in %q (%v)", masked, err)
 		}
 	})
 }

@@ -60,10 +60,8 @@ func transcript(w io.Writer, frames iter.Seq2[schemas.Frame, error], flush func(
 		if err != nil {
 			return err
 		}
-		if f.Kind == httpproto.KindRequest {
-			if h, err := httpproto.DecodeHead(f.Payload); err == nil {
-				fmt.Fprintf(bw, "$ kubectl %s\n", safe(ParseCall(h.Method, h.Target).Text()))
-			}
+		if head := requestHead(&f); head != nil {
+			fmt.Fprintf(bw, "$ kubectl %s\n", safe(ParseCall(head.Method, head.Target).Text()))
 		}
 		switch f.Kind {
 		case KindStdout, KindStderr, KindStdin, KindPortData:
@@ -80,6 +78,27 @@ func transcript(w io.Writer, frames iter.Seq2[schemas.Frame, error], flush func(
 		}
 	}
 	return bw.Flush()
+}
+
+// requestHead is the head of a request frame (split or complete), or nil.
+func requestHead(f *schemas.Frame) *httpproto.Head {
+	p := f.Payload
+	switch f.Kind {
+	case httpproto.KindRequest:
+	case httpproto.KindRequestComplete:
+		head, _, _, err := httpproto.SplitComplete(p)
+		if err != nil {
+			return nil
+		}
+		p = head
+	default:
+		return nil
+	}
+	h, err := httpproto.DecodeHead(p)
+	if err != nil {
+		return nil
+	}
+	return h
 }
 
 func writeResult(w io.Writer, cmd schemas.Command) {
