@@ -19,12 +19,19 @@ func (r *runner) ensureTopics(ctx context.Context) (int32, error) {
 		return 0, fmt.Errorf("list topics: %w", err)
 	}
 	raw, ok := td[t.Raw]
-	if !ok || raw.Err != nil {
-		if !create {
+	if !ok || raw.Err != nil || len(raw.Partitions) == 0 {
+		if !create && (!ok || errors.Is(raw.Err, kerr.UnknownTopicOrPartition)) {
 			return 0, fmt.Errorf("raw topic %s does not exist", t.Raw)
 		}
-		if _, err := r.adm.CreateTopic(ctx, r.cfg.Partitions, -1, nil, t.Raw); ignoreExists(err) != nil {
-			return 0, fmt.Errorf("create %s: %w", t.Raw, err)
+		if create {
+			if _, err := r.adm.CreateTopic(ctx, r.cfg.Partitions, -1, nil, t.Raw); ignoreExists(err) != nil {
+				return 0, fmt.Errorf("create %s: %w", t.Raw, err)
+			}
+		}
+		// A topic just created (here or by someone else) can show no
+		// partitions, or an error, in metadata for a while.
+		if err := r.waitForTopics(ctx, t.Raw); err != nil {
+			return 0, fmt.Errorf("raw topic %s: %w", t.Raw, err)
 		}
 		if td, err = r.adm.ListTopics(ctx, t.Raw); err != nil {
 			return 0, err
