@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	httpproxy "github.com/tapline/tapline/ingest/http"
 	"github.com/tapline/tapline/schemas"
@@ -17,7 +18,7 @@ const spdyTunnel = "SPDY/3.1+" + kube.PortForwardV2
 func messages(subprotocol string) httpproxy.StreamFraming {
 	switch subprotocol {
 	case kube.ChannelV4, kube.ChannelV5, kube.PortForwardV1, kube.PortForwardV2:
-		return channels(subprotocol)
+		return &channels{subprotocol: subprotocol}
 	case spdyTunnel:
 		return newSPDYFraming(true)
 	}
@@ -33,26 +34,33 @@ func upgrade(r *http.Request) httpproxy.StreamFraming {
 }
 
 // channels frames WebSocket messages that carry a channel byte.
-type channels string
+type channels struct {
+	subprotocol string
+	ended       atomic.Bool // the server sent the exec's Status
+}
 
-func (c channels) Message(_ schemas.Direction, msg []byte) []httpproxy.Frame {
-	m, err := kube.DecodeChannel(string(c), msg)
+func (c *channels) Message(dir schemas.Direction, msg []byte) []httpproxy.Frame {
+	m, err := kube.DecodeChannel(c.subprotocol, msg)
 	if err != nil {
 		return nil // recorded whole
+	}
+	if dir == schemas.Server && m.Kind == string(kube.KindStatus) {
+		c.ended.Store(true)
 	}
 	return []httpproxy.Frame{{Kind: m.Kind, Payload: m.Data}}
 }
 
-func (channels) Split(_ schemas.Direction, buf []byte) (int, []httpproxy.Frame, error) {
+func (*channels) Split(_ schemas.Direction, buf []byte) (int, []httpproxy.Frame, error) {
 	return len(buf), nil, nil
 }
 
-func (channels) Splits() bool { return false }
+func (*channels) Splits() bool { return false }
 
 // Cut ends an exec's WebSocket with a Failure Status on the error channel
-// saying why; port-forward has none.
-func (c channels) Cut(reason string) []byte {
-	if c != kube.ChannelV4 && c != kube.ChannelV5 {
+// saying why; port-forward has none, and an exec whose Status the server
+// already sent has ended: a second Status is a protocol error to kubectl.
+func (c *channels) Cut(reason string) []byte {
+	if c.subprotocol != kube.ChannelV4 && c.subprotocol != kube.ChannelV5 || c.ended.Load() {
 		return nil
 	}
 	return append([]byte{kube.ChannelError}, statusBody(http.StatusServiceUnavailable, "tapline: stream cut: "+reason)...)
@@ -64,6 +72,7 @@ type spdyFraming struct {
 	s                *kube.SPDY
 	client, server   *kube.SPDYDecoder
 	clientE, serverE error
+	ended            atomic.Bool // the server sent the exec's Status
 }
 
 func newSPDYFraming(portForward bool) *spdyFraming {
@@ -79,8 +88,11 @@ func (f *spdyFraming) Splits() bool { return true }
 
 // Cut ends an exec's error stream with a Failure Status saying why, which
 // client-go reports (a SPDY connection that just closes reads as success).
+// An exec whose Status the server already sent has ended: the API server
+// resetting the connection after it is no cut, and a second Status on the
+// error stream is a protocol error to kubectl.
 func (f *spdyFraming) Cut(reason string) []byte {
-	if f.s.PortForward {
+	if f.s.PortForward || f.ended.Load() {
 		return nil
 	}
 	b, err := f.s.StatusFrame(statusBody(http.StatusServiceUnavailable, "tapline: stream cut: "+reason))
@@ -110,6 +122,9 @@ func (f *spdyFraming) Split(dir schemas.Direction, buf []byte) (int, []httpproxy
 			return n, out, err
 		}
 		if ok {
+			if dir == schemas.Server && m.Kind == string(kube.KindStatus) {
+				f.ended.Store(true)
+			}
 			out = append(out, httpproxy.Frame{Kind: m.Kind, Payload: m.Data})
 		}
 		n += size

@@ -131,3 +131,47 @@ func FuzzSPDYFraming(f *testing.F) {
 		}
 	})
 }
+
+// An exec whose Status the server already sent has ended: a reset connection
+// after it must not add a second Status, which kubectl reads as "error stream
+// protocol error".
+func TestNoCutStatusAfterTheExecStatus(t *testing.T) {
+	status := []byte(`{"metadata":{},"status":"Success"}`)
+	t.Run("spdy", func(t *testing.T) {
+		f := newSPDYFraming(false)
+		if _, _, err := f.Split(schemas.Client, spdyClient(t)); err != nil {
+			t.Fatal(err)
+		}
+		if f.Cut("reset") == nil {
+			t.Fatal("no Status for a cut before the exec ended")
+		}
+		var b bytes.Buffer
+		fr, err := spdy.NewFramer(&b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fr.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: status}); err != nil {
+			t.Fatal(err)
+		}
+		_, frames, err := f.Split(schemas.Server, b.Bytes())
+		if err != nil || len(frames) != 1 || frames[0].Kind != string(kube.KindStatus) {
+			t.Fatalf("server's Status framed as %+v, %v", frames, err)
+		}
+		if cut := f.Cut("reset"); cut != nil {
+			t.Fatalf("a cut after the exec's Status adds %q", cut)
+		}
+	})
+	t.Run("websocket", func(t *testing.T) {
+		f := messages(kube.ChannelV5)
+		if f.Cut("reset") == nil {
+			t.Fatal("no Status for a cut before the exec ended")
+		}
+		frames := f.Message(schemas.Server, append([]byte{kube.ChannelError}, status...))
+		if len(frames) != 1 || frames[0].Kind != string(kube.KindStatus) {
+			t.Fatalf("server's Status framed as %+v", frames)
+		}
+		if cut := f.Cut("reset"); cut != nil {
+			t.Fatalf("a cut after the exec's Status adds %q", cut)
+		}
+	})
+}
