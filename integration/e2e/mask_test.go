@@ -42,36 +42,22 @@ func TestMaskingEndToEnd(t *testing.T) {
 	sess := h.waitSessions(t, sub, 1)[0]
 
 	// Recorded: the raw topic has them, in the client's statements and the rows.
-	processed := []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
+	processed := h.processedTopics()
 	scans := h.scanTopics(t, append([]string{h.topics.Raw}, processed...), secrets)
 	for _, s := range secrets {
 		if raw := scans[h.topics.Raw]; raw.hits[s] == 0 {
 			t.Errorf("%q is not in %s (%d records read): the session was not recorded as typed", s, h.topics.Raw, raw.records)
 		}
 	}
-	// Masked: no processed topic holds them, nor the processors' own state.
 	for _, topic := range processed {
-		got := scans[topic]
-		if got.records == 0 {
+		if scans[topic].records == 0 {
 			t.Errorf("%s: no records read", topic)
 		}
-		for _, s := range secrets {
-			if got.hits[s] > 0 {
-				t.Errorf("%q is in %d record(s) of %s", s, got.hits[s], topic)
-			}
-		}
 	}
-	// Masked: no row of any table holds them, in any column.
+	// Masked: no processed topic holds them, nor the processors' own state, nor
+	// any row of any table, in any column.
+	h.notDownstream(t, scans, secrets)
 	tables := h.tables(t)
-	for _, table := range tables {
-		for _, s := range secrets {
-			n := h.count(t, "SELECT toInt64(count()) FROM "+table+" WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
-				clickhouse.Params{"s": s})
-			if n > 0 {
-				t.Errorf("%q is in %d row(s) of table %s", s, n, table)
-			}
-		}
-	}
 	// The scan finds what is there: the subject, in the session.start frame.
 	if n := h.count(t, "SELECT toInt64(count()) FROM frames WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
 		clickhouse.Params{"s": sub}); n == 0 {
@@ -101,6 +87,34 @@ func TestMaskingEndToEnd(t *testing.T) {
 type topicScan struct {
 	records int
 	hits    map[string]int
+}
+
+// processedTopics are the topics downstream of the raw one, the processors'
+// state included: what is written there has been masked.
+func (h *harness) processedTopics() []string {
+	return []string{h.topics.Frames, h.topics.Commands, h.topics.Sessions, h.topics.Audit, h.topics.AuditOCSF, h.topics.State}
+}
+
+// notDownstream reports each secret that a processed topic (in scans, read by
+// scanTopics over them) or any row of any table holds.
+func (h *harness) notDownstream(t *testing.T, scans map[string]*topicScan, secrets []string) {
+	t.Helper()
+	for _, topic := range h.processedTopics() {
+		for _, s := range secrets {
+			if n := scans[topic].hits[s]; n > 0 {
+				t.Errorf("%q is in %d record(s) of %s", s, n, topic)
+			}
+		}
+	}
+	for _, table := range h.tables(t) {
+		for _, s := range secrets {
+			n := h.count(t, "SELECT toInt64(count()) FROM "+table+" WHERE position(formatRow('TSVRaw', *), {s:String}) > 0",
+				clickhouse.Params{"s": s})
+			if n > 0 {
+				t.Errorf("%q is in %d row(s) of table %s", s, n, table)
+			}
+		}
+	}
 }
 
 // scanTopics reads topics from the start (committed records only) until they have
