@@ -28,21 +28,6 @@ func (declaredRules) TableColumns(schema, table string) ([]string, bool) {
 
 var declared = declaredRules{rules}
 
-func maskQueryWith(t *testing.T, r protocol.MaskRules, sql string) (string, protocol.Counts) {
-	t.Helper()
-	counts := protocol.Counts{}
-	out := (&Conversation{}).Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), r, counts)
-	body, err := CheckedBodyOf(out, 'Q')
-	if err != nil {
-		t.Fatalf("framing: %v", err)
-	}
-	var q pgproto3.Query
-	if err := q.Decode(body); err != nil {
-		t.Fatal(err)
-	}
-	return q.String, counts
-}
-
 func TestPositionalInsertByDeclaredColumns(t *testing.T) {
 	for _, tc := range []struct {
 		name, sql, want string
@@ -68,7 +53,7 @@ func TestPositionalInsertByDeclaredColumns(t *testing.T) {
 			`INSERT INTO users (password, id) VALUES ('[masked:column]', 1)`, protocol.Counts{MaskColumn: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, counts := maskQueryWith(t, declared, tc.sql)
+			got, counts := maskQueryWith(t, &Conversation{}, declared, tc.sql)
 			if got != tc.want || !reflect.DeepEqual(counts, tc.counts) {
 				t.Errorf("got  %s %v\nwant %s %v", got, counts, tc.want, tc.counts)
 			}
@@ -79,7 +64,7 @@ func TestPositionalInsertByDeclaredColumns(t *testing.T) {
 // Rules that declare no tables (a protocol.MaskRules without TableColumns) mask
 // every value bound by position.
 func TestPositionalInsertWithoutDeclarations(t *testing.T) {
-	got, counts := maskQueryWith(t, rules, `INSERT INTO users VALUES (1, 'x')`)
+	got, counts := maskQueryWith(t, &Conversation{}, rules, `INSERT INTO users VALUES (1, 'x')`)
 	if want := `INSERT INTO users VALUES ('[masked:positional]', '[masked:positional]')`; got != want || counts[MaskPositional] != 2 {
 		t.Errorf("got %s %v", got, counts)
 	}

@@ -57,11 +57,17 @@ func frame(kind string, dir schemas.Direction, p []byte) *schemas.Frame {
 	return &schemas.Frame{Protocol: schemas.Postgres, Kind: kind, Direction: dir, Payload: p, Final: true}
 }
 
-// maskQuery masks one simple Query and returns its text and counts.
+// maskQuery masks one simple Query with the default rules and returns its text
+// and counts.
 func maskQuery(t *testing.T, c *Conversation, sql string) (string, protocol.Counts) {
 	t.Helper()
+	return maskQueryWith(t, c, rules, sql)
+}
+
+func maskQueryWith(t *testing.T, c *Conversation, r protocol.MaskRules, sql string) (string, protocol.Counts) {
+	t.Helper()
 	counts := protocol.Counts{}
-	out := c.Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), rules, counts)
+	out := c.Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), r, counts)
 	body, err := CheckedBodyOf(out, 'Q')
 	if err != nil {
 		t.Fatalf("framing: %v", err)
