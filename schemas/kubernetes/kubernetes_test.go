@@ -232,22 +232,7 @@ func TestConversationComplete(t *testing.T) {
 	s.callComplete(4, "GET", "/api/v1/namespaces/x/configmaps", "", 200, `{"kind":"List","items":[{"kind":"Secret","data":{"pw":"dG9wc2VjcmV0"}}]}`)
 	s.callComplete(5, "GET", "/api/v1/namespaces/x/secrets", "", 200, `{"type":"ADDED","object":{"kind":"Secret","data":{"pw":"dG9w`)
 
-	conv := Protocol{}.NewConversation()
-	var cmds []schemas.Command
-	for i := range s.frames {
-		f := &s.frames[i]
-		f.Payload = conv.Mask(f, rules{}, protocol.Counts{})
-		for _, bad := range []string{"topsecret", "dG9wc2VjcmV0", "dG9w", "gateway-token"} {
-			if strings.Contains(string(f.Payload), bad) {
-				t.Fatalf("frame %d (%s) leaks %q: %s", f.Seq, f.Kind, bad, f.Payload)
-			}
-		}
-		b, err := json.Marshal(conv)
-		must(t, err)
-		conv = Protocol{}.NewConversation()
-		must(t, json.Unmarshal(b, conv))
-		cmds = append(cmds, conv.Stitch(f, protocol.Limits{})...)
-	}
+	cmds := maskAndStitch(t, s.frames, "topsecret", "dG9wc2VjcmV0", "dG9w", "gateway-token")
 	if got := s.frames[1].Payload; !strings.Contains(string(got), secretToken) {
 		t.Errorf("the created Secret's response is not masked: %s", got)
 	}
@@ -303,24 +288,7 @@ func TestConversation(t *testing.T) {
 	s.add(httpproto.KindRequestEnd, schemas.Client, 3, httpproto.EncodeEnd(&httpproto.End{}))
 	s.add(httpproto.KindResponseEnd, schemas.Server, 3, httpproto.EncodeEnd(&httpproto.End{}))
 
-	conv := Protocol{}.NewConversation()
-	var cmds []schemas.Command
-	for i := range s.frames {
-		f := &s.frames[i]
-		counts := protocol.Counts{}
-		f.Payload = conv.Mask(f, rules{}, counts)
-		for _, bad := range []string{"topsecret", "dG9wc2VjcmV0", "gateway-token", "hunter2"} {
-			if strings.Contains(string(f.Payload), bad) {
-				t.Fatalf("frame %d (%s) leaks %q: %s", f.Seq, f.Kind, bad, f.Payload)
-			}
-		}
-		// The state is saved as JSON between frames.
-		b, err := json.Marshal(conv)
-		must(t, err)
-		conv = Protocol{}.NewConversation()
-		must(t, json.Unmarshal(b, conv))
-		cmds = append(cmds, conv.Stitch(f, protocol.Limits{})...)
-	}
+	cmds := maskAndStitch(t, s.frames, "topsecret", "dG9wc2VjcmV0", "gateway-token", "hunter2")
 	if len(cmds) != 3 {
 		t.Fatalf("commands: %+v", cmds)
 	}
@@ -512,4 +480,28 @@ func FuzzMaskComplete(f *testing.F) {
 			t.Fatalf("Secret value left in %q (%v)", masked, err)
 		}
 	})
+}
+
+// maskAndStitch masks frames in place and stitches them, saving and restoring
+// the conversation as JSON between frames as a restarted processor would; a
+// masked frame that still holds one of leaks fails the test.
+func maskAndStitch(t *testing.T, frames []schemas.Frame, leaks ...string) []schemas.Command {
+	t.Helper()
+	conv := Protocol{}.NewConversation()
+	var cmds []schemas.Command
+	for i := range frames {
+		f := &frames[i]
+		f.Payload = conv.Mask(f, rules{}, protocol.Counts{})
+		for _, bad := range leaks {
+			if strings.Contains(string(f.Payload), bad) {
+				t.Fatalf("frame %d (%s) leaks %q: %s", f.Seq, f.Kind, bad, f.Payload)
+			}
+		}
+		b, err := json.Marshal(conv)
+		must(t, err)
+		conv = Protocol{}.NewConversation()
+		must(t, json.Unmarshal(b, conv))
+		cmds = append(cmds, conv.Stitch(f, protocol.Limits{})...)
+	}
+	return cmds
 }
