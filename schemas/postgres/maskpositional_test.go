@@ -111,23 +111,6 @@ func TestPositionalPreparedInsert(t *testing.T) {
 	}
 }
 
-func copyRowsWith(t *testing.T, r protocol.MaskRules, sql string, pieces ...string) (string, protocol.Counts) {
-	t.Helper()
-	c := &Conversation{}
-	c.Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), r, protocol.Counts{})
-	counts := protocol.Counts{}
-	var data []byte
-	for _, p := range pieces {
-		out := c.Mask(frame(CopyData, schemas.Client, msg(t, &pgproto3.CopyData{Data: []byte(p)})), r, counts)
-		body, err := CheckedBodyOf(out, 'd')
-		if err != nil || len(out) != 5+len(p) {
-			t.Fatalf("framing: %v", err)
-		}
-		data = append(data, body...)
-	}
-	return string(data), counts
-}
-
 func TestPositionalCopy(t *testing.T) {
 	got, counts := copyRowsWith(t, declared, `COPY users FROM STDIN`, "1\tbob\thunter2\thi\n2\tal\tpw", "2\tx\n")
 	if want := "1\tbob\t*******\thi\n2\tal\t***\tx\n"; got != want || counts[MaskColumn] != 3 {

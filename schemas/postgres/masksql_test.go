@@ -174,19 +174,26 @@ func TestBindParametersOfPreparedStatement(t *testing.T) {
 // returns the masked data and counts.
 func copyRows(t *testing.T, sql string, pieces ...string) (string, protocol.Counts) {
 	t.Helper()
+	return copyRowsWith(t, rules, sql, pieces...)
+}
+
+// copyRowsWith masks a COPY FROM STDIN statement, its data in the given pieces
+// (one CopyData each) and CopyDone, and returns the masked data and counts.
+func copyRowsWith(t *testing.T, r protocol.MaskRules, sql string, pieces ...string) (string, protocol.Counts) {
+	t.Helper()
 	c := &Conversation{}
-	maskQuery(t, c, sql)
+	maskQueryWith(t, c, r, sql)
 	counts := protocol.Counts{}
 	var data []byte
 	for _, p := range pieces {
-		out := c.Mask(frame(CopyData, schemas.Client, msg(t, &pgproto3.CopyData{Data: []byte(p)})), rules, counts)
+		out := c.Mask(frame(CopyData, schemas.Client, msg(t, &pgproto3.CopyData{Data: []byte(p)})), r, counts)
 		body, err := CheckedBodyOf(out, 'd')
 		if err != nil || len(out) != 5+len(p) {
 			t.Fatalf("framing: %v", err)
 		}
 		data = append(data, body...)
 	}
-	c.Mask(frame(CopyDone, schemas.Client, msg(t, &pgproto3.CopyDone{})), rules, counts)
+	c.Mask(frame(CopyDone, schemas.Client, msg(t, &pgproto3.CopyDone{})), r, counts)
 	if c.Copy != nil {
 		t.Error("COPY state kept after CopyDone")
 	}
