@@ -4,12 +4,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/sinks/clickhouse"
@@ -29,12 +26,7 @@ func TestPostgresPrivacyOfFragmentedMessages(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	host, port := splitAddr(t, h.pgAddr)
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=require connect_timeout=10",
-		host, port, pgTarget, sub, token))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := h.pgxConnect(ctx, t, sub, token)
 	const fb = recorder.DefaultFragmentBytes
 	for _, s := range secrets {
 		// Query payload: 'Q', length, "SELECT '" — the value starts at byte 13;

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tapline/tapline/sinks/clickhouse"
 )
 
@@ -53,12 +51,7 @@ func TestPostgresPrivacyOfPositionalValues(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	host, port := splitAddr(t, h.pgAddr)
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=require connect_timeout=10",
-		host, port, pgTarget, sub, token))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := h.pgxConnect(ctx, t, sub, token)
 	if _, err := conn.Exec(ctx, create); err != nil {
 		t.Fatal(err)
 	}

@@ -52,12 +52,7 @@ func TestPostgresPrivacyOfRuledColumns(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	host, port := splitAddr(t, h.pgAddr)
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=require connect_timeout=10",
-		host, port, pgTarget, sub, token))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := h.pgxConnect(ctx, t, sub, token)
 	for _, q := range []string{"CREATE TEMP TABLE acct (id int, password text, api_key text, ssn text)"} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)
@@ -96,6 +91,19 @@ func TestPostgresPrivacyOfRuledColumns(t *testing.T) {
 			t.Errorf("session %s: no frame records a column mask", s.SessionID)
 		}
 	}
+}
+
+// pgxConnect logs in to the Postgres target through the gateway with pgx, as
+// user with the OIDC token as password.
+func (h *harness) pgxConnect(ctx context.Context, t *testing.T, user, token string) *pgx.Conn {
+	t.Helper()
+	host, port := splitAddr(t, h.pgAddr)
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=require connect_timeout=10",
+		host, port, pgTarget, user, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // psqlPrivacy runs psql with stdin and without a controlling terminal (its own
