@@ -227,16 +227,16 @@ func (c *Conversation) boundParams(stmt string, n int, r protocol.MaskRules) []s
 	}
 	out := make([]string, n)
 	for i := range n {
-		col, p, positional := refs.cols[i], refs.pos[i], false
-		if _, positional = refs.pos[i]; positional {
-			typ, masked := positionalRule(r, p)
-			if masked && typ == MaskPositional {
-				out[i] = MaskPositional
+		if p, ok := refs.pos[i]; ok {
+			if typ, masked := positionalRule(r, p); masked {
+				out[i] = MaskParam // a ruled column's value, bound: counted as a parameter
+				if typ == MaskPositional {
+					out[i] = MaskPositional
+				}
 				continue
 			}
-			positional = masked
 		}
-		if positional || r.Param(i) || (col != "" && r.Column(col)) {
+		if col := refs.cols[i]; r.Param(i) || (col != "" && r.Column(col)) {
 			out[i] = MaskParam
 		}
 	}
