@@ -333,7 +333,32 @@ func cutPage(sizes []pageSize, budget uint64) (int64, int) {
 	return sizes[len(sizes)-1].seq, len(sizes)
 }
 
+// FramesConn is a Conn that can decode a frames read straight into frames,
+// without the per-value boxing of Rows.Scan: chDB hands over a whole page at once,
+// and its generic decode and scan were the read path's largest Go cost. The
+// query selects frameColumns; the frames come back finished (FinishFrame).
+type FramesConn interface {
+	QueryFrames(ctx context.Context, sql string, params Params, n int) ([]schemas.Frame, error)
+}
+
+// FrameColumns lists the columns a frames read selects (the full schema), in order.
+func FrameColumns() []string {
+	cols := strings.Split(frameColumns, ",")
+	for i := range cols {
+		cols[i] = strings.TrimSpace(cols[i])
+	}
+	return cols
+}
+
 func (s *store) framesPage(ctx context.Context, q string, n int, p Params) ([]schemas.Frame, error) {
+	legacy := s.cfg.Schema == SchemaLegacy
+	if fc, ok := s.conn.(FramesConn); ok && !legacy {
+		out, err := fc.QueryFrames(ctx, q, p, n)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: frames: %w", err)
+		}
+		return out, nil
+	}
 	rows, err := s.conn.Query(ctx, q, p, nil)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: frames: %w", err)
@@ -341,49 +366,65 @@ func (s *store) framesPage(ctx context.Context, q string, n int, p Params) ([]sc
 	defer rows.Close()
 	out := make([]schemas.Frame, 0, n)
 	for rows.Next() {
-		var f schemas.Frame
-		var direction, protocol, start, end, psig string
-		var tsUS int64
-		var keys []string
-		var vals []int64
-		legacy := s.cfg.Schema == SchemaLegacy
-		ts, masks := []any{&f.TS}, []any{&f.Masks}
-		if legacy {
-			ts, masks = []any{&tsUS}, []any{&keys, &vals}
-		}
-		dest := append(append([]any{&f.SessionID, &f.Seq}, ts...), &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
-			&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID)
-		dest = append(append(dest, masks...), &start, &f.Denial, &end, &psig)
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("clickhouse: frames: %w", err)
-		}
-		if legacy {
-			f.TS = time.UnixMicro(tsUS).UTC()
-			var err error
-			if f.Masks, err = arraysMap(keys, vals); err != nil {
-				return nil, fmt.Errorf("clickhouse: frame %s/%d: %w", f.SessionID, f.Seq, err)
-			}
-		}
-		f.ProcessorSig = ParseProcessorSig(psig)
-		f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)
-		if len(f.Masks) == 0 {
-			f.Masks = nil
-		}
-		if start != "" {
-			f.Start = new(schemas.SessionStart)
-			if err := json.Unmarshal([]byte(start), f.Start); err != nil {
-				return nil, fmt.Errorf("clickhouse: frame %s/%d session_start: %w", f.SessionID, f.Seq, err)
-			}
-		}
-		if end != "" {
-			f.End = new(schemas.SessionEnd)
-			if err := json.Unmarshal([]byte(end), f.End); err != nil {
-				return nil, fmt.Errorf("clickhouse: frame %s/%d session_end: %w", f.SessionID, f.Seq, err)
-			}
+		f, err := ScanFrame(rows, legacy)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// ScanFrame scans the current row of a frames read (frameColumns, or the legacy
+// schema's columns) into a frame.
+func ScanFrame(rows Rows, legacy bool) (schemas.Frame, error) {
+	var f schemas.Frame
+	var direction, protocol, start, end, psig string
+	var tsUS int64
+	var keys []string
+	var vals []int64
+	ts, masks := []any{&f.TS}, []any{&f.Masks}
+	if legacy {
+		ts, masks = []any{&tsUS}, []any{&keys, &vals}
+	}
+	dest := append(append([]any{&f.SessionID, &f.Seq}, ts...), &direction, &protocol, &f.Kind, &f.Channel, &f.Fragment,
+		&f.Final, &f.Payload, &f.PayloadSalt, &f.PayloadDigest, &f.PrevHash, &f.Hash, &f.GatewayID)
+	dest = append(append(dest, masks...), &start, &f.Denial, &end, &psig)
+	if err := rows.Scan(dest...); err != nil {
+		return f, fmt.Errorf("clickhouse: frames: %w", err)
+	}
+	if legacy {
+		f.TS = time.UnixMicro(tsUS).UTC()
+		var err error
+		if f.Masks, err = arraysMap(keys, vals); err != nil {
+			return f, fmt.Errorf("clickhouse: frame %s/%d: %w", f.SessionID, f.Seq, err)
+		}
+	}
+	f.Direction, f.Protocol = schemas.Direction(direction), schemas.Protocol(protocol)
+	return f, FinishFrame(&f, []byte(start), []byte(end), psig)
+}
+
+// FinishFrame sets what a frame's row holds in encoded form: session_start and
+// session_end (JSON, empty when absent) and processor_sig; an empty masks map
+// becomes nil, as the Avro codecs decode it.
+func FinishFrame(f *schemas.Frame, start, end []byte, psig string) error {
+	f.ProcessorSig = ParseProcessorSig(psig)
+	if len(f.Masks) == 0 {
+		f.Masks = nil
+	}
+	if len(start) > 0 {
+		f.Start = new(schemas.SessionStart)
+		if err := json.Unmarshal(start, f.Start); err != nil {
+			return fmt.Errorf("clickhouse: frame %s/%d session_start: %w", f.SessionID, f.Seq, err)
+		}
+	}
+	if len(end) > 0 {
+		f.End = new(schemas.SessionEnd)
+		if err := json.Unmarshal(end, f.End); err != nil {
+			return fmt.Errorf("clickhouse: frame %s/%d session_end: %w", f.SessionID, f.Seq, err)
+		}
+	}
+	return nil
 }
 
 // SQL runs an auditor's statement read-only and returns its rows as a stream: the

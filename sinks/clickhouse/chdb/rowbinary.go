@@ -477,3 +477,29 @@ func unquote(s string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// rows iterates over a decoded result.
+type rows struct {
+	t *Table
+	i int
+}
+
+func (r *rows) Columns() []clickhouse.Column { return r.t.Columns }
+func (r *rows) Next() bool                   { r.i++; return r.i < len(r.t.Rows) }
+func (r *rows) Err() error                   { return nil }
+func (r *rows) Close() error                 { return nil }
+
+func (r *rows) Values() ([]any, error) { return r.t.Rows[r.i], nil }
+
+func (r *rows) Scan(dest ...any) error {
+	row := r.t.Rows[r.i]
+	if len(dest) != len(row) {
+		return fmt.Errorf("scan: %d destinations for %d columns", len(dest), len(row))
+	}
+	for i, v := range row {
+		if err := clickhouse.ScanInto(dest[i], v); err != nil {
+			return fmt.Errorf("column %s: %w", r.t.Columns[i].Name, err)
+		}
+	}
+	return nil
+}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/sinks/clickhouse"
 	"github.com/tapline/tapline/sinks/clickhouse/chdb/libchdb"
 )
@@ -192,6 +193,20 @@ func (c *conn) Query(ctx context.Context, sql string, params clickhouse.Params, 
 	return &rows{t: t, i: -1}, nil
 }
 
+// QueryFrames runs a frames read and decodes it straight into frames
+// (clickhouse.FramesConn, DecodeFrames).
+func (c *conn) QueryFrames(ctx context.Context, sql string, params clickhouse.Params, n int) ([]schemas.Frame, error) {
+	out, err := c.withParams(ctx, sql, params)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := DecodeFrames(out, n)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: decode frames: %w", err)
+	}
+	return frames, nil
+}
+
 func settingsClause(settings clickhouse.Settings) (string, error) {
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
@@ -249,32 +264,6 @@ func (c *conn) Close() error {
 		c.sess.Close()
 		c.sess = nil
 		isOpen = false
-	}
-	return nil
-}
-
-// rows iterates over a decoded result.
-type rows struct {
-	t *Table
-	i int
-}
-
-func (r *rows) Columns() []clickhouse.Column { return r.t.Columns }
-func (r *rows) Next() bool                   { r.i++; return r.i < len(r.t.Rows) }
-func (r *rows) Err() error                   { return nil }
-func (r *rows) Close() error                 { return nil }
-
-func (r *rows) Values() ([]any, error) { return r.t.Rows[r.i], nil }
-
-func (r *rows) Scan(dest ...any) error {
-	row := r.t.Rows[r.i]
-	if len(dest) != len(row) {
-		return fmt.Errorf("scan: %d destinations for %d columns", len(dest), len(row))
-	}
-	for i, v := range row {
-		if err := clickhouse.ScanInto(dest[i], v); err != nil {
-			return fmt.Errorf("column %s: %w", r.t.Columns[i].Name, err)
-		}
 	}
 	return nil
 }
