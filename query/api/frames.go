@@ -148,14 +148,19 @@ func (s *server) streamFrames(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	flush := streamHeaders(w, "application/x-ndjson")
 	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
+	enc := newFrameJSON()
+	var line []byte
 	n := 0
 	for f, err := range s.frames(r.Context(), sess.SessionID, rg.from, rg.to, rg.follow) {
 		if err != nil {
 			s.streamError(r, bw, err)
 			break
 		}
-		if err := enc.Encode(frameOut(&f)); err != nil {
+		var err error
+		if line, err = enc.append(line[:0], &f); err != nil {
+			return
+		}
+		if _, err := bw.Write(line); err != nil {
 			return
 		}
 		// Flush per page-sized batch, and whenever a follow may wait for more.
@@ -176,6 +181,25 @@ func (s *server) streamError(r *http.Request, w *bufio.Writer, err error) {
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = "internal", "the recording store failed mid-stream; the output is incomplete"
 	json.NewEncoder(w).Encode(b)
+}
+
+// replayFlushEvery is how many replay events a whole-session replay writes between
+// flushes. Replay writers flush after every event so a followed session reaches the
+// reader as it is recorded; a whole session flushed per event spent a write system
+// call per statement, more than rendering it. A follow keeps flushing per event:
+// its reader waits on each.
+const replayFlushEvery = 64
+
+// everyNth calls flush on the first call (the first byte goes out at once) and
+// then on every nth.
+func everyNth(flush func(), n int) func() {
+	calls := 0
+	return func() {
+		if calls%n == 0 {
+			flush()
+		}
+		calls++
+	}
 }
 
 func (s *server) replay(w http.ResponseWriter, r *http.Request, c *caller) {
@@ -205,6 +229,9 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request, c *caller) {
 		defer release()
 	}
 	flush := streamHeaders(w, replay.ContentType(format))
+	if !follow {
+		flush = everyNth(flush, replayFlushEvery)
+	}
 	frames := s.frames(r.Context(), sess.SessionID, 0, math.MaxInt64, follow)
 	if err := replay.Write(w, sess.Protocol, format, frames, opt, flush); err != nil && r.Context().Err() == nil {
 		s.cfg.Logger.ErrorContext(r.Context(), "query api: replay failed", "session_id", sess.SessionID, "err", err)
