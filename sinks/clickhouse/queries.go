@@ -206,6 +206,54 @@ func (s *store) Commands(ctx context.Context, f CommandFilter) ([]schemas.Comman
 }
 
 func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn func(*schemas.Frame) error) error {
+	// The next page is read while fn consumes this one: the store's query and the
+	// caller's encoding each took about half of a long read, one after the other.
+	// The channel is unbuffered, so at most two pages are held at once.
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan framesPageResult)
+	complete := false // set before pages closes
+	go func() {
+		defer close(pages)
+		complete = s.readFramePages(ctx, sessionID, from, to, pages)
+	}()
+	defer func() {
+		cancel()
+		for range pages { // the reader has stopped once pages is closed
+		}
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
+		}
+		for i := range p.frames {
+			if err := fn(&p.frames[i]); err != nil {
+				return err
+			}
+		}
+	}
+	if !complete {
+		return ctx.Err() // the caller's context ended the read
+	}
+	return nil
+}
+
+type framesPageResult struct {
+	frames []schemas.Frame
+	err    error
+}
+
+// readFramePages sends the session's frames with from <= seq <= to to out, a page
+// at a time, then an error if one stopped it. It reports whether it went to the
+// end (or sent its error); it returns early, false, once ctx is done.
+func (s *store) readFramePages(ctx context.Context, sessionID string, from, to int64, out chan<- framesPageResult) bool {
+	send := func(r framesPageResult) bool {
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	q := "SELECT " + s.frameColumns() + ` FROM frames FINAL
 WHERE session_id = {sid:String} AND seq >= {from:Int64} AND seq <= {to:Int64}
 ORDER BY seq LIMIT {limit:UInt32}`
@@ -219,7 +267,7 @@ ORDER BY seq LIMIT {limit:UInt32}`
 		if size != framesFirstPage {
 			var err error
 			if last, n, err = s.framesPageEnd(ctx, sessionID, from, end, size); err != nil {
-				return err
+				return send(framesPageResult{err: err})
 			}
 		}
 		page := []schemas.Frame(nil)
@@ -230,28 +278,29 @@ ORDER BY seq LIMIT {limit:UInt32}`
 				"limit": strconv.Itoa(n),
 			})
 			if err != nil {
-				return err
-			}
-		}
-		for i := range page {
-			if err := fn(&page[i]); err != nil {
-				return err
+				return send(framesPageResult{err: err})
 			}
 		}
 		size = framesPageMax
 		if len(page) > 0 {
+			if !send(framesPageResult{frames: page}) {
+				return false
+			}
 			from = last + 1
 			continue
 		}
 		// An empty window is a gap in the seqs (frames deleted or never stored):
 		// carry on from the next frame there is.
 		next, ok, err := s.nextSeq(ctx, sessionID, end, to)
-		if err != nil || !ok {
-			return err
+		if err != nil {
+			return send(framesPageResult{err: err})
+		}
+		if !ok {
+			return true
 		}
 		from = next
 	}
-	return nil
+	return true
 }
 
 // windowEnd is the last seq of a window of size seqs from from, within to.
