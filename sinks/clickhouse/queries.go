@@ -225,6 +225,9 @@ func (s *store) Frames(ctx context.Context, sessionID string, from, to int64, fn
 		if p.err != nil {
 			return p.err
 		}
+		if err := ctx.Err(); err != nil {
+			return err // a page read ahead may still come after the context ended
+		}
 		for i := range p.frames {
 			if err := fn(&p.frames[i]); err != nil {
 				return err

@@ -144,6 +144,15 @@ func testRoundTrip(t *testing.T, dial Dial) {
 	if err := s.Frames(ctx, long.ID, 0, 1000, func(*schemas.Frame) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("Frames did not stop at the callback's error: n=%d err=%v", n, err)
 	}
+	// A context ended during the read ends it with the context's error, even while
+	// the next page is being read ahead.
+	cctx, cancel := context.WithCancel(ctx)
+	n = 0
+	err = s.Frames(cctx, long.ID, 0, int64(len(long.Frames)), func(*schemas.Frame) error { n++; cancel(); return nil })
+	cancel()
+	if !errors.Is(err, context.Canceled) || n >= len(long.Frames) {
+		t.Errorf("Frames went on after its context ended: n=%d of %d, err=%v", n, len(long.Frames), err)
+	}
 
 	cmds, err := s.Commands(ctx, clickhouse.CommandFilter{SessionID: long.ID})
 	if err != nil {
