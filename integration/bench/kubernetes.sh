@@ -13,6 +13,9 @@
 #   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
+#   kubectl  `kubectl get pod POD -o name`, BENCH_KUBE_KUBECTL_N=100 times one
+#          after the other (a CI script's shape: a new process, a new
+#          connection and TLS handshake per call): calls/s and CPU µs per call
 #   exec   `kubectl exec POD -- head -c BENCH_KUBE_MB MiB`: stdout MiB/s
 #          with CPU µs per MiB of the gateway (or proxy), the broker,
 #          kube-apiserver and etcd
@@ -26,6 +29,7 @@ cd "$repo"
 N=${BENCH_KUBE_N:-5000}
 CONC=${BENCH_KUBE_CONC:-8}
 MB=${BENCH_KUBE_MB:-256}
+KN=${BENCH_KUBE_KUBECTL_N:-100}
 # shellcheck source=integration/bench/lib.sh
 source "$repo/integration/bench/lib.sh"
 load_env "kafka http kubernetes" TAPLINE_SERVICES_DIR TAPLINE_SERVICES_SCRIPT TAPLINE_KAFKA_RUNTIME \
@@ -186,12 +190,10 @@ calls() {
 	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(cpu_delta "$before" "$after")"
 }
 
-# exec_mb TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
-# `kubectl exec` to stream MB MiB of stdout.
-exec_mb() {
-	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof
+# kubeconfig TARGET: writes $work/kubeconfig.TARGET for kubectl (sets base's variables).
+kubeconfig() {
 	base "$1"
-	cat >"$cfg" <<EOF
+	cat >"$work/kubeconfig.$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$ca"}}]
@@ -199,6 +201,31 @@ users: [{name: u, user: {token: "$tok"}}]
 contexts: [{name: c, context: {cluster: c, user: u, namespace: $TAPLINE_KUBE_NAMESPACE}}]
 current-context: c
 EOF
+}
+
+# kubectl_loop TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
+# KN runs of `kubectl get pod`, one after the other.
+kubectl_loop() {
+	local cfg=$work/kubeconfig.$1 t0 t1 before after i
+	kubeconfig "$1"
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
+	t0=$(date +%s.%N)
+	for ((i = 0; i < KN; i++)); do
+		"$TAPLINE_KUBECTL" --kubeconfig "$cfg" get pod "$TAPLINE_KUBE_POD" -o name >/dev/null || {
+			echo "bench: kubectl get through $1 failed; see $work" >&2
+			exit 1
+		}
+	done
+	t1=$(date +%s.%N)
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
+	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after")"
+}
+
+# exec_mb TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
+# `kubectl exec` to stream MB MiB of stdout.
+exec_mb() {
+	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof
+	kubeconfig "$1"
 	profile "$1" exec "${BENCH_PPROF_SECONDS:-5}"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	t0=$(date +%s.%N)
@@ -224,14 +251,19 @@ for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	echo "calls $target $(calls "$target")" >>"$results"
 done
 for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
+	log "kubectl get x$KN $target"
+	echo "kubectl $target $(kubectl_loop "$target")" >>"$results"
+done
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	log "exec ${MB} MiB $target"
 	echo "exec $target $(exec_mb "$target")" >>"$results"
 done
 
 printf '\nKubernetes: kube-apiserver %s with etcd and kwok; GET of one pod x%s over %s h2 streams; exec of %s MiB stdout; Kafka %s; 2 cores shared by everything\n\n' \
 	"$("$TAPLINE_KUBECTL" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | head -1)" "$N" "$CONC" "$MB" "$brokers (${BENCH_KAFKA:-private})"
-awk -v mb="$MB" '
+awk -v mb="$MB" -v kn="$KN" '
 	$1 == "calls" { s[$2] = $3; n[$2] = $4; p50[$2] = $5; p99[$2] = $6; gw[$2] = $7; br[$2] = $8; api[$2] = $9; etcd[$2] = $10 }
+	$1 == "kubectl" { ks[$2] = $3; kgw[$2] = $4; kbr[$2] = $5; kapi[$2] = $6 }
 	$1 == "exec" { ex[$2] = $3; xgw[$2] = $4; xbr[$2] = $5; xapi[$2] = $6; xetcd[$2] = $7 }
 	END {
 		printf "| target | calls/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct | vs nginx proxy |\n"
@@ -246,6 +278,14 @@ awk -v mb="$MB" '
 			printf "| %s | %.0f | %.2f | %s | %d | %d | %s | %.0f | %.0f | %.0f | %.0f | %.2f | %s |\n", t, r, r / (n["direct"] / s["direct"]), px,
 				p50[t], p99[t], gw[t] == "-" ? "-" : sprintf("%.0f", gw[t] / n[t]), br[t] / n[t], api[t] / n[t], etcd[t] / n[t],
 				mb / ex[t], ex["direct"] / ex[t], pe
+		}
+		printf "\n| kubectl get, one after the other | calls/s | vs direct | vs nginx proxy | gateway µs/call | broker µs/call | apiserver µs/call |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		for (i = 1; i <= 4; i++) {
+			t = ts[i]
+			if (!(t in ks)) continue
+			printf "| %s | %.1f | %.2f | %s | %s | %.0f | %.0f |\n", t, kn / ks[t], ks["direct"] / ks[t],
+				("nginx-proxy" in ks) ? sprintf("%.2f", ks["nginx-proxy"] / ks[t]) : "-",
+				kgw[t] == "-" ? "-" : sprintf("%.0f", kgw[t] / kn), kbr[t] / kn, kapi[t] / kn
 		}
 		printf "\n| exec | MiB/s | gateway µs/MiB | broker µs/MiB | apiserver µs/MiB | etcd µs/MiB |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
 		for (i = 1; i <= 4; i++) {
