@@ -39,6 +39,9 @@ type Codec[T any] struct {
 	// direct, when set, returns header followed by v's Avro binary body, written
 	// without goavro; it must write what goavro would for the current schema.
 	direct func(header []byte, v *T) ([]byte, error)
+	// directDecode, when set, decodes a body written with the current schema
+	// without goavro; it must accept what goavro does, with the same result.
+	directDecode func(body []byte) (T, error)
 }
 
 func newCodec[T any](name string, to func(*T) map[string]any, from func(map[string]any) (T, error)) *Codec[T] {
@@ -124,6 +127,12 @@ func (c *Codec[T]) withDirect(enc func([]byte, *T) ([]byte, error)) *Codec[T] {
 	return c
 }
 
+// withDirectDecode sets the hand-written decoder of current-schema bodies.
+func (c *Codec[T]) withDirectDecode(dec func([]byte) (T, error)) *Codec[T] {
+	c.directDecode = dec
+	return c
+}
+
 // Encode returns v as a framed Kafka value.
 func (c *Codec[T]) Encode(v *T) ([]byte, error) {
 	if c.direct != nil {
@@ -162,6 +171,20 @@ func (c *Codec[T]) Decode(b []byte) (T, error) {
 	if err != nil {
 		return zero, err
 	}
+	if c.directDecode != nil && writer.Rabin == c.current.Rabin {
+		v, err := c.directDecode(body)
+		if err != nil {
+			return zero, fmt.Errorf("%w: %s: %v", ErrMalformed, c.name, err)
+		}
+		return v, nil
+	}
+	return c.decodeNative(writer, body)
+}
+
+// decodeNative decodes through goavro, filling in the current schema's defaults
+// for fields an older writer did not have.
+func (c *Codec[T]) decodeNative(writer *goavro.Codec, body []byte) (T, error) {
+	var zero T
 	native, rest, err := writer.NativeFromBinary(body)
 	if err != nil {
 		return zero, fmt.Errorf("%w: %s: %v", ErrMalformed, c.name, err)

@@ -68,7 +68,7 @@ func (f *Frame) IsLifecycle() bool {
 	return f.Kind == KindSessionStart || f.Kind == KindSessionDenied || f.Kind == KindSessionEnd
 }
 
-var frameCodec = newCodec("frame", frameToNative, frameFromNative).withDirect(appendFrame)
+var frameCodec = newCodec("frame", frameToNative, frameFromNative).withDirect(appendFrame).withDirectDecode(decodeFrameBody)
 
 // FrameCodec returns the codec for tapline.frames.raw and tapline.frames values.
 func FrameCodec() *Codec[Frame] { return frameCodec }
