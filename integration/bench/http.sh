@@ -16,6 +16,8 @@
 # per request and per produced batch (from their metrics).
 # Then a BENCH_HTTP_MB MiB upload and download through each target, MiB/s, with
 # the gateway's (or proxy's) resident memory sampled every 50 ms: peak against idle.
+# BENCH_HTTP_UPSTREAM_H2=false has the gateways speak HTTP/1.1 to the target
+# (kept-alive connections, as the nginx proxy does) instead of h2.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there
 # (BENCH_PPROF_SECONDS, default 10: the profile covers a row's first seconds).
 set -euo pipefail
@@ -143,7 +145,7 @@ targets:
     protocol: http
     address: "127.0.0.1:$nginx_port"
     groups: [bench]
-    http: {ca_file: $TAPLINE_NGINX_CA}
+    http: {ca_file: $TAPLINE_NGINX_CA, http2: ${BENCH_HTTP_UPSTREAM_H2:-true}}
 EOF
 	"$tapline" gateway --config "$work/$mode.yaml" --log-level "${BENCH_GW_LOG:-warn}" >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
