@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type Config struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// AuthTimeout bounds an agent's handshake and authentication (default 1m).
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
+	// Ciphers are those offered to agents. Empty: the AEAD ciphers (see
+	// defaultAgentCiphers); list AES-CTR here for clients without AES-GCM.
+	Ciphers []string `yaml:"ciphers"`
 }
 
 // TargetConfig is the `ssh:` section of an SSH target: how the gateway logs in to
@@ -66,6 +70,18 @@ func (c *Config) fillDefaults() error {
 	}
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = DefaultAuthTimeout
+	}
+	return checkCiphers(c.Ciphers)
+}
+
+// checkCiphers refuses a cipher the SSH library does not implement, at start
+// rather than at every agent's handshake.
+func checkCiphers(names []string) error {
+	known := ssh.SupportedAlgorithms().Ciphers
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			return fmt.Errorf("ssh: ciphers: %q is not supported; choose from %s", n, strings.Join(known, ", "))
+		}
 	}
 	return nil
 }

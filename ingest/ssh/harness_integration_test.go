@@ -54,6 +54,7 @@ type gatewayOpts struct {
 	produceTimeout time.Duration
 	clockSkew      string // oidc.clock_skew (default 1m)
 	limits         string // the limits section as flow YAML, e.g. {max_channels_per_connection: 2}
+	ciphers        string // ssh.ciphers as flow YAML, e.g. [aes128-ctr]; empty: the default
 }
 
 func startGateway(t *testing.T, o gatewayOpts) *itGateway {
@@ -71,6 +72,9 @@ func startGateway(t *testing.T, o gatewayOpts) *itGateway {
 	if o.limits == "" {
 		o.limits = "{}"
 	}
+	if o.ciphers == "" {
+		o.ciphers = "[]"
+	}
 	g := &itGateway{t: t, dir: t.TempDir(), brokers: o.brokers, topic: "tapline.frames.raw.sshtest." + randHex(6)}
 	createTopic(t, g.brokers, g.topic)
 	g.issuer = startIssuer(t, g.dir)
@@ -82,7 +86,7 @@ gateway_id: gw-ssh-test
 data_dir: %[1]s
 kafka: {brokers: [%[2]q], topic: %[3]s, mode: strict, produce_timeout: %[4]s}
 oidc: {issuer: %[5]q, audience: tapline-gateway, clock_skew: %[11]s}
-ssh: {listen: "127.0.0.1:0"}
+ssh: {listen: "127.0.0.1:0", ciphers: %[13]s}
 limits: %[12]s
 targets:
   - name: box
@@ -101,7 +105,7 @@ targets:
     groups: [ops]
     ssh: {user: %[7]s, key_file: %[8]s, known_hosts: %[10]s}
 `, g.dir, strings.Join(g.brokers, ","), g.topic, o.produceTimeout, g.issuer.URL(),
-		target.Addr, target.User, target.Key, target.KnownHosts, empty, o.clockSkew, o.limits)
+		target.Addr, target.User, target.Key, target.KnownHosts, empty, o.clockSkew, o.limits, o.ciphers)
 	cfg, err := gateway.Parse([]byte(cfgYAML), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)

@@ -606,6 +606,18 @@ func TestSplitUser(t *testing.T) {
 	}
 }
 
+func TestCiphersConfig(t *testing.T) {
+	c := Config{Ciphers: []string{"aes128-gcm@openssh.com", "aes128-ctr"}}
+	if err := c.fillDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	c = Config{Ciphers: []string{"aes128-gcm@openssh.com", "blowfish-cbc"}}
+	err := c.fillDefaults()
+	if err == nil || !strings.Contains(err.Error(), `"blowfish-cbc" is not supported; choose from`) {
+		t.Fatalf("unknown cipher: %v", err)
+	}
+}
+
 func TestTargetConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	kh := filepath.Join(dir, "kh")

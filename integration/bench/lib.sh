@@ -104,6 +104,19 @@ start_kafka() {
 	exit 1
 }
 
+# jfr_start NAME / jfr_stop NAME: with BENCH_JFR=DIR, a Java Flight Recorder
+# recording of the broker between the two calls, saved as DIR/NAME.jfr (read it
+# with `jfr print --events jdk.ExecutionSample` or `jfr view hot-methods`).
+jfr_start() {
+	[[ -n ${BENCH_JFR:-} ]] || return 0
+	jcmd "$broker_pid" JFR.start name="$1" settings=profile >/dev/null
+}
+jfr_stop() {
+	[[ -n ${BENCH_JFR:-} ]] || return 0
+	mkdir -p "$BENCH_JFR"
+	jcmd "$broker_pid" JFR.stop name="$1" filename="$(realpath "$BENCH_JFR")/$1.jfr" >/dev/null
+}
+
 # create_topic BROKERS TOPIC: creates TOPIC and waits until it takes a record:
 # a new topic's leader can take a moment, and a gateway refuses sessions until then.
 create_topic() {

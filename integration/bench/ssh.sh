@@ -18,6 +18,12 @@
 # Both gateways record to a private Kafka broker the script starts
 # (BENCH_KAFKA=shared: the test services' broker, into a topic deleted at the end).
 # BENCH_ROUNDS sets the gateways' kafka.rounds_in_flight (0: no limit of theirs, to compare).
+# BENCH_SSH_WARMUP_MB (default 64) goes through each gateway before the rows.
+# BENCH_SSH_CIPHERS sets the gateways' ssh.ciphers (flow YAML, e.g.
+# "[aes128-gcm@openssh.com, aes128-ctr]": what OpenSSH then picks, to compare).
+# BENCH_PPROF=DIR saves a CPU profile of the gateway (BENCH_PPROF_SECONDS, default
+# 5, from the start of each scp), BENCH_JFR=DIR a flight recording of the broker
+# for each scp through a gateway.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,14 +59,16 @@ create_topic "$brokers" "$topic"
 
 # start_gateway MODE: sets gw_port.
 start_gateway() {
-	local mode=$1 port
+	local mode=$1 port metrics
 	port=$(free_port)
+	metrics=$(free_port)
 	cat >"$work/$mode.yaml" <<EOF
 gateway_id: bench-ssh-$mode
 data_dir: $work/gw-$mode
 kafka: {brokers: ["${brokers//,/\",\"}"], topic: $topic, mode: $mode${BENCH_ROUNDS:+, rounds_in_flight: $BENCH_ROUNDS}}
 oidc: {issuer: "$issuer_url", audience: tapline-gateway}
-ssh: {listen: "127.0.0.1:$port"}
+ssh: {listen: "127.0.0.1:$port"${BENCH_SSH_CIPHERS:+, ciphers: $BENCH_SSH_CIPHERS}}
+metrics: {listen: "127.0.0.1:$metrics"${BENCH_PPROF:+, pprof: true}}
 targets:
   - name: box
     protocol: ssh
@@ -74,13 +82,14 @@ EOF
 	wait_port "$port" "gateway ($mode)"
 	echo "[127.0.0.1]:$port $(ssh-keygen -y -f "$work/gw-$mode/ssh_host_ed25519_key")" >>"$work/known_hosts"
 	gw_port=$port
+	gw_metrics=$metrics
 }
 
 log "gateways (strict, buffered)"
 start_gateway strict
-strict_port=$gw_port strict_pid=$gw_pid
+strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
 start_gateway buffered
-buffered_port=$gw_port buffered_pid=$gw_pid
+buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 sshd_pid=$(cat "$TAPLINE_SERVICES_DIR/ssh/sshd.pid")
 
 # curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
@@ -113,6 +122,37 @@ log "${MB} MiB random file"
 head -c "$((MB << 20))" /dev/urandom >"$work/file"
 want=$(sha256sum <"$work/file" | cut -d' ' -f1)
 
+# profile TARGET DIRECTION / profiled TARGET DIRECTION: around one scp through a
+# gateway, the gateway's CPU profile (BENCH_PPROF) and the broker's flight
+# recording (BENCH_JFR).
+profile() {
+	[[ $1 == direct ]] && return 0
+	local m=${1}_metrics
+	jfr_start "scp-$2-$1"
+	[[ -n ${BENCH_PPROF:-} ]] || return 0
+	mkdir -p "$BENCH_PPROF"
+	curl -fsS -o "$BENCH_PPROF/scp-$2-$1.pprof" \
+		"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=${BENCH_PPROF_SECONDS:-5}" &
+	pprof_pid=$!
+}
+profiled() {
+	[[ $1 == direct ]] && return 0
+	jfr_stop "scp-$2-$1"
+	[[ -n ${pprof_pid:-} ]] && wait "$pprof_pid"
+	pprof_pid=
+	return 0
+}
+
+# sessions_gone: waits (up to 5 s) until sshd's session processes exited: their
+# CPU counts for sshd only once sshd reaped them, and scp returns before that.
+sessions_gone() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		pgrep -P "$sshd_pid" >/dev/null || return 0
+		sleep 0.1
+	done
+}
+
 # scp_run TARGET: prints "up_seconds down_seconds gateway_us broker_us sshd_us", the
 # CPU of the whole run (both directions) from /proc.
 scp_run() {
@@ -123,10 +163,15 @@ scp_run() {
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	rm -f "$remote/file" "$work/back"
 	t0=$(now)
+	profile "$target" up
 	scp -q "${opts[@]}" -P "$port" "$work/file" "$dest:$remote/file"
+	profiled "$target" up
 	t1=$(now)
+	profile "$target" down
 	scp -q "${opts[@]}" -P "$port" "$dest:$remote/file" "$work/back"
+	profiled "$target" down
 	t2=$(now)
+	sessions_gone
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	for got in "$remote/file" "$work/back"; do
 		[[ $(sha256sum <"$got" | cut -d' ' -f1) == "$want" ]] || {
@@ -147,6 +192,16 @@ rtt_once() {
 	t1=$(now)
 	calc "$t1 - $t0"
 }
+
+# A warm-up through both gateways first (not measured): a fresh broker's JIT
+# compiler otherwise spends a fifth of its CPU during the first measured rows.
+log "warm-up: ${BENCH_SSH_WARMUP_MB:-64} MiB up through both gateways (not measured)"
+head -c "$((${BENCH_SSH_WARMUP_MB:-64} << 20))" "$work/file" >"$work/warm"
+for target in strict buffered; do
+	client "$target"
+	scp -q "${opts[@]}" -P "$port" "$work/warm" "$dest:$remote/warm"
+done
+rm -f "$work/warm" "$remote/warm"
 
 results=$work/results
 : >"$results"
