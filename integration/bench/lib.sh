@@ -104,6 +104,18 @@ start_kafka() {
 	exit 1
 }
 
+# drop_caches FILE...: with BENCH_DROP_CACHES=1 (the default when this runs as
+# root), writes dirty pages and drops the page cache, then reads FILE... back in.
+# On the development VM the cost of writing into the page cache grew several
+# times as the cache filled (a broker's copy into it went from ~1 to ~8 ms of CPU
+# per MiB): rows that write gigabytes would otherwise tax the rows after them.
+drop_caches() {
+	[[ ${BENCH_DROP_CACHES:-$([[ -w /proc/sys/vm/drop_caches ]] && echo 1)} == 1 ]] || return 0
+	sync
+	echo 1 >/proc/sys/vm/drop_caches
+	(($# == 0)) || cat "$@" >/dev/null
+}
+
 # jfr_start NAME / jfr_stop NAME: with BENCH_JFR=DIR, a Java Flight Recorder
 # recording of the broker between the two calls, saved as DIR/NAME.jfr (read it
 # with `jfr print --events jdk.ExecutionSample` or `jfr view hot-methods`).

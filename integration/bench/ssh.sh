@@ -160,8 +160,9 @@ scp_run() {
 	client "$target"
 	[[ $target == strict ]] && proxy=$strict_pid
 	[[ $target == buffered ]] && proxy=$buffered_pid
-	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	rm -f "$remote/file" "$work/back"
+	drop_caches "$work/file"
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
 	t0=$(now)
 	profile "$target" up
 	scp -q "${opts[@]}" -P "$port" "$work/file" "$dest:$remote/file"
