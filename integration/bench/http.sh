@@ -247,7 +247,8 @@ head -c "$((MB << 20))" /dev/urandom >"$work/www/big.bin"
 stream() {
 	local target=$1 dir=$2 stop=$work/stop.$1.$2 t0 t1 ok=0 sampler=
 	base "$target"
-	rm -f "$stop"
+	rm -f "$stop" "$work/curl.out" "$work/www/sink/up.bin"
+	drop_caches "$work/www/big.bin"
 	if [[ $proxy != - ]]; then
 		"$work/benchhelper" rss "$proxy" "$stop" >"$work/rss.$target.$dir" &
 		sampler=$!

@@ -226,6 +226,7 @@ kubectl_loop() {
 exec_mb() {
 	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof
 	kubeconfig "$1"
+	drop_caches
 	profile "$1" exec "${BENCH_PPROF_SECONDS:-5}"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
 	t0=$(date +%s.%N)
