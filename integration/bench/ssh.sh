@@ -143,8 +143,9 @@ profiled() {
 	return 0
 }
 
-# sessions_gone: waits (up to 5 s) until sshd's session processes exited: their
-# CPU counts for sshd only once sshd reaped them, and scp returns before that.
+# sessions_gone: waits (up to 5 s) until sshd's session processes exited, so
+# that the tracker (benchhelper cputrack: privilege-separated sshd does not
+# reap its sessions' processes, so /proc's cutime misses them) sees their end.
 sessions_gone() {
 	local i
 	for ((i = 0; i < 50; i++)); do
@@ -162,7 +163,10 @@ scp_run() {
 	[[ $target == buffered ]] && proxy=$buffered_pid
 	rm -f "$remote/file" "$work/back"
 	drop_caches "$work/file"
-	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid")
+	rm -f "$work/track.stop"
+	"$work/benchhelper" cputrack "$sshd_pid" "$work/track.stop" >"$work/track.out" &
+	local tracker=$!
 	t0=$(now)
 	profile "$target" up
 	scp -q "${opts[@]}" -P "$port" "$work/file" "$dest:$remote/file"
@@ -173,7 +177,11 @@ scp_run() {
 	profiled "$target" down
 	t2=$(now)
 	sessions_gone
-	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$sshd_pid")
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid")
+	touch "$work/track.stop"
+	wait "$tracker"
+	after="$after $(cat "$work/track.out")"
+	before="$before 0"
 	for got in "$remote/file" "$work/back"; do
 		[[ $(sha256sum <"$got" | cut -d' ' -f1) == "$want" ]] || {
 			echo "bench: $target: $got differs from the original" >&2

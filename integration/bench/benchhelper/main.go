@@ -58,8 +58,10 @@ func run(args []string) error {
 		return httpLoad(args[1:])
 	case len(args) == 3 && args[0] == "rss":
 		return rss(args[1], args[2])
+	case len(args) == 3 && args[0] == "cputrack":
+		return cpuTrack(args[1], args[2])
 	default:
-		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | http ... | rss PID STOPFILE")
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | http ... | rss PID STOPFILE | cputrack PID STOPFILE")
 	}
 }
 
