@@ -28,6 +28,7 @@ type Session struct {
 	mu          sync.Mutex
 	nextSeq     int64
 	lastHash    []byte
+	sealer      schemas.Sealer
 	bytesClient int64
 	bytesServer int64
 	ending      bool // End was called: no more protocol frames
@@ -173,7 +174,7 @@ func (s *Session) emitLocked(f *schemas.Frame, c *call, deadline time.Time) erro
 		return err
 	}
 	f.SessionID, f.Seq, f.Protocol, f.GatewayID = s.id, s.nextSeq, s.proto, s.r.cfg.GatewayID
-	if err := schemas.Seal(f, s.lastHash); err != nil {
+	if err := s.sealer.Seal(f, s.lastHash); err != nil {
 		return fmt.Errorf("recorder: seal frame: %w", err)
 	}
 	val, err := s.r.codec.Encode(f)
