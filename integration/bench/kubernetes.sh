@@ -255,6 +255,13 @@ for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	log "kubectl get x$KN $target"
 	echo "kubectl $target $(kubectl_loop "$target")" >>"$results"
 done
+# The broker compiles its large-record path during the first exec; warm it.
+log "warm-up: exec ${BENCH_KUBE_WARM_MB:-32} MiB through both gateways (not measured)"
+for target in strict buffered; do
+	kubeconfig "$target"
+	"$TAPLINE_KUBECTL" --kubeconfig "$work/kubeconfig.$target" exec "$TAPLINE_KUBE_POD" -- \
+		head -c "$((${BENCH_KUBE_WARM_MB:-32} << 20))" /dev/zero >/dev/null
+done
 for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
 	log "exec ${MB} MiB $target"
 	echo "exec $target $(exec_mb "$target")" >>"$results"
