@@ -53,7 +53,7 @@ func (a *admission) endSession() {
 	}
 }
 
-func (a *admission) serverConfig() *ssh.ServerConfig {
+func (a *admission) serverConfig(clientVersion string) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		// One real attempt: a token that failed does not start passing on retry, and
 		// every attempt is a recorded denial.
@@ -77,27 +77,33 @@ func (a *admission) serverConfig() *ssh.ServerConfig {
 	}
 	cfg.Ciphers = a.srv.cfg.Ciphers
 	if len(cfg.Ciphers) == 0 {
-		cfg.Ciphers = defaultAgentCiphers()
+		cfg.Ciphers = defaultAgentCiphers(clientVersion)
 	}
 	cfg.AddHostKey(a.srv.hostKey)
 	return cfg
 }
 
-// defaultAgentCiphers offers agents authenticated encryption only, where the
-// CPU has AES instructions. The client's order decides (RFC 4253 7.1), and
-// OpenSSH lists ChaCha20-Poly1305 first and AES-CTR before AES-GCM:
-//   - ChaCha20 is plain Go on amd64 in the SSH library, several times slower
-//     than AES-GCM in hardware;
+// defaultAgentCiphers is the offer when ssh.ciphers is empty. The client's
+// order decides (RFC 4253 7.1), and OpenSSH lists ChaCha20-Poly1305 first and
+// AES-CTR before AES-GCM:
+//   - the SSH library's ChaCha20 is plain Go on amd64, several times slower
+//     than AES-GCM in hardware, so it is left out where the CPU has AES
+//     instructions;
 //   - AES-CTR needs a separate MAC, and HMAC-SHA-256 over every byte was a
-//     tenth of the gateway's CPU on an scp (docs/performance.md).
+//     tenth of the gateway's CPU on an scp (docs/performance.md). A client
+//     known to speak AES-GCM (OpenSSH since 6.2, by its identification line)
+//     is offered AES-GCM only and settles on it; any other client is offered
+//     AES-CTR too, since some (Paramiko before 3.5) speak nothing else.
 //
-// So OpenSSH settles on AES-GCM, which every OpenSSH since 6.2 and the other
-// maintained clients offer. nil means the library's defaults.
-func defaultAgentCiphers() []string {
+// nil means the library's defaults.
+func defaultAgentCiphers(clientVersion string) []string {
 	if !(cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ) && !(cpu.ARM64.HasAES && cpu.ARM64.HasPMULL) {
 		return nil
 	}
-	return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM}
+	if offersAESGCM(clientVersion) {
+		return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM}
+	}
+	return []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR}
 }
 
 func (a *admission) admit(meta ssh.ConnMetadata, method, token string) (*ssh.Permissions, error) {

@@ -32,8 +32,8 @@ type Config struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// AuthTimeout bounds an agent's handshake and authentication (default 1m).
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
-	// Ciphers are those offered to agents. Empty: the AEAD ciphers (see
-	// defaultAgentCiphers); list AES-CTR here for clients without AES-GCM.
+	// Ciphers are those offered to every agent. Empty: chosen by the agent's
+	// identification line (defaultAgentCiphers).
 	Ciphers []string `yaml:"ciphers"`
 }
 

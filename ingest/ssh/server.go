@@ -160,10 +160,15 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer pending()
 	a := &admission{srv: s, ctx: ctx, log: s.log.With("client", nc.RemoteAddr().String()), authenticated: pending}
 	defer a.endSession()
-	nc.SetDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	deadline := time.Now().Add(s.cfg.AuthTimeout)
+	nc.SetDeadline(deadline)
 	// A shutdown must not wait for handshakes to time out.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	down, chans, reqs, err := ssh.NewServerConn(nc, a.serverConfig())
+	conn, version := nc, ""
+	if len(s.cfg.Ciphers) == 0 {
+		conn, version = readClientVersion(nc, deadline)
+	}
+	down, chans, reqs, err := ssh.NewServerConn(conn, a.serverConfig(version))
 	stopped := !stop()
 	if err == nil && stopped {
 		down.Close()
