@@ -25,6 +25,7 @@ type Builder struct {
 	FragmentBytes int // 0: never fragment
 	Now           time.Time
 	prev          []byte
+	sealer        schemas.Sealer
 }
 
 // New starts a session with its session.start frame.
@@ -90,7 +91,7 @@ func (b *Builder) add(f schemas.Frame) {
 	f.TS = b.Now
 	f.Protocol = b.Protocol
 	f.GatewayID = "gw-test"
-	if err := schemas.Seal(&f, b.prev); err != nil {
+	if err := b.sealer.Seal(&f, b.prev); err != nil {
 		panic(err)
 	}
 	b.prev = f.Hash

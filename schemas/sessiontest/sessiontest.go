@@ -28,6 +28,7 @@ type Session struct {
 	Step  time.Duration
 
 	prev        []byte
+	sealer      schemas.Sealer
 	seq         int64
 	bytesClient int64
 	bytesServer int64
@@ -93,7 +94,7 @@ func (s *Session) add(dir schemas.Direction, kind string, channel int64, payload
 	if adjust != nil {
 		adjust(&f)
 	}
-	if err := schemas.Seal(&f, s.prev); err != nil {
+	if err := s.sealer.Seal(&f, s.prev); err != nil {
 		panic(err)
 	}
 	if kind != schemas.KindSessionStart && kind != schemas.KindSessionDenied && kind != schemas.KindSessionEnd {

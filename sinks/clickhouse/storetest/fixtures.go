@@ -35,6 +35,7 @@ func NewRecordingSized(subject, target string, start time.Time, n, size int) Rec
 	id := uuid.Must(uuid.NewV7()).String()
 	r := Recording{ID: id}
 	prev := schemas.ZeroHash
+	var sealer schemas.Sealer
 	st := &schemas.SessionStart{Issuer: "https://issuer.test", Subject: subject, Email: subject + "@example.com",
 		Groups: []string{"dba", "ops"}, Target: target, TargetAddr: "127.0.0.1:5432", ClientAddr: "127.0.0.1:40000",
 		Params: map[string]string{"user": subject, "database": "app"}}
@@ -65,7 +66,7 @@ func NewRecordingSized(subject, target string, start time.Time, n, size int) Rec
 				f.Payload[b] = byte(b)
 			}
 		}
-		if err := schemas.Seal(&f, prev); err != nil {
+		if err := sealer.Seal(&f, prev); err != nil {
 			panic(err)
 		}
 		if f.Masks != nil {
