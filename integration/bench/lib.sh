@@ -119,7 +119,7 @@ drop_caches() {
 
 # jfr_start NAME / jfr_stop NAME: with BENCH_JFR=DIR, a Java Flight Recorder
 # recording of the broker between the two calls, saved as DIR/NAME.jfr (read it
-# with `jfr print --events jdk.ExecutionSample` or `jfr view hot-methods`).
+# with `jfr print --json --events jdk.ExecutionSample FILE`).
 jfr_start() {
 	[[ -n ${BENCH_JFR:-} ]] || return 0
 	jcmd "$broker_pid" JFR.start name="$1" settings=profile >/dev/null

@@ -61,25 +61,33 @@ func parseStat(b []byte) (int, procStat, bool) {
 	return pid, procStat{ppid: int(n(1)), own: n(11) + n(12), reaped: n(13) + n(14), start: n(19)}, true
 }
 
-// treeMicros is the CPU time of pid and its descendants, live and reaped, in µs.
-func treeMicros(all map[int]procStat, pid int) int64 {
+// tree lists pid and its descendants in one snapshot (none if pid is gone).
+func tree(all map[int]procStat, pid int) []int {
 	children := map[int][]int{}
 	for p, st := range all {
 		children[st.ppid] = append(children[st.ppid], p)
 	}
-	var ticks int64
+	var out []int
 	var walk func(int)
 	walk = func(p int) {
-		st, ok := all[p]
-		if !ok {
+		if _, ok := all[p]; !ok {
 			return
 		}
-		ticks += st.own + st.reaped
+		out = append(out, p)
 		for _, c := range children[p] {
 			walk(c)
 		}
 	}
 	walk(pid)
+	return out
+}
+
+// treeMicros is the CPU time of pid and its descendants, live and reaped, in µs.
+func treeMicros(all map[int]procStat, pid int) int64 {
+	var ticks int64
+	for _, p := range tree(all, pid) {
+		ticks += all[p].own + all[p].reaped
+	}
 	return ticks * 1_000_000 / clockTick
 }
 
@@ -117,28 +125,17 @@ func cpuTrack(pid, stopFile string) error {
 	procs := map[int]*seen{}
 	scan := func(first bool) {
 		all := readStats()
-		children := map[int][]int{}
-		for p, st := range all {
-			children[st.ppid] = append(children[st.ppid], p)
+		for _, p := range tree(all, root) {
+			st := all[p]
+			if s, known := procs[p]; known && s.start == st.start {
+				continue
+			}
+			base := int64(0) // born since the first scan: all its CPU counts
+			if first {
+				base = st.own
+			}
+			procs[p] = &seen{start: st.start, base: base}
 		}
-		var walk func(int)
-		walk = func(p int) {
-			st, ok := all[p]
-			if !ok {
-				return
-			}
-			if _, known := procs[p]; !known || procs[p].start != st.start {
-				base := int64(0) // born since the first scan: all its CPU counts
-				if first {
-					base = st.own
-				}
-				procs[p] = &seen{start: st.start, base: base}
-			}
-			for _, c := range children[p] {
-				walk(c)
-			}
-		}
-		walk(root)
 		for p, s := range procs {
 			if st, ok := all[p]; ok && st.start == s.start {
 				s.last = st.own
