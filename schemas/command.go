@@ -23,7 +23,7 @@ type Command struct {
 	Masks      map[string]int64
 }
 
-var commandCodec = newCodec("command", commandToNative, commandFromNative)
+var commandCodec = newCodec("command", commandToNative, commandFromNative).withDirect(appendCommand).withDirectDecode(decodeCommandBody)
 
 // CommandCodec returns the codec for tapline.commands values.
 func CommandCodec() *Codec[Command] { return commandCodec }

@@ -134,10 +134,9 @@ func EndSignature(sessionID string, f *schemas.Frame, e *schemas.SessionEnd, tru
 	if len(trusted) == 0 {
 		return SigUntrustedConsistent, version, nil
 	}
-	ok := slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool {
-		return bytes.Equal(k, e.GatewayKey) && schemas.VerifyEnd(k, sessionID, e) == nil
-	})
-	if !ok {
+	// The signature verified under the embedded key above; a trusted key with the
+	// same bytes would verify it again, at the same cost, to the same answer.
+	if !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return bytes.Equal(k, e.GatewayKey) }) {
 		return SigUntrustedKey, version, []Problem{problem(Signature, f.Seq, "signed by gateway key %x, which is not a trusted gateway key", []byte(e.GatewayKey))}
 	}
 	return SigTrusted, version, nil

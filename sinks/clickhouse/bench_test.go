@@ -18,7 +18,7 @@ import (
 func BenchmarkSinkServer(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	addr := testenv.ClickHouse(b).Addr
-	rs := storetest.BenchWorkload(40, 1000, 512)
+	rs := storetest.BenchWorkload(200, 1000, 512)
 	const batch = 10000
 	open := func(b *testing.B) clickhouse.Store {
 		ctx := context.Background()

@@ -16,7 +16,7 @@ import (
 // go test -tags chdb -run '^$' -bench . -benchtime 1x ./sinks/clickhouse/chdb/
 func BenchmarkSinkCHDB(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	rs := storetest.BenchWorkload(40, 1000, 512)
+	rs := storetest.BenchWorkload(200, 1000, 512)
 	const batch = 10000
 	open := func(b *testing.B) clickhouse.Store {
 		s, err := Open(b.TempDir(), clickhouse.Config{})
