@@ -36,7 +36,30 @@ type StateCheckpoint struct {
 //	   a format-3 processor must not read format 4 (it would drop held frames)
 const SessionStateFormat = 4
 
-var stateCodec = newCodec("state", stateToNative, stateFromNative)
+// The processors write a state value per changed session per transaction, so
+// values are encoded directly (as frames are, frame_encode.go); they are read only
+// when a partition's state loads, through goavro. Any change to state.avsc must be
+// mirrored in appendState.
+var stateCodec = newCodec("state", stateToNative, stateFromNative).withDirect(appendState)
+
+// appendState returns header followed by s's Avro binary body.
+func appendState(header []byte, s *ProcessorState) ([]byte, error) {
+	buf := make([]byte, 0, len(header)+48+len(s.Session))
+	buf = append(buf, header...)
+	if c := s.Checkpoint; c == nil {
+		buf = appendLong(buf, unionNull)
+	} else {
+		buf = appendLong(buf, unionValue)
+		buf = appendString(buf, c.Topic)
+		buf = appendInt(buf, c.Partition)
+		buf = appendLong(buf, c.Next)
+	}
+	buf = appendInt(buf, s.SessionFormat)
+	if s.Session == nil {
+		return appendLong(buf, unionNull), nil
+	}
+	return appendBytes(appendLong(buf, unionValue), s.Session), nil
+}
 
 // StateCodec returns the codec for tapline.processor.state values.
 func StateCodec() *Codec[ProcessorState] { return stateCodec }
