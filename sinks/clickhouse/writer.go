@@ -158,32 +158,105 @@ func (p *pending) empty() bool { return len(p.records) == 0 }
 
 // Run consumes until ctx ends, then flushes what it holds (bounded by ShutdownFlush)
 // and closes the client.
+//
+// One batch is written (inserted, then its offsets committed) while the next is
+// polled and decoded: decoding takes the sink's CPU while an insert mostly waits on
+// the store, so the two overlap. A full batch waits for the one being written, so
+// at most two are held, commits stay in batch order, and while the store fails
+// nothing more is polled.
 func (w *Writer) Run(ctx context.Context) error {
 	defer func() {
 		w.cl.AllowRebalance() // leaving the group waits for a blocked rebalance
 		w.cl.Close()
 	}()
 	p := &pending{}
+	var writing *flushing
 	for {
 		if ctx.Err() != nil {
-			return w.shutdown(p)
+			return w.shutdown(writing, p)
 		}
-		if p.empty() {
+		if writing.ended() {
+			if err := writing.wait(); err != nil {
+				return w.shutdown(writing, p) // flush fails only when ctx ends
+			}
+			writing = nil
+		}
+		if p.empty() && writing == nil {
 			w.cl.AllowRebalance()
 		}
-		w.poll(ctx, p)
-		if p.empty() {
+		pctx, cancel := writing.bound(ctx)
+		w.poll(pctx, p)
+		cancel()
+		if p.empty() || !w.full(p) {
 			continue
 		}
-		if len(p.records) >= w.cfg.BatchRows || p.bytes >= w.cfg.BatchBytes || time.Since(p.started) >= w.cfg.BatchWait {
-			if err := w.flush(ctx, p); err != nil {
-				if ctx.Err() != nil {
-					return w.shutdown(p)
-				}
-				return err
-			}
+		if err := writing.wait(); err != nil {
+			return w.shutdown(writing, p)
 		}
+		writing = w.startFlush(ctx, p)
+		p = &pending{}
+		w.metrics.pending.Set(0)
 	}
+}
+
+func (w *Writer) full(p *pending) bool {
+	return len(p.records) >= w.cfg.BatchRows || p.bytes >= w.cfg.BatchBytes || time.Since(p.started) >= w.cfg.BatchWait
+}
+
+// flushing is a batch being written in the background.
+type flushing struct {
+	p   *pending
+	end chan struct{} // closed when the write has ended, err set
+	err error
+}
+
+func (w *Writer) startFlush(ctx context.Context, p *pending) *flushing {
+	f := &flushing{p: p, end: make(chan struct{})}
+	go func() {
+		f.err = w.flush(ctx, p)
+		close(f.end)
+	}()
+	return f
+}
+
+// wait returns the write's result once it has ended; nil for no write. A write
+// that ended in error keeps its batch for shutdown to try again.
+func (f *flushing) wait() error {
+	if f == nil {
+		return nil
+	}
+	<-f.end
+	return f.err
+}
+
+func (f *flushing) ended() bool {
+	if f == nil {
+		return false
+	}
+	select {
+	case <-f.end:
+		return true
+	default:
+		return false
+	}
+}
+
+// bound returns a context for a poll that also ends when the write does: an idle
+// sink must come back to allow rebalances (BlockRebalanceOnPoll) once nothing is
+// in hand, not when the next record arrives.
+func (f *flushing) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if f == nil {
+		return ctx, func() {}
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-f.end:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	return pctx, cancel
 }
 
 // poll adds records to p, waiting at most until p's deadline.
@@ -291,20 +364,34 @@ func (w *Writer) flush(ctx context.Context, p *pending) error {
 		slog.Warn("sink: offset commit failed after a stored batch", "records", len(p.records), "err", err)
 	}
 	*p = pending{}
-	w.metrics.pending.Set(0)
 	return nil
 }
 
-func (w *Writer) shutdown(p *pending) error {
-	if p.empty() {
-		return nil
+// shutdown waits for the batch being written and flushes, in order, what did not
+// reach the store: the written batch if its write was cut short, then p.
+func (w *Writer) shutdown(writing *flushing, p *pending) error {
+	if writing.wait() == nil {
+		writing = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownFlush)
 	defer cancel()
-	if err := w.flush(ctx, p); err != nil {
-		slog.Warn("sink: could not flush the last batch; its records will be read again", "records", len(p.records), "err", err)
+	for _, b := range []*pending{flushingBatch(writing), p} {
+		if b == nil || b.empty() {
+			continue
+		}
+		if err := w.flush(ctx, b); err != nil {
+			slog.Warn("sink: could not flush the last batch; its records will be read again", "records", len(b.records), "err", err)
+			return nil // a later batch must not commit past this one
+		}
 	}
 	return nil
+}
+
+func flushingBatch(f *flushing) *pending {
+	if f == nil {
+		return nil
+	}
+	return f.p
 }
 
 // BatchToken names a batch by its records' topic/partition/offset ranges, so that

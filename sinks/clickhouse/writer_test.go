@@ -164,3 +164,149 @@ func TestBatchTokenNamesTheRecords(t *testing.T) {
 		t.Errorf("different offset ranges share token %s", a)
 	}
 }
+
+// gateStore holds its first insert until released, and records the order of batches.
+type gateStore struct {
+	memStore
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gateStore) Insert(ctx context.Context, b *clickhouse.Batch) error {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.entered)
+		<-g.release
+	}
+	return g.memStore.Insert(ctx, b)
+}
+
+func newWriterCluster(t *testing.T) (*storetest.Kafka, []string) {
+	t.Helper()
+	topics := [3]string{"f", "c", "s"}
+	cluster := kfake.MustCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics[:]...))
+	t.Cleanup(cluster.Close)
+	addrs := cluster.ListenAddrs()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	return &storetest.Kafka{Brokers: addrs, Client: prod, Admin: kadm.NewClient(prod), Topics: topics}, addrs
+}
+
+// While one batch is being inserted, the next is polled and decoded; its offsets are
+// committed only after the first batch's, and every record is stored once.
+func TestWriterDecodesNextBatchWhileInserting(t *testing.T) {
+	k, addrs := newWriterCluster(t)
+	store := &gateStore{memStore: memStore{frames: map[string]int{}}, entered: make(chan struct{}), release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	w, err := clickhouse.NewWriter(clickhouse.WriterConfig{
+		Brokers: addrs, Group: "g", FramesTopic: k.Topics[0], CommandsTopic: k.Topics[1], SessionsTopic: k.Topics[2],
+		BatchRows: 100000, BatchWait: 100 * time.Millisecond,
+	}, store, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := k.Produce(t, storetest.NewRecording("alice", "app", time.Now(), 30))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-store.entered
+	second := k.Produce(t, storetest.NewRecording("bob", "app", time.Now(), 40))
+	deadline := time.Now().Add(10 * time.Second)
+	for gauge(t, reg, "tapline_sink_pending_records") < float64(second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the next batch was not polled while the first was inserted (pending %v of %d)", gauge(t, reg, "tapline_sink_pending_records"), second)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c, _ := k.Offsets(t, "g"); c != 0 {
+		t.Fatalf("%d offsets committed while the first batch was still being inserted", c)
+	}
+	close(store.release)
+	k.WaitCommitted(t, "g", 10*time.Second, func(c, end int64) bool { return c == int64(first+second) && c == end })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.frames) != 70 || len(store.attempts) != 2 {
+		t.Fatalf("stored %d frames in %d inserts, want 70 in 2", len(store.frames), len(store.attempts))
+	}
+	for k, n := range store.frames {
+		if n != 1 {
+			t.Fatalf("frame %s stored %d times", k, n)
+		}
+	}
+}
+
+// A sink that wrote its batch and has nothing more to read lets a second member
+// join the group: a rebalance is not held until the next record arrives.
+func TestWriterIdleAllowsRebalance(t *testing.T) {
+	k, addrs := newWriterCluster(t)
+	cfg := clickhouse.WriterConfig{
+		Brokers: addrs, Group: "g", FramesTopic: k.Topics[0], CommandsTopic: k.Topics[1], SessionsTopic: k.Topics[2],
+		BatchRows: 100000, BatchWait: 50 * time.Millisecond,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var runs sync.WaitGroup
+	start := func() {
+		w, err := clickhouse.NewWriter(cfg, &memStore{frames: map[string]int{}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs.Add(1)
+		go func() { defer runs.Done(); w.Run(ctx) }() //nolint:errcheck // ends with ctx
+	}
+	n := k.Produce(t, storetest.NewRecording("alice", "app", time.Now(), 30))
+	start()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		offs, err := k.Admin.FetchOffsets(context.Background(), "g")
+		if err == nil && offs.Ok() {
+			var c int64
+			offs.Each(func(o kadm.OffsetResponse) { c += o.At })
+			if c == int64(n) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first sink did not commit its batch (%v)", err)
+		}
+	}
+	start()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		gs, err := k.Admin.DescribeGroups(context.Background(), "g")
+		if err == nil {
+			g := gs["g"]
+			if g.State == "Stable" && len(g.Members) == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second sink did not join the group of an idle one: %+v (%v)", gs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	runs.Wait()
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
