@@ -92,7 +92,7 @@ func (c *WriterConfig) setDefaults() {
 
 // Writer consumes the processed topics and writes them to a Store in batches.
 // Offsets are committed only after the store acknowledged the batch; while the store
-// fails, the writer retries the same batch with backoff and does not poll, so Kafka
+// fails, the writer retries the same batch with backoff and polls at most one more batch, so Kafka
 // holds the backlog rather than memory.
 type Writer struct {
 	cfg     WriterConfig
