@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -485,6 +486,28 @@ targets:
 		got, ok := tr.TableColumns(tc.schema, tc.table)
 		if !reflect.DeepEqual(got, tc.want) || ok != (tc.want != nil) {
 			t.Errorf("%s %s.%s: %v %v", tc.target, tc.schema, tc.table, got, ok)
+		}
+	}
+}
+
+// Column answers are remembered up to a bound; past it names are still matched,
+// and the answers never depend on what was asked before.
+func TestColumnRulesPastTheRememberedNames(t *testing.T) {
+	m, err := New(Config{Targets: map[string]Rules{"app": {Columns: []string{"*_pin", "iban"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Rules("app")
+	for i := range maxColumnSeen + 100 {
+		if name := fmt.Sprintf("col_%d", i); r.Column(name) {
+			t.Fatalf("%s masked", name)
+		}
+	}
+	for range 2 {
+		for name, want := range map[string]bool{"card_pin": true, "IBAN": true, "Password": true, "aid": false, "abalance": false} {
+			if got := r.Column(name); got != want {
+				t.Errorf("Column(%q) = %v, want %v", name, got, want)
+			}
 		}
 	}
 }
