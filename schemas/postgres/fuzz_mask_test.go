@@ -84,3 +84,16 @@ func maskWith(t *testing.T, r protocol.MaskRules, sql string) []byte {
 func maskSQLFrame(t *testing.T, c *Conversation, sql string) []byte {
 	return c.Mask(frame(Query, schemas.Client, msg(t, &pgproto3.Query{String: sql})), rules, protocol.Counts{})
 }
+
+// The quick test never turns away a statement the expression matches.
+func FuzzMayBePositional(f *testing.F) {
+	for _, s := range []string{"INSERT INTO t VALUES (1)", "copy t from stdin", "SELECT 1",
+		"inſert into t values ('x')", "InSeRt\tinto t select 1", "cop", "insert", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if positionalRe.MatchString(s) && !mayBePositional(s) {
+			t.Fatalf("%q matches positionalRe but the quick test said no", s)
+		}
+	})
+}

@@ -29,7 +29,25 @@ var positionalRe = regexp.MustCompile(`(?is)\binsert\s+into\s+[^(;]*?\b(?:values
 // mayBind reports whether s may bind a value to a column rule r has: it names a
 // ruled column, or binds values by position.
 func mayBind(s string, r protocol.MaskRules) bool {
-	return positionalRe.MatchString(s) || namesRuledColumn(s, r)
+	return mayBePositional(s) && positionalRe.MatchString(s) || namesRuledColumn(s, r)
+}
+
+// mayBePositional is a quick test before positionalRe, which backtracks through
+// every statement: an ASCII statement that holds neither "insert" nor "copy" (any
+// case) cannot match it. Most statements are SELECTs. A statement with other bytes
+// goes to the expression, whose case folding also knows letters such as 'ſ'.
+func mayBePositional(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 0x80:
+			return true
+		case c|0x20 == 'i' && i+6 <= len(s) && strings.EqualFold(s[i:i+6], "insert"):
+			return true
+		case c|0x20 == 'c' && i+4 <= len(s) && strings.EqualFold(s[i:i+4], "copy"):
+			return true
+		}
+	}
+	return false
 }
 
 // declaredColumns is the column order the rules declare for rel.
