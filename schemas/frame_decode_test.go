@@ -107,8 +107,14 @@ func TestFrameDecodeDamagedValues(t *testing.T) {
 // direct decoder refuses it.
 func checkAgainstGoavro(t *testing.T, b []byte) {
 	t.Helper()
-	got, err := FrameCodec().Decode(b)
-	want, werr := goavroDecode(b)
+	checkDirectDecoder(t, FrameCodec(), goavroDecode, b)
+}
+
+// checkDirectDecoder is checkAgainstGoavro for any codec with a direct decoder.
+func checkDirectDecoder[T any](t *testing.T, c *Codec[T], generic func([]byte) (T, error), b []byte) {
+	t.Helper()
+	got, err := c.Decode(b)
+	want, werr := generic(b)
 	if err == nil {
 		if werr != nil {
 			t.Fatalf("direct decoder accepted %x, goavro refused it: %v", b, werr)
@@ -121,7 +127,7 @@ func checkAgainstGoavro(t *testing.T, b []byte) {
 	if werr != nil {
 		return
 	}
-	if again, eerr := FrameCodec().Encode(&want); eerr == nil && bytes.Equal(again, b) {
+	if again, eerr := c.Encode(&want); eerr == nil && bytes.Equal(again, b) {
 		t.Fatalf("direct decoder refused %x (%v), which goavro decodes and which encodes back to itself", b, err)
 	}
 }
