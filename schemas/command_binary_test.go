@@ -12,14 +12,7 @@ import (
 
 // goavroCommand is how Decode read a current-schema command before commands were
 // decoded directly.
-func goavroCommand(b []byte) (Command, error) {
-	c := CommandCodec()
-	w, body, err := c.writerOf(b)
-	if err != nil {
-		return Command{}, err
-	}
-	return c.decodeNative(w, body)
-}
+func goavroCommand(b []byte) (Command, error) { return goavroOf(CommandCodec(), b) }
 
 func randomCommand(r *rand.Rand) Command {
 	c := Command{
@@ -111,7 +104,7 @@ func TestCommandDecodeDamagedValues(t *testing.T) {
 
 func checkCommandAgainstGoavro(t *testing.T, b []byte) {
 	t.Helper()
-	checkDirectDecoder(t, CommandCodec(), goavroCommand, b)
+	checkDirectDecoder(t, CommandCodec(), b)
 }
 
 func FuzzCommandDecodeMatchesGoavro(f *testing.F) {
