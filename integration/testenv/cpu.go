@@ -1,8 +1,6 @@
 package testenv
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,11 +8,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// clockTick is USER_HZ, the unit of the CPU times in /proc/PID/stat: 100 on every
-// Linux architecture Go supports.
-const clockTick = 100
+	"github.com/tapline/tapline/integration/procstat"
+)
 
 // SelfCPU is the CPU time (user and system, all threads) this process has used.
 func SelfCPU() time.Duration {
@@ -28,26 +24,8 @@ func SelfCPU() time.Duration {
 // ProcessCPU is the CPU time (user and system, all threads) process pid has used,
 // from /proc/PID/stat, at 10 ms resolution.
 func ProcessCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// comm may hold spaces and parentheses: count fields after the last ')'.
-	end := bytes.LastIndexByte(b, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	// After comm: state(0) ppid(1) ... utime(11) stime(12).
-	f := bytes.Fields(b[end+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	utime, err1 := strconv.ParseInt(string(f[11]), 10, 64)
-	stime, err2 := strconv.ParseInt(string(f[12]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
-	}
-	return time.Duration(utime+stime) * time.Second / clockTick, nil
+	st, err := procstat.Read(pid)
+	return procstat.Duration(st.Own), err
 }
 
 // KafkaPID is the test broker's process id, or 0 when the services do not say:
@@ -105,9 +83,16 @@ func (m *CPUMeter) read() CPUUse {
 }
 
 // Used is the CPU time spent since the meter started.
-func (m *CPUMeter) Used() CPUUse {
-	now := m.read()
-	return CPUUse{Self: now.Self - m.start.Self, Kafka: now.Kafka - m.start.Kafka, ClickHouse: now.ClickHouse - m.start.ClickHouse}
+func (m *CPUMeter) Used() CPUUse { return m.read().Sub(m.start) }
+
+// Add returns u + v, each process's time apart.
+func (u CPUUse) Add(v CPUUse) CPUUse {
+	return CPUUse{Self: u.Self + v.Self, Kafka: u.Kafka + v.Kafka, ClickHouse: u.ClickHouse + v.ClickHouse}
+}
+
+// Sub returns u − v, each process's time apart.
+func (u CPUUse) Sub(v CPUUse) CPUUse {
+	return CPUUse{Self: u.Self - v.Self, Kafka: u.Kafka - v.Kafka, ClickHouse: u.ClickHouse - v.ClickHouse}
 }
 
 // Report adds "µs/<unit>" metrics for n units of work: this process's (named

@@ -121,8 +121,7 @@ type phase struct {
 func (p *phase) add(q phase) {
 	p.frames += q.frames
 	p.elapsed += q.elapsed
-	p.cpu.Self += q.cpu.Self
-	p.cpu.Kafka += q.cpu.Kafka
+	p.cpu = p.cpu.Add(q.cpu)
 }
 
 func (p *phase) rate() float64 { return p.frames / p.elapsed.Seconds() }

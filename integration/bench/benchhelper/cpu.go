@@ -1,38 +1,25 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/tapline/tapline/integration/procstat"
 )
 
-// clockTick is USER_HZ, the unit of the CPU times in /proc/PID/stat: 100 on
-// every Linux architecture Go supports.
-const clockTick = 100
-
-// procStat is what the CPU accounting needs from /proc/PID/stat.
-type procStat struct {
-	ppid int
-	// own is utime+stime (all threads); reaped is cutime+cstime, the CPU of
-	// children that exited and were waited for (a PostgreSQL backend that
-	// ended during the run).
-	own, reaped int64
-	start       int64 // starttime, to tell a reused pid from the process seen before
-}
-
 // readStats reads every process's stat once, so a tree is summed from one snapshot.
-func readStats() map[int]procStat {
+func readStats() map[int]procstat.Stat {
 	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
-	out := make(map[int]procStat, len(paths))
+	out := make(map[int]procstat.Stat, len(paths))
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // exited meanwhile
 		}
-		pid, st, ok := parseStat(b)
+		pid, st, ok := procstat.Parse(b)
 		if ok {
 			out[pid] = st
 		}
@@ -40,32 +27,11 @@ func readStats() map[int]procStat {
 	return out
 }
 
-// parseStat parses "pid (comm) state ppid ... utime stime cutime cstime ...";
-// comm may hold spaces and parentheses, so fields are counted after the last ')'.
-func parseStat(b []byte) (int, procStat, bool) {
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 1 || end < open {
-		return 0, procStat{}, false
-	}
-	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
-	if err != nil {
-		return 0, procStat{}, false
-	}
-	f := bytes.Fields(b[end+1:])
-	// After comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
-	// ... starttime(19).
-	if len(f) < 20 {
-		return 0, procStat{}, false
-	}
-	n := func(i int) int64 { v, _ := strconv.ParseInt(string(f[i]), 10, 64); return v }
-	return pid, procStat{ppid: int(n(1)), own: n(11) + n(12), reaped: n(13) + n(14), start: n(19)}, true
-}
-
 // tree lists pid and its descendants in one snapshot (none if pid is gone).
-func tree(all map[int]procStat, pid int) []int {
+func tree(all map[int]procstat.Stat, pid int) []int {
 	children := map[int][]int{}
 	for p, st := range all {
-		children[st.ppid] = append(children[st.ppid], p)
+		children[st.PPID] = append(children[st.PPID], p)
 	}
 	var out []int
 	var walk func(int)
@@ -83,12 +49,12 @@ func tree(all map[int]procStat, pid int) []int {
 }
 
 // treeMicros is the CPU time of pid and its descendants, live and reaped, in µs.
-func treeMicros(all map[int]procStat, pid int) int64 {
+func treeMicros(all map[int]procstat.Stat, pid int) int64 {
 	var ticks int64
 	for _, p := range tree(all, pid) {
-		ticks += all[p].own + all[p].reaped
+		ticks += all[p].Own + all[p].Reaped
 	}
-	return ticks * 1_000_000 / clockTick
+	return ticks * 1_000_000 / procstat.ClockTick
 }
 
 // cpu prints, on one line, the CPU µs of each pid's process tree (0 for "-" or a
@@ -127,18 +93,18 @@ func cpuTrack(pid, stopFile string) error {
 		all := readStats()
 		for _, p := range tree(all, root) {
 			st := all[p]
-			if s, known := procs[p]; known && s.start == st.start {
+			if s, known := procs[p]; known && s.start == st.Start {
 				continue
 			}
 			base := int64(0) // born since the first scan: all its CPU counts
 			if first {
-				base = st.own
+				base = st.Own
 			}
-			procs[p] = &seen{start: st.start, base: base}
+			procs[p] = &seen{start: st.Start, base: base}
 		}
 		for p, s := range procs {
-			if st, ok := all[p]; ok && st.start == s.start {
-				s.last = st.own
+			if st, ok := all[p]; ok && st.Start == s.start {
+				s.last = st.Own
 			}
 		}
 	}
@@ -155,6 +121,6 @@ func cpuTrack(pid, stopFile string) error {
 	for _, s := range procs {
 		ticks += max(s.last-s.base, 0)
 	}
-	fmt.Println(ticks * 1_000_000 / clockTick)
+	fmt.Println(ticks * 1_000_000 / procstat.ClockTick)
 	return nil
 }
