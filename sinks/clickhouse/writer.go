@@ -368,15 +368,18 @@ func (w *Writer) flush(ctx context.Context, p *pending) error {
 }
 
 // shutdown waits for the batch being written and flushes, in order, what did not
-// reach the store: the written batch if its write was cut short, then p.
+// reach the store: the written batch if its write was cut short (flush empties a
+// batch it stored), then p.
 func (w *Writer) shutdown(writing *flushing, p *pending) error {
-	if writing.wait() == nil {
-		writing = nil
+	batches := []*pending{p}
+	if writing != nil {
+		_ = writing.wait() // cut short or not, its batch says what is left
+		batches = []*pending{writing.p, p}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownFlush)
 	defer cancel()
-	for _, b := range []*pending{flushingBatch(writing), p} {
-		if b == nil || b.empty() {
+	for _, b := range batches {
+		if b.empty() {
 			continue
 		}
 		if err := w.flush(ctx, b); err != nil {
@@ -385,13 +388,6 @@ func (w *Writer) shutdown(writing *flushing, p *pending) error {
 		}
 	}
 	return nil
-}
-
-func flushingBatch(f *flushing) *pending {
-	if f == nil {
-		return nil
-	}
-	return f.p
 }
 
 // BatchToken names a batch by its records' topic/partition/offset ranges, so that
