@@ -178,7 +178,8 @@ func compile(defaults, r Rules, where string) (*targetRules, error) {
 			on[name] = v
 		}
 	}
-	t := &targetRules{headers: map[string]bool{}, jsonFields: map[string]bool{}, tables: map[string][]string{}}
+	t := &targetRules{headers: map[string]bool{}, jsonFields: map[string]bool{}, tables: map[string][]string{},
+		columnSeen: map[string]bool{}}
 	for _, d := range Detectors {
 		if on[d] {
 			t.dets = append(t.dets, builtin[d])
@@ -295,9 +296,6 @@ func (t *targetRules) maskColumn(name string) bool {
 	}
 	hit = t.matchColumn(name)
 	t.columnMu.Lock()
-	if t.columnSeen == nil {
-		t.columnSeen = map[string]bool{}
-	}
 	if len(t.columnSeen) < maxColumnSeen {
 		t.columnSeen[name] = hit
 	}
