@@ -265,19 +265,7 @@ func TestWriterIdleAllowsRebalance(t *testing.T) {
 	}
 	n := k.Produce(t, storetest.NewRecording("alice", "app", time.Now(), 30))
 	start()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		offs, err := k.Admin.FetchOffsets(context.Background(), "g")
-		if err == nil && offs.Ok() {
-			var c int64
-			offs.Each(func(o kadm.OffsetResponse) { c += o.At })
-			if c == int64(n) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first sink did not commit its batch (%v)", err)
-		}
-	}
+	k.WaitCommitted(t, "g", 10*time.Second, func(c, _ int64) bool { return c == int64(n) })
 	start()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

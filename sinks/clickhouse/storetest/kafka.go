@@ -101,14 +101,22 @@ func (k *Kafka) Produce(t testing.TB, rs ...Recording) int {
 // offsets.
 func (k *Kafka) Offsets(t testing.TB, group string) (committed, end int64) {
 	t.Helper()
-	ctx := context.Background()
-	ends, err := k.Admin.ListEndOffsets(ctx, k.Topics[:]...)
+	committed, end, err := k.offsets(group)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return committed, end
+}
+
+func (k *Kafka) offsets(group string) (committed, end int64, err error) {
+	ctx := context.Background()
+	ends, err := k.Admin.ListEndOffsets(ctx, k.Topics[:]...)
+	if err != nil {
+		return 0, 0, err
+	}
 	offs, err := k.Admin.FetchOffsets(ctx, group)
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
 	ends.Each(func(o kadm.ListedOffset) {
 		end += o.Offset
@@ -116,20 +124,21 @@ func (k *Kafka) Offsets(t testing.TB, group string) (committed, end int64) {
 			committed += c.At
 		}
 	})
-	return committed, end
+	return committed, end, nil
 }
 
-// WaitCommitted waits until cond(committed, end) holds.
+// WaitCommitted waits until cond(committed, end) holds. Until the group exists
+// the broker answers with an error, which counts as not yet.
 func (k *Kafka) WaitCommitted(t testing.TB, group string, timeout time.Duration, cond func(committed, end int64) bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		c, e := k.Offsets(t, group)
-		if cond(c, e) {
+		c, e, err := k.offsets(group)
+		if err == nil && cond(c, e) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("group %s: committed %d of %d offsets after %v", group, c, e, timeout)
+			t.Fatalf("group %s: committed %d of %d offsets after %v (last error: %v)", group, c, e, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
