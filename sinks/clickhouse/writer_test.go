@@ -133,6 +133,7 @@ func TestWriterCommitsOnlyAfterTheStoreAcknowledges(t *testing.T) {
 	}
 }
 
+// metricSum adds the values of a metric's series, counters or gauges.
 func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -143,7 +144,7 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -217,9 +218,9 @@ func TestWriterDecodesNextBatchWhileInserting(t *testing.T) {
 	<-store.entered
 	second := k.Produce(t, storetest.NewRecording("bob", "app", time.Now(), 40))
 	deadline := time.Now().Add(10 * time.Second)
-	for gauge(t, reg, "tapline_sink_pending_records") < float64(second) {
+	for metricSum(t, reg, "tapline_sink_pending_records") < float64(second) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the next batch was not polled while the first was inserted (pending %v of %d)", gauge(t, reg, "tapline_sink_pending_records"), second)
+			t.Fatalf("the next batch was not polled while the first was inserted (pending %v of %d)", metricSum(t, reg, "tapline_sink_pending_records"), second)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -283,18 +284,4 @@ func TestWriterIdleAllowsRebalance(t *testing.T) {
 	}
 	cancel()
 	runs.Wait()
-}
-
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	return 0
 }
