@@ -184,9 +184,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if p.empty() && writing == nil {
 			w.cl.AllowRebalance()
 		}
-		pctx, cancel := writing.bound(ctx)
-		w.poll(pctx, p)
-		cancel()
+		w.poll(writing.pollContext(ctx), p)
 		if p.empty() || !w.full(p) {
 			continue
 		}
@@ -208,13 +206,19 @@ type flushing struct {
 	p   *pending
 	end chan struct{} // closed when the write has ended, err set
 	err error
+	// polls is the context of polls made meanwhile: it also ends with the write,
+	// so that an idle sink comes back to allow rebalances (BlockRebalanceOnPoll)
+	// once nothing is in hand, not when the next record arrives.
+	polls context.Context
 }
 
 func (w *Writer) startFlush(ctx context.Context, p *pending) *flushing {
-	f := &flushing{p: p, end: make(chan struct{})}
+	polls, stopPolls := context.WithCancel(ctx)
+	f := &flushing{p: p, end: make(chan struct{}), polls: polls}
 	go func() {
 		f.err = w.flush(ctx, p)
 		close(f.end)
+		stopPolls()
 	}()
 	return f
 }
@@ -241,22 +245,13 @@ func (f *flushing) ended() bool {
 	}
 }
 
-// bound returns a context for a poll that also ends when the write does: an idle
-// sink must come back to allow rebalances (BlockRebalanceOnPoll) once nothing is
-// in hand, not when the next record arrives.
-func (f *flushing) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+// pollContext is the context for a poll: ctx, or with a write in flight, one that
+// also ends with the write.
+func (f *flushing) pollContext(ctx context.Context) context.Context {
 	if f == nil {
-		return ctx, func() {}
+		return ctx
 	}
-	pctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-f.end:
-			cancel()
-		case <-pctx.Done():
-		}
-	}()
-	return pctx, cancel
+	return f.polls
 }
 
 // poll adds records to p, waiting at most until p's deadline.
