@@ -52,10 +52,7 @@ start_issuer
 start_kafka
 topic=tapline.bench.http.$(date +%s)
 create_topic "$brokers" "$topic"
-# A fresh JVM compiles its hot paths during the first tens of thousands of
-# requests; warm the broker so that the rows measure its steady state.
-log "warming the broker (${BENCH_WARM_PRODUCES:-20000} produces)"
-"$work/benchhelper" produce "$brokers" "$topic" "${BENCH_WARM_PRODUCES:-20000}" >/dev/null
+warm_kafka "$topic"
 
 # nginx_conf NAME PORT LOCATIONS: a one-worker nginx configuration over TLS.
 nginx_conf() {

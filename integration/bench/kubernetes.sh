@@ -56,8 +56,7 @@ start_issuer
 start_kafka
 topic=tapline.bench.kube.$(date +%s)
 create_topic "$brokers" "$topic"
-log "warming the broker (${BENCH_WARM_PRODUCES:-20000} produces)"
-"$work/benchhelper" produce "$brokers" "$topic" "${BENCH_WARM_PRODUCES:-20000}" >/dev/null
+warm_kafka "$topic"
 
 printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/cluster-token"
 # start_gateway MODE: sets gw_port and gw_pid. The agent's groups are replaced by
@@ -224,7 +223,7 @@ kubectl_loop() {
 # exec_mb TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
 # `kubectl exec` to stream MB MiB of stdout.
 exec_mb() {
-	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof
+	local cfg=$work/kubeconfig.$1 t0 t1 got before after prof m=${1}_metrics
 	kubeconfig "$1"
 	drop_caches
 	profile "$1" exec "${BENCH_PPROF_SECONDS:-5}"
@@ -233,7 +232,10 @@ exec_mb() {
 	got=$("$TAPLINE_KUBECTL" --kubeconfig "$cfg" exec "$TAPLINE_KUBE_POD" -- head -c "$((MB << 20))" /dev/zero | wc -c)
 	t1=$(date +%s.%N)
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
-	[[ -n $prof ]] && wait "$prof"
+	if [[ -n $prof ]]; then
+		wait "$prof"
+		curl -fsS -o "$BENCH_PPROF/exec-$1.metrics" "http://127.0.0.1:${!m}/metrics"
+	fi
 	if ((got != MB << 20)); then
 		echo "bench: exec through $1 streamed $got bytes, not $((MB << 20)); see $work" >&2
 		exit 1

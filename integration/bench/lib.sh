@@ -130,6 +130,26 @@ jfr_stop() {
 	jcmd "$broker_pid" JFR.stop name="$1" filename="$(realpath "$BENCH_JFR")/$1.jfr" >/dev/null
 }
 
+# warm_kafka TOPIC: warms the broker before any row. A fresh JVM compiles its hot
+# paths during the first tens of thousands of requests (BENCH_WARM_PRODUCES small
+# produces to TOPIC) and, for large records, during the first GiB or so
+# (BENCH_WARM_MB of a gateway stream's shape to a topic deleted afterwards): on a
+# new broker 64 MiB of exec-sized records first cost 12.5 ms of CPU per MiB, and
+# 1–2 ms after 1.5 GiB, what the long-running test broker spends. Without it the
+# large-stream rows measured the compiler. The shared broker is only given the
+# small produces.
+warm_kafka() {
+	local mb=${BENCH_WARM_MB:-1536}
+	[[ ${BENCH_KAFKA:-private} == shared ]] && mb=0
+	log "warming the broker (${BENCH_WARM_PRODUCES:-20000} produces, $mb MiB of large records)"
+	"$work/benchhelper" produce "$brokers" "$1" "${BENCH_WARM_PRODUCES:-20000}" >/dev/null
+	((mb > 0)) || return 0
+	create_topic "$brokers" tapline.bench.warm
+	"$work/benchhelper" warm "$brokers" tapline.bench.warm "$mb" "$broker_pid"
+	"$work/benchhelper" deltopic "$brokers" tapline.bench.warm
+	drop_caches
+}
+
 # create_topic BROKERS TOPIC: creates TOPIC and waits until it takes a record:
 # a new topic's leader can take a moment, and a gateway refuses sessions until then.
 create_topic() {

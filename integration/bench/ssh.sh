@@ -56,6 +56,7 @@ chmod 700 "$work/askpass"
 
 topic=tapline.bench.ssh.$(date +%s)
 create_topic "$brokers" "$topic"
+warm_kafka "$topic"
 
 # start_gateway MODE: sets gw_port.
 start_gateway() {
