@@ -299,7 +299,7 @@ type plainSession session
 
 // MarshalJSON saves the conversation under "conv".
 func (s *session) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal((*plainSession)(s))
+	b, err := appendSession(make([]byte, 0, 1024), s)
 	if err != nil || s.Conv == nil {
 		return b, err
 	}
