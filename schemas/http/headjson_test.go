@@ -27,7 +27,7 @@ func TestHeadEncodingIsEncodingJSONs(t *testing.T) {
 			Headers: []hs.Field{{Name: "Accept", Value: "*/*"}, {Name: "X-Quote", Value: `say "hi" \ bye`}}},
 		{Status: 502, Proto: "HTTP/1.1", Headers: []hs.Field{}, Gateway: "upstream_unreachable"},
 		{Proto: "HTTP/1.1"},
-		{Method: "POST", Proto: "HTTP/1.1", Headers: []hs.Field{{Name: "X-Odd", Value: "tab\tnl\ncr\r\x00\x1f\x7f é \u2028 \xff"}}},
+		{Method: "POST", Proto: "HTTP/1.1", Headers: []hs.Field{{Name: "X-Odd", Value: "tab\tnl\ncr\r\x00\x1f\x7f \b\f <&> é \u2028 \xff"}}},
 	} {
 		if got, want := hs.EncodeHead(h), marshal(t, h); !bytes.Equal(got, want) {
 			t.Errorf("head:\n got %s\nwant %s", got, want)
