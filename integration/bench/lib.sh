@@ -132,14 +132,14 @@ jfr_stop() {
 
 # warm_kafka TOPIC: warms the broker before any row. A fresh JVM compiles its hot
 # paths during the first tens of thousands of requests (BENCH_WARM_PRODUCES small
-# produces to TOPIC) and, for large records, during the first GiB or so
-# (BENCH_WARM_MB of a gateway stream's shape to a topic deleted afterwards): on a
-# new broker 64 MiB of exec-sized records first cost 12.5 ms of CPU per MiB, and
-# 1–2 ms after 1.5 GiB, what the long-running test broker spends. Without it the
-# large-stream rows measured the compiler. The shared broker is only given the
-# small produces.
+# produces to TOPIC) and, for large records, over the first GiBs (BENCH_WARM_MB
+# of a gateway stream's shape to a topic deleted afterwards): on a new broker 64
+# MiB of exec-sized records first cost 12.5 ms of CPU per MiB, 1–2 ms after 1.5
+# GiB and 0.6–1.2 ms after 3 GiB, where the long-running test broker is (~1 ms).
+# Without it the large-stream rows measured the warm-up. The shared broker is
+# only given the small produces.
 warm_kafka() {
-	local mb=${BENCH_WARM_MB:-1536}
+	local mb=${BENCH_WARM_MB:-4096}
 	[[ ${BENCH_KAFKA:-private} == shared ]] && mb=0
 	log "warming the broker (${BENCH_WARM_PRODUCES:-20000} produces, $mb MiB of large records)"
 	"$work/benchhelper" produce "$brokers" "$1" "${BENCH_WARM_PRODUCES:-20000}" >/dev/null

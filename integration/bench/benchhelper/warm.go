@@ -28,10 +28,11 @@ const (
 
 // warm produces mb MiB of large records through the recorder's producer
 // options, printing the broker's CPU per MiB of each 256 MiB to stderr. A
-// fresh broker's JVM compiles its large-record paths during the first GiB or
-// so: 64 MiB chunks of such traffic cost a new broker 12.5 ms of CPU per MiB at
-// first and mostly 1–2 ms after 1.5 GiB, near the ~1 ms of the test services'
-// long-running broker. Rows measured before that count the compiler.
+// fresh broker's JVM compiles its large-record paths over the first GiBs: 64
+// MiB chunks of such traffic cost a new broker 12.5 ms of CPU per MiB at first,
+// mostly 1–2 ms after 1.5 GiB and 0.6–1.2 ms after 3 GiB, where the test
+// services' long-running broker is (~1 ms). Rows measured before that count
+// the warm-up.
 func warm(brokers []string, topic, size, brokerPID string) error {
 	mb, err := strconv.Atoi(size)
 	if err != nil || mb < 1 {
