@@ -5,8 +5,10 @@
 #   integration/bench/http.sh                     # BENCH_HTTP_N=20000, BENCH_HTTP_MB=1024
 #
 # Targets: direct (nginx), nginx-proxy (a second nginx as a plain reverse
-# proxy, the pooler of HTTP: records nothing), strict and buffered (a tapline gateway in each mode,
-# recording to a private Kafka broker). Workloads, each over HTTP/1.1 (CONC
+# proxy, the pooler of HTTP: records nothing), go-proxy (Go's httputil.ReverseProxy
+# in the same place, `benchhelper goproxy`: Go's HTTP stack and TLS on both hops,
+# h2 to the target as the gateways speak it, recording nothing), strict and
+# buffered (a tapline gateway in each mode, recording to a private Kafka broker). Workloads, each over HTTP/1.1 (CONC
 # connections) and h2 (CONC streams on one connection), TLS on both hops:
 #   get    GET of a 200-byte JSON file, BENCH_HTTP_N requests, BENCH_HTTP_CONC=8
 #   put    PUT of a 1 MiB JSON body (nginx WebDAV writes it), BENCH_HTTP_N/50 requests
@@ -154,6 +156,11 @@ EOF
 
 start_nginx
 start_proxy
+goproxy_port=$(free_port)
+"$work/benchhelper" goproxy "127.0.0.1:$goproxy_port" "https://127.0.0.1:$nginx_port" "$tls_dir/server.crt" "$tls_dir/server.key" "$TAPLINE_NGINX_CA" &
+goproxy_pid=$!
+pids+=("$goproxy_pid")
+wait_port "$goproxy_port" "Go proxy"
 log "gateways (strict, buffered)"
 start_gateway strict
 strict_port=$gw_port strict_pid=$gw_pid strict_metrics=$gw_metrics
@@ -180,6 +187,7 @@ base() {
 	case $1 in
 	direct) url=https://127.0.0.1:$nginx_port tok=- proxy=- ;;
 	nginx-proxy) url=https://127.0.0.1:$proxy_port tok=- proxy=$proxy_pid ;;
+	go-proxy) url=https://127.0.0.1:$goproxy_port tok=- proxy=$goproxy_pid ;;
 	strict) url=https://127.0.0.1:$strict_port/web tok=$token proxy=$strict_pid ;;
 	buffered) url=https://127.0.0.1:$buffered_port/web tok=$token proxy=$buffered_pid ;;
 	esac
@@ -226,11 +234,11 @@ results=$work/results
 for workload in get put; do
 	for proto in h1 h2; do
 		# a short warm-up per target (TLS sessions, the issuer's keys, page cache)
-		for target in direct nginx-proxy strict buffered; do
+		for target in direct nginx-proxy go-proxy strict buffered; do
 			base "$target"
 			"$work/benchhelper" http "$url/small.json" 200 "$CONC" 0 "$proto" "$tok" "$TAPLINE_NGINX_CA" >/dev/null
 		done
-		for target in ${BENCH_HTTP_TARGETS:-direct nginx-proxy strict buffered}; do
+		for target in ${BENCH_HTTP_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
 			log "$workload $proto $target"
 			echo "$workload $proto $target $(load "$target" "$workload" "$proto")" >>"$results"
 		done
@@ -270,7 +278,7 @@ stream() {
 	fi
 	echo "big $target $dir $(calc "$t1 - $t0") $(cat "$work/rss.$target.$dir" 2>/dev/null || echo "- -")" >>"$results"
 }
-for target in direct nginx-proxy strict buffered; do
+for target in direct nginx-proxy go-proxy strict buffered; do
 	for dir in up down; do
 		log "${MB} MiB $dir through $target"
 		stream "$target" "$dir"
@@ -287,10 +295,10 @@ awk -v mb="$MB" '
 		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req | frames/req | frames/batch |\n"
 		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		split("get h1,get h2,put h1,put h2", order, ",")
-		split("direct nginx-proxy strict buffered", ts, " ")
+		split("direct nginx-proxy go-proxy strict buffered", ts, " ")
 		for (o = 1; o <= 4; o++) {
 			k = order[o]
-			for (i = 1; i <= 4; i++) {
+			for (i = 1; i <= 5; i++) {
 				t = ts[i]
 				r = n[k, t] / s[k, t]
 				printf "| %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %.0f | %.0f | %s | %s |\n", k, t, r, r / (n[k, "direct"] / s[k, "direct"]),
@@ -300,7 +308,7 @@ awk -v mb="$MB" '
 		}
 		printf "\n%d MiB in one request (curl, HTTP/2): MiB/s, and the resident memory (MiB, idle → peak) of the gateway or proxy meanwhile\n\n", mb
 		printf "| target | upload MiB/s | vs direct | download MiB/s | vs direct | RSS upload | RSS download |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= 5; i++) {
 			t = ts[i]
 			printf "| %s | %.0f | %.2f | %.0f | %.2f | %s | %s |\n", t, mb / secs[t, "up"], secs["direct", "up"] / secs[t, "up"],
 				mb / secs[t, "down"], secs["direct", "down"] / secs[t, "down"], rss[t, "up"], rss[t, "down"]

@@ -8,8 +8,10 @@
 # Targets: direct (the test cluster's kube-apiserver, as client-go reaches it:
 # HTTP/2 over TLS, a bearer token), nginx-proxy (nginx as a plain TLS reverse
 # proxy in front of it, WebSocket upgrades passed: what any extra hop costs,
-# recording nothing), strict and buffered (a tapline gateway in each
-# mode, recording to a private Kafka broker, impersonating the agent).
+# recording nothing), go-proxy (Go's httputil.ReverseProxy in the same place,
+# `benchhelper goproxy`: Go's HTTP/2 and TLS on both hops, recording nothing),
+# strict and buffered (a tapline gateway in each mode, recording to a private
+# Kafka broker, impersonating the agent).
 #   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
@@ -140,6 +142,12 @@ CONF
 
 log "nginx proxy"
 start_proxy
+log "Go proxy"
+goproxy_port=$(free_port)
+"$work/benchhelper" goproxy "127.0.0.1:$goproxy_port" "$TAPLINE_KUBE_SERVER" "$tls_dir/server.crt" "$tls_dir/server.key" "$TAPLINE_KUBE_CA" &
+goproxy_pid=$!
+pids+=("$goproxy_pid")
+wait_port "$goproxy_port" "Go proxy"
 log "gateways (strict, buffered)"
 start_gateway strict
 strict_port=$gw_port strict_pid=$gw_pid
@@ -151,6 +159,7 @@ base() {
 	case $1 in
 	direct) server=$TAPLINE_KUBE_SERVER tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_KUBE_CA proxy=- ;;
 	nginx-proxy) server=https://127.0.0.1:$proxy_port tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_NGINX_CA proxy=$proxy_pid ;;
+	go-proxy) server=https://127.0.0.1:$goproxy_port tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_NGINX_CA proxy=$goproxy_pid ;;
 	strict) server=https://127.0.0.1:$strict_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$strict_pid ;;
 	buffered) server=https://127.0.0.1:$buffered_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$buffered_pid ;;
 	esac
@@ -245,15 +254,15 @@ exec_mb() {
 
 results=$work/results
 : >"$results"
-for target in direct nginx-proxy strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
+for target in direct nginx-proxy go-proxy strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
 	base "$target"
 	"$work/benchhelper" http "$server$pod_path" 200 "$CONC" 0 h2 "$tok" "$ca" >/dev/null
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
 	log "calls $target"
 	echo "calls $target $(calls "$target")" >>"$results"
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
 	log "kubectl get x$KN $target"
 	echo "kubectl $target $(kubectl_loop "$target")" >>"$results"
 done
@@ -264,7 +273,7 @@ for target in strict buffered; do
 	"$TAPLINE_KUBECTL" --kubeconfig "$work/kubeconfig.$target" exec "$TAPLINE_KUBE_POD" -- \
 		head -c "$((${BENCH_KUBE_WARM_MB:-32} << 20))" /dev/zero >/dev/null
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
 	log "exec ${MB} MiB $target"
 	echo "exec $target $(exec_mb "$target")" >>"$results"
 done
@@ -278,8 +287,8 @@ awk -v mb="$MB" -v kn="$KN" '
 	END {
 		printf "| target | calls/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct | vs nginx proxy |\n"
 		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct nginx-proxy strict buffered", ts, " ")
-		for (i = 1; i <= 4; i++) {
+		split("direct nginx-proxy go-proxy strict buffered", ts, " ")
+		for (i = 1; i <= 5; i++) {
 			t = ts[i]
 			if (!(t in n)) continue
 			r = n[t] / s[t]
@@ -290,7 +299,7 @@ awk -v mb="$MB" -v kn="$KN" '
 				mb / ex[t], ex["direct"] / ex[t], pe
 		}
 		printf "\n| kubectl get, one after the other | calls/s | vs direct | vs nginx proxy | gateway µs/call | broker µs/call | apiserver µs/call |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= 5; i++) {
 			t = ts[i]
 			if (!(t in ks)) continue
 			printf "| %s | %.1f | %.2f | %s | %s | %.0f | %.0f |\n", t, kn / ks[t], ks["direct"] / ks[t],
@@ -298,7 +307,7 @@ awk -v mb="$MB" -v kn="$KN" '
 				kgw[t] == "-" ? "-" : sprintf("%.0f", kgw[t] / kn), kbr[t] / kn, kapi[t] / kn
 		}
 		printf "\n| exec | MiB/s | gateway µs/MiB | broker µs/MiB | apiserver µs/MiB | etcd µs/MiB |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= 5; i++) {
 			t = ts[i]
 			if (!(t in ex)) continue
 			printf "| %s | %.0f | %s | %.0f | %.0f | %.0f |\n", t, mb / ex[t], xgw[t] == "-" ? "-" : sprintf("%.0f", xgw[t] / mb),
