@@ -11,7 +11,7 @@
 # recording nothing), go-proxy (Go's httputil.ReverseProxy in the same place,
 # `benchhelper goproxy`: Go's HTTP/2 and TLS on both hops, recording nothing),
 # strict and buffered (a tapline gateway in each mode, recording to a private
-# Kafka broker, impersonating the agent).
+# Kafka broker, impersonating the agent; BENCH_KUBE_IMPERSONATE=false: not).
 #   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
 #          calls/s, p50/p99, and CPU µs per call of the gateway, the broker,
 #          kube-apiserver and etcd, read from /proc
@@ -60,7 +60,17 @@ topic=tapline.bench.kube.$(date +%s)
 create_topic "$brokers" "$topic"
 warm_kafka "$topic"
 
-printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/cluster-token"
+# BENCH_KUBE_IMPERSONATE=false: the gateways call as themselves (`kubernetes:
+# {disabled: true}`) with the admin token the proxies pass on, so that the rows
+# differ from the proxies' only by the gateway, not by the API server's
+# impersonation checks.
+kube_opts="{user_prefix: \"\", group_prefix: \"\", extra_groups: [$TAPLINE_KUBE_AGENT_GROUP]}"
+if [[ ${BENCH_KUBE_IMPERSONATE:-true} == false ]]; then
+	printf '%s' "$TAPLINE_KUBE_ADMIN_TOKEN" >"$work/cluster-token"
+	kube_opts="{disabled: true}"
+else
+	printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/cluster-token"
+fi
 # start_gateway MODE: sets gw_port and gw_pid. The agent's groups are replaced by
 # the cluster's agent group (no prefixes), which RBAC lets read the pod.
 start_gateway() {
@@ -81,7 +91,7 @@ targets:
     address: "${TAPLINE_KUBE_SERVER#https://}"
     groups: [bench]
     http: {ca_file: $TAPLINE_KUBE_CA, bearer: {file: $work/cluster-token}}
-    kubernetes: {user_prefix: "", group_prefix: "", extra_groups: [$TAPLINE_KUBE_AGENT_GROUP]}
+    kubernetes: $kube_opts
 EOF
 	"$tapline" gateway --config "$work/$mode.yaml" --log-level "${BENCH_GW_LOG:-warn}" >"$work/gateway-$mode.log" 2>&1 &
 	pids+=($!)
