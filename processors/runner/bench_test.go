@@ -17,7 +17,6 @@ import (
 
 	"github.com/tapline/tapline/integration/testenv"
 	"github.com/tapline/tapline/schemas"
-	"github.com/tapline/tapline/schemas/protocol"
 	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
@@ -231,11 +230,7 @@ func benchProcess(b *testing.B, brokers []string, name, raw string) phase {
 	// that in the background, where it fell in the measured span: 3 µs of CPU
 	// per frame on pgbench traffic. BENCH_COLD=1 measures it that way again.
 	if os.Getenv("BENCH_COLD") == "" {
-		for _, p := range protocol.All() {
-			if w, ok := p.(protocol.Warming); ok {
-				w.WarmUp()
-			}
-		}
+		warmUp()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -33,6 +33,16 @@ import (
 	"github.com/tapline/tapline/schemas/registry"
 )
 
+// warmUp starts what is slow to start in every protocol (the SQL parser), so
+// that the first frame needing it does not wait as long; it returns when done.
+func warmUp() {
+	for _, p := range protocol.All() {
+		if w, ok := p.(protocol.Warming); ok {
+			w.WarmUp()
+		}
+	}
+}
+
 // Run processes until ctx is cancelled (then it finishes the transaction in flight
 // and leaves the group) or a non-recoverable error occurs. reg may be nil.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) error {
@@ -43,11 +53,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Regi
 	if err != nil {
 		return err
 	}
-	for _, p := range protocol.All() {
-		if w, ok := p.(protocol.Warming); ok {
-			go w.WarmUp()
-		}
-	}
+	go warmUp()
 	if pcfg.SigningKey == nil {
 		log.Warn("processor: no signing_key configured: masked frames are written unsigned and verify reports them as unverifiable")
 	} else {
