@@ -85,7 +85,7 @@ func (e *frameJSON) str(b []byte, s string) []byte {
 	if p, ok := e.strs[s]; ok {
 		return append(b, p...)
 	}
-	p, _ := json.Marshal(s) // a string always marshals
+	p := schemas.AppendJSONString(nil, s, true)
 	if len(e.strs) < frameJSONStrMax {
 		e.strs[s] = p
 	}
