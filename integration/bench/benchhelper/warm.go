@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -78,30 +77,17 @@ func warm(brokers []string, topic, size, brokerPID string) error {
 // warmChunkOf produces n bytes in rounds, each waited for, like the
 // recorder's one round in flight.
 func warmChunkOf(ctx context.Context, cl *kgo.Client, n int, zeros, random []byte) error {
-	var (
-		mu    sync.Mutex
-		first error
-	)
+	round := make([]*kgo.Record, warmRound)
 	for sent := 0; sent < n; sent += warmRound * warmRecord {
-		var wg sync.WaitGroup
-		wg.Add(warmRound)
-		for i := range warmRound {
+		for i := range round {
 			v := zeros
 			if (sent/warmRecord+i)%2 == 1 {
 				v = random
 			}
-			cl.Produce(ctx, &kgo.Record{Key: []byte("warm"), Value: v}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					first = err
-					mu.Unlock()
-				}
-				wg.Done()
-			})
+			round[i] = &kgo.Record{Key: []byte("warm"), Value: v}
 		}
-		wg.Wait()
-		if first != nil {
-			return first
+		if err := cl.ProduceSync(ctx, round...).FirstErr(); err != nil {
+			return err
 		}
 	}
 	return nil
