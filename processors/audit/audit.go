@@ -5,7 +5,6 @@ package audit
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"sort"
 	"strconv"
 	"time"
@@ -83,9 +82,6 @@ type Record struct {
 	Alert       string `json:"alert,omitempty"`
 	AlertDetail string `json:"alert_detail,omitempty"`
 }
-
-// Marshal returns the record's JSON.
-func (r *Record) Marshal() ([]byte, error) { return json.Marshal(r) }
 
 // Timestamp formats event times: RFC 3339 in UTC with microseconds, as recorded.
 func Timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }

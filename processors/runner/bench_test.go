@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -231,6 +232,18 @@ func benchProcess(b *testing.B, brokers []string, name, raw string) phase {
 	// per frame on pgbench traffic. BENCH_COLD=1 measures it that way again.
 	if os.Getenv("BENCH_COLD") == "" {
 		warmUp()
+	}
+	// BENCH_PPROF=FILE: a CPU profile of the processing alone (no setup, no copy).
+	if path := os.Getenv("BENCH_PPROF"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,6 +95,24 @@ func FuzzMayBePositional(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if positionalRe.MatchString(s) && !mayBePositional(s) {
 			t.Fatalf("%q matches positionalRe but the quick test said no", s)
+		}
+	})
+}
+
+// The hand scanner finds the identifiers identRe finds, in order.
+func FuzzNamesRuledColumn(f *testing.F) {
+	for _, s := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "x$y 1abc _a9 $1 12e5",
+		"select \"Card\"\"No\" from t", "sélect ssn", "a\x00b", "[a]{b}@c`d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainSQL(s) {
+			return
+		}
+		var got []string
+		eachPlainIdent(s, func(id string) bool { got = append(got, id); return false })
+		if want := identRe.FindAllString(s, -1); !slices.Equal(got, want) {
+			t.Fatalf("%q: scanner %q, identRe %q", s, got, want)
 		}
 	})
 }
