@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,7 +50,65 @@ type copyTarget struct {
 // parseRefs parses sql with PostgreSQL's grammar (libpg_query, run as WebAssembly so
 // the binary stays free of cgo) and collects what it binds to columns. ok is false
 // when sql does not parse.
-func parseRefs(sql string) (refs sqlRefs, ok bool) {
+func parseRefs(sql string) (sqlRefs, bool) {
+	if r, ok, found := refsCache.get(sql); found {
+		return r, ok
+	}
+	r, ok := parseRefsUncached(sql)
+	refsCache.put(sql, r, ok)
+	return r, ok
+}
+
+// Agents send the same statement texts again and again (an ORM's statements
+// with $n parameters, a job's fixed queries), and each parse of a text takes
+// the parser's lock and tens of microseconds, plus a copy of the WebAssembly
+// stack for the parser's error handling (about 85 KiB of garbage per call):
+// on the privacy fixtures, whose 24,000 parses are of three texts, that copy
+// was a third of the processors' allocation. What parseRefs finds depends on
+// the text alone (rules are applied afterwards), so it is kept by text: up to
+// refsCacheEntries texts of up to refsCacheText bytes; a full cache starts
+// over.
+const (
+	refsCacheEntries = 4096
+	refsCacheText    = 8 << 10
+)
+
+type cachedRefs struct {
+	refs sqlRefs
+	ok   bool
+}
+
+type refsByText struct {
+	sync.Mutex
+	m map[string]cachedRefs
+}
+
+var refsCache = &refsByText{m: map[string]cachedRefs{}}
+
+// get returns a copy a caller may reorder (maskLiterals sorts literals in
+// place); the maps and the COPY target are only read.
+func (c *refsByText) get(sql string) (sqlRefs, bool, bool) {
+	c.Lock()
+	e, found := c.m[sql]
+	c.Unlock()
+	e.refs.literals = slices.Clone(e.refs.literals)
+	return e.refs, e.ok, found
+}
+
+func (c *refsByText) put(sql string, r sqlRefs, ok bool) {
+	if len(sql) > refsCacheText {
+		return
+	}
+	r.literals = slices.Clone(r.literals)
+	c.Lock()
+	defer c.Unlock()
+	if len(c.m) >= refsCacheEntries {
+		clear(c.m)
+	}
+	c.m[sql] = cachedRefs{r, ok}
+}
+
+func parseRefsUncached(sql string) (refs sqlRefs, ok bool) {
 	tree, err := parse(sql)
 	if err != nil {
 		return refs, false
