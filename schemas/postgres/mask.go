@@ -194,10 +194,19 @@ func (m masker) dataRow(d *pgproto3.DataRow, counts protocol.Counts) {
 			d.Values[i] = []byte(replacement(MaskColumn, m.st, len(v)))
 			continue
 		}
-		if utf8.Valid(v) {
-			d.Values[i] = m.r.Text(v, m.st, counts)
-		}
+		d.Values[i] = m.r.Text(v, m.valueStyle(utf8.Valid(v)), counts)
 	}
+}
+
+// valueStyle: a value that is not UTF-8 text (a binary-format value, a bytea
+// holding a file, Latin-1 text from a SQL_ASCII database) still goes through
+// the detectors, since a secret's text may sit inside it, but keeps its
+// length, as values cut by a fragment boundary do.
+func (m masker) valueStyle(text bool) protocol.Style {
+	if text {
+		return m.st
+	}
+	return protocol.SameLength
 }
 
 func (m masker) bind(b *pgproto3.Bind, counts protocol.Counts) {
@@ -211,9 +220,8 @@ func (m masker) bind(b *pgproto3.Bind, counts protocol.Counts) {
 			b.Parameters[i] = []byte(replacement(ruled[i], m.st, len(v)))
 			continue
 		}
-		if FormatCode(b.ParameterFormatCodes, i) == 0 {
-			b.Parameters[i] = m.r.Text(v, m.st, counts)
-		}
+		text := FormatCode(b.ParameterFormatCodes, i) == 0 && utf8.Valid(v)
+		b.Parameters[i] = m.r.Text(v, m.valueStyle(text), counts)
 	}
 }
 

@@ -25,7 +25,7 @@ type walk struct {
 	Index  int     `json:"index,omitempty"`  // current value (or format code)
 	Remain int64   `json:"remain,omitempty"` // bytes left in the current value
 	Masked bool    `json:"masked,omitempty"` // the current value is masked whole
-	Text   bool    `json:"text,omitempty"`   // the current value is in text format
+	Text   bool    `json:"text,omitempty"`   // the current value goes through the detectors
 	Stmt   []byte  `json:"stmt,omitempty"`   // Bind: the statement name
 	Cols   []bool  `json:"cols,omitempty"`   // DataRow: which columns are masked
 	Params []bool  `json:"params,omitempty"` // Bind: which parameters are masked
@@ -179,7 +179,7 @@ func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 		if w.Kind == DataRow {
 			w.Masked, w.Text = w.Cols[w.Index], true
 		} else {
-			w.Masked, w.Text = w.Params[w.Index], FormatCode(w.Fmts, w.Index) == 0
+			w.Masked, w.Text = w.Params[w.Index], true // binary-format values too (see valueStyle)
 		}
 	}
 }

@@ -261,3 +261,44 @@ func TestCopyBinaryRuledColumn(t *testing.T) {
 		t.Errorf("got %q %v", got, counts)
 	}
 }
+
+// A value that is not UTF-8 text (a bytea in binary format, Latin-1 text) goes
+// through the detectors too, keeping its length; UTF-8 text keeps the target's
+// style.
+func TestBinaryValuesGoThroughDetectors(t *testing.T) {
+	bin := []byte("\x00\x01\xff\xfeconfig: bob@example.com\n\xc3\xff")
+	txt := []byte("contact bob@example.com")
+	check := func(name string, got, orig []byte, sameLength bool) {
+		t.Helper()
+		if bytes.Contains(got, []byte("bob@example.com")) {
+			t.Errorf("%s: secret kept in %q", name, got)
+		}
+		if sameLength && len(got) != len(orig) {
+			t.Errorf("%s: length %d → %d", name, len(orig), len(got))
+		}
+	}
+
+	c := &Conversation{}
+	c.Cols = []string{"id", "blob", "note"}
+	row := frame(DataRow, schemas.Server, msg(t, &pgproto3.DataRow{Values: [][]byte{[]byte("1"), bin, txt}}))
+	out := &pgproto3.DataRow{}
+	if err := out.Decode(c.Mask(row, rules, protocol.Counts{})[5:]); err != nil {
+		t.Fatal(err)
+	}
+	check("DataRow binary value", out.Values[1], bin, true)
+	check("DataRow text value", out.Values[2], txt, false)
+	if !bytes.Contains(out.Values[2], []byte(Token("email"))) {
+		t.Errorf("DataRow text value: want the token style, got %q", out.Values[2])
+	}
+
+	b := &Conversation{}
+	b.Stmts = map[string]*pgStmt{"s": {Text: "select $1, $2"}}
+	bind := frame(Bind, schemas.Client, msg(t, &pgproto3.Bind{PreparedStatement: "s",
+		ParameterFormatCodes: []int16{1, 0}, Parameters: [][]byte{bin, txt}}))
+	ob := &pgproto3.Bind{}
+	if err := ob.Decode(b.Mask(bind, rules, protocol.Counts{})[5:]); err != nil {
+		t.Fatal(err)
+	}
+	check("Bind binary-format parameter", ob.Parameters[0], bin, true)
+	check("Bind text parameter", ob.Parameters[1], txt, false)
+}
