@@ -24,6 +24,10 @@ type MaskRules struct {
 	Field func(lname string) bool
 	// Text masks detector hits in text and counts them; nil masks nothing.
 	Text func(b []byte) []byte
+	// Bytes masks detector hits in binary content (a body that is not
+	// textual, a WebSocket binary message) keeping its length, and counts
+	// them; nil masks nothing.
+	Bytes func(b []byte) []byte
 	// Count receives what was masked.
 	Count func(typ string, n int64)
 }
@@ -44,6 +48,13 @@ func (r *MaskRules) text(b []byte) []byte {
 		return b
 	}
 	return r.Text(b)
+}
+
+func (r *MaskRules) bytes(b []byte) []byte {
+	if r.Bytes == nil {
+		return b
+	}
+	return r.Bytes(b)
 }
 
 func (r *MaskRules) count(typ string) {
@@ -109,11 +120,16 @@ func (r *MaskRules) maskTarget(t string) string {
 
 // MaskBody masks a whole body (one frame holding all of it) of the given
 // content type: JSON members and form fields by name, then detectors over
-// textual bodies. Binary and compressed bodies are left alone.
+// textual bodies. Other bodies get the detectors keeping their length (a
+// file's text may hold a secret, as in an scp); compressed ones that reach
+// here (not decoded: binary types) are left as sent.
 func MaskBody(b []byte, contentType, contentEncoding string, r MaskRules) []byte {
 	ct := strings.ToLower(contentType)
-	if !textual(ct) || (contentEncoding != "" && !strings.EqualFold(contentEncoding, "identity")) {
+	if compressed(contentEncoding) {
 		return b
+	}
+	if !textual(ct) {
+		return r.bytes(b)
 	}
 	switch {
 	case strings.Contains(ct, "json"):
@@ -127,10 +143,17 @@ func MaskBody(b []byte, contentType, contentEncoding string, r MaskRules) []byte
 // MaskPart masks part of a body (a fragment of a large or streamed body, an
 // SSE event): detectors only, as fields may straddle frames.
 func MaskPart(b []byte, contentType, contentEncoding string, r MaskRules) []byte {
-	if !textual(strings.ToLower(contentType)) || (contentEncoding != "" && !strings.EqualFold(contentEncoding, "identity")) {
+	switch {
+	case compressed(contentEncoding):
 		return b
+	case !textual(strings.ToLower(contentType)):
+		return r.bytes(b)
 	}
 	return r.text(b)
+}
+
+func compressed(contentEncoding string) bool {
+	return contentEncoding != "" && !strings.EqualFold(contentEncoding, "identity")
 }
 
 func textual(ct string) bool {

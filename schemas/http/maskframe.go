@@ -41,7 +41,7 @@ func bodyKey(f *schemas.Frame) string {
 // MaskFrame returns f's payload masked under r, and whether it changed. A body
 // frame is masked by field names only when it holds the whole body (its
 // length equals the head's Content-Length); parts of streamed or large bodies
-// and WebSocket messages get the detectors. A payload that does not decode is
+// and WebSocket messages get the detectors (binary ones keeping their length). A payload that does not decode is
 // masked as text, so nothing escapes masking by being malformed.
 func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
 	switch f.Kind {
@@ -75,7 +75,7 @@ func (s *MaskState) MaskFrame(f *schemas.Frame, r MaskRules) []byte {
 		}
 		return r.text(f.Payload)
 	case KindWSBinary:
-		return f.Payload
+		return r.bytes(f.Payload)
 	case KindRequestComplete, KindResponseComplete:
 		if f.Fragment == 0 && f.Final {
 			return s.maskComplete(f, r)

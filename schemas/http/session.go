@@ -30,6 +30,7 @@ func (c *SessionConversation) Mask(f *schemas.Frame, r protocol.MaskRules, count
 		Header: r.Header,
 		Field:  r.JSONField,
 		Text:   func(b []byte) []byte { return r.Text(b, protocol.Token, counts) },
+		Bytes:  func(b []byte) []byte { return r.Text(b, protocol.SameLength, counts) },
 		Count:  func(typ string, n int64) { counts.Add(typ, n) },
 	})
 	var after int64

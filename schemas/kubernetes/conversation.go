@@ -134,6 +134,7 @@ func httpRules(r protocol.MaskRules, counts protocol.Counts) httpproto.MaskRules
 		Header: r.Header,
 		Field:  r.JSONField,
 		Text:   func(b []byte) []byte { return r.Text(b, protocol.Token, counts) },
+		Bytes:  func(b []byte) []byte { return r.Text(b, protocol.SameLength, counts) },
 		Count:  counts.Add,
 	}
 }
