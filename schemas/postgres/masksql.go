@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/tapline/tapline/schemas"
 	"github.com/tapline/tapline/schemas/protocol"
@@ -250,23 +249,16 @@ func paramColumns(sql string, r protocol.MaskRules) paramRefs {
 	if !mayBind(sql, r) {
 		return paramRefs{}
 	}
-	paramCache.Lock()
-	m, ok := paramCache.m[sql]
-	paramCache.Unlock()
-	if ok {
+	if m, ok := paramCache.get(sql); ok {
 		return m
 	}
+	var m paramRefs
 	if refs, ok := parseRefs(sql); ok {
 		m = paramRefs{cols: refs.params, pos: refs.posParams}
 	} else {
 		m = paramRefs{cols: paramColumnsByPattern(sql)}
 	}
-	paramCache.Lock()
-	defer paramCache.Unlock()
-	if len(paramCache.m) >= 4096 {
-		clear(paramCache.m)
-	}
-	paramCache.m[sql] = m
+	paramCache.put(sql, m)
 	return m
 }
 
@@ -277,10 +269,7 @@ type paramRefs struct {
 	pos  map[int]posRef
 }
 
-var paramCache = struct {
-	sync.Mutex
-	m map[string]paramRefs
-}{m: map[string]paramRefs{}}
+var paramCache = newTextCache[paramRefs](0)
 
 func paramColumnsByPattern(sql string) map[int]string {
 	out := map[int]string{}

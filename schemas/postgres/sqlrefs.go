@@ -51,11 +51,11 @@ type copyTarget struct {
 // the binary stays free of cgo) and collects what it binds to columns. ok is false
 // when sql does not parse.
 func parseRefs(sql string) (sqlRefs, bool) {
-	if r, ok, found := refsCache.get(sql); found {
-		return r, ok
+	if e, found := refsCache.get(sql); found {
+		return e.refs.ownLiterals(), e.ok
 	}
 	r, ok := parseRefsUncached(sql)
-	refsCache.put(sql, r, ok)
+	refsCache.put(sql, cachedRefs{r.ownLiterals(), ok})
 	return r, ok
 }
 
@@ -65,47 +65,57 @@ func parseRefs(sql string) (sqlRefs, bool) {
 // stack for the parser's error handling (about 85 KiB of garbage per call):
 // on the privacy fixtures, whose 24,000 parses are of three texts, that copy
 // was a third of the processors' allocation. What parseRefs finds depends on
-// the text alone (rules are applied afterwards), so it is kept by text: up to
-// refsCacheEntries texts of up to refsCacheText bytes; a full cache starts
-// over.
-const (
-	refsCacheEntries = 4096
-	refsCacheText    = 8 << 10
-)
+// the text alone (rules are applied afterwards), so it is kept by text, for
+// texts of up to refsCacheText bytes.
+const refsCacheText = 8 << 10
+
+var refsCache = newTextCache[cachedRefs](refsCacheText)
 
 type cachedRefs struct {
 	refs sqlRefs
 	ok   bool
 }
 
-type refsByText struct {
-	sync.Mutex
-	m map[string]cachedRefs
+// ownLiterals is r with literals of its own: a caller may reorder them
+// (maskLiterals sorts them in place); the maps and the COPY target are only
+// read.
+func (r sqlRefs) ownLiterals() sqlRefs {
+	r.literals = slices.Clone(r.literals)
+	return r
 }
 
-var refsCache = &refsByText{m: map[string]cachedRefs{}}
+// textCacheEntries bounds a textCache; a full cache starts over.
+const textCacheEntries = 4096
 
-// get returns a copy a caller may reorder (maskLiterals sorts literals in
-// place); the maps and the COPY target are only read.
-func (c *refsByText) get(sql string) (sqlRefs, bool, bool) {
-	c.Lock()
-	e, found := c.m[sql]
-	c.Unlock()
-	e.refs.literals = slices.Clone(e.refs.literals)
-	return e.refs, e.ok, found
+// textCache keeps what was worked out from a statement's text, for
+// statements seen again, safe for the partitions masked in parallel.
+type textCache[V any] struct {
+	mu      sync.Mutex
+	m       map[string]V
+	maxText int // longer texts are not kept; 0: no limit
 }
 
-func (c *refsByText) put(sql string, r sqlRefs, ok bool) {
-	if len(sql) > refsCacheText {
+func newTextCache[V any](maxText int) *textCache[V] {
+	return &textCache[V]{m: map[string]V{}, maxText: maxText}
+}
+
+func (c *textCache[V]) get(text string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[text]
+	return v, ok
+}
+
+func (c *textCache[V]) put(text string, v V) {
+	if c.maxText > 0 && len(text) > c.maxText {
 		return
 	}
-	r.literals = slices.Clone(r.literals)
-	c.Lock()
-	defer c.Unlock()
-	if len(c.m) >= refsCacheEntries {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= textCacheEntries {
 		clear(c.m)
 	}
-	c.m[sql] = cachedRefs{r, ok}
+	c.m[text] = v
 }
 
 func parseRefsUncached(sql string) (refs sqlRefs, ok bool) {

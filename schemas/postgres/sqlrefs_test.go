@@ -37,20 +37,17 @@ func TestParseRefsCachedByText(t *testing.T) {
 func TestParseRefsCacheBounded(t *testing.T) {
 	long := "SELECT 1 WHERE ssn = '" + strings.Repeat("9", refsCacheText) + "'"
 	parseRefs(long)
-	refsCache.Lock()
-	_, kept := refsCache.m[long]
-	refsCache.Unlock()
-	if kept {
+	if _, kept := refsCache.get(long); kept {
 		t.Fatalf("a %d-byte statement was kept", len(long))
 	}
-	for i := range refsCacheEntries + 10 {
-		refsCache.put("SELECT "+strconv.Itoa(i), sqlRefs{}, true)
+	for i := range textCacheEntries + 10 {
+		refsCache.put("SELECT "+strconv.Itoa(i), cachedRefs{ok: true})
 	}
-	refsCache.Lock()
+	refsCache.mu.Lock()
 	n := len(refsCache.m)
-	refsCache.Unlock()
-	if n == 0 || n > refsCacheEntries {
-		t.Fatalf("cache holds %d texts, bound %d", n, refsCacheEntries)
+	refsCache.mu.Unlock()
+	if n == 0 || n > textCacheEntries {
+		t.Fatalf("cache holds %d texts, bound %d", n, textCacheEntries)
 	}
 }
 
