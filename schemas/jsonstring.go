@@ -56,3 +56,16 @@ func AppendJSONString(b []byte, s string, escapeHTML bool) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// AppendJSONStrings appends ss as a JSON array of strings written by
+// AppendJSONString (an empty slice as []; callers decide what nil is).
+func AppendJSONStrings(b []byte, ss []string, escapeHTML bool) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, s, escapeHTML)
+	}
+	return append(b, ']')
+}

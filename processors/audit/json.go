@@ -91,12 +91,7 @@ func optStrs(b []byte, key string, ss []string) []byte {
 	if len(ss) == 0 {
 		return b
 	}
-	b = append(b, key...)
-	for i, s := range ss {
-		b = append(b, "[,"[min(i, 1)])
-		b = str(b, s)
-	}
-	return append(b, ']')
+	return schemas.AppendJSONStrings(append(b, key...), ss, true)
 }
 
 func optInt(b []byte, key string, v *int64) []byte {

@@ -123,14 +123,7 @@ func appendStrings(b []byte, ss []string) []byte {
 	if ss == nil {
 		return append(b, "null"...)
 	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = schemas.AppendJSONString(b, s, true)
-	}
-	return append(b, ']')
+	return schemas.AppendJSONStrings(b, ss, true)
 }
 
 func appendBytes(b []byte, v []byte) []byte {
