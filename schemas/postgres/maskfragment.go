@@ -17,20 +17,18 @@ import (
 
 // walk is the position of the walk through a fragmented DataRow or Bind.
 type walk struct {
-	Kind   string  `json:"kind"`
-	Step   int     `json:"step"`             // what is being read (walk* constants)
-	Need   int     `json:"need,omitempty"`   // bytes still needed for the fixed-size field being read
-	Acc    []byte  `json:"acc,omitempty"`    // bytes of that field read so far
-	Count  int     `json:"count,omitempty"`  // values (or format codes) in the message
-	Index  int     `json:"index,omitempty"`  // current value (or format code)
-	Remain int64   `json:"remain,omitempty"` // bytes left in the current value
-	Masked bool    `json:"masked,omitempty"` // the current value is masked whole
-	Text   bool    `json:"text,omitempty"`   // the current value goes through the detectors
-	Stmt   []byte  `json:"stmt,omitempty"`   // Bind: the statement name
-	Cols   []bool  `json:"cols,omitempty"`   // DataRow: which columns are masked
-	Params []bool  `json:"params,omitempty"` // Bind: which parameters are masked
-	Fmts   []int16 `json:"fmts,omitempty"`   // Bind: parameter format codes
-	Done   bool    `json:"done,omitempty"`
+	Kind   string `json:"kind"`
+	Step   int    `json:"step"`             // what is being read (walk* constants)
+	Need   int    `json:"need,omitempty"`   // bytes still needed for the fixed-size field being read
+	Acc    []byte `json:"acc,omitempty"`    // bytes of that field read so far
+	Count  int    `json:"count,omitempty"`  // values (or format codes) in the message
+	Index  int    `json:"index,omitempty"`  // current value (or format code)
+	Remain int64  `json:"remain,omitempty"` // bytes left in the current value
+	Masked bool   `json:"masked,omitempty"` // the current value is masked whole
+	Stmt   []byte `json:"stmt,omitempty"`   // Bind: the statement name
+	Cols   []bool `json:"cols,omitempty"`   // DataRow: which columns are masked
+	Params []bool `json:"params,omitempty"` // Bind: which parameters are masked
+	Done   bool   `json:"done,omitempty"`
 	// Blind: the start of the message was lost (it could not be masked); the rest is
 	// masked whole.
 	Blind bool `json:"blind,omitempty"`
@@ -86,12 +84,12 @@ func (c *Conversation) walk(w *walk, b []byte, r protocol.MaskRules, counts prot
 		case walkValue:
 			n := int(min(w.Remain, int64(len(b)-i)))
 			seg := b[i : i+n]
-			switch {
-			case w.Masked && n > 0:
+			if w.Masked {
 				star(seg)
 				counts.Add(w.maskType(), 1)
-			case w.Text:
-				// A value cut by a fragment boundary is one stream for the detectors.
+			} else {
+				// A value cut by a fragment boundary is one stream for the detectors,
+				// text or binary format alike (see valueStyle).
 				copy(seg, c.fragmentText(seg, w.Remain == int64(n), r, counts))
 			}
 			i += n
@@ -155,8 +153,7 @@ func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 			return
 		}
 		w.Step, w.Need = walkFmt, 2
-	case walkFmt:
-		w.Fmts = append(w.Fmts, int16(binary.BigEndian.Uint16(v)))
+	case walkFmt: // every parameter goes through the detectors: the codes are skipped
 		if w.Index++; w.Index < w.Count {
 			w.Need = 2
 			return
@@ -177,9 +174,9 @@ func (c *Conversation) field(w *walk, r protocol.MaskRules) {
 		}
 		w.Step, w.Remain = walkValue, int64(n)
 		if w.Kind == DataRow {
-			w.Masked, w.Text = w.Cols[w.Index], true
+			w.Masked = w.Cols[w.Index]
 		} else {
-			w.Masked, w.Text = w.Params[w.Index], true // binary-format values too (see valueStyle)
+			w.Masked = w.Params[w.Index]
 		}
 	}
 }
@@ -195,7 +192,7 @@ func (w *walk) startValues() {
 }
 
 func (w *walk) nextValue() {
-	w.Masked, w.Text = false, false
+	w.Masked = false
 	if w.Index++; w.Index >= w.Count {
 		w.Step, w.Done = walkRest, true
 		return
