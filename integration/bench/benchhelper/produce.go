@@ -20,8 +20,7 @@ func produce(brokers []string, topic, count string) error {
 	if err != nil || n < 1 {
 		return fmt.Errorf("count %q: want a positive number", count)
 	}
-	opts := append(recorder.ProducerOpts(recorder.Config{Topic: topic}), kgo.SeedBrokers(brokers...))
-	cl, err := kgo.NewClient(opts...)
+	cl, err := recorderClient(brokers, topic)
 	if err != nil {
 		return err
 	}
@@ -47,4 +46,12 @@ func produce(brokers []string, topic, count string) error {
 	slices.Sort(took)
 	fmt.Println(took[n/2].Microseconds(), (sum / time.Duration(n)).Microseconds())
 	return nil
+}
+
+// recorderClient is a client with the gateway recorder's producer options
+// (acks, compression, partitioning), so that what it measures is what a
+// gateway's produces cost.
+func recorderClient(brokers []string, topic string) (*kgo.Client, error) {
+	opts := append(recorder.ProducerOpts(recorder.Config{Topic: topic}), kgo.SeedBrokers(brokers...))
+	return kgo.NewClient(opts...)
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tapline/tapline/ingest/recorder"
 	"github.com/tapline/tapline/integration/procstat"
 )
 
@@ -41,8 +40,7 @@ func warm(brokers []string, topic, size, brokerPID string) error {
 	if err != nil {
 		return fmt.Errorf("broker pid %q: %w", brokerPID, err)
 	}
-	opts := append(recorder.ProducerOpts(recorder.Config{Topic: topic}), kgo.SeedBrokers(brokers...))
-	cl, err := kgo.NewClient(opts...)
+	cl, err := recorderClient(brokers, topic)
 	if err != nil {
 		return err
 	}
