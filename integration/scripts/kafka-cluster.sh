@@ -57,15 +57,20 @@ CFG
 # a node whose data survives a restart keeps it).
 kcluster_format() {
 	local n cid dir
-	[[ -f $KCLUSTER_DIR/cluster-id ]] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' >"$KCLUSTER_DIR/cluster-id"
-	cid=$(cat "$KCLUSTER_DIR/cluster-id")
+	cid=$(cat "$KCLUSTER_DIR/cluster-id" 2>/dev/null || true)
+	# An id starting with '-' cannot be formatted (kafka_cluster_id); earlier
+	# runs could write one, and it would fail every start after.
+	if [[ -z $cid || $cid == -* ]]; then
+		cid=$(kafka_cluster_id)
+		echo "$cid" >"$KCLUSTER_DIR/cluster-id"
+	fi
 	for n in "${KCLUSTER_NODES[@]}"; do
 		dir=$KCLUSTER_DIR/node$n
 		[[ -f $dir/data/meta.properties ]] && continue
 		rm -rf "$dir/data"
 		"$JAVA" -cp "$(cat "$KAFKA_HOME/classpath")" \
 			-Dlog4j2.configurationFile="$SCRIPT_DIR/scripts/kafka.log4j2.yaml" \
-			kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+			kafka.tools.StorageTool format --cluster-id="$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
 			die "kafka-cluster: storage format of node $n failed; see $dir/format.log"
 	done
 }

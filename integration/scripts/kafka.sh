@@ -98,6 +98,19 @@ EOF
 	printf '%s %s\n' "$port" "$cport" >"$dir/ports"
 }
 
+# kafka_cluster_id prints a random cluster id as Kafka writes them: 16 bytes
+# in URL-safe base64 without padding. Like Kafka's own Uuid.randomUuid it never
+# starts with '-', which the storage tool's argument parser takes for an option
+# (one id in 64 would fail to format).
+kafka_cluster_id() {
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		[[ $id == -* ]] || break
+	done
+	echo "$id"
+}
+
 # kafka_template: a formatted, empty metadata log that every instance copies
 # instead of running the (2 s) storage format tool. The static voter quorum
 # keeps listener ports out of the formatted files, so one copy fits any port.
@@ -110,10 +123,10 @@ kafka_template() {
 	tmp=$(mktemp -d "$KAFKA_HOME/fmt.XXXXXX")
 	kafka_write_config "$tmp" 9 10
 	sed -i "s#^log.dirs=.*#log.dirs=$tmp/data#" "$tmp/server.properties"
-	cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	cid=$(kafka_cluster_id)
 	if ! "$JAVA" -cp "$(cat "$KAFKA_HOME/classpath")" \
 		-Dlog4j2.configurationFile="$SCRIPT_DIR/scripts/kafka.log4j2.yaml" \
-		kafka.tools.StorageTool format -t "$cid" -c "$tmp/server.properties" >"$tmp/format.log" 2>&1; then
+		kafka.tools.StorageTool format --cluster-id="$cid" -c "$tmp/server.properties" >"$tmp/format.log" 2>&1; then
 		die "kafka storage format failed; see $tmp/format.log"
 	fi
 	rm -rf "$tpl"
