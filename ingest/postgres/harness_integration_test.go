@@ -271,14 +271,16 @@ func (g *gw) readSessions(t *testing.T, done func(map[string][]schemas.Frame) bo
 		fetches := cl.PollFetches(ctx)
 		cancel()
 		fetches.EachRecord(func(r *kgo.Record) {
-			f, err := schemas.FrameCodec().Decode(r.Value)
+			frames, err := schemas.RecordFrames(r)
 			if err != nil {
-				t.Fatalf("decode frame at offset %d: %v", r.Offset, err)
+				t.Fatalf("decode frames at offset %d: %v", r.Offset, err)
 			}
-			if string(r.Key) != f.SessionID {
-				t.Fatalf("record key %q is not the session id %s", r.Key, f.SessionID)
+			for _, f := range frames {
+				if string(r.Key) != f.SessionID {
+					t.Fatalf("record key %q is not the session id %s", r.Key, f.SessionID)
+				}
+				all[f.SessionID] = append(all[f.SessionID], f)
 			}
-			all[f.SessionID] = append(all[f.SessionID], f)
 		})
 	}
 	return all

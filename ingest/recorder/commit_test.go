@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tapline/tapline/schemas"
@@ -190,4 +191,113 @@ func waitQueued(t *testing.T, c *committer, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// recordKinds reads the raw records of session id until its session.end and
+// returns the kinds of each record's frames, one list per record.
+func recordKinds(t *testing.T, brokers []string, id string) [][]string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(schemas.TopicFramesRaw),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out [][]string
+	for ended := false; !ended; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("no session.end after %d records", len(out))
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			if string(rec.Key) != id {
+				return
+			}
+			vals, err := schemas.RecordFrameValues(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kinds []string
+			for _, v := range vals {
+				f, err := schemas.FrameCodec().Decode(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kinds = append(kinds, f.Kind)
+				ended = ended || f.Kind == schemas.KindSessionEnd
+			}
+			out = append(out, kinds)
+		})
+	}
+	return out
+}
+
+// A strict statement shares its record with the answers to the statement
+// before: one record per exchange reaches the broker, not five, and the
+// frames keep their order, seqs and chain.
+func TestHeldFramesShareTheNextFramesRecord(t *testing.T) {
+	c := fakeKafka(t)
+	r := newTestRecorder(t, testConfig(t, Strict), c.ListenAddrs())
+	r.commit.linger = time.Hour
+	ctx := context.Background()
+	s, err := r.Start(ctx, testMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := []string{"RowDescription", "DataRow", "CommandComplete", "ReadyForQuery"}
+	for range 3 {
+		if err := s.Client(ctx, "Query", 0, []byte("select 1")); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range answers {
+			if err := s.Server(k, 0, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.End(ctx, "client terminated"); err != nil {
+		t.Fatal(err)
+	}
+	got := recordKinds(t, c.ListenAddrs(), s.ID())
+	exchange := append(slices.Clone(answers), "Query")
+	// End flushes the last answers and waits for them before it seals the end.
+	want := [][]string{{"session.start"}, {"Query"}, exchange, exchange, answers, {"session.end"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("records carry %v, want %v", got, want)
+	}
+	checkSession(t, readSessions(t, c.ListenAddrs(), schemas.TopicFramesRaw, 20*time.Second, s.ID())[s.ID()], r.PublicKey())
+}
+
+// A frame too large to share a record goes alone, and the frames after it
+// start a record of their own: a session's frames never change order.
+func TestLargeFramesGoAlone(t *testing.T) {
+	c := fakeKafka(t)
+	cfg := testConfig(t, Buffered)
+	cfg.FragmentBytes = 2 * mergeBytes
+	r := newTestRecorder(t, cfg, c.ListenAddrs())
+	r.commit.linger = time.Hour
+	ctx := context.Background()
+	s, err := r.Start(ctx, testMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		kind string
+		size int
+	}{{"a", 10}, {"b", 10}, {"big", mergeBytes}, {"c", 10}, {"d", 10}} {
+		if err := s.Server(m.kind, 0, make([]byte, m.size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.End(ctx, "client terminated"); err != nil {
+		t.Fatal(err)
+	}
+	got := recordKinds(t, c.ListenAddrs(), s.ID())
+	want := [][]string{{"session.start"}, {"a", "b"}, {"big"}, {"c", "d"}, {"session.end"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("records carry %v, want %v", got, want)
+	}
+	checkSession(t, readSessions(t, c.ListenAddrs(), schemas.TopicFramesRaw, 20*time.Second, s.ID())[s.ID()], r.PublicKey())
 }

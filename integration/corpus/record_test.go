@@ -362,13 +362,15 @@ func (r *recorder) write(t *testing.T) {
 		fs := cl.PollFetches(ctx)
 		cancel()
 		fs.EachRecord(func(rec *kgo.Record) {
-			f, err := schemas.FrameCodec().Decode(rec.Value)
+			frames, err := schemas.RecordFrames(rec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sessions[f.SessionID] = append(sessions[f.SessionID], f)
-			if f.Kind == "session.end" {
-				ended[f.SessionID] = true
+			for _, f := range frames {
+				sessions[f.SessionID] = append(sessions[f.SessionID], f)
+				if f.Kind == "session.end" {
+					ended[f.SessionID] = true
+				}
 			}
 		})
 	}

@@ -210,8 +210,9 @@ func (h *harness) waitRawKind(t *testing.T, kind string) {
 	for ctx.Err() == nil {
 		found := false
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			if f, err := schemas.FrameCodec().Decode(r.Value); err == nil && f.Kind == kind {
-				found = true
+			frames, _ := schemas.RecordFrames(r)
+			for _, f := range frames {
+				found = found || f.Kind == kind
 			}
 		})
 		if found {
