@@ -271,16 +271,14 @@ func (g *gw) readSessions(t *testing.T, done func(map[string][]schemas.Frame) bo
 		fetches := cl.PollFetches(ctx)
 		cancel()
 		fetches.EachRecord(func(r *kgo.Record) {
-			frames, err := schemas.RecordFrames(r)
+			f, err := schemas.FrameCodec().Decode(r.Value)
 			if err != nil {
-				t.Fatalf("decode frames at offset %d: %v", r.Offset, err)
+				t.Fatalf("decode frame at offset %d: %v", r.Offset, err)
 			}
-			for _, f := range frames {
-				if string(r.Key) != f.SessionID {
-					t.Fatalf("record key %q is not the session id %s", r.Key, f.SessionID)
-				}
-				all[f.SessionID] = append(all[f.SessionID], f)
+			if string(r.Key) != f.SessionID {
+				t.Fatalf("record key %q is not the session id %s", r.Key, f.SessionID)
 			}
+			all[f.SessionID] = append(all[f.SessionID], f)
 		})
 	}
 	return all

@@ -2,15 +2,11 @@ package recorder
 
 import (
 	"context"
-	"encoding/binary"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/tapline/tapline/schemas"
 )
 
 // Group commit. A produce request costs the broker and the gateway far more
@@ -55,23 +51,12 @@ type committer struct {
 	inFlight int       // rounds handed to the client and not settled
 	started  time.Time // when the last round was handed over
 	timer    *time.Timer
-	last     map[string]int // group → its last record in merged, while merging
-	merged   []batch
 }
 
 type pending struct {
-	group   string // the session: its queued frames may share a record
 	rec     *kgo.Record
 	promise func(*kgo.Record, error)
 }
-
-// mergeBytes bounds a record that carries several frames. Frames of one
-// session queued together share records up to it (schemas.HeaderFrames): the
-// broker's and the client's work is largely per record, and a strict
-// statement then travels in the same record as the answers to the one
-// before. A frame this large or larger goes alone, as the only frame of its
-// record.
-const mergeBytes = 256 << 10
 
 // round counts the records of one hand-over that Kafka has not settled.
 type round struct {
@@ -80,7 +65,7 @@ type round struct {
 }
 
 func newCommitter(cl *kgo.Client, linger time.Duration, roundBytes, rounds int) *committer {
-	c := &committer{cl: cl, linger: linger, roundBytes: roundBytes, rounds: rounds, patience: roundPatience, last: map[string]int{}}
+	c := &committer{cl: cl, linger: linger, roundBytes: roundBytes, rounds: rounds, patience: roundPatience}
 	c.timer = time.AfterFunc(time.Hour, c.flush)
 	c.timer.Stop()
 	return c
@@ -90,14 +75,13 @@ func newCommitter(cl *kgo.Client, linger time.Duration, roundBytes, rounds int) 
 // once when urgent (a caller waits for it) and a round may start, otherwise
 // with the next urgent record, after linger, or once roundBytes are queued.
 // promise runs when Kafka settled rec.
-// Frames of one group (a session) queued together may share a record.
-func (c *committer) produce(group string, rec *kgo.Record, urgent bool, promise func(*kgo.Record, error)) {
+func (c *committer) produce(rec *kgo.Record, urgent bool, promise func(*kgo.Record, error)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 && c.linger > 0 && !urgent {
 		c.timer.Reset(c.linger)
 	}
-	c.queue = append(c.queue, pending{group, rec, promise})
+	c.queue = append(c.queue, pending{rec, promise})
 	c.bytes += len(rec.Value)
 	if urgent || c.linger <= 0 || c.bytes >= c.roundBytes {
 		c.due = true
@@ -132,87 +116,15 @@ func (c *committer) sendLocked() {
 	c.inFlight++
 	c.started = time.Now()
 	r := &round{c: c}
-	recs := c.mergeLocked()
-	r.left.Store(int32(len(recs)))
+	r.left.Store(int32(len(c.queue)))
 	// The client's buffer limits sit above the recorder's budget, so Produce
 	// does not block, here or when a settling round starts the next one on
 	// the client's promise goroutine.
-	for _, p := range recs {
+	for _, p := range c.queue {
 		c.cl.Produce(context.Background(), p.rec, r.settled(p.promise))
 	}
 	clear(c.queue)
-	clear(c.merged)
-	c.queue, c.merged, c.bytes = c.queue[:0], c.merged[:0], 0
-}
-
-// mergeLocked returns the queue as records to produce: each group's frames
-// in as few records as mergeBytes allows, in the group's order. A record is
-// only ever extended by its group's next frame, so the frames of a session
-// keep their order across its records, and records of different sessions
-// (which may share a partition) need none between them.
-func (c *committer) mergeLocked() []pending {
-	if len(c.queue) < 2 {
-		return c.queue
-	}
-	clear(c.last)
-	for _, p := range c.queue {
-		if i, ok := c.last[p.group]; ok && c.merged[i].fits(p) {
-			c.merged[i].add(p)
-			continue
-		}
-		c.last[p.group] = len(c.merged)
-		c.merged = append(c.merged, batch{first: p})
-	}
-	out := c.queue[:0]
-	for i := range c.merged {
-		out = append(out, c.merged[i].pending())
-	}
-	return out
-}
-
-// batch collects consecutive frames of one group for one record.
-type batch struct {
-	first    pending
-	value    []byte // the frames, length-prefixed, once there are two
-	n        int
-	promises []func(*kgo.Record, error)
-}
-
-func (b *batch) size() int {
-	if b.n == 0 {
-		return len(b.first.rec.Value)
-	}
-	return len(b.value)
-}
-
-func (b *batch) fits(p pending) bool {
-	return b.size()+len(p.rec.Value)+2*binary.MaxVarintLen32 <= mergeBytes
-}
-
-func (b *batch) add(p pending) {
-	if b.n == 0 {
-		b.value = schemas.AppendFrameValue(make([]byte, 0, 2*(len(b.first.rec.Value)+len(p.rec.Value))), b.first.rec.Value)
-		b.promises = append(b.promises, b.first.promise)
-		b.n = 1
-	}
-	b.value = schemas.AppendFrameValue(b.value, p.rec.Value)
-	b.promises = append(b.promises, p.promise)
-	b.n++
-}
-
-// pending is the batch as one record, with one promise settling every frame.
-func (b *batch) pending() pending {
-	if b.n == 0 {
-		return b.first
-	}
-	rec := &kgo.Record{Key: b.first.rec.Key, Value: b.value, Timestamp: b.first.rec.Timestamp,
-		Headers: []kgo.RecordHeader{{Key: schemas.HeaderFrames, Value: strconv.AppendInt(nil, int64(b.n), 10)}}}
-	promises := b.promises
-	return pending{group: b.first.group, rec: rec, promise: func(r *kgo.Record, err error) {
-		for _, p := range promises {
-			p(r, err)
-		}
-	}}
+	c.queue, c.bytes = c.queue[:0], 0
 }
 
 // settled wraps a record's promise: the round's last settled record lets the

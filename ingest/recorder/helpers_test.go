@@ -103,22 +103,16 @@ func readSessions(t testing.TB, brokers []string, topic string, timeout time.Dur
 			if !want[id] {
 				return
 			}
-			vals, err := schemas.RecordFrameValues(rec)
+			f, err := schemas.FrameCodec().Decode(rec.Value)
 			if err != nil {
-				t.Fatalf("record %s offset %d: %v", id, rec.Offset, err)
+				t.Fatalf("decode %s offset %d: %v", id, rec.Offset, err)
 			}
-			for _, v := range vals {
-				f, err := schemas.FrameCodec().Decode(v)
-				if err != nil {
-					t.Fatalf("decode %s offset %d: %v", id, rec.Offset, err)
-				}
-				if f.SessionID != id {
-					t.Fatalf("record keyed %s holds session %s", id, f.SessionID)
-				}
-				out[id] = append(out[id], f)
-				if f.Kind == schemas.KindSessionEnd {
-					ended[id] = true
-				}
+			if f.SessionID != id {
+				t.Fatalf("record keyed %s holds session %s", id, f.SessionID)
+			}
+			out[id] = append(out[id], f)
+			if f.Kind == schemas.KindSessionEnd {
+				ended[id] = true
 			}
 		})
 	}

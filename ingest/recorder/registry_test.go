@@ -61,21 +61,15 @@ func TestRegistryFramedSession(t *testing.T) {
 			t.Fatalf("session not complete: %d frames", len(frames))
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
-			vals, err := schemas.RecordFrameValues(rec)
+			var hdr sr.ConfluentHeader
+			if _, _, err := hdr.DecodeID(rec.Value); err != nil {
+				t.Fatalf("offset %d is not Confluent-framed: %v", rec.Offset, err)
+			}
+			f, err := reader.Decode(rec.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, v := range vals {
-				var hdr sr.ConfluentHeader
-				if _, _, err := hdr.DecodeID(v); err != nil {
-					t.Fatalf("offset %d: a frame is not Confluent-framed: %v", rec.Offset, err)
-				}
-				f, err := reader.Decode(v)
-				if err != nil {
-					t.Fatal(err)
-				}
-				frames = append(frames, f)
-			}
+			frames = append(frames, f)
 		})
 	}
 	checkSession(t, frames, r.PublicKey())

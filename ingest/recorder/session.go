@@ -212,7 +212,7 @@ func (s *Session) emitLocked(f *schemas.Frame, c *call, deadline time.Time) erro
 		}
 	}
 	settled := frameInfo{size: size, sent: time.Now(), dir: f.Direction, payload: len(f.Payload), end: f.Kind == schemas.KindSessionEnd}
-	s.r.commit.produce(s.id, &kgo.Record{Key: s.key, Value: val, Timestamp: f.TS}, c != nil,
+	s.r.commit.produce(&kgo.Record{Key: s.key, Value: val, Timestamp: f.TS}, c != nil,
 		func(_ *kgo.Record, err error) { s.settle(settled, c, err) })
 	return nil
 }

@@ -301,18 +301,13 @@ func collect(t *testing.T, brokers []string, topic string) *collector {
 }
 
 func (c *collector) add(r *kgo.Record) {
-	frames, err := schemas.RecordFrames(r)
+	f, err := schemas.FrameCodec().Decode(r.Value)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		c.bad = append(c.bad, err.Error())
+		return
 	}
-	for _, f := range frames {
-		c.addLocked(f)
-	}
-}
-
-func (c *collector) addLocked(f schemas.Frame) {
 	if !bytes.Equal(schemas.PayloadDigest(f.PayloadSalt, f.Payload), f.PayloadDigest) {
 		c.bad = append(c.bad, fmt.Sprintf("session %s seq %d: payload does not match its digest", f.SessionID, f.Seq))
 	}

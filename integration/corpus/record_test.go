@@ -362,15 +362,13 @@ func (r *recorder) write(t *testing.T) {
 		fs := cl.PollFetches(ctx)
 		cancel()
 		fs.EachRecord(func(rec *kgo.Record) {
-			frames, err := schemas.RecordFrames(rec)
+			f, err := schemas.FrameCodec().Decode(rec.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range frames {
-				sessions[f.SessionID] = append(sessions[f.SessionID], f)
-				if f.Kind == "session.end" {
-					ended[f.SessionID] = true
-				}
+			sessions[f.SessionID] = append(sessions[f.SessionID], f)
+			if f.Kind == "session.end" {
+				ended[f.SessionID] = true
 			}
 		})
 	}

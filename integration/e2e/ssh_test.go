@@ -210,9 +210,8 @@ func (h *harness) waitRawKind(t *testing.T, kind string) {
 	for ctx.Err() == nil {
 		found := false
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			frames, _ := schemas.RecordFrames(r)
-			for _, f := range frames {
-				found = found || f.Kind == kind
+			if f, err := schemas.FrameCodec().Decode(r.Value); err == nil && f.Kind == kind {
+				found = true
 			}
 		})
 		if found {

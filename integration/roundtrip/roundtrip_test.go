@@ -201,17 +201,15 @@ func consume(ctx context.Context, t *testing.T, brokers []string, topic string, 
 		}
 		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
 		fs.EachRecord(func(r *kgo.Record) {
-			frames, err := schemas.RecordFrames(r)
+			f, err := schemas.FrameCodec().Decode(r.Value)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
-			for _, f := range frames {
-				if string(r.Key) != f.SessionID {
-					t.Fatalf("key %q carries a frame of session %s", r.Key, f.SessionID)
-				}
-				out[f.SessionID] = append(out[f.SessionID], f)
-				seen++
+			if string(r.Key) != f.SessionID {
+				t.Fatalf("key %q carries a frame of session %s", r.Key, f.SessionID)
 			}
+			out[f.SessionID] = append(out[f.SessionID], f)
+			seen++
 		})
 	}
 	return out

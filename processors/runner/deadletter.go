@@ -25,9 +25,7 @@ const (
 )
 
 // DeadLetterRecord is the raw record rec, unchanged (key, value, headers, timestamp),
-// with headers naming its origin and the error, for the dead-letter topic. Of a
-// record that carries several frames, rec is the failed frame's own record
-// (schemas.FrameRecord): the dead letter holds that frame alone.
+// with headers naming its origin and the error, for the dead-letter topic.
 func DeadLetterRecord(topic string, rec *kgo.Record, f *schemas.Frame, err error) *kgo.Record {
 	h := append([]kgo.RecordHeader(nil), rec.Headers...)
 	h = append(h,
@@ -42,4 +40,11 @@ func DeadLetterRecord(topic string, rec *kgo.Record, f *schemas.Frame, err error
 }
 
 // DeadLetterHeader returns the value of header key in rec ("" when absent).
-func DeadLetterHeader(rec *kgo.Record, key string) string { return schemas.RecordHeaderValue(rec, key) }
+func DeadLetterHeader(rec *kgo.Record, key string) string {
+	for i := len(rec.Headers) - 1; i >= 0; i-- {
+		if rec.Headers[i].Key == key {
+			return string(rec.Headers[i].Value)
+		}
+	}
+	return ""
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,63 +158,19 @@ func interleave(ss []*sessiontest.Session, seed uint64) []schemas.Frame {
 	return out
 }
 
-// produceFrames writes frames as the recorder's group commit does: frames of
-// one session that are close together (here: within batchWindow) share a
-// record (schemas.HeaderFrames), up to batchFrames of them, in their order;
-// the processors thus read records of one frame and of several.
 func produceFrames(t testing.TB, cl *kgo.Client, topic string, frames []schemas.Frame) {
 	t.Helper()
-	var recs []*kgo.Record
-	for _, b := range frameBatches(frames) {
-		recs = append(recs, frameRecord(t, topic, b))
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// frameBatches groups frames into the records produceFrames writes.
-func frameBatches(frames []schemas.Frame) [][]schemas.Frame {
-	var out [][]schemas.Frame
-	taken := make([]bool, len(frames))
-	for i := range frames {
-		if taken[i] {
-			continue
-		}
-		batch := []schemas.Frame{frames[i]}
-		for j := i + 1; j < min(i+batchWindow, len(frames)) && len(batch) < batchFrames; j++ {
-			if !taken[j] && frames[j].SessionID == frames[i].SessionID {
-				taken[j] = true
-				batch = append(batch, frames[j])
-			}
-		}
-		out = append(out, batch)
-	}
-	return out
-}
-
-const (
-	batchFrames = 4
-	batchWindow = 48
-)
-
-// frameRecord is one raw record of frames of one session.
-func frameRecord(t testing.TB, topic string, frames []schemas.Frame) *kgo.Record {
-	t.Helper()
-	rec := &kgo.Record{Topic: topic, Key: []byte(frames[0].SessionID)}
+	recs := make([]*kgo.Record, 0, len(frames))
 	for i := range frames {
 		v, err := schemas.FrameCodec().Encode(&frames[i])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(frames) == 1 {
-			rec.Value = v
-			return rec
-		}
-		rec.Value = schemas.AppendFrameValue(rec.Value, v)
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(frames[i].SessionID), Value: v})
 	}
-	rec.Headers = []kgo.RecordHeader{{Key: schemas.HeaderFrames, Value: []byte(strconv.Itoa(len(frames)))}}
-	return rec
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // readCommitted reads a topic from the start to its last stable offset, read_committed.

@@ -116,43 +116,40 @@ func Reprocess(ctx context.Context, cfg *Config, log *slog.Logger, opt Reprocess
 			if targets == nil {
 				continue
 			}
-			vals, _ := schemas.RecordFrameValues(rec)
-			for _, v := range vals {
-				f, err := schemas.FrameCodec().Decode(v)
-				if err != nil || f.SessionID != string(rec.Key) {
-					continue
-				}
-				if _, seen := first[f.SessionID]; !seen {
-					first[f.SessionID] = f.Seq
-				}
-				var o pipeline.Output
-				ferr := proc.Frame(f, &o)
-				tg := targets[f.Seq]
-				if tg == nil || rec.Offset != tg.res.RawOffset {
-					continue
-				}
-				r := tg.res
-				switch {
-				case first[f.SessionID] != 0:
-					r.Status, r.Detail = ReprocessNoContext, fmt.Sprintf("the raw topic starts this session at seq %d", first[f.SessionID])
-				case ferr != nil:
-					r.Status, r.Detail = ReprocessFailing, ferr.Error()
-				default:
-					r.Status = ReprocessOK
-					for _, of := range o.Frames {
-						if of.SessionID == f.SessionID && of.Seq == f.Seq {
-							r.Masks = of.Masks
-							out.Frames = append(out.Frames, of)
-						}
+			f, err := schemas.FrameCodec().Decode(rec.Value)
+			if err != nil || f.SessionID != string(rec.Key) {
+				continue
+			}
+			if _, seen := first[f.SessionID]; !seen {
+				first[f.SessionID] = f.Seq
+			}
+			var o pipeline.Output
+			ferr := proc.Frame(f, &o)
+			tg := targets[f.Seq]
+			if tg == nil || rec.Offset != tg.res.RawOffset {
+				continue
+			}
+			r := tg.res
+			switch {
+			case first[f.SessionID] != 0:
+				r.Status, r.Detail = ReprocessNoContext, fmt.Sprintf("the raw topic starts this session at seq %d", first[f.SessionID])
+			case ferr != nil:
+				r.Status, r.Detail = ReprocessFailing, ferr.Error()
+			default:
+				r.Status = ReprocessOK
+				for _, of := range o.Frames {
+					if of.SessionID == f.SessionID && of.Seq == f.Seq {
+						r.Masks = of.Masks
+						out.Frames = append(out.Frames, of)
 					}
-					sum, _ := proc.Summary(f.SessionID)
-					a := audit.Base(audit.TypeFrameReprocessed, &sum, f.Seq, f.TS)
-					for k := range r.Masks {
-						a.MaskedTypes = append(a.MaskedTypes, k)
-					}
-					sort.Strings(a.MaskedTypes)
-					out.Audit = append(out.Audit, a)
 				}
+				sum, _ := proc.Summary(f.SessionID)
+				a := audit.Base(audit.TypeFrameReprocessed, &sum, f.Seq, f.TS)
+				for k := range r.Masks {
+					a.MaskedTypes = append(a.MaskedTypes, k)
+				}
+				sort.Strings(a.MaskedTypes)
+				out.Audit = append(out.Audit, a)
 			}
 		}
 	}

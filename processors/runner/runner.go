@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -389,24 +388,16 @@ func (r *runner) transact(ctx context.Context, fetches kgo.Fetches, now time.Tim
 func (r *runner) processPartition(pt *part, in []*kgo.Record) ([]*kgo.Record, error) {
 	var out pipeline.Output
 	var dead []*kgo.Record
-	frames := 0
 	for _, rec := range in {
-		vals, err := schemas.RecordFrameValues(rec)
+		f, err := r.codecs.raw.Decode(rec.Value)
 		if err != nil {
-			out.Audit = append(out.Audit, undecodable(rec, -1, err)) // counted and logged by emit
+			out.Audit = append(out.Audit, undecodable(rec, err)) // counted and logged by emit
+		} else if err := pt.proc.Frame(f, &out); err != nil {
+			dead = append(dead, r.deadLetter(rec, &f, err))
 		}
-		for i, v := range vals {
-			f, err := r.codecs.raw.Decode(v)
-			if err != nil {
-				out.Audit = append(out.Audit, undecodable(rec, frameIndex(vals, i), err))
-			} else if err := pt.proc.Frame(f, &out); err != nil {
-				dead = append(dead, r.deadLetter(schemas.FrameRecord(rec, vals, i), &f, err))
-			}
-		}
-		frames += len(vals)
 		pt.next = rec.Offset + 1
 	}
-	r.metrics.frames.Add(float64(frames))
+	r.metrics.frames.Add(float64(len(in)))
 	recs := make([]*kgo.Record, 0, out.Len()+len(dead))
 	err := r.emit(&out, func(rec *kgo.Record) { recs = append(recs, rec) })
 	return append(recs, dead...), err
@@ -622,27 +613,12 @@ func ocsfValue(a *audit.Record) ([]byte, error) {
 }
 
 // undecodable is the alert for a raw record that is not a frame.
-// undecodable is the alert of a raw record, or of its frame number frame when
-// it carries several (-1: the record as a whole), that did not decode.
-func undecodable(rec *kgo.Record, frame int, err error) audit.Record {
+func undecodable(rec *kgo.Record, err error) audit.Record {
 	s := &schemas.Session{SessionID: string(rec.Key)}
-	at := strconv.FormatInt(rec.Offset, 10)
-	if frame >= 0 {
-		at += "." + strconv.Itoa(frame)
-	}
-	detail := fmt.Sprintf("%s partition %d offset %s: %v", rec.Topic, rec.Partition, at, err)
+	detail := fmt.Sprintf("%s partition %d offset %d: %v", rec.Topic, rec.Partition, rec.Offset, err)
 	a := audit.Alert(s, integrity.Undecodable, detail, -1, rec.Timestamp)
-	a.ID = fmt.Sprintf("%s/%d/%s/%s", rec.Topic, rec.Partition, at, integrity.Undecodable)
+	a.ID = fmt.Sprintf("%s/%d/%d/%s", rec.Topic, rec.Partition, rec.Offset, integrity.Undecodable)
 	return a
-}
-
-// frameIndex names frame i of vals in alerts: -1 for a record of one frame,
-// whose offset names it already.
-func frameIndex(vals [][]byte, i int) int {
-	if len(vals) == 1 {
-		return -1
-	}
-	return i
 }
 
 // partitioner writes state records to the partition they name and everything else by
