@@ -20,6 +20,8 @@
 # /proc during each run). Then, for one client in strict mode, the latency over
 # direct in units of one acknowledged produce measured in the same run.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
+# BENCH_JFR=DIR saves a Java Flight Recorder profile of the Kafka broker for each
+# gateway row there (needs the JDK's jcmd; read with jfr print or JDK Mission Control).
 # BENCH_LINGER sets the gateways' kafka.linger (0s: no group commit, to compare).
 # BENCH_ROUNDS sets kafka.rounds_in_flight (0: no limit of the gateway's, to compare).
 # frames/batch: frames per record batch the gateway wrote, from its metrics.
@@ -142,6 +144,13 @@ run() {
 			"http://127.0.0.1:${!m}/debug/pprof/profile?seconds=$((SECONDS_EACH > 3 ? SECONDS_EACH - 2 : 1))" &
 		profiling=$!
 	fi
+	local jfr=
+	if [[ -n ${BENCH_JFR:-} && ($target == strict || $target == buffered) ]]; then
+		# A Java Flight Recorder profile of the broker for the run (jfr print FILE).
+		mkdir -p "$BENCH_JFR"
+		jfr=$BENCH_JFR/broker-$target-${script//\//-}-c$clients.jfr
+		jcmd "$broker_pid" JFR.start name=bench settings="$(jfr_settings)" filename="$jfr" >/dev/null
+	fi
 	local m=${target}_metrics b0="0 0" b1="0 0"
 	[[ -n ${!m:-} ]] && b0=$(batches "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
@@ -154,6 +163,7 @@ run() {
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	[[ -n ${!m:-} ]] && b1=$(batches "${!m}")
 	[[ -n $profiling ]] && { wait "$profiling" || echo "bench: no profile for $target" >&2; }
+	[[ -n $jfr ]] && { jcmd "$broker_pid" JFR.stop name=bench >/dev/null || echo "bench: no broker recording for $target" >&2; }
 	local tps lat txns
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
@@ -167,11 +177,23 @@ run() {
 		}'
 }
 
+# jfr_settings: the JDK's "profile" settings with Java methods sampled every
+# millisecond instead of every 10 ms (a 10 s row gave a few dozen samples).
+jfr_settings() {
+	local f=$work/sampling.jfc jdk
+	if [[ ! -f $f ]]; then
+		jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jcmd)")")")
+		sed 's#<setting name="period" control="method-sampling-java-interval">[^<]*<#<setting name="period" control="method-sampling-java-interval">1 ms<#' \
+			"$jdk/lib/jfr/profile.jfc" >"$f"
+	fi
+	echo "$f"
+}
+
 # A fresh broker JVM compiles its hot paths during the first minute of load; warm
 # it (and the gateways) up so that the first rows do not pay for it.
 log "warm-up: pgbench through both gateways, ${BENCH_WARMUP:-20}s each (not measured)"
 for target in buffered strict; do
-	SECONDS_EACH=${BENCH_WARMUP:-20} BENCH_PPROF= run "$target" select-only 8 >/dev/null
+	SECONDS_EACH=${BENCH_WARMUP:-20} BENCH_PPROF= BENCH_JFR= run "$target" select-only 8 >/dev/null
 done
 
 results=$work/results
