@@ -12,6 +12,8 @@
 # BENCH_CLIENTS (default "1 8 32") clients, against:
 #   direct     the test Postgres
 #   pgbouncer  pgbouncer (transaction pooling) in front of it
+#   go-relay   a plain Go TCP relay (benchhelper tcprelay: io.Copy each way,
+#              nothing parsed or recorded), the floor of a proxy written in Go
 #   strict     a tapline gateway in strict mode (a client message is forwarded
 #              only after Kafka acknowledged its frame)
 #   buffered   a tapline gateway in buffered mode
@@ -101,6 +103,13 @@ bouncer_env=$(TAPLINE_SERVICES_DIR=$TAPLINE_SERVICES_DIR integration/services.sh
 }
 bouncer_port=$(sed -n 's/^TAPLINE_PGBOUNCER_PORT=//p' <<<"$bouncer_env" | tr -d "'\"")
 
+log "Go TCP relay"
+relay_port=$(free_port)
+"$work/benchhelper" tcprelay "127.0.0.1:$relay_port" "127.0.0.1:$TAPLINE_PG_PORT" &
+pids+=($!)
+relay_pid=$!
+wait_port "$relay_port" "Go TCP relay"
+
 log "pgbench -i -s $SCALE (direct)"
 PGPASSWORD=$TAPLINE_PG_GW_PASSWORD pgbench -i -q -I dtGvp -s "$SCALE" -h 127.0.0.1 -p "$TAPLINE_PG_PORT" \
 	-U "$TAPLINE_PG_GW_USER" "$TAPLINE_PG_DB" >"$work/init.log" 2>&1 || {
@@ -130,6 +139,7 @@ run() {
 	case $target in
 	direct) port=$TAPLINE_PG_PORT user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD ;;
 	pgbouncer) port=$bouncer_port user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD proxy=$bouncer_pid ;;
+	go-relay) port=$relay_port user=$TAPLINE_PG_GW_USER pw=$TAPLINE_PG_GW_PASSWORD proxy=$relay_pid ;;
 	strict) port=$strict_port user=bench pw=$token proxy=$strict_pid ;;
 	buffered) port=$buffered_port user=bench pw=$token proxy=$buffered_pid ;;
 	esac
@@ -151,7 +161,7 @@ run() {
 		jfr=$BENCH_JFR/broker-$target-${script//\//-}-c$clients.jfr
 		jcmd "$broker_pid" JFR.start name=bench settings="$(jfr_settings)" filename="$jfr" >/dev/null
 	fi
-	local m=${target}_metrics b0="0 0" b1="0 0"
+	local m=${target//-/_}_metrics b0="0 0" b1="0 0"
 	[[ -n ${!m:-} ]] && b0=$(batches "${!m}")
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	out=$(PGPASSWORD=$pw PGSSLMODE=disable pgbench "${flags[@]}" -h 127.0.0.1 -p "$port" -U "$user" "$TAPLINE_PG_DB" 2>&1) || {
@@ -200,7 +210,7 @@ results=$work/results
 : >"$results"
 for script in $SCRIPTS; do
 	for c in $CLIENTS; do
-		for target in direct pgbouncer buffered strict; do
+		for target in direct pgbouncer go-relay buffered strict; do
 			# pgbouncer 1.18 (Debian's) cannot pool protocol-level prepared
 			# statements in transaction mode.
 			[[ $target == pgbouncer && $script == */prepared ]] && continue
@@ -225,10 +235,10 @@ awk -v produce="$produce" '
 	END {
 		printf "| script | clients | target | TPS | mean latency ms | vs direct | vs pgbouncer | proxy µs/txn | proxy vs pgbouncer | broker µs/txn | postgres µs/txn | frames/batch |\n"
 		printf "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct pgbouncer buffered strict", targets, " ")
+		split("direct pgbouncer go-relay buffered strict", targets, " ")
 		for (i = 0; i < n; i++) {
 			split(order[i], k, " ")
-			for (j = 1; j <= 4; j++) {
+			for (j = 1; j <= 5; j++) {
 				t = targets[j]
 				if (!((order[i], t) in tps)) continue
 				b = cpu(order[i], "pgbouncer")

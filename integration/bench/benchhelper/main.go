@@ -7,6 +7,7 @@
 //	benchhelper produce BROKERS TOPIC N  p50 and mean µs of N acknowledged produces, one at a time
 //	benchhelper warm BROKERS TOPIC MB BROKER_PID  MB MiB of large records, the broker's CPU per MiB on stderr
 //	benchhelper goproxy LISTEN UPSTREAM CERT KEY CA  a plain Go reverse proxy over TLS (the cost of Go's HTTP stack)
+//	benchhelper tcprelay LISTEN UPSTREAM  a plain Go TCP relay (the floor of a Go proxy's cost)
 //	benchhelper http URL N CONC BODY h1|h2 TOKEN CA  N requests over CONC connections (streams with h2)
 //	benchhelper rss PID STOPFILE        peak and first RSS (KiB) of PID, sampled until STOPFILE exists
 //
@@ -56,6 +57,8 @@ func run(args []string) error {
 		return cpu(args[1:])
 	case len(args) == 4 && args[0] == "produce":
 		return produce(strings.Split(args[1], ","), args[2], args[3])
+	case len(args) == 3 && args[0] == "tcprelay":
+		return tcpRelay(args[1], args[2])
 	case len(args) == 5 && args[0] == "warm":
 		return warm(strings.Split(args[1], ","), args[2], args[3], args[4])
 	case len(args) == 6 && args[0] == "goproxy":
