@@ -10,6 +10,8 @@
 # proxy in front of it, WebSocket upgrades passed: what any extra hop costs,
 # recording nothing), go-proxy (Go's httputil.ReverseProxy in the same place,
 # `benchhelper goproxy`: Go's HTTP/2 and TLS on both hops, recording nothing),
+# go-proxy-imp (the same, calling with the gateway's token and impersonating
+# an agent, as the gateway does by default: the API server's checks included),
 # strict and buffered (a tapline gateway in each mode, recording to a private
 # Kafka broker, impersonating the agent; BENCH_KUBE_IMPERSONATE=false: not).
 #   calls  GET of one pod, BENCH_KUBE_N times over BENCH_KUBE_CONC=8 streams:
@@ -65,6 +67,7 @@ warm_kafka "$topic"
 # differ from the proxies' only by the gateway, not by the API server's
 # impersonation checks.
 kube_opts="{user_prefix: \"\", group_prefix: \"\", extra_groups: [$TAPLINE_KUBE_AGENT_GROUP]}"
+printf '%s' "$TAPLINE_KUBE_GATEWAY_TOKEN" >"$work/gateway-token"
 if [[ ${BENCH_KUBE_IMPERSONATE:-true} == false ]]; then
 	printf '%s' "$TAPLINE_KUBE_ADMIN_TOKEN" >"$work/cluster-token"
 	kube_opts="{disabled: true}"
@@ -158,6 +161,15 @@ goproxy_port=$(free_port)
 goproxy_pid=$!
 pids+=("$goproxy_pid")
 wait_port "$goproxy_port" "Go proxy"
+# The same proxy calling as the gateway does: its own token, impersonating an
+# agent of the agent group (the API server's impersonation checks included).
+log "Go proxy, impersonating"
+impproxy_port=$(free_port)
+"$work/benchhelper" goproxy "127.0.0.1:$impproxy_port" "$TAPLINE_KUBE_SERVER" "$tls_dir/server.crt" "$tls_dir/server.key" "$TAPLINE_KUBE_CA" \
+	"$work/gateway-token" bench-agent "$TAPLINE_KUBE_AGENT_GROUP" &
+impproxy_pid=$!
+pids+=("$impproxy_pid")
+wait_port "$impproxy_port" "Go proxy, impersonating"
 log "gateways (strict, buffered)"
 start_gateway strict
 strict_port=$gw_port strict_pid=$gw_pid
@@ -170,6 +182,7 @@ base() {
 	direct) server=$TAPLINE_KUBE_SERVER tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_KUBE_CA proxy=- ;;
 	nginx-proxy) server=https://127.0.0.1:$proxy_port tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_NGINX_CA proxy=$proxy_pid ;;
 	go-proxy) server=https://127.0.0.1:$goproxy_port tok=$TAPLINE_KUBE_ADMIN_TOKEN ca=$TAPLINE_NGINX_CA proxy=$goproxy_pid ;;
+	go-proxy-imp) server=https://127.0.0.1:$impproxy_port tok=unused ca=$TAPLINE_NGINX_CA proxy=$impproxy_pid ;;
 	strict) server=https://127.0.0.1:$strict_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$strict_pid ;;
 	buffered) server=https://127.0.0.1:$buffered_port/cluster tok=$token ca=$TAPLINE_NGINX_CA proxy=$buffered_pid ;;
 	esac
@@ -264,15 +277,15 @@ exec_mb() {
 
 results=$work/results
 : >"$results"
-for target in direct nginx-proxy go-proxy strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
+for target in direct nginx-proxy go-proxy go-proxy-imp strict buffered; do # warm-up: TLS sessions, the issuer's keys, caches
 	base "$target"
 	"$work/benchhelper" http "$server$pod_path" 200 "$CONC" 0 h2 "$tok" "$ca" >/dev/null
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy go-proxy-imp strict buffered}; do
 	log "calls $target"
 	echo "calls $target $(calls "$target")" >>"$results"
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy go-proxy-imp strict buffered}; do
 	log "kubectl get x$KN $target"
 	echo "kubectl $target $(kubectl_loop "$target")" >>"$results"
 done
@@ -283,7 +296,7 @@ for target in strict buffered; do
 	"$TAPLINE_KUBECTL" --kubeconfig "$work/kubeconfig.$target" exec "$TAPLINE_KUBE_POD" -- \
 		head -c "$((${BENCH_KUBE_WARM_MB:-32} << 20))" /dev/zero >/dev/null
 done
-for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy strict buffered}; do
+for target in ${BENCH_KUBE_TARGETS:-direct nginx-proxy go-proxy go-proxy-imp strict buffered}; do
 	log "exec ${MB} MiB $target"
 	echo "exec $target $(exec_mb "$target")" >>"$results"
 done
@@ -297,8 +310,8 @@ awk -v mb="$MB" -v kn="$KN" '
 	END {
 		printf "| target | calls/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/call | broker µs/call | apiserver µs/call | etcd µs/call | exec MiB/s | vs direct | vs nginx proxy |\n"
 		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct nginx-proxy go-proxy strict buffered", ts, " ")
-		for (i = 1; i <= 5; i++) {
+		split("direct nginx-proxy go-proxy go-proxy-imp strict buffered", ts, " ")
+		for (i = 1; i <= 6; i++) {
 			t = ts[i]
 			if (!(t in n)) continue
 			r = n[t] / s[t]
@@ -309,7 +322,7 @@ awk -v mb="$MB" -v kn="$KN" '
 				mb / ex[t], ex["direct"] / ex[t], pe
 		}
 		printf "\n| kubectl get, one after the other | calls/s | vs direct | vs nginx proxy | gateway µs/call | broker µs/call | apiserver µs/call |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		for (i = 1; i <= 5; i++) {
+		for (i = 1; i <= 6; i++) {
 			t = ts[i]
 			if (!(t in ks)) continue
 			printf "| %s | %.1f | %.2f | %s | %s | %.0f | %.0f |\n", t, kn / ks[t], ks["direct"] / ks[t],
@@ -317,7 +330,7 @@ awk -v mb="$MB" -v kn="$KN" '
 				kgw[t] == "-" ? "-" : sprintf("%.0f", kgw[t] / kn), kbr[t] / kn, kapi[t] / kn
 		}
 		printf "\n| exec | MiB/s | gateway µs/MiB | broker µs/MiB | apiserver µs/MiB | etcd µs/MiB |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
-		for (i = 1; i <= 5; i++) {
+		for (i = 1; i <= 6; i++) {
 			t = ts[i]
 			if (!(t in ex)) continue
 			printf "| %s | %.0f | %s | %.0f | %.0f | %.0f |\n", t, mb / ex[t], xgw[t] == "-" ? "-" : sprintf("%.0f", xgw[t] / mb),

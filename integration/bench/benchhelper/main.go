@@ -6,7 +6,9 @@
 //	benchhelper cpu PID...            CPU µs (user+system, all threads) of each PID's process tree
 //	benchhelper produce BROKERS TOPIC N  p50 and mean µs of N acknowledged produces, one at a time
 //	benchhelper warm BROKERS TOPIC MB BROKER_PID  MB MiB of large records, the broker's CPU per MiB on stderr
-//	benchhelper goproxy LISTEN UPSTREAM CERT KEY CA  a plain Go reverse proxy over TLS (the cost of Go's HTTP stack)
+//	benchhelper goproxy LISTEN UPSTREAM CERT KEY CA [TOKEN_FILE USER GROUP]  a plain Go reverse proxy over TLS
+//	                                  (the cost of Go's HTTP stack); with TOKEN_FILE it calls as that token
+//	                                  and impersonates USER in GROUP, as the Kubernetes gateway does
 //	benchhelper tcprelay LISTEN UPSTREAM  a plain Go TCP relay (the floor of a Go proxy's cost)
 //	benchhelper http URL N CONC BODY h1|h2 TOKEN CA  N requests over CONC connections (streams with h2)
 //	benchhelper rss PID STOPFILE        peak and first RSS (KiB) of PID, sampled until STOPFILE exists
@@ -61,8 +63,12 @@ func run(args []string) error {
 		return tcpRelay(args[1], args[2])
 	case len(args) == 5 && args[0] == "warm":
 		return warm(strings.Split(args[1], ","), args[2], args[3], args[4])
-	case len(args) == 6 && args[0] == "goproxy":
-		return goProxy(args[1], args[2], args[3], args[4], args[5])
+	case (len(args) == 6 || len(args) == 9) && args[0] == "goproxy":
+		var imp *impersonation
+		if len(args) == 9 {
+			imp = &impersonation{tokenFile: args[6], user: args[7], group: args[8]}
+		}
+		return goProxy(args[1], args[2], args[3], args[4], args[5], imp)
 	case len(args) >= 1 && args[0] == "http":
 		return httpLoad(args[1:])
 	case len(args) == 3 && args[0] == "rss":
@@ -70,7 +76,7 @@ func run(args []string) error {
 	case len(args) == 3 && args[0] == "cputrack":
 		return cpuTrack(args[1], args[2])
 	default:
-		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | warm BROKERS TOPIC MB BROKER_PID | goproxy LISTEN UPSTREAM CERT KEY CA | http ... | rss PID STOPFILE | cputrack PID STOPFILE")
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | warm BROKERS TOPIC MB BROKER_PID | goproxy LISTEN UPSTREAM CERT KEY CA [TOKEN_FILE USER GROUP] | tcprelay LISTEN UPSTREAM | http ... | rss PID STOPFILE | cputrack PID STOPFILE")
 	}
 }
 
