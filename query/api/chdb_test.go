@@ -34,6 +34,7 @@ var (
 	chdbOnce  sync.Once
 	chdbStore clickhouse.Store
 	chdbErr   error
+	chdbDir   string
 )
 
 // TestMain closes the chDB session before the process exits; leaving it open
@@ -42,6 +43,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if chdbStore != nil {
 		chdbStore.Close()
+	}
+	if chdbDir != "" {
+		os.RemoveAll(chdbDir)
 	}
 	os.Exit(code)
 }
@@ -57,6 +61,7 @@ func realStore(t testing.TB) clickhouse.Store {
 			chdbErr = err
 			return
 		}
+		chdbDir = dir
 		if chdbStore, chdbErr = chdb.Open(dir, clickhouse.Config{}); chdbErr == nil {
 			chdbErr = chdbStore.Migrate(context.Background())
 		}
