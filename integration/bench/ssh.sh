@@ -6,6 +6,9 @@
 #
 # Measures, against:
 #   direct     the test sshd, logging in with the gateway's own key
+#   go-relay   an SSH relay on golang.org/x/crypto/ssh that records nothing
+#              (benchhelper sshrelay; AES-GCM to the agent, as the gateway
+#              offers OpenSSH): the floor of an SSH edge built on that library
 #   strict     a tapline gateway in strict mode (agent data is forwarded only
 #              after Kafka acknowledged its frame)
 #   buffered   a tapline gateway in buffered mode
@@ -93,6 +96,15 @@ start_gateway buffered
 buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 sshd_pid=$(cat "$TAPLINE_SERVICES_DIR/ssh/sshd.pid")
 
+log "Go SSH relay"
+relay_port=$(free_port)
+"$work/benchhelper" sshrelay "127.0.0.1:$relay_port" "127.0.0.1:$TAPLINE_SSH_PORT" "$TAPLINE_SSH_USER" \
+	"$TAPLINE_SSH_KEY" "$TAPLINE_SSH_KNOWN_HOSTS" "$work/relay_known_hosts" &
+pids+=($!)
+relay_pid=$!
+wait_port "$relay_port" "Go SSH relay"
+cat "$work/relay_known_hosts" >>"$work/known_hosts"
+
 # curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
 # cannot against the gateway, and the gateway's own login to sshd uses curve25519.
 common=(-F /dev/null -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o LogLevel=ERROR
@@ -104,6 +116,11 @@ client() {
 		port=$TAPLINE_SSH_PORT
 		opts=("${common[@]}" -o UserKnownHostsFile="$TAPLINE_SSH_KNOWN_HOSTS" -o IdentitiesOnly=yes -i "$TAPLINE_SSH_KEY")
 		dest=$TAPLINE_SSH_USER@127.0.0.1
+		;;
+	go-relay)
+		port=$relay_port
+		opts=("${common[@]}" -o UserKnownHostsFile="$work/known_hosts")
+		dest=agent@127.0.0.1
 		;;
 	strict | buffered)
 		[[ $1 == strict ]] && port=$strict_port || port=$buffered_port
@@ -127,7 +144,7 @@ want=$(sha256sum <"$work/file" | cut -d' ' -f1)
 # gateway, the gateway's CPU profile (BENCH_PPROF) and the broker's flight
 # recording (BENCH_JFR).
 profile() {
-	[[ $1 == direct ]] && return 0
+	[[ $1 == direct || $1 == go-relay ]] && return 0
 	local m=${1}_metrics
 	jfr_start "scp-$2-$1"
 	[[ -n ${BENCH_PPROF:-} ]] || return 0
@@ -137,7 +154,7 @@ profile() {
 	pprof_pid=$!
 }
 profiled() {
-	[[ $1 == direct ]] && return 0
+	[[ $1 == direct || $1 == go-relay ]] && return 0
 	jfr_stop "scp-$2-$1"
 	[[ -n ${pprof_pid:-} ]] && wait "$pprof_pid"
 	pprof_pid=
@@ -162,6 +179,7 @@ scp_run() {
 	client "$target"
 	[[ $target == strict ]] && proxy=$strict_pid
 	[[ $target == buffered ]] && proxy=$buffered_pid
+	[[ $target == go-relay ]] && proxy=$relay_pid
 	rm -f "$remote/file" "$work/back"
 	drop_caches "$work/file"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid")
@@ -215,7 +233,7 @@ rm -f "$work/warm" "$remote/warm"
 
 results=$work/results
 : >"$results"
-for target in direct strict buffered; do
+for target in direct go-relay strict buffered; do
 	log "scp ${MB} MiB up and down, $target"
 	echo "scp $target $(scp_run "$target")" >>"$results"
 done
@@ -223,7 +241,7 @@ done
 # targets alike; one warm-up round first (page cache, the issuer's keys).
 log "ssh true x$RTT_N per target, interleaved"
 for ((i = 0; i <= RTT_N; i++)); do
-	for target in direct strict buffered; do
+	for target in direct go-relay strict buffered; do
 		t=$(rtt_once "$target")
 		((i == 0)) || echo "rtt $target $t" >>"$results"
 	done
@@ -237,10 +255,10 @@ awk -v mb="$MB" '
 	$1 == "rtt" { rtt[$2] += $3; n[$2]++ }
 	function rate(s) { return s > 0 ? mb / s : 0 }
 	END {
-		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct | gateway µs/MiB | broker µs/MiB | sshd µs/MiB |\n"
+		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct | gateway (or relay) µs/MiB | broker µs/MiB | sshd µs/MiB |\n"
 		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct strict buffered", ts, " ")
-		for (i = 1; i <= 3; i++) {
+		split("direct go-relay strict buffered", ts, " ")
+		for (i = 1; i <= 4; i++) {
 			t = ts[i]
 			rtt[t] /= n[t]
 			printf "| %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f | %s | %.0f | %.0f |\n", t,

@@ -10,6 +10,7 @@
 //	                                  (the cost of Go's HTTP stack); with TOKEN_FILE it calls as that token
 //	                                  and impersonates USER in GROUP, as the Kubernetes gateway does
 //	benchhelper tcprelay LISTEN UPSTREAM  a plain Go TCP relay (the floor of a Go proxy's cost)
+//	benchhelper sshrelay LISTEN UPSTREAM USER KEY KNOWN_HOSTS HOSTKEY_OUT  an SSH relay on x/crypto/ssh recording nothing
 //	benchhelper http URL N CONC BODY h1|h2 TOKEN CA  N requests over CONC connections (streams with h2)
 //	benchhelper rss PID STOPFILE        peak and first RSS (KiB) of PID, sampled until STOPFILE exists
 //
@@ -61,6 +62,8 @@ func run(args []string) error {
 		return produce(strings.Split(args[1], ","), args[2], args[3])
 	case len(args) == 3 && args[0] == "tcprelay":
 		return tcpRelay(args[1], args[2])
+	case len(args) == 7 && args[0] == "sshrelay":
+		return sshRelay(args[1], args[2], args[3], args[4], args[5], args[6])
 	case len(args) == 5 && args[0] == "warm":
 		return warm(strings.Split(args[1], ","), args[2], args[3], args[4])
 	case (len(args) == 6 || len(args) == 9) && args[0] == "goproxy":
@@ -76,7 +79,7 @@ func run(args []string) error {
 	case len(args) == 3 && args[0] == "cputrack":
 		return cpuTrack(args[1], args[2])
 	default:
-		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | warm BROKERS TOPIC MB BROKER_PID | goproxy LISTEN UPSTREAM CERT KEY CA [TOKEN_FILE USER GROUP] | tcprelay LISTEN UPSTREAM | http ... | rss PID STOPFILE | cputrack PID STOPFILE")
+		return errors.New("usage: benchhelper issuer DATA_DIR | topic BROKERS TOPIC | deltopic BROKERS TOPIC | cpu PID... | produce BROKERS TOPIC N | warm BROKERS TOPIC MB BROKER_PID | goproxy LISTEN UPSTREAM CERT KEY CA [TOKEN_FILE USER GROUP] | tcprelay LISTEN UPSTREAM | sshrelay LISTEN UPSTREAM USER KEY KNOWN_HOSTS HOSTKEY_OUT | http ... | rss PID STOPFILE | cputrack PID STOPFILE")
 	}
 }
 
