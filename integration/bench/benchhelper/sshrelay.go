@@ -45,12 +45,13 @@ func sshRelay(listen, upstream, user, keyFile, knownHostsFile, hostKeyOut string
 		return err
 	}
 	cli := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: hostKeys}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
+	// Written before listening: whoever waits for the port reads it next.
+	line := knownhosts.Line([]string{knownhosts.Normalize(listen)}, host.PublicKey())
+	if err := os.WriteFile(hostKeyOut, []byte(line+"\n"), 0o644); err != nil {
 		return err
 	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(ln.Addr().String())}, host.PublicKey())
-	if err := os.WriteFile(hostKeyOut, []byte(line+"\n"), 0o644); err != nil {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
 		return err
 	}
 	for {
