@@ -17,7 +17,8 @@
 # and the target nginx, read from /proc, and for the gateways the frames recorded
 # per request and per produced batch (from their metrics).
 # Then a BENCH_HTTP_MB MiB upload and download through each target, MiB/s, with
-# the gateway's (or proxy's) resident memory sampled every 50 ms: peak against idle.
+# the gateway's (or proxy's) resident memory sampled every 50 ms (peak against idle), and the
+# CPU per MiB of the gateway (or proxy), the broker and the target nginx from /proc.
 # BENCH_HTTP_UPSTREAM_H2=false has the gateways speak HTTP/1.1 to the target
 # (kept-alive connections, as the nginx proxy does) instead of h2.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there
@@ -262,6 +263,8 @@ stream() {
 	local auth=()
 	[[ $tok != - ]] && auth=(-H "Authorization: Bearer $tok")
 	profile_start "$target" "$target-big-$dir"
+	local before after
+	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
 	t0=$(date +%s.%N)
 	if [[ $dir == up ]]; then
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -T "$work/www/big.bin" -o "$work/curl.out" "$url/sink/up.bin" || ok=$?
@@ -269,6 +272,7 @@ stream() {
 		curl -sS --fail-with-body --cacert "$TAPLINE_NGINX_CA" "${auth[@]}" -o "$work/curl.out" "$url/big.bin" || ok=$?
 	fi
 	t1=$(date +%s.%N)
+	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$nginx_pid")
 	profile_wait
 	touch "$stop"
 	[[ -n $sampler ]] && wait "$sampler"
@@ -276,7 +280,10 @@ stream() {
 		echo "bench: $MB MiB $dir through $target failed (curl $ok): $(head -c 300 "$work/curl.out")" >&2
 		exit 1
 	fi
-	echo "big $target $dir $(calc "$t1 - $t0") $(cat "$work/rss.$target.$dir" 2>/dev/null || echo "- -")" >>"$results"
+	local cpu
+	cpu=$(awk -v b="$before" -v a="$after" -v p="$proxy" \
+		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')
+	echo "big $target $dir $(calc "$t1 - $t0") $(cat "$work/rss.$target.$dir" 2>/dev/null || echo "- -") $cpu" >>"$results"
 }
 for target in direct nginx-proxy go-proxy strict buffered; do
 	for dir in up down; do
@@ -290,7 +297,9 @@ printf '\nHTTP: nginx over TLS, %s connections (h1) or streams on one connection
 printf 'Latency per request (µs); CPU µs per request from /proc: gateway (or the nginx proxy), Kafka broker, target nginx\n\n'
 awk -v mb="$MB" '
 	$1 == "get" || $1 == "put" { k = $1 " " $2; s[k, $3] = $4; n[k, $3] = $5; p50[k, $3] = $6; p99[k, $3] = $7; gw[k, $3] = $8; br[k, $3] = $9; ng[k, $3] = $10; fr[k, $3] = $11; fb[k, $3] = $12 }
-	$1 == "big" { secs[$2, $3] = $4; rss[$2, $3] = $5 == "-" ? "-" : sprintf("%.0f → %.0f", $5 / 1024, $6 / 1024) }
+	$1 == "big" { secs[$2, $3] = $4; rss[$2, $3] = $5 == "-" ? "-" : sprintf("%.0f → %.0f", $5 / 1024, $6 / 1024)
+		bgw[$2, $3] = $7; bbr[$2, $3] = $8; bng[$2, $3] = $9 }
+	function permb(v) { return v == "-" ? "-" : sprintf("%.0f", v / mb) }
 	END {
 		printf "| workload | target | req/s | vs direct | vs nginx proxy | p50 µs | p99 µs | gateway µs/req | broker µs/req | nginx µs/req | frames/req | frames/batch |\n"
 		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
@@ -306,11 +315,12 @@ awk -v mb="$MB" '
 					gw[k, t] == "-" ? "-" : sprintf("%.0f", gw[k, t] / n[k, t]), br[k, t] / n[k, t], ng[k, t] / n[k, t], fr[k, t], fb[k, t]
 			}
 		}
-		printf "\n%d MiB in one request (curl, HTTP/2): MiB/s, and the resident memory (MiB, idle → peak) of the gateway or proxy meanwhile\n\n", mb
-		printf "| target | upload MiB/s | vs direct | download MiB/s | vs direct | RSS upload | RSS download |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "\n%d MiB in one request (curl, HTTP/2): MiB/s, the resident memory (MiB, idle → peak) of the gateway or proxy meanwhile, and CPU µs per MiB from /proc (up · down): gateway or proxy, Kafka broker, target nginx\n\n", mb
+		printf "| target | upload MiB/s | vs direct | download MiB/s | vs direct | RSS upload | RSS download | gateway µs/MiB | broker µs/MiB | nginx µs/MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 		for (i = 1; i <= 5; i++) {
 			t = ts[i]
-			printf "| %s | %.0f | %.2f | %.0f | %.2f | %s | %s |\n", t, mb / secs[t, "up"], secs["direct", "up"] / secs[t, "up"],
-				mb / secs[t, "down"], secs["direct", "down"] / secs[t, "down"], rss[t, "up"], rss[t, "down"]
+			printf "| %s | %.0f | %.2f | %.0f | %.2f | %s | %s | %s · %s | %s · %s | %s · %s |\n", t, mb / secs[t, "up"], secs["direct", "up"] / secs[t, "up"],
+				mb / secs[t, "down"], secs["direct", "down"] / secs[t, "down"], rss[t, "up"], rss[t, "down"],
+				permb(bgw[t, "up"]), permb(bgw[t, "down"]), permb(bbr[t, "up"]), permb(bbr[t, "down"]), permb(bng[t, "up"]), permb(bng[t, "down"])
 		}
 	}' "$results"
