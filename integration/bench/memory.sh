@@ -15,7 +15,7 @@
 # The gateway's resident set (VmRSS from /proc) is sampled every 50 ms during
 # each stream; the table shows it idle before the stream and at its peak. Flat
 # means the peak does not grow with the stream: compare two values of
-# BENCH_MEMORY_MB.
+# BENCH_MEMORY_MB. CPU µs per MiB of the gateway and the broker come from /proc.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -90,23 +90,26 @@ gateway_alive() {
 }
 
 # measure NAME CMD...: runs CMD while `benchhelper rss` samples the gateway's RSS;
-# appends "NAME seconds idle_kib peak_kib" to the results.
+# appends "NAME seconds idle_kib peak_kib gateway_cpu_us broker_cpu_us" to the results.
 measure() {
-	local name=$1 stop=$work/stop t0 t1 idle peak
+	local name=$1 stop=$work/stop t0 t1 idle peak before after
 	shift
 	gateway_alive
 	rm -f "$stop"
 	"$work/benchhelper" rss "$gw_pid" "$stop" >"$work/rss" &
 	sampler=$!
+	before=$("$work/benchhelper" cpu "$gw_pid" "$broker_pid")
 	t0=$(date +%s.%N)
 	"$@"
 	t1=$(date +%s.%N)
+	after=$("$work/benchhelper" cpu "$gw_pid" "$broker_pid")
 	touch "$stop"
 	wait "$sampler"
 	sampler=
 	gateway_alive
 	read -r idle peak <"$work/rss"
-	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $peak" >>"$work/results"
+	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $peak $(awk -v x="$before" -v y="$after" \
+		'BEGIN { split(x, p, " "); split(y, q, " "); printf "%d %d", q[1] - p[1], q[2] - p[2] }')" >>"$work/results"
 }
 
 rows=$((MB * 1024)) # rows of 1 KiB (1023 characters and a newline)
@@ -154,7 +157,7 @@ cmp -s "$work/file" "$work/back" || {
 printf '\nGateway memory (%s mode) while %s MiB stream through one session; VmRSS sampled every 50 ms; Kafka %s\n\n' "$MODE" "$MB" "$brokers (${BENCH_KAFKA:-private})"
 awk -v mb="$MB" '
 	BEGIN {
-		printf "| edge | stream | MiB | seconds | MiB/s | RSS idle MiB | RSS peak MiB | peak − idle MiB |\n"
-		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+		printf "| edge | stream | MiB | seconds | MiB/s | RSS idle MiB | RSS peak MiB | peak − idle MiB | gateway µs/MiB | broker µs/MiB |\n"
+		printf "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 	}
-	{ printf "| %s | %s | %d | %.1f | %.1f | %.0f | %.0f | %.0f |\n", $1, $2, mb, $3, ($3 > 0 ? mb / $3 : 0), $4 / 1024, $5 / 1024, ($5 - $4) / 1024 }' "$work/results"
+	{ printf "| %s | %s | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", $1, $2, mb, $3, ($3 > 0 ? mb / $3 : 0), $4 / 1024, $5 / 1024, ($5 - $4) / 1024, $6 / mb, $7 / mb }' "$work/results"
