@@ -50,21 +50,11 @@ func sshRelay(listen, upstream, user, keyFile, knownHostsFile, hostKeyOut string
 	if err := os.WriteFile(hostKeyOut, []byte(line+"\n"), 0o644); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
+	return serve(listen, func(c net.Conn) {
+		if err := relaySSH(c, srv, upstream, cli); err != nil {
+			fmt.Fprintln(os.Stderr, "sshrelay:", err)
 		}
-		go func() {
-			if err := relaySSH(c, srv, upstream, cli); err != nil {
-				fmt.Fprintln(os.Stderr, "sshrelay:", err)
-			}
-		}()
-	}
+	})
 }
 
 func relaySSH(c net.Conn, srv *ssh.ServerConfig, upstream string, cli *ssh.ClientConfig) error {

@@ -10,6 +10,12 @@ import (
 // floor of a Go proxy's cost, next to pgbouncer (C, libevent) as a baseline
 // for the Postgres gateway.
 func tcpRelay(listen, upstream string) error {
+	return serve(listen, func(c net.Conn) { relayConn(c, upstream) })
+}
+
+// serve hands every connection accepted on listen to handle, each in a
+// goroutine of its own, until accepting fails.
+func serve(listen string, handle func(net.Conn)) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -19,7 +25,7 @@ func tcpRelay(listen, upstream string) error {
 		if err != nil {
 			return err
 		}
-		go relayConn(c, upstream)
+		go handle(c)
 	}
 }
 
