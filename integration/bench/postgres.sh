@@ -155,11 +155,9 @@ run() {
 		profiling=$!
 	fi
 	local jfr=
-	if [[ -n ${BENCH_JFR:-} && ($target == strict || $target == buffered) ]]; then
-		# A Java Flight Recorder profile of the broker for the run (jfr print FILE).
-		mkdir -p "$BENCH_JFR"
-		jfr=$BENCH_JFR/broker-$target-${script//\//-}-c$clients.jfr
-		jcmd "$broker_pid" JFR.start name=bench settings="$(jfr_settings)" filename="$jfr" >/dev/null
+	if [[ $target == strict || $target == buffered ]]; then
+		jfr=broker-$target-${script//\//-}-c$clients
+		jfr_start "$jfr"
 	fi
 	local m=${target//-/_}_metrics b0="0 0" b1="0 0"
 	[[ -n ${!m:-} ]] && b0=$(batches "${!m}")
@@ -173,7 +171,7 @@ run() {
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
 	[[ -n ${!m:-} ]] && b1=$(batches "${!m}")
 	[[ -n $profiling ]] && { wait "$profiling" || echo "bench: no profile for $target" >&2; }
-	[[ -n $jfr ]] && { jcmd "$broker_pid" JFR.stop name=bench >/dev/null || echo "bench: no broker recording for $target" >&2; }
+	[[ -n $jfr ]] && jfr_stop "$jfr"
 	local tps lat txns
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
@@ -185,18 +183,6 @@ run() {
 			fpb = q[2] > p[2] ? sprintf("%.1f", (q[1] - p[1]) / (q[2] - p[2])) : "-"
 			printf "%s %s %s %s %s %s\n", tps, lat, proxy == "-" ? "-" : per(1), per(2), per(3), fpb
 		}'
-}
-
-# jfr_settings: the JDK's "profile" settings with Java methods sampled every
-# millisecond instead of every 10 ms (a 10 s row gave a few dozen samples).
-jfr_settings() {
-	local f=$work/sampling.jfc jdk
-	if [[ ! -f $f ]]; then
-		jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jcmd)")")")
-		sed 's#<setting name="period" control="method-sampling-java-interval">[^<]*<#<setting name="period" control="method-sampling-java-interval">1 ms<#' \
-			"$jdk/lib/jfr/profile.jfc" >"$f"
-	fi
-	echo "$f"
 }
 
 # A fresh broker JVM compiles its hot paths during the first minute of load; warm
