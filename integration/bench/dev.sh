@@ -107,10 +107,8 @@ latency() {
 		[[ $1 == strict ]] && tail -n 20 "$work/gateway.log" >&2
 	}
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$pg_pid")
-	awk -v b="$before" -v a="$after" -v p="$proxy" '/^tps =/ { tps = $3 } /^latency average/ { lat = $4 }
-		/^number of transactions actually processed:/ { n = $6 }
-		END { split(b, x, " "); split(a, y, " ")
-			printf "%s %s %d %s %d %d\n", tps + 0, lat + 0, n + 0, p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }' <<<"$out"
+	echo "$(awk '/^tps =/ { tps = $3 } /^latency average/ { lat = $4 } /^number of transactions actually processed:/ { n = $6 }
+		END { printf "%s %s %d", tps + 0, lat + 0, n + 0 }' <<<"$out") $(cpu_delta "$before" "$after" "$proxy")"
 }
 
 log "warm-up: pgbench through the strict gateway and tapline dev, ${BENCH_WARMUP:-10}s each (not measured)"

@@ -280,10 +280,7 @@ stream() {
 		echo "bench: $MB MiB $dir through $target failed (curl $ok): $(head -c 300 "$work/curl.out")" >&2
 		exit 1
 	fi
-	local cpu
-	cpu=$(awk -v b="$before" -v a="$after" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')
-	echo "big $target $dir $(calc "$t1 - $t0") $(cat "$work/rss.$target.$dir" 2>/dev/null || echo "- -") $cpu" >>"$results"
+	echo "big $target $dir $(calc "$t1 - $t0") $(cat "$work/rss.$target.$dir" 2>/dev/null || echo "- -") $(cpu_delta "$before" "$after" "$proxy")" >>"$results"
 }
 for target in direct nginx-proxy go-proxy strict buffered; do
 	for dir in up down; do

@@ -188,13 +188,6 @@ base() {
 	esac
 }
 
-# cpu_delta BEFORE AFTER: the CPU µs each process used between two samples
-# ("-" for the gateway when there is none).
-cpu_delta() {
-	awk -v b="$1" -v a="$2" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4] }'
-}
-
 # profile TARGET ROW SECONDS: starts a CPU profile of a gateway target in the
 # background (sets prof to its pid), when BENCH_PPROF is set.
 profile() {
@@ -218,7 +211,7 @@ calls() {
 		wait "$prof"
 		curl -fsS -o "$BENCH_PPROF/calls-$1.metrics" "http://127.0.0.1:${!m}/metrics"
 	fi
-	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(cpu_delta "$before" "$after")"
+	echo "$(cut -d' ' -f1,2,4,5 <<<"$out") $(cpu_delta "$before" "$after" "$proxy")"
 }
 
 # kubeconfig TARGET: writes $work/kubeconfig.TARGET for kubectl (sets base's variables).
@@ -249,7 +242,7 @@ kubectl_loop() {
 	done
 	t1=$(date +%s.%N)
 	after=$("$work/benchhelper" cpu "$proxy" "$broker_pid" "$api_pid" "$etcd_pid")
-	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after")"
+	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after" "$proxy")"
 }
 
 # exec_mb TARGET: "seconds gateway_us broker_us apiserver_us etcd_us" for
@@ -272,7 +265,7 @@ exec_mb() {
 		echo "bench: exec through $1 streamed $got bytes, not $((MB << 20)); see $work" >&2
 		exit 1
 	fi
-	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after")"
+	echo "$(calc "$t1 - $t0") $(cpu_delta "$before" "$after" "$proxy")"
 }
 
 results=$work/results

@@ -117,6 +117,19 @@ drop_caches() {
 	(($# == 0)) || cat "$@" >/dev/null
 }
 
+# cpu_delta BEFORE AFTER [PROXY]: the CPU µs each process used between two
+# samples of `benchhelper cpu` over the same pids, space-separated; the first is
+# "-" when PROXY is "-" (a row without a proxy, whose first pid is a stand-in).
+cpu_delta() {
+	awk -v b="$1" -v a="$2" -v p="${3:-}" 'BEGIN {
+		n = split(b, x, " "); split(a, y, " ")
+		for (i = 1; i <= n; i++) {
+			v = (i == 1 && p == "-") ? "-" : sprintf("%d", y[i] - x[i])
+			printf "%s%s", (i > 1 ? " " : ""), v
+		}
+	}'
+}
+
 # jfr_start NAME / jfr_stop NAME: with BENCH_JFR=DIR, a Java Flight Recorder
 # recording of the broker between the two calls, saved as DIR/NAME.jfr (read it
 # with `jfr print --json --events jdk.ExecutionSample FILE`). The settings are

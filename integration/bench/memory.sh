@@ -108,8 +108,7 @@ measure() {
 	sampler=
 	gateway_alive
 	read -r idle peak <"$work/rss"
-	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $peak $(awk -v x="$before" -v y="$after" \
-		'BEGIN { split(x, p, " "); split(y, q, " "); printf "%d %d", q[1] - p[1], q[2] - p[2] }')" >>"$work/results"
+	echo "$name $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $idle $peak $(cpu_delta "$before" "$after")" >>"$work/results"
 }
 
 rows=$((MB * 1024)) # rows of 1 KiB (1023 characters and a newline)

@@ -207,8 +207,7 @@ scp_run() {
 			exit 1
 		}
 	done
-	echo "$(calc "$t1 - $t0") $(calc "$t2 - $t1") $(awk -v b="$before" -v a="$after" -v p="$proxy" \
-		'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %d %d", p == "-" ? "-" : y[1] - x[1], y[2] - x[2], y[3] - x[3] }')"
+	echo "$(calc "$t1 - $t0") $(calc "$t2 - $t1") $(cpu_delta "$before" "$after" "$proxy")"
 }
 
 # rtt_once TARGET: prints the seconds of one `ssh TARGET true`.
