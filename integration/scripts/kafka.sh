@@ -182,7 +182,16 @@ kafka_instance_start() {
 	[[ -f $dir/kafka.log ]] && mv -f "$dir/kafka.log" "$dir/kafka.log.1" # one log per start
 	echo "---- start $(date -Is) port $port controller $cport" >>"$dir/kafka.log"
 	daemonize "$dir/kafka.log" "$dir/pid" "${KAFKA_ARGS[@]}"
-	wait_until 90 "Kafka broker on 127.0.0.1:$port" "$dir/kafka.log" "$dir/pid" port_listening "$port"
+	# A broker loads every partition's log before it listens: about 25 a second
+	# here after an unclean stop, so a long-lived state directory full of test
+	# topics needs more than the usual 90 s.
+	local logs timeout=90
+	logs=$(find "$dir/data" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+	if ((logs > 1000)); then
+		timeout=$((90 + logs / 25))
+		note "kafka in $dir has $logs partition logs to load; waiting up to ${timeout}s (services.sh down && rm -rf $dir starts it empty)"
+	fi
+	wait_until "$timeout" "Kafka broker on 127.0.0.1:$port" "$dir/kafka.log" "$dir/pid" port_listening "$port"
 }
 
 # kafka_cds: make the class-data-sharing archive once (start a throwaway broker

@@ -51,6 +51,7 @@ func BenchmarkThroughput(b *testing.B) {
 func benchThroughput(b *testing.B, brokers []string, workload func() []*sessiontest.Session) {
 	run := fmt.Sprintf("bench-%d-%d", time.Now().Unix(), rand.IntN(1_000_000))
 	raw := run + ".raw"
+	b.Cleanup(func() { deleteTopicsWithPrefix(b, brokers, run) })
 	adm, err := kadm.NewOptClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)
