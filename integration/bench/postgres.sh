@@ -20,7 +20,11 @@
 # and prints TPS, mean latency, the ratio of TPS to direct and to pgbouncer, and
 # the CPU per transaction of the proxy, the Kafka broker and Postgres (read from
 # /proc during each run). Then, for one client in strict mode, the latency over
-# direct in units of one acknowledged produce measured in the same run.
+# direct in units of one acknowledged produce measured in the same run. Last,
+# for each client count, strict recording alone (benchhelper strictcap): that
+# many sessions record select-only transactions through the gateway's recorder,
+# strict, with no agent, target or relay running; its rate and its recorder and
+# broker CPU per transaction bound what a strict gateway reaches here.
 # BENCH_PPROF=DIR saves a CPU profile of the gateway for each gateway row there.
 # BENCH_JFR=DIR saves a Java Flight Recorder profile of the Kafka broker for each
 # gateway row there (needs the JDK's jcmd; read with jfr print or JDK Mission Control).
@@ -209,10 +213,24 @@ done
 # The floor of a strict CLIENT frame in this run: one acknowledged produce.
 produce=$("$work/benchhelper" produce "$brokers" "$topic" 2000)
 
+# Strict recording alone: as many sessions as clients record select-only
+# transactions through the gateway's recorder, with no agent, target or relay
+# on the machine. What it reaches bounds a strict gateway at that many clients.
+caps=$work/strictcap
+: >"$caps"
+for c in $CLIENTS; do
+	log "strict recording alone, $c sessions (${SECONDS_EACH}s)"
+	before=$("$work/benchhelper" cpu "$broker_pid")
+	got=$("$work/benchhelper" strictcap "$brokers" "$topic" "$SECONDS_EACH" "$c" 2>/dev/null)
+	after=$("$work/benchhelper" cpu "$broker_pid")
+	echo "$c $got $((after - before))" >>"$caps"
+done
+
 printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores shared by everything\n' \
 	"$SECONDS_EACH" "$SCALE" "$brokers (${BENCH_KAFKA:-private})"
 printf 'CPU µs per transaction from /proc: proxy = the gateway or pgbouncer; broker = the Kafka broker; postgres = postmaster and backends\n\n'
-awk -v produce="$produce" '
+awk -v produce="$produce" -v secs="$SECONDS_EACH" -v capfile="$caps" '
+	BEGIN { while ((getline line < capfile) > 0) { split(line, f, " "); cap[f[1]] = f[2] " " f[3] " " f[4] " " f[5] } }
 	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8; fb[key, $3] = $9
 	  if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
@@ -242,6 +260,17 @@ awk -v produce="$produce" '
 			extra = (lat[order[i], "strict"] - lat[order[i], "direct"]) * 1000
 			printf "\n%s, 1 client, strict: %.3f ms = direct %.3f ms + %.0f µs; one acknowledged produce in this run: p50 %d µs (mean %d µs); extra = %.2f produces",
 				k[1], lat[order[i], "strict"], lat[order[i], "direct"], extra, p[1], p[2], extra / p[1]
+		}
+		# Strict recording alone (lines "cap CLIENTS TPS P50_US SELF_US BROKER_US_TOTAL").
+		for (c in cap) {
+			split(cap[c], v, " ")
+			bp = 0
+			for (i = 0; i < n; i++) {
+				split(order[i], k, " ")
+				if (k[2] == c && ((order[i], "pgbouncer") in tps)) { bp = tps[order[i], "pgbouncer"]; break }
+			}
+			printf "\nstrict recording alone, %s sessions, no agent or target: %.0f transactions/s (%s× pgbouncer at %s clients), p50 %d µs; recorder %.1f µs/txn, broker %.1f µs/txn",
+				c, v[1], ratio(v[1], bp), c, v[2], v[3], v[4] / (v[1] * secs)
 		}
 		printf "\n"
 	}' "$results"

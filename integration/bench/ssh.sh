@@ -9,6 +9,10 @@
 #   go-relay   an SSH relay on golang.org/x/crypto/ssh that records nothing
 #              (benchhelper sshrelay; AES-GCM to the agent, as the gateway
 #              offers OpenSSH): the floor of an SSH edge built on that library
+#   go-relay-kafka  the same relay, producing every chunk of channel data it
+#              passes to the bench topic as a bare record (no frame, chain,
+#              masking), not waited for: the floor of an edge on that library
+#              that sends what passes to Kafka
 #   strict     a tapline gateway in strict mode (agent data is forwarded only
 #              after Kafka acknowledged its frame)
 #   buffered   a tapline gateway in buffered mode
@@ -104,6 +108,13 @@ pids+=($!)
 relay_pid=$!
 wait_port "$relay_port" "Go SSH relay"
 cat "$work/relay_known_hosts" >>"$work/known_hosts"
+relayk_port=$(free_port)
+"$work/benchhelper" sshrelay "127.0.0.1:$relayk_port" "127.0.0.1:$TAPLINE_SSH_PORT" "$TAPLINE_SSH_USER" \
+	"$TAPLINE_SSH_KEY" "$TAPLINE_SSH_KNOWN_HOSTS" "$work/relayk_known_hosts" "$brokers" "$topic" &
+pids+=($!)
+relayk_pid=$!
+wait_port "$relayk_port" "Go SSH relay producing to Kafka"
+cat "$work/relayk_known_hosts" >>"$work/known_hosts"
 
 # curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
 # cannot against the gateway, and the gateway's own login to sshd uses curve25519.
@@ -117,8 +128,8 @@ client() {
 		opts=("${common[@]}" -o UserKnownHostsFile="$TAPLINE_SSH_KNOWN_HOSTS" -o IdentitiesOnly=yes -i "$TAPLINE_SSH_KEY")
 		dest=$TAPLINE_SSH_USER@127.0.0.1
 		;;
-	go-relay)
-		port=$relay_port
+	go-relay | go-relay-kafka)
+		[[ $1 == go-relay ]] && port=$relay_port || port=$relayk_port
 		opts=("${common[@]}" -o UserKnownHostsFile="$work/known_hosts")
 		dest=agent@127.0.0.1
 		;;
@@ -144,7 +155,7 @@ want=$(sha256sum <"$work/file" | cut -d' ' -f1)
 # gateway, the gateway's CPU profile (BENCH_PPROF) and the broker's flight
 # recording (BENCH_JFR).
 profile() {
-	[[ $1 == direct || $1 == go-relay ]] && return 0
+	[[ $1 == direct || $1 == go-relay* ]] && return 0
 	local m=${1}_metrics
 	jfr_start "scp-$2-$1"
 	[[ -n ${BENCH_PPROF:-} ]] || return 0
@@ -154,7 +165,7 @@ profile() {
 	pprof_pid=$!
 }
 profiled() {
-	[[ $1 == direct || $1 == go-relay ]] && return 0
+	[[ $1 == direct || $1 == go-relay* ]] && return 0
 	jfr_stop "scp-$2-$1"
 	[[ -n ${pprof_pid:-} ]] && wait "$pprof_pid"
 	pprof_pid=
@@ -180,6 +191,7 @@ scp_run() {
 	[[ $target == strict ]] && proxy=$strict_pid
 	[[ $target == buffered ]] && proxy=$buffered_pid
 	[[ $target == go-relay ]] && proxy=$relay_pid
+	[[ $target == go-relay-kafka ]] && proxy=$relayk_pid
 	rm -f "$remote/file" "$work/back"
 	drop_caches "$work/file"
 	before=$("$work/benchhelper" cpu "$proxy" "$broker_pid")
@@ -232,7 +244,7 @@ rm -f "$work/warm" "$remote/warm"
 
 results=$work/results
 : >"$results"
-for target in direct go-relay strict buffered; do
+for target in direct go-relay go-relay-kafka strict buffered; do
 	log "scp ${MB} MiB up and down, $target"
 	echo "scp $target $(scp_run "$target")" >>"$results"
 done
@@ -240,7 +252,7 @@ done
 # targets alike; one warm-up round first (page cache, the issuer's keys).
 log "ssh true x$RTT_N per target, interleaved"
 for ((i = 0; i <= RTT_N; i++)); do
-	for target in direct go-relay strict buffered; do
+	for target in direct go-relay go-relay-kafka strict buffered; do
 		t=$(rtt_once "$target")
 		((i == 0)) || echo "rtt $target $t" >>"$results"
 	done
@@ -256,8 +268,8 @@ awk -v mb="$MB" '
 	END {
 		printf "| target | scp up MiB/s | vs direct | scp down MiB/s | vs direct | ssh true mean ms | vs direct | gateway (or relay) µs/MiB | broker µs/MiB | sshd µs/MiB |\n"
 		printf "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-		split("direct go-relay strict buffered", ts, " ")
-		for (i = 1; i <= 4; i++) {
+		nt = split("direct go-relay go-relay-kafka strict buffered", ts, " ")
+		for (i = 1; i <= nt; i++) {
 			t = ts[i]
 			rtt[t] /= n[t]
 			printf "| %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f | %s | %.0f | %.0f |\n", t,

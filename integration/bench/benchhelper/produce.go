@@ -51,7 +51,8 @@ func produce(brokers []string, topic, count string) error {
 // recorderClient is a client with the gateway recorder's producer options
 // (acks, compression, partitioning), so that what it measures is what a
 // gateway's produces cost.
-func recorderClient(brokers []string, topic string) (*kgo.Client, error) {
+func recorderClient(brokers []string, topic string, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts := append(recorder.ProducerOpts(recorder.Config{Topic: topic}), kgo.SeedBrokers(brokers...))
+	opts = append(opts, extra...)
 	return kgo.NewClient(opts...)
 }

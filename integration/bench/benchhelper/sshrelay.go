@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -19,8 +22,11 @@ import (
 // stderr and requests. With the gateway's ciphers on the agent's hop (AES-GCM)
 // it is the floor of an SSH edge built on that library, next to scp directly.
 // The host key is new at every start; its known_hosts line for listen goes to
-// hostKeyOut.
-func sshRelay(listen, upstream, user, keyFile, knownHostsFile, hostKeyOut string) error {
+// hostKeyOut. With a producer, every chunk of channel data, each way, is also
+// produced to Kafka as a record of its bytes alone (no frame, chain or
+// masking) with the gateway recorder's producer options, not waited for: the
+// floor of an SSH edge on that library that sends what passes to Kafka.
+func sshRelay(listen, upstream, user, keyFile, knownHostsFile, hostKeyOut string, rec *kgo.Client) error {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
@@ -51,13 +57,13 @@ func sshRelay(listen, upstream, user, keyFile, knownHostsFile, hostKeyOut string
 		return err
 	}
 	return serve(listen, func(c net.Conn) {
-		if err := relaySSH(c, srv, upstream, cli); err != nil {
+		if err := relaySSH(c, srv, upstream, cli, rec); err != nil {
 			fmt.Fprintln(os.Stderr, "sshrelay:", err)
 		}
 	})
 }
 
-func relaySSH(c net.Conn, srv *ssh.ServerConfig, upstream string, cli *ssh.ClientConfig) error {
+func relaySSH(c net.Conn, srv *ssh.ServerConfig, upstream string, cli *ssh.ClientConfig, rec *kgo.Client) error {
 	defer c.Close()
 	agent, chans, reqs, err := ssh.NewServerConn(c, srv)
 	if err != nil {
@@ -85,7 +91,7 @@ func relaySSH(c net.Conn, srv *ssh.ServerConfig, upstream string, cli *ssh.Clien
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			relayChannel(ch, chReqs, up, upReqs)
+			relayChannel(tee(ch, rec), chReqs, tee(up, rec), upReqs)
 		}()
 	}
 	wg.Wait()
@@ -135,4 +141,31 @@ func forward(r *ssh.Request, to ssh.Channel) {
 	if r.WantReply {
 		_ = r.Reply(ok && err == nil, nil)
 	}
+}
+
+// teeChannel produces every chunk read from the channel's data stream.
+type teeChannel struct {
+	ssh.Channel
+	rec *kgo.Client
+}
+
+func tee(ch ssh.Channel, rec *kgo.Client) ssh.Channel {
+	if rec == nil {
+		return ch
+	}
+	return teeChannel{ch, rec}
+}
+
+func (t teeChannel) Read(p []byte) (int, error) {
+	n, err := t.Channel.Read(p)
+	if n > 0 {
+		// Produce blocks while the client's buffer is full: Kafka's pace is
+		// the relay's, as the gateway's budget of unacknowledged bytes makes it.
+		t.rec.Produce(context.Background(), &kgo.Record{Value: bytes.Clone(p[:n])}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "sshrelay: produce:", err)
+			}
+		})
+	}
+	return n, err
 }
