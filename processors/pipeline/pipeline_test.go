@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -414,5 +415,33 @@ func TestSummaryIntervalBoundsReemission(t *testing.T) {
 		if out.Sessions[i].Version != out.Sessions[i-1].Version+1 {
 			t.Fatal("versions do not increase by one")
 		}
+	}
+}
+
+// A statement longer than the gateway's fragment limit arrives in fragments. A
+// processor restarted between them (its state saved and restored) stitches the
+// same command, with the whole text and its masks, as one that ran through.
+func TestFragmentedStatementSurvivesRestore(t *testing.T) {
+	s := sessiontest.Start(schemas.Postgres, alice, sessiontest.NewKey(1), t0)
+	text := "INSERT INTO notes (body, pw) VALUES ('" + strings.Repeat("x", 3000) + "', 'password=hunter2')"
+	s.AddFragmented(schemas.Client, "Query", 0, enc(t, &pgproto3.Query{String: text}), 1024)
+	s.Add(schemas.Server, "CommandComplete", 0, enc(t, &pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")}))
+	s.Add(schemas.Server, "ReadyForQuery", 0, enc(t, &pgproto3.ReadyForQuery{TxStatus: 'I'}))
+	s.Add(schemas.Client, "Terminate", 0, enc(t, &pgproto3.Terminate{}))
+	s.End("client terminated")
+
+	want := processAll(newProcessor(t), s.Frames)
+	if len(want.Commands) == 0 || !strings.HasPrefix(want.Commands[0].Text, "INSERT INTO notes") || len(want.Commands[0].Text) < 3000 {
+		t.Fatalf("uninterrupted run stitched %+v", want.Commands)
+	}
+	p := newProcessor(t)
+	saved := map[string][]byte{}
+	var got Output
+	for _, f := range s.Frames {
+		p = saveRestore(t, p, saved)
+		p.Frame(f, &got)
+	}
+	if marshalOutput(t, got) != marshalOutput(t, want) {
+		t.Errorf("commands after a restore between fragments:\n%.200q\nwant\n%.200q", got.Commands[0].Text, want.Commands[0].Text)
 	}
 }

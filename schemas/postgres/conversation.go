@@ -65,14 +65,25 @@ func (c *Conversation) Withheld(f *schemas.Frame) {
 // keeps their field names, so each decodes into it.
 func (Protocol) RestoreConversation(saved map[string]json.RawMessage) (protocol.Conversation, error) {
 	c := &Conversation{}
-	for _, key := range []string{"pg", "mask"} {
-		raw, ok := saved[key]
-		if !ok || string(raw) == "null" {
-			continue
+	if raw, ok := saved["pg"]; ok && string(raw) != "null" {
+		var st legacyStitcher
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return nil, fmt.Errorf("postgres pg state: %w", err)
 		}
+		c.Stitcher = st.Stitcher
+		c.Stitcher.Frag = st.Frag
+	}
+	if raw, ok := saved["mask"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, c); err != nil {
-			return nil, fmt.Errorf("postgres %s state: %w", key, err)
+			return nil, fmt.Errorf("postgres mask state: %w", err)
 		}
 	}
 	return c, nil
+}
+
+// legacyStitcher is the stitcher as sessions saved it under "pg", alone, where
+// its partial message was "frag".
+type legacyStitcher struct {
+	Stitcher
+	Frag *pgFrag `json:"frag,omitempty"`
 }

@@ -28,7 +28,9 @@ type Stitcher struct {
 	Portals   map[string]*pgPortal `json:"portals,omitempty"`
 	Queue     []*pgOp              `json:"queue,omitempty"`
 	Cols      []string             `json:"cols,omitempty"` // columns of a simple query's current result
-	Frag      *pgFrag              `json:"frag,omitempty"`
+	// Frag is saved as "stitch_frag": the conversation's own "frag" (the masker's
+	// place in a fragmented message) would otherwise hide it from encoding/json.
+	Frag *pgFrag `json:"stitch_frag,omitempty"`
 }
 
 type pgStmt struct {
