@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tapline/tapline/processors/audit"
 	"github.com/tapline/tapline/processors/integrity"
@@ -360,6 +361,7 @@ func (p *Processor) commands(s *session, cmds []schemas.Command, out *Output) {
 	for i := range cmds {
 		c := &cmds[i]
 		c.SessionID, c.Protocol, c.Target, c.Subject = s.Summary.SessionID, s.Summary.Protocol, s.Summary.Target, s.Summary.Subject
+		validText(c)
 		counts := mask.Counts{}
 		c.Text = p.cfg.Masker.Text(s.Summary.Target, c.Text, counts)
 		for j, prm := range c.Params {
@@ -594,4 +596,34 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// validText replaces each byte of a command's text, parameters and error that is
+// not UTF-8 with U+FFFD, as encoding/json does when a command still waiting for
+// its answer is saved with the session's state: a command comes out the same
+// whether or not the processor restarted while it was open. The frames keep the
+// bytes as sent; Avro strings and the JSON of audit records are UTF-8 anyway.
+func validText(c *schemas.Command) {
+	c.Text = validUTF8(c.Text)
+	for i, prm := range c.Params {
+		c.Params[i] = validUTF8(prm)
+	}
+	c.Error = validUTF8(c.Error)
+}
+
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
 }

@@ -156,6 +156,9 @@ func (p *Stitcher) assemble(f *schemas.Frame, lim protocol.Limits) ([]byte, bool
 	if room > 0 {
 		p.Frag.Bytes = append(p.Frag.Bytes, f.Payload[:min(room, len(f.Payload))]...)
 	}
+	if len(f.Masks) > 0 && p.Frag.Masks == nil {
+		p.Frag.Masks = map[string]int64{} // saved state omits an empty map
+	}
 	for k, v := range f.Masks {
 		p.Frag.Masks[k] += v
 	}
