@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
+	hs "github.com/tapline/tapline/schemas/http"
 	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
@@ -17,9 +18,18 @@ var (
 		"CopyInResponse", "CopyDone", "PortalSuspended", "Close", "NoData", "ParameterDescription"}
 	fuzzSSHKinds = []string{"ssh.channel.open", "ssh.request.pty-req", "ssh.request.exec", "ssh.request.shell",
 		"ssh.channel.data", "ssh.request.exit-status", "ssh.channel.eof", "ssh.channel.close", "ssh.channel.extended-data"}
+	fuzzHTTPKinds = []string{string(hs.KindRequest), string(hs.KindRequestBody), string(hs.KindRequestEnd),
+		string(hs.KindResponse), string(hs.KindResponseBody), string(hs.KindResponseEnd), string(hs.KindWSText),
+		string(hs.KindWSBinary), string(hs.KindWSClose), string(hs.KindRequestComplete), string(hs.KindResponseComplete)}
+	fuzzKubeKinds = append([]string{"k8s.stdin", "k8s.stdout", "k8s.stderr", "k8s.resize", "k8s.status", "k8s.close"},
+		fuzzHTTPKinds...)
+	fuzzProtocols = []struct {
+		p     schemas.Protocol
+		kinds []string
+	}{{schemas.Postgres, fuzzPGKinds}, {schemas.SSH, fuzzSSHKinds}, {schemas.HTTP, fuzzHTTPKinds}, {schemas.Kubernetes, fuzzKubeKinds}}
 )
 
-// FuzzRestoreAnywhere: any Postgres or SSH session, its messages whole or in
+// FuzzRestoreAnywhere: any Postgres, SSH, HTTP or Kubernetes session, its messages whole or in
 // fragments, gives the same frames, commands and summaries when the processor's
 // state is saved and restored into a new processor before any of its frames as
 // when it runs through. The runner's exactly-once guarantee rests on this.
@@ -29,14 +39,20 @@ func FuzzRestoreAnywhere(f *testing.F) {
 		append([]byte{0x80}, enc(&pgproto3.Query{String: "SELECT 'password=hunter2', 1"})...),
 		append([]byte{0x28}, enc(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})...),
 		append([]byte{0x29}, enc(&pgproto3.ReadyForQuery{TxStatus: 'I'})...),
-	}, []byte{0xA5}), uint64(0b1010), false)
+	}, []byte{0xA5}), uint64(0b1010), uint8(0))
 	f.Add(bytes.Join([][]byte{{0x00}, []byte("\x02{\"command\":\"sudo -i\"}"), []byte("\x04password: "),
-		[]byte("\x04hunter2\r"), []byte("\x24root# ")}, []byte{0xA5}), uint64(0xff), true)
-	f.Fuzz(func(t *testing.T, data []byte, restores uint64, ssh bool) {
-		proto, kinds := schemas.Postgres, fuzzPGKinds
-		if ssh {
-			proto, kinds = schemas.SSH, fuzzSSHKinds
-		}
+		[]byte("\x04hunter2\r"), []byte("\x24root# ")}, []byte{0xA5}), uint64(0xff), uint8(1))
+	head := hs.EncodeHead(&hs.Head{Method: "POST", Target: "/login", Host: "api", Path: "/login", Proto: "HTTP/1.1",
+		Headers: []hs.Field{{Name: "Authorization", Value: "Bearer abc.def"}, {Name: "Content-Type", Value: "application/json"}, {Name: "Content-Length", Value: "22"}}})
+	reply := hs.EncodeHead(&hs.Head{Status: 200, Proto: "HTTP/1.1", Headers: []hs.Field{{Name: "Content-Type", Value: "application/json"},
+		{Name: "Content-Length", Value: "36"}}})
+	exchange := bytes.Join([][]byte{append([]byte{0x00}, head...), []byte("\x01{\"password\":\"hunter2\"}"),
+		append([]byte{0x02}, hs.EncodeEnd(&hs.End{Bytes: 22})...), append([]byte{0x23}, reply...),
+		[]byte("\x24{\"token\":\"sk_live_0123456789abcdef\"}"), append([]byte{0x25}, hs.EncodeEnd(&hs.End{Bytes: 36})...)}, []byte{0xA5})
+	f.Add(exchange, uint64(0b101010), uint8(2))
+	f.Add(append(append([]byte{0x21}, []byte("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")...), append([]byte{0xA5}, exchange...)...), uint64(0b11), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, restores uint64, which uint8) {
+		proto, kinds := fuzzProtocols[int(which)%len(fuzzProtocols)].p, fuzzProtocols[int(which)%len(fuzzProtocols)].kinds
 		msgs := sessiontest.FuzzFrames(data, proto, kinds)
 		if len(msgs) > 40 {
 			msgs = msgs[:40]
