@@ -60,10 +60,14 @@ func treeMicros(all map[int]procstat.Stat, pid int) int64 {
 // cpu prints, on one line, the CPU µs of each pid's process tree (0 for "-" or a
 // process that is gone).
 func cpu(pids []string) error {
-	all := readStats()
+	roots := make([]int, len(pids))
 	for i, s := range pids {
+		roots[i], _ = strconv.Atoi(s) // 0 for "-": no tree
+	}
+	all := stableStats(roots)
+	for i, pid := range roots {
 		var us int64
-		if pid, err := strconv.Atoi(s); err == nil {
+		if pid > 0 {
 			us = treeMicros(all, pid)
 		}
 		if i > 0 {
@@ -73,6 +77,40 @@ func cpu(pids []string) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// stableStats reads snapshots until two in a row agree on the roots' trees:
+// the same processes, with the same CPU of reaped children. A child that exits
+// and is reaped while one snapshot is read can be missed (its parent read
+// before the reaping, the child after it was gone) or counted twice (the other
+// way round); a Postgres backend ending with its client's session does so just
+// when a bench row reads the CPU it used.
+func stableStats(roots []int) map[int]procstat.Stat {
+	prev := readStats()
+	for range 8 {
+		cur := readStats()
+		if sameTrees(prev, cur, roots) {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
+}
+
+func sameTrees(a, b map[int]procstat.Stat, roots []int) bool {
+	for _, r := range roots {
+		ta, tb := tree(a, r), tree(b, r)
+		if len(ta) != len(tb) {
+			return false
+		}
+		for _, p := range ta {
+			sb, ok := b[p]
+			if !ok || sb.Start != a[p].Start || sb.Reaped != a[p].Reaped {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // cpuTrack prints, once stopFile exists, the CPU µs that pid's process tree
