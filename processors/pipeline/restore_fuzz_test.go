@@ -29,10 +29,11 @@ var (
 	}{{schemas.Postgres, fuzzPGKinds}, {schemas.SSH, fuzzSSHKinds}, {schemas.HTTP, fuzzHTTPKinds}, {schemas.Kubernetes, fuzzKubeKinds}}
 )
 
-// FuzzRestoreAnywhere: any Postgres, SSH, HTTP or Kubernetes session, its messages whole or in
-// fragments, gives the same frames, commands and summaries when the processor's
-// state is saved and restored into a new processor before any of its frames as
-// when it runs through. The runner's exactly-once guarantee rests on this.
+// FuzzRestoreAnywhere: any Postgres, SSH, HTTP or Kubernetes session (or two
+// such sessions, interleaved), its messages whole or in fragments, gives the
+// same frames, commands and summaries when the processor's state is saved and
+// restored into a new processor before any of its frames as when it runs
+// through. The runner's exactly-once guarantee rests on this.
 func FuzzRestoreAnywhere(f *testing.F) {
 	enc := func(m interface{ Encode([]byte) ([]byte, error) }) []byte { b, _ := m.Encode(nil); return b }
 	f.Add(bytes.Join([][]byte{
@@ -51,27 +52,44 @@ func FuzzRestoreAnywhere(f *testing.F) {
 		[]byte("\x24{\"token\":\"sk_live_0123456789abcdef\"}"), append([]byte{0x25}, hs.EncodeEnd(&hs.End{Bytes: 36})...)}, []byte{0xA5})
 	f.Add(exchange, uint64(0b101010), uint8(2))
 	f.Add(append(append([]byte{0x21}, []byte("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")...), append([]byte{0xA5}, exchange...)...), uint64(0b11), uint8(3))
+	f.Add(bytes.Join([][]byte{
+		append([]byte{0x81}, enc(&pgproto3.Parse{Name: "s", Query: "UPDATE users SET password = $1"})...),
+		append([]byte{0x02}, enc(&pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte("hunter2")}})...),
+		append([]byte{0x84}, enc(&pgproto3.Execute{})...), append([]byte{0x05}, enc(&pgproto3.Sync{})...),
+		append([]byte{0x2b}, enc(&pgproto3.ParseComplete{})...), append([]byte{0x28}, enc(&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 1")})...),
+	}, []byte{0xA5}), uint64(0x5555), uint8(4))
 	f.Fuzz(func(t *testing.T, data []byte, restores uint64, which uint8) {
 		proto, kinds := fuzzProtocols[int(which)%len(fuzzProtocols)].p, fuzzProtocols[int(which)%len(fuzzProtocols)].kinds
 		msgs := sessiontest.FuzzFrames(data, proto, kinds)
 		if len(msgs) > 40 {
 			msgs = msgs[:40]
 		}
-		s := sessiontest.Start(proto, alice, sessiontest.NewKey(2), t0)
-		for _, m := range msgs {
-			limit := len(m.Payload) + 1
-			if m.Fragment > 0 || !m.Final {
-				limit = max(len(m.Payload)/3, 1) // fragmented: about three pieces
+		build := func(start schemas.SessionStart) []schemas.Frame {
+			s := sessiontest.Start(proto, start, sessiontest.NewKey(2), t0)
+			for _, m := range msgs {
+				limit := len(m.Payload) + 1
+				if m.Fragment > 0 || !m.Final {
+					limit = max(len(m.Payload)/3, 1) // fragmented: about three pieces
+				}
+				s.AddFragmented(m.Direction, m.Kind, m.Channel, m.Payload, limit)
 			}
-			s.AddFragmented(m.Direction, m.Kind, m.Channel, m.Payload, limit)
+			s.End("client terminated")
+			return s.Frames
 		}
-		s.End("client terminated")
+		frames := build(alice)
+		if which&4 != 0 {
+			// A second session with the same messages, its frames alternating
+			// with the first's: state of one must not reach the other.
+			bob := alice
+			bob.Subject = "bob"
+			frames = alternate(frames, build(bob))
+		}
 
-		want := marshalOutput(t, processAll(sharedProcessor(t), s.Frames))
+		want := marshalOutput(t, processAll(sharedProcessor(t), frames))
 		p := sharedProcessor(t)
 		saved := map[string][]byte{}
 		var got Output
-		for i, fr := range s.Frames {
+		for i, fr := range frames {
 			if restores&(1<<(i%64)) != 0 {
 				p = restoreShared(t, p, saved)
 			}
@@ -86,6 +104,20 @@ func FuzzRestoreAnywhere(f *testing.F) {
 			t.Fatalf("outputs differ after save and restore (restores %b) at byte %d\n got …%.400s\nwant …%.400s", restores, i, g[from:], want[from:])
 		}
 	})
+}
+
+// alternate merges two sessions' frames, one from each in turn.
+func alternate(a, b []schemas.Frame) []schemas.Frame {
+	out := make([]schemas.Frame, 0, len(a)+len(b))
+	for i := 0; i < max(len(a), len(b)); i++ {
+		if i < len(a) {
+			out = append(out, a[i])
+		}
+		if i < len(b) {
+			out = append(out, b[i])
+		}
+	}
+	return out
 }
 
 // restoreShared moves every session's state through bytes into a new processor.
