@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `make dev`: fetch what is missing (libchdb, demo Postgres and sshd), build, and run
+# `make dev`: fetch what is missing (libchdb, demo Postgres, sshd and nginx), build, and run
 # `tapline dev` in the foreground until Ctrl-C. Extra arguments go to `tapline dev`.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-echo "==> demo targets and libchdb (integration/services.sh up postgres ssh chdb)"
-if ! integration/services.sh up postgres ssh chdb; then
+echo "==> demo targets and libchdb (integration/services.sh up postgres ssh http chdb)"
+if ! integration/services.sh up postgres ssh http chdb; then
   echo "could not start the demo targets; tapline dev starts without them" >&2
 fi
 env_file=.services/env

@@ -47,6 +47,7 @@ type devOptions struct {
 	kafkaPort   int
 	pgPort      int
 	sshPort     int
+	httpPort    int
 	apiPort     int
 	servicesEnv string
 	groups      []string
@@ -62,8 +63,9 @@ embedded backends: a Kafka-protocol broker (kfake) and chDB, both persisted unde
 --data-dir so recordings survive a restart. The code paths are the production ones.
 
 Demo targets come from the test services file (integration/services.sh up postgres ssh
-writes it): a Postgres database "demo" and an SSH host "demo-box". Without it the gateway
-still starts and the banner says how to add a target.`,
+http writes it): a Postgres database "demo", an SSH host "demo-box" and an HTTPS service
+"demo-web" (nginx). Without it the gateway still starts and the banner says how to add a
+target.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -76,8 +78,9 @@ still starts and the banner says how to add a target.`,
 	f.IntVar(&o.kafkaPort, "kafka-port", 19092, "embedded Kafka broker port (0: any free port)")
 	f.IntVar(&o.pgPort, "pg-port", 15432, "gateway Postgres listener port")
 	f.IntVar(&o.sshPort, "ssh-port", 12222, "gateway SSH listener port")
+	f.IntVar(&o.httpPort, "http-port", 18443, "gateway HTTPS listener port")
 	f.IntVar(&o.apiPort, "api-port", 18080, "query API port")
-	f.StringVar(&o.servicesEnv, "services-env", defaultServicesEnv(), "KEY=VALUE file describing demo Postgres and sshd (written by integration/services.sh)")
+	f.StringVar(&o.servicesEnv, "services-env", defaultServicesEnv(), "KEY=VALUE file describing demo Postgres, sshd and nginx (written by integration/services.sh)")
 	f.StringSliceVar(&o.groups, "groups", []string{"dev"}, "groups allowed to use the demo targets")
 	return cmd
 }
@@ -247,6 +250,7 @@ func (s *devSystem) gatewayConfig() map[string]any {
 		"oidc":       map[string]any{"issuer": s.issuer.URL(), "audience": devissuer.GatewayAudience},
 		"postgres":   map[string]any{"listen": hostPort(s.opts.pgPort)},
 		"ssh":        map[string]any{"listen": hostPort(s.opts.sshPort)},
+		"http":       map[string]any{"listen": hostPort(s.opts.httpPort)},
 		"targets":    targets,
 	}
 }
@@ -486,6 +490,19 @@ func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget 
 			},
 		})
 	}
+	if env["TAPLINE_NGINX_ADDR"] != "" {
+		out = append(out, devTarget{
+			name: "demo-web", listener: "http",
+			example: func(port int) string {
+				return fmt.Sprintf("  curl:    curl --cacert $PGSSLROOTCERT -H \"Authorization: Bearer $TAPLINE_GATEWAY_TOKEN\" https://127.0.0.1:%d/demo-web/hello.txt", port)
+			},
+			config: map[string]any{
+				"name": "demo-web", "protocol": "http", "groups": groups,
+				"address": env["TAPLINE_NGINX_ADDR"],
+				"http":    map[string]any{"ca_file": env["TAPLINE_NGINX_CA"]},
+			},
+		})
+	}
 	return out
 }
 
@@ -519,13 +536,13 @@ func (s *devSystem) printBanner(out io.Writer) {
 	api := "http://" + s.apiAddr
 	fmt.Fprintf(out, "\ntapline dev is running (data in %s). Ctrl-C stops it cleanly.\n\n", dd)
 	fmt.Fprintf(out, "  token:   export TAPLINE_GATEWAY_TOKEN=$(%s token --data-dir %s --sub alice --groups %s)\n", exe, dd, groups)
-	fmt.Fprintf(out, "  ca:      export PGSSLROOTCERT=%s   (%s ca --data-dir %s prints it)\n", filepath.Join(dd, "postgres-tls.crt"), exe, dd)
+	fmt.Fprintf(out, "  ca:      export PGSSLROOTCERT=%s   (the gateway's certificate, for psql and curl; %s ca --data-dir %s prints it)\n", filepath.Join(dd, "postgres-tls.crt"), exe, dd)
 	for _, t := range s.targets {
 		fmt.Fprintln(out, t.example(boundPort(s.gw.Addr(t.listener))))
 	}
 	fmt.Fprintf(out, "  API token: export TAPLINE_TOKEN=$(%s token --for query --data-dir %s --sub alice --groups auditors)\n", exe, dd)
 	if len(s.targets) == 0 {
-		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh` and restart, or pass --services-env\n")
+		fmt.Fprintf(out, "  no demo targets: run `integration/services.sh up postgres ssh http` and restart, or pass --services-env\n")
 	}
 	fmt.Fprintf(out, "  console: %s/   (log in on the dev issuer's page: pick a subject and groups, e.g. auditors)\n", api)
 	fmt.Fprintf(out, "  API:     %s/api/v1   (Authorization: Bearer $TAPLINE_TOKEN; the CLI reads TAPLINE_TOKEN)\n", api)

@@ -26,14 +26,15 @@ type devRun struct {
 	env               []string
 	// Ports as the banner printed them: dev starts with every port 0, as
 	// `tapline dev --pg-port 0 ...` would, and the banner must name the bound ones.
-	pg, sshPort, api int
-	cmd              *exec.Cmd
-	log              *syncBuffer
+	pg, sshPort, http, api int
+	cmd                    *exec.Cmd
+	log                    *syncBuffer
 }
 
 func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	pg := testenv.Postgres(t)
 	target := testenv.SSH(t)
+	testenv.NginxTarget(t)
 	lib := testenv.CHDBLib(t)
 	d := &devRun{t: t, data: t.TempDir(), log: &syncBuffer{}}
 	d.bin, d.devBin = buildBinaries(t)
@@ -59,18 +60,24 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	if strings.TrimSpace(sshOut) != "dev-ssh-42" {
 		t.Fatalf("ssh through tapline dev printed %q", sshOut)
 	}
-	ids := d.waitSessions(token, 2)
+	// As the banner says: curl with the same certificate and the token as bearer.
+	curl := exec.Command("curl", "-sS", "--fail-with-body", "--cacert", ca, "-H", "Authorization: Bearer "+gwToken,
+		fmt.Sprintf("https://127.0.0.1:%d/demo-web/hello.txt", d.http))
+	if out, err := curl.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "hello from nginx" {
+		t.Fatalf("curl through tapline dev: %v\n%s\n%s", err, out, d.log)
+	}
+	ids := d.waitSessions(token, 3)
 	d.stop()
 
 	d.start()
 	defer d.stop()
-	after := d.waitSessions(token, 2)
+	after := d.waitSessions(token, 3)
 	for id := range ids {
 		if !after[id] {
 			t.Fatalf("session %s missing after restart", id)
 		}
 	}
-	var sawSQL, sawSSH bool
+	var sawSQL, sawSSH, sawHTTP bool
 	for id := range ids {
 		v := d.clientEnv(token, "verify", "--api", d.apiURL(), id)
 		if !strings.Contains(v, ": OK") {
@@ -79,9 +86,10 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 		r := d.clientEnv(token, "replay", "--api", d.apiURL(), "--format", "text", id)
 		sawSQL = sawSQL || strings.Contains(r, "select 40 + 2 as answer") && strings.Contains(r, "42")
 		sawSSH = sawSSH || strings.Contains(r, "dev-ssh-42")
+		sawHTTP = sawHTTP || strings.Contains(r, "> GET /hello.txt") && strings.Contains(r, "hello from nginx")
 	}
-	if !sawSQL || !sawSSH {
-		t.Fatalf("replays lack the psql statement (%v) or the ssh output (%v)", sawSQL, sawSSH)
+	if !sawSQL || !sawSSH || !sawHTTP {
+		t.Fatalf("replays lack the psql statement (%v), the ssh output (%v) or the HTTP exchange (%v)", sawSQL, sawSSH, sawHTTP)
 	}
 }
 
@@ -152,6 +160,7 @@ func (s *syncBuffer) String() string {
 var (
 	bannerPG  = regexp.MustCompile(`psql: .*host=127\.0\.0\.1 port=(\d+) `)
 	bannerSSH = regexp.MustCompile(`ssh: +ssh -p (\d+) `)
+	bannerWeb = regexp.MustCompile(`curl: .*https://127\.0\.0\.1:(\d+)/demo-web/`)
 	bannerAPI = regexp.MustCompile(`API: +http://127\.0\.0\.1:(\d+)/api/v1`)
 )
 
@@ -159,7 +168,7 @@ func (d *devRun) apiURL() string { return "http://127.0.0.1:" + strconv.Itoa(d.a
 
 func (d *devRun) start() {
 	d.cmd = exec.Command(d.devBin, "dev", "--data-dir", d.data, "--services-env", testenv.EnvFile(),
-		"--kafka-port", "0", "--pg-port", "0", "--ssh-port", "0", "--api-port", "0")
+		"--kafka-port", "0", "--pg-port", "0", "--ssh-port", "0", "--http-port", "0", "--api-port", "0")
 	d.cmd.Env = d.env
 	start := len(d.log.String()) // the banner of this start, not the previous one
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -197,7 +206,7 @@ func (d *devRun) readBanner(out string) bool {
 	if !strings.Contains(out, "processor signing key:") {
 		return false
 	}
-	ports := map[*regexp.Regexp]*int{bannerPG: &d.pg, bannerSSH: &d.sshPort, bannerAPI: &d.api}
+	ports := map[*regexp.Regexp]*int{bannerPG: &d.pg, bannerSSH: &d.sshPort, bannerWeb: &d.http, bannerAPI: &d.api}
 	for re, dst := range ports {
 		m := re.FindStringSubmatch(out)
 		if m == nil {

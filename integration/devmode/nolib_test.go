@@ -38,7 +38,7 @@ func TestDevBinaryWithoutCHDBLib(t *testing.T) {
 	if out, _ := run("token", "--data-dir", data, "--sub", "alice"); strings.Count(strings.TrimSpace(out), ".") != 2 {
 		t.Errorf("token printed %q, want a JWT", out)
 	}
-	out, err := run("dev", "--data-dir", data, "--kafka-port", "0", "--pg-port", "0", "--ssh-port", "0", "--api-port", "0")
+	out, err := run("dev", "--data-dir", data, "--kafka-port", "0", "--pg-port", "0", "--ssh-port", "0", "--http-port", "0", "--api-port", "0")
 	if err == nil || !strings.Contains(out, "CHDB_LIB_PATH") || strings.Contains(out, "goroutine ") {
 		t.Errorf("tapline-dev dev without CHDB_LIB_PATH: %v, want an error naming CHDB_LIB_PATH and no stack trace:\n%s", err, out)
 	}
