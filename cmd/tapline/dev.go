@@ -64,8 +64,8 @@ embedded backends: a Kafka-protocol broker (kfake) and chDB, both persisted unde
 
 Demo targets come from the test services file (integration/services.sh up postgres ssh
 http writes it): a Postgres database "demo", an SSH host "demo-box" and an HTTPS service
-"demo-web" (nginx). Without it the gateway still starts and the banner says how to add a
-target.`,
+"demo-web" (nginx), and the Kubernetes API server "demo-cluster" when the test cluster
+is running. Without it the gateway still starts and the banner says how to add a target.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -503,7 +503,49 @@ func loadDevTargets(path string, groups []string, log *slog.Logger) []devTarget 
 			},
 		})
 	}
+	if t, ok := devKubeTarget(env, groups, log); ok {
+		out = append(out, t)
+	}
 	return out
+}
+
+// devKubeTarget is the test services' Kubernetes API server as "demo-cluster",
+// when `make test` (or `integration/services.sh up kubernetes`) left one
+// running: make dev does not start it, as building it takes minutes. Agents
+// are impersonated with the group the test cluster's RBAC lets use pods.
+func devKubeTarget(env map[string]string, groups []string, log *slog.Logger) (devTarget, bool) {
+	server := strings.TrimPrefix(env["TAPLINE_KUBE_SERVER"], "https://")
+	if server == "" || env["TAPLINE_KUBE_GATEWAY_TOKEN"] == "" {
+		return devTarget{}, false
+	}
+	c, err := net.DialTimeout("tcp", server, 300*time.Millisecond)
+	if err != nil {
+		log.Info("no Kubernetes demo target: the test cluster is not running (integration/services.sh up kubernetes)", "server", server)
+		return devTarget{}, false
+	}
+	c.Close()
+	kubectl := env["TAPLINE_KUBECTL"]
+	if kubectl == "" {
+		kubectl = "kubectl"
+	}
+	kube := map[string]any{}
+	if g := env["TAPLINE_KUBE_AGENT_GROUP"]; g != "" {
+		kube["extra_groups"] = []string{g}
+	}
+	return devTarget{
+		name: "demo-cluster", listener: "http",
+		example: func(port int) string {
+			return fmt.Sprintf("  kubectl: %s --server https://127.0.0.1:%d/demo-cluster --certificate-authority $PGSSLROOTCERT --token $TAPLINE_GATEWAY_TOKEN get pods", kubectl, port)
+		},
+		secretEnv: "TAPLINE_DEV_DEMO_KUBE_TOKEN", secret: env["TAPLINE_KUBE_GATEWAY_TOKEN"],
+		config: map[string]any{
+			"name": "demo-cluster", "protocol": "kubernetes", "groups": groups,
+			"address": server,
+			"http": map[string]any{"ca_file": env["TAPLINE_KUBE_CA"],
+				"bearer": map[string]any{"env": "TAPLINE_DEV_DEMO_KUBE_TOKEN"}},
+			"kubernetes": kube,
+		},
+	}, true
 }
 
 // readEnvFile parses KEY=VALUE lines, with optional single or double quotes.

@@ -27,6 +27,7 @@ type devRun struct {
 	// Ports as the banner printed them: dev starts with every port 0, as
 	// `tapline dev --pg-port 0 ...` would, and the banner must name the bound ones.
 	pg, sshPort, http, api int
+	kube                   bool // the banner must name the Kubernetes demo target too
 	cmd                    *exec.Cmd
 	log                    *syncBuffer
 }
@@ -37,6 +38,11 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	testenv.NginxTarget(t)
 	lib := testenv.CHDBLib(t)
 	d := &devRun{t: t, data: t.TempDir(), log: &syncBuffer{}}
+	// tapline dev adds the test cluster when it runs; make dev does not start it.
+	var kube testenv.Kube
+	if _, listed := testenv.Lookup("TAPLINE_KUBE_SERVER"); listed || os.Getenv("CI") != "" {
+		kube, d.kube = testenv.Kubernetes(t), true
+	}
 	d.bin, d.devBin = buildBinaries(t)
 	d.env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
 
@@ -66,18 +72,27 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	if out, err := curl.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "hello from nginx" {
 		t.Fatalf("curl through tapline dev: %v\n%s\n%s", err, out, d.log)
 	}
-	ids := d.waitSessions(token, 3)
+	sessions := 3
+	if d.kube {
+		kubectl := exec.Command(kube.Kubectl, "--server", fmt.Sprintf("https://127.0.0.1:%d/demo-cluster", d.http),
+			"--certificate-authority", ca, "--token", gwToken, "-n", kube.Namespace, "get", "pods", "-o", "name")
+		if out, err := kubectl.CombinedOutput(); err != nil || !strings.Contains(string(out), "pod/"+kube.Pod) {
+			t.Fatalf("kubectl through tapline dev: %v\n%s\n%s", err, out, d.log)
+		}
+		sessions++
+	}
+	ids := d.waitSessions(token, sessions)
 	d.stop()
 
 	d.start()
 	defer d.stop()
-	after := d.waitSessions(token, 3)
+	after := d.waitSessions(token, sessions)
 	for id := range ids {
 		if !after[id] {
 			t.Fatalf("session %s missing after restart", id)
 		}
 	}
-	var sawSQL, sawSSH, sawHTTP bool
+	var sawSQL, sawSSH, sawHTTP, sawKube bool
 	for id := range ids {
 		v := d.clientEnv(token, "verify", "--api", d.apiURL(), id)
 		if !strings.Contains(v, ": OK") {
@@ -87,6 +102,10 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 		sawSQL = sawSQL || strings.Contains(r, "select 40 + 2 as answer") && strings.Contains(r, "42")
 		sawSSH = sawSSH || strings.Contains(r, "dev-ssh-42")
 		sawHTTP = sawHTTP || strings.Contains(r, "> GET /hello.txt") && strings.Contains(r, "hello from nginx")
+		sawKube = sawKube || d.kube && strings.Contains(r, "kubectl get pods -n "+kube.Namespace)
+	}
+	if d.kube && !sawKube {
+		t.Errorf("no replay shows kubectl's pod list call")
 	}
 	if !sawSQL || !sawSSH || !sawHTTP {
 		t.Fatalf("replays lack the psql statement (%v), the ssh output (%v) or the HTTP exchange (%v)", sawSQL, sawSSH, sawHTTP)
@@ -158,10 +177,11 @@ func (s *syncBuffer) String() string {
 
 // Banner lines that name a bound port.
 var (
-	bannerPG  = regexp.MustCompile(`psql: .*host=127\.0\.0\.1 port=(\d+) `)
-	bannerSSH = regexp.MustCompile(`ssh: +ssh -p (\d+) `)
-	bannerWeb = regexp.MustCompile(`curl: .*https://127\.0\.0\.1:(\d+)/demo-web/`)
-	bannerAPI = regexp.MustCompile(`API: +http://127\.0\.0\.1:(\d+)/api/v1`)
+	bannerPG   = regexp.MustCompile(`psql: .*host=127\.0\.0\.1 port=(\d+) `)
+	bannerSSH  = regexp.MustCompile(`ssh: +ssh -p (\d+) `)
+	bannerWeb  = regexp.MustCompile(`curl: .*https://127\.0\.0\.1:(\d+)/demo-web/`)
+	bannerKube = regexp.MustCompile(`kubectl: .*https://127\.0\.0\.1:(\d+)/demo-cluster `)
+	bannerAPI  = regexp.MustCompile(`API: +http://127\.0\.0\.1:(\d+)/api/v1`)
 )
 
 func (d *devRun) apiURL() string { return "http://127.0.0.1:" + strconv.Itoa(d.api) }
@@ -207,6 +227,10 @@ func (d *devRun) readBanner(out string) bool {
 		return false
 	}
 	ports := map[*regexp.Regexp]*int{bannerPG: &d.pg, bannerSSH: &d.sshPort, bannerWeb: &d.http, bannerAPI: &d.api}
+	if d.kube {
+		var kubePort int
+		ports[bannerKube] = &kubePort // the same listener as demo-web
+	}
 	for re, dst := range ports {
 		m := re.FindStringSubmatch(out)
 		if m == nil {
