@@ -169,6 +169,13 @@ func TestPostgresSessionEndToEnd(t *testing.T) {
 // saveRestore moves every session's state through bytes into a new processor.
 func saveRestore(t *testing.T, p *Processor, saved map[string][]byte) *Processor {
 	t.Helper()
+	return saveRestoreInto(t, p, saved, newProcessor)
+}
+
+// saveRestoreInto takes p's changed state into saved and restores all of saved
+// into a processor from fresh.
+func saveRestoreInto(t *testing.T, p *Processor, saved map[string][]byte, fresh func(testing.TB) *Processor) *Processor {
+	t.Helper()
 	changes, err := p.TakeDirty()
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +187,7 @@ func saveRestore(t *testing.T, p *Processor, saved map[string][]byte) *Processor
 			saved[c.SessionID] = c.Value
 		}
 	}
-	q := newProcessor(t)
+	q := fresh(t)
 	for id, v := range saved {
 		if err := q.Restore(id, v); err != nil {
 			t.Fatal(err)

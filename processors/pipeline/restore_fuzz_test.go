@@ -91,7 +91,7 @@ func FuzzRestoreAnywhere(f *testing.F) {
 		var got Output
 		for i, fr := range frames {
 			if restores&(1<<(i%64)) != 0 {
-				p = restoreShared(t, p, saved)
+				p = saveRestoreInto(t, p, saved, sharedProcessor)
 			}
 			p.Frame(fr, &got)
 		}
@@ -118,29 +118,6 @@ func alternate(a, b []schemas.Frame) []schemas.Frame {
 		}
 	}
 	return out
-}
-
-// restoreShared moves every session's state through bytes into a new processor.
-func restoreShared(t *testing.T, p *Processor, saved map[string][]byte) *Processor {
-	t.Helper()
-	changes, err := p.TakeDirty()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range changes {
-		if c.Value == nil {
-			delete(saved, c.SessionID)
-		} else {
-			saved[c.SessionID] = c.Value
-		}
-	}
-	q := sharedProcessor(t)
-	for id, v := range saved {
-		if err := q.Restore(id, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return q
 }
 
 // FuzzValidUTF8MatchesJSON: validUTF8 gives the text encoding/json gives back
