@@ -163,6 +163,9 @@ func TestKilledProcessorIsExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	sessions := fixtureSessions(100, time.Now().Add(-time.Minute))
+	for i := range 20 {
+		sessions = append(sessions, fragmentedFixture(i, time.Now().Add(-time.Minute)))
+	}
 	frames := interleave(sessions, uint64(time.Now().UnixNano()))
 	t.Logf("%d sessions, %d frames, topics %s.*", len(sessions), len(frames), run)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))

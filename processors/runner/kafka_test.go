@@ -105,6 +105,25 @@ func pgFixture(start schemas.SessionStart, t0 time.Time, i int) *sessiontest.Ses
 	return s
 }
 
+// fragmentedFixture is a Postgres session whose statements arrive in fragments
+// (as the gateway records a statement over its fragment limit), with bytes that
+// are not UTF-8: a processor killed between fragments, or while the command is
+// open, must commit what an uninterrupted one does.
+func fragmentedFixture(i int, t0 time.Time) *sessiontest.Session {
+	start := schemas.SessionStart{Issuer: "https://idp.test", Subject: fmt.Sprintf("bulk-%02d", i), Groups: []string{"ops"},
+		Target: "app", ClientAddr: "10.1.0.2:40000"}
+	s := sessiontest.Start(schemas.Postgres, start, sessiontest.NewKey(3), t0.Add(time.Duration(i)*7*time.Millisecond))
+	for k := range 3 {
+		sql := fmt.Sprintf("INSERT INTO notes (body) VALUES ('caf\xe9 %d %s')", k, strings.Repeat("lorem ipsum ", 150+i))
+		s.AddFragmented(schemas.Client, "Query", 0, encPG(&pgproto3.Query{String: sql}), 400)
+		s.Add(schemas.Server, "CommandComplete", 0, encPG(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")}))
+		s.Add(schemas.Server, "ReadyForQuery", 0, encPG(&pgproto3.ReadyForQuery{TxStatus: 'I'}))
+	}
+	s.Add(schemas.Client, "Terminate", 0, encPG(&pgproto3.Terminate{}))
+	s.End("client terminated")
+	return s
+}
+
 func sshFixture(start schemas.SessionStart, t0 time.Time, i int) *sessiontest.Session {
 	s := sessiontest.Start(schemas.SSH, start, sessiontest.NewKey(3), t0)
 	s.Add(schemas.Client, "ssh.channel.open", 0, ssh.Marshal(&struct{ T string }{"session"}))
