@@ -15,7 +15,8 @@ import (
 // columns its RowDescription named, a Bind by the columns its statement binds.
 //
 // It is saved with encoding/json: the stitcher's fields inline (as sessions saved them
-// under "pg" before masking moved here), the walk under "walk" (as the masker saved it).
+// under "pg" before masking moved here, but for its partial message, now
+// "stitch_frag"), the walk under "walk" (as the masker saved it).
 type Conversation struct {
 	Stitcher
 	Walk *walk `json:"walk,omitempty"`
@@ -62,7 +63,8 @@ func (c *Conversation) Withheld(f *schemas.Frame) {
 // RestoreConversation implements protocol.ConversationRestorer: sessions saved
 // before Postgres had a conversation (session state formats 1 and 2) keep the
 // stitcher under "pg" and the masker's walk under "mask" → "walk". The conversation
-// keeps their field names, so each decodes into it.
+// keeps their field names but one: the stitcher's partial message, "frag" under
+// "pg", is read through legacyStitcher.
 func (Protocol) RestoreConversation(saved map[string]json.RawMessage) (protocol.Conversation, error) {
 	c := &Conversation{}
 	if raw, ok := saved["pg"]; ok && string(raw) != "null" {
