@@ -143,7 +143,8 @@ func forward(r *ssh.Request, to ssh.Channel) {
 	}
 }
 
-// teeChannel produces every chunk read from the channel's data stream.
+// teeChannel produces every chunk read from the channel's data stream (not
+// its stderr, which scp hardly uses).
 type teeChannel struct {
 	ssh.Channel
 	rec *kgo.Client
