@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +163,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Parallel()
 	h := pipeline(t)
 	sub := "casey-" + randHex(3)
-	token := h.token(t, sub, pgGroup, sshGroup)
+	token := h.token(t, sub, pgGroup, sshGroup, httpGroup)
 	secret := randHex(4)
 
 	// Recorded through the real clients: psql (with a value the processors mask) and
@@ -178,20 +180,35 @@ func TestConsoleInABrowser(t *testing.T) {
 	if run.err != nil {
 		t.Fatalf("psql: %v %s", run.err, run.stderr)
 	}
-	sessions := h.waitSessions(t, sub, 3)
-	var pgID, sshID, tamperedID string
+	// An HTTP exchange whose JSON body holds a password the processors mask.
+	req, _ := http.NewRequest("POST", "https://"+h.httpAddr+"/"+httpTarget+"/v1/login",
+		strings.NewReader(`{"user":"casey","password":"pw-`+secret+`"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	cl := h.httpClient(t)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	cl.CloseIdleConnections() // the session ends with the agent's connection
+	sessions := h.waitSessions(t, sub, 4)
+	var pgID, sshID, tamperedID, httpID string
 	for _, s := range sessions {
 		switch {
 		case s.Protocol == string(schemas.SSH):
 			sshID = s.SessionID
+		case s.Protocol == string(schemas.HTTP):
+			httpID = s.SessionID
 		case s.Commands == 2:
 			pgID = s.SessionID
 		default:
 			tamperedID = s.SessionID
 		}
 	}
-	if pgID == "" || sshID == "" || tamperedID == "" {
-		t.Fatalf("sessions %+v: want a 2-statement Postgres one, an SSH one and a 1-statement Postgres one", sessions)
+	if pgID == "" || sshID == "" || tamperedID == "" || httpID == "" {
+		t.Fatalf("sessions %+v: want a 2-statement Postgres one, an SSH one, a 1-statement Postgres one and an HTTP one", sessions)
 	}
 	// Alter a stored payload of the third session, as someone with write access to
 	// the store might.
@@ -203,8 +220,8 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	t.Run("sessions list", func(t *testing.T) {
 		p.t = t
-		p.waitJS("the three sessions listed", `document.querySelectorAll('#sessions tr').length === 3`)
-		for _, id := range []string{pgID, sshID, tamperedID} {
+		p.waitJS("the four sessions listed", `document.querySelectorAll('#sessions tr').length === 4`)
+		for _, id := range []string{pgID, sshID, tamperedID, httpID} {
 			p.waitJS("session "+id+" listed", fmt.Sprintf(`!!document.querySelector('#sessions tr[data-id=%q]')`, id))
 		}
 		p.shot("sessions")
@@ -218,7 +235,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Run("keyboard navigation", func(t *testing.T) {
 		p.t = t
 		p.open("/", "#sessions tr")
-		p.waitJS("the list loaded", `document.querySelectorAll('#sessions tr').length === 3`)
+		p.waitJS("the list loaded", `document.querySelectorAll('#sessions tr').length === 4`)
 		p.run("j j selects the second session", chromedp.KeyEvent("j"), chromedp.KeyEvent("j"))
 		second := get(p, "the selected row", chromedp.AttributeValue(css(`#sessions tr.selected`), "data-id")).Value
 		p.run("Enter opens it", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(css("#session-meta")))
@@ -253,6 +270,19 @@ func TestConsoleInABrowser(t *testing.T) {
 		p.waitJS("played to the end", `document.querySelector('#player').dataset.state === 'ended'`)
 		p.waitJS("the output on the terminal", fmt.Sprintf(`document.querySelector('#player').innerText.includes(%q)`, "console-42-"+secret))
 		p.shot("ssh")
+	})
+
+	t.Run("http exchanges are shown masked", func(t *testing.T) {
+		p.t = t
+		p.open("/sessions/"+httpID, "#exchanges")
+		p.waitJS("exchanges complete", `document.querySelector('#exchanges').dataset.complete === 'true'`)
+		ex := p.text("#exchanges")
+		if !strings.Contains(ex, "POST /v1/login") || strings.Contains(ex, "pw-"+secret) {
+			t.Errorf("exchanges show %q; want the request, never the password", ex)
+		}
+		p.waitJS("a HAR download", `!!document.querySelector('.downloads a[download$=".har"]')`)
+		p.waitJS("verified badge", `document.querySelector('#verify').dataset.ok === 'true'`)
+		p.shot("http")
 	})
 
 	t.Run("tampered session fails verification with its seq", func(t *testing.T) {
@@ -290,7 +320,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		p.run("run a statement", chromedp.SetValue(css("#sql-text"),
 			fmt.Sprintf("SELECT session_id, subject FROM sessions FINAL WHERE subject = '%s' ORDER BY started_at", sub)),
 			chromedp.Click(css("#sql-run")))
-		p.waitJS("three rows", `document.querySelectorAll('#sql-result tbody tr').length === 3`)
+		p.waitJS("four rows", `document.querySelectorAll('#sql-result tbody tr').length === 4`)
 		p.waitJS("CSV offered", `!document.querySelector('#sql-csv').disabled`)
 		p.shot("sql")
 	})

@@ -235,6 +235,7 @@ async function sessionPage(id) {
   const proto = s.protocol.toLowerCase();
   const downloads = h("p", { class: "downloads" }, "Download: ",
     proto === "ssh" ? h("a", { href: `${base}?format=asciicast`, download: `${s.session_id}.cast` }, "asciicast") : null,
+    proto === "http" ? h("a", { href: `${base}?format=har`, download: `${s.session_id}.har` }, "HAR") : null,
     h("a", { href: `${base}?format=json`, download: `${s.session_id}.ndjson` }, "JSON"),
     h("a", { href: `${base}?format=text`, download: `${s.session_id}.txt` }, "text"));
   const timeline = h("ol", { class: "timeline", id: "timeline", "aria-label": "commands" });
@@ -248,10 +249,72 @@ async function sessionPage(id) {
   // the player's timeline as markers, so it waits for the first page of them.
   const view = {};
   const firstPage = loadCommands(s, timeline, view);
-  const player = proto === "ssh" ? sshPlayer(s, replay, firstPage) : proto === "postgres" ? pgTranscript(s, replay) : unsupported(replay, proto);
+  const player = proto === "ssh" ? sshPlayer(s, replay, firstPage)
+    : proto === "postgres" ? pgTranscript(s, replay)
+    : proto === "http" || proto === "kubernetes" ? textReplay(s, replay, proto)
+    : unsupported(replay, proto);
   view.jump = player.jump;
   await firstPage;
   if (live) followLive(s, timeline, view);
+}
+
+// textReplay shows the API's text replay of an HTTP or Kubernetes session, one
+// block per exchange (the API strips control characters from it), streamed in
+// as it arrives. A command jumps to the exchange its first frame opened.
+function textReplay(s, el, proto) {
+  const list = h("div", { id: "exchanges", "aria-label": proto === "kubernetes" ? "API calls" : "exchanges" });
+  const state = h("p", { class: "muted", id: "exchanges-state", "aria-live": "polite" }, "loading");
+  el.append(h("h2", {}, proto === "kubernetes" ? "API calls" : "Exchanges"), state, list);
+  // HTTP blocks begin "* exchange N at TIME (seq A-B)", Kubernetes calls "$ ".
+  const starts = /^(\* exchange |\$ )/;
+  const noun = proto === "kubernetes" ? "call" : "exchange";
+  const counted = (n) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+  const blocks = [];
+  let cur = null;
+  const addLine = (line) => {
+    if (!cur || starts.test(line)) {
+      const m = /\(seq (\d+)/.exec(line);
+      cur = h("pre", { class: "exchange", tabindex: "-1", "data-seq": m ? m[1] : "" });
+      blocks.push(cur);
+      list.append(cur);
+    }
+    cur.textContent += line + "\n";
+  };
+  const done = (async () => {
+    const resp = await api(`/sessions/${s.session_id}/replay?format=text`);
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        addLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+      state.textContent = `${counted(blocks.length)}…`;
+    }
+    if (buf) addLine(buf);
+    state.textContent = counted(blocks.length);
+    list.dataset.complete = "true";
+  })().catch((err) => { state.textContent = `replay unavailable: ${err.message}`; });
+  return {
+    async jump(c) {
+      await done;
+      let best = null;
+      for (const b of blocks) {
+        const seq = Number(b.dataset.seq);
+        if (b.dataset.seq && seq <= c.command_seq && (!best || seq > Number(best.dataset.seq))) best = b;
+      }
+      const node = best || blocks[0];
+      if (!node) return;
+      for (const t of list.querySelectorAll(".exchange.target")) t.classList.remove("target");
+      node.classList.add("target");
+      node.scrollIntoView({ block: "start" });
+      node.focus();
+    },
+  };
 }
 
 function unsupported(el, proto) {
