@@ -281,6 +281,9 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("exchanges show %q; want the request, never the password", ex)
 		}
 		p.waitJS("a HAR download", `!!document.querySelector('.downloads a[download$=".har"]')`)
+		p.run("the command jumps to its exchange", chromedp.Click(css(`#timeline li button`)))
+		p.waitJS("the exchange marked", `(() => { const t = document.querySelector('#exchanges .exchange.target');
+			return !!t && t.textContent.startsWith('* exchange 1 ') })()`)
 		p.waitJS("verified badge", `document.querySelector('#verify').dataset.ok === 'true'`)
 		p.shot("http")
 	})

@@ -269,50 +269,29 @@ function textReplay(s, el, proto) {
   const starts = /^(\* exchange |\$ )/;
   const noun = proto === "kubernetes" ? "call" : "exchange";
   const counted = (n) => `${n} ${noun}${n === 1 ? "" : "s"}`;
-  const blocks = [];
+  const bySeq = new Map();
+  let blocks = 0;
   let cur = null;
   const addLine = (line) => {
     if (!cur || starts.test(line)) {
+      cur = h("pre", { class: "exchange", tabindex: "-1" });
       const m = /\(seq (\d+)/.exec(line);
-      cur = h("pre", { class: "exchange", tabindex: "-1", "data-seq": m ? m[1] : "" });
-      blocks.push(cur);
+      if (m) bySeq.set(Number(m[1]), cur);
+      blocks++;
       list.append(cur);
     }
     cur.textContent += line + "\n";
   };
   const done = (async () => {
     const resp = await api(`/sessions/${s.session_id}/replay?format=text`);
-    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        addLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-      state.textContent = `${counted(blocks.length)}…`;
-    }
-    if (buf) addLine(buf);
-    state.textContent = counted(blocks.length);
+    await readLines(resp, addLine, () => { state.textContent = `${counted(blocks)}…`; });
+    state.textContent = counted(blocks);
     list.dataset.complete = "true";
   })().catch((err) => { state.textContent = `replay unavailable: ${err.message}`; });
   return {
     async jump(c) {
       await done;
-      let best = null;
-      for (const b of blocks) {
-        const seq = Number(b.dataset.seq);
-        if (b.dataset.seq && seq <= c.command_seq && (!best || seq > Number(best.dataset.seq))) best = b;
-      }
-      const node = best || blocks[0];
-      if (!node) return;
-      for (const t of list.querySelectorAll(".exchange.target")) t.classList.remove("target");
-      node.classList.add("target");
-      node.scrollIntoView({ block: "start" });
-      node.focus();
+      markTarget(list, ".exchange", lastAtOrBefore(bySeq, c.command_seq) || list.firstChild);
     },
   };
 }
@@ -493,24 +472,14 @@ function pgTranscript(s, el) {
   const bySeq = new Map();
   const done = (async () => {
     const resp = await api(`/sessions/${s.session_id}/replay?format=json&max_rows=200`);
-    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
     let n = 0;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      const batch = [];
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line.trim()) batch.push(pgEvent(JSON.parse(line), bySeq));
-      }
+    let batch = [];
+    await readLines(resp, (line) => { if (line.trim()) batch.push(pgEvent(JSON.parse(line), bySeq)); }, () => {
       list.append(...batch.filter(Boolean));
       n += batch.length;
+      batch = [];
       state.textContent = `${n} events…`;
-    }
+    });
     state.textContent = `${bySeq.size} statements`;
     list.dataset.complete = "true";
   })().catch((err) => { state.textContent = `replay unavailable: ${err.message}`; });
@@ -518,16 +487,47 @@ function pgTranscript(s, el) {
     async jump(c) {
       await done;
       // A command starts at its statement's first frame.
-      let best = null;
-      for (const [seq, node] of bySeq) if (seq <= c.command_seq && (!best || seq > best[0])) best = [seq, node];
-      const node = best ? best[1] : list.firstChild;
-      if (!node) return;
-      for (const t of list.querySelectorAll(".stmt.target")) t.classList.remove("target");
-      node.classList.add("target");
-      node.scrollIntoView({ block: "start" });
-      node.focus();
+      markTarget(list, ".stmt", lastAtOrBefore(bySeq, c.command_seq) || list.firstChild);
     },
   };
+}
+
+// readLines calls onLine with each line of a streamed response and onChunk
+// after each part of it that arrived, the last (unterminated) line included.
+async function readLines(resp, onLine, onChunk) {
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+    onChunk();
+  }
+  if (buf) {
+    onLine(buf);
+    onChunk();
+  }
+}
+
+// lastAtOrBefore is the node of bySeq (seq → node) with the greatest seq not after seq.
+function lastAtOrBefore(bySeq, seq) {
+  let best = null;
+  for (const [k, node] of bySeq) if (k <= seq && (!best || k > best[0])) best = [k, node];
+  return best && best[1];
+}
+
+// markTarget highlights node, one of list's sel elements, and brings it into view.
+function markTarget(list, sel, node) {
+  if (!node) return;
+  for (const t of list.querySelectorAll(`${sel}.target`)) t.classList.remove("target");
+  node.classList.add("target");
+  node.scrollIntoView({ block: "start" });
+  node.focus();
 }
 
 function pgEvent(ev, bySeq) {
