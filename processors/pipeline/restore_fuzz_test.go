@@ -3,12 +3,14 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/tapline/tapline/schemas"
 	hs "github.com/tapline/tapline/schemas/http"
+	kube "github.com/tapline/tapline/schemas/kubernetes"
 	"github.com/tapline/tapline/schemas/sessiontest"
 )
 
@@ -18,15 +20,10 @@ var (
 		"CopyInResponse", "CopyDone", "PortalSuspended", "Close", "NoData", "ParameterDescription"}
 	fuzzSSHKinds = []string{"ssh.channel.open", "ssh.request.pty-req", "ssh.request.exec", "ssh.request.shell",
 		"ssh.channel.data", "ssh.request.exit-status", "ssh.channel.eof", "ssh.channel.close", "ssh.channel.extended-data"}
-	fuzzHTTPKinds = []string{string(hs.KindRequest), string(hs.KindRequestBody), string(hs.KindRequestEnd),
-		string(hs.KindResponse), string(hs.KindResponseBody), string(hs.KindResponseEnd), string(hs.KindWSText),
-		string(hs.KindWSBinary), string(hs.KindWSClose), string(hs.KindRequestComplete), string(hs.KindResponseComplete)}
-	fuzzKubeKinds = append([]string{"k8s.stdin", "k8s.stdout", "k8s.stderr", "k8s.resize", "k8s.status", "k8s.close"},
-		fuzzHTTPKinds...)
 	fuzzProtocols = []struct {
 		p     schemas.Protocol
 		kinds []string
-	}{{schemas.Postgres, fuzzPGKinds}, {schemas.SSH, fuzzSSHKinds}, {schemas.HTTP, fuzzHTTPKinds}, {schemas.Kubernetes, fuzzKubeKinds}}
+	}{{schemas.Postgres, fuzzPGKinds}, {schemas.SSH, fuzzSSHKinds}, {schemas.HTTP, hs.Kinds}, {schemas.Kubernetes, kube.Kinds}}
 )
 
 // FuzzRestoreAnywhere: any Postgres, SSH, HTTP or Kubernetes session (or two
@@ -51,7 +48,7 @@ func FuzzRestoreAnywhere(f *testing.F) {
 		append([]byte{0x02}, hs.EncodeEnd(&hs.End{Bytes: 22})...), append([]byte{0x23}, reply...),
 		[]byte("\x24{\"token\":\"sk_live_0123456789abcdef\"}"), append([]byte{0x25}, hs.EncodeEnd(&hs.End{Bytes: 36})...)}, []byte{0xA5})
 	f.Add(exchange, uint64(0b101010), uint8(2))
-	f.Add(append(append([]byte{0x21}, []byte("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")...), append([]byte{0xA5}, exchange...)...), uint64(0b11), uint8(3))
+	f.Add(append(append([]byte{0x20 | byte(slices.Index(kube.Kinds, kube.KindStdout))}, []byte("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")...), append([]byte{0xA5}, exchange...)...), uint64(0b11), uint8(3))
 	f.Add(bytes.Join([][]byte{
 		append([]byte{0x81}, enc(&pgproto3.Parse{Name: "s", Query: "UPDATE users SET password = $1"})...),
 		append([]byte{0x02}, enc(&pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte("hunter2")}})...),
