@@ -280,7 +280,7 @@ function textReplay(s, el, proto) {
       blocks++;
       list.append(cur);
     }
-    cur.textContent += line + "\n";
+    cur.append(line + "\n"); // a text node: rewriting textContent per line is quadratic in a long body
   };
   const done = (async () => {
     const resp = await api(`/sessions/${s.session_id}/replay?format=text`);
