@@ -230,7 +230,8 @@ printf '\npgbench, %ss per run, scale %s, plaintext loopback; Kafka %s; 2 cores 
 	"$SECONDS_EACH" "$SCALE" "$brokers (${BENCH_KAFKA:-private})"
 printf 'CPU µs per transaction from /proc: proxy = the gateway or pgbouncer; broker = the Kafka broker; postgres = postmaster and backends\n\n'
 awk -v produce="$produce" -v secs="$SECONDS_EACH" -v capfile="$caps" '
-	BEGIN { while ((getline line < capfile) > 0) { split(line, f, " "); cap[f[1]] = f[2] " " f[3] " " f[4] " " f[5] } }
+	# capfile lines: CLIENTS TPS P50_US RECORDER_US_PER_TXN BROKER_US_TOTAL, in client order.
+	BEGIN { while ((getline line < capfile) > 0) { split(line, f, " "); caps[++ncap] = f[1]; cap[f[1]] = f[2] " " f[3] " " f[4] " " f[5] } }
 	{ key = $1 " " $2; tps[key, $3] = $4; lat[key, $3] = $5; px[key, $3] = $6; br[key, $3] = $7; pg[key, $3] = $8; fb[key, $3] = $9
 	  if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
@@ -261,8 +262,9 @@ awk -v produce="$produce" -v secs="$SECONDS_EACH" -v capfile="$caps" '
 			printf "\n%s, 1 client, strict: %.3f ms = direct %.3f ms + %.0f µs; one acknowledged produce in this run: p50 %d µs (mean %d µs); extra = %.2f produces",
 				k[1], lat[order[i], "strict"], lat[order[i], "direct"], extra, p[1], p[2], extra / p[1]
 		}
-		# Strict recording alone (lines "cap CLIENTS TPS P50_US SELF_US BROKER_US_TOTAL").
-		for (c in cap) {
+		# Strict recording alone, next to pgbouncer at as many clients.
+		for (ci = 1; ci <= ncap; ci++) {
+			c = caps[ci]
 			split(cap[c], v, " ")
 			bp = 0
 			for (i = 0; i < n; i++) {

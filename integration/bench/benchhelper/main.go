@@ -5,8 +5,9 @@
 //	benchhelper deltopic BROKERS TOPIC  delete TOPIC (benchmarks that write gigabytes)
 //	benchhelper cpu PID...            CPU µs (user+system, all threads) of each PID's process tree
 //	benchhelper produce BROKERS TOPIC N  p50 and mean µs of N acknowledged produces, one at a time
-//	benchhelper strictcap BROKERS TOPIC SECONDS SESSIONS  select-only transactions/s and p50 µs that SESSIONS
-//	                                  strict recordings reach through the gateway's recorder, nothing else running
+//	benchhelper strictcap BROKERS TOPIC SECONDS SESSIONS  select-only transactions/s, p50 µs and its own CPU µs per
+//	                                  transaction that SESSIONS strict recordings reach through the gateway's
+//	                                  recorder, nothing else running
 //	benchhelper warm BROKERS TOPIC MB BROKER_PID  MB MiB of large records, the broker's CPU per MiB on stderr
 //	benchhelper goproxy LISTEN UPSTREAM CERT KEY CA [TOKEN_FILE USER GROUP]  a plain Go reverse proxy over TLS
 //	                                  (the cost of Go's HTTP stack); with TOKEN_FILE it calls as that token

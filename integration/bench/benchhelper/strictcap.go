@@ -17,9 +17,9 @@ import (
 // waited for as a strict gateway waits before forwarding it, then the four
 // answers) one after the other, for the given seconds, and prints
 // "transactions_per_s p50_us cpu_us_per_transaction" (the last this process's
-// own, from getrusage over the measured seconds). Nothing else runs: no agent, no target, no
-// relay, so this is the most strict recording of that many sessions can do on
-// this machine with this broker.
+// own, from getrusage over the measured seconds). Nothing else runs: no agent,
+// no target, no relay, so this is the most strict recording of that many
+// sessions can do on this machine with this broker.
 func strictCeiling(brokers []string, topic, seconds, sessions string) error {
 	secs, err := strconv.ParseFloat(seconds, 64)
 	if err != nil || secs <= 0 {
