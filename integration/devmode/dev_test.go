@@ -28,6 +28,7 @@ type devRun struct {
 	// `tapline dev --pg-port 0 ...` would, and the banner must name the bound ones.
 	pg, sshPort, http, api int
 	kube                   bool // the banner must name the Kubernetes demo target too
+	kubePort               int  // its port (the HTTP listener's)
 	cmd                    *exec.Cmd
 	log                    *syncBuffer
 }
@@ -74,7 +75,7 @@ func TestDevSurvivesRestartWithReplayableVerifiedSessions(t *testing.T) {
 	}
 	sessions := 3
 	if d.kube {
-		kubectl := exec.Command(kube.Kubectl, "--server", fmt.Sprintf("https://127.0.0.1:%d/demo-cluster", d.http),
+		kubectl := exec.Command(kube.Kubectl, "--server", fmt.Sprintf("https://127.0.0.1:%d/demo-cluster", d.kubePort),
 			"--certificate-authority", ca, "--token", gwToken, "-n", kube.Namespace, "get", "pods", "-o", "name")
 		if out, err := kubectl.CombinedOutput(); err != nil || !strings.Contains(string(out), "pod/"+kube.Pod) {
 			t.Fatalf("kubectl through tapline dev: %v\n%s\n%s", err, out, d.log)
@@ -228,8 +229,7 @@ func (d *devRun) readBanner(out string) bool {
 	}
 	ports := map[*regexp.Regexp]*int{bannerPG: &d.pg, bannerSSH: &d.sshPort, bannerWeb: &d.http, bannerAPI: &d.api}
 	if d.kube {
-		var kubePort int
-		ports[bannerKube] = &kubePort // the same listener as demo-web
+		ports[bannerKube] = &d.kubePort
 	}
 	for re, dst := range ports {
 		m := re.FindStringSubmatch(out)
