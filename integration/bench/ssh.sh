@@ -100,21 +100,26 @@ start_gateway buffered
 buffered_port=$gw_port buffered_pid=$gw_pid buffered_metrics=$gw_metrics
 sshd_pid=$(cat "$TAPLINE_SERVICES_DIR/ssh/sshd.pid")
 
-log "Go SSH relay"
-relay_port=$(free_port)
-"$work/benchhelper" sshrelay "127.0.0.1:$relay_port" "127.0.0.1:$TAPLINE_SSH_PORT" "$TAPLINE_SSH_USER" \
-	"$TAPLINE_SSH_KEY" "$TAPLINE_SSH_KNOWN_HOSTS" "$work/relay_known_hosts" &
-pids+=($!)
-relay_pid=$!
-wait_port "$relay_port" "Go SSH relay"
-cat "$work/relay_known_hosts" >>"$work/known_hosts"
-relayk_port=$(free_port)
-"$work/benchhelper" sshrelay "127.0.0.1:$relayk_port" "127.0.0.1:$TAPLINE_SSH_PORT" "$TAPLINE_SSH_USER" \
-	"$TAPLINE_SSH_KEY" "$TAPLINE_SSH_KNOWN_HOSTS" "$work/relayk_known_hosts" "$brokers" "$topic" &
-pids+=($!)
-relayk_pid=$!
-wait_port "$relayk_port" "Go SSH relay producing to Kafka"
-cat "$work/relayk_known_hosts" >>"$work/known_hosts"
+# start_relay NAME [BROKERS TOPIC]: benchhelper sshrelay (producing to TOPIC when
+# given) on a free port, its host key added to known_hosts; sets relay_port and
+# relay_pid.
+start_relay() {
+	local name=$1 port
+	shift
+	port=$(free_port)
+	"$work/benchhelper" sshrelay "127.0.0.1:$port" "127.0.0.1:$TAPLINE_SSH_PORT" "$TAPLINE_SSH_USER" \
+		"$TAPLINE_SSH_KEY" "$TAPLINE_SSH_KNOWN_HOSTS" "$work/$name.known_hosts" "$@" &
+	pids+=($!)
+	relay_pid=$!
+	wait_port "$port" "$name"
+	cat "$work/$name.known_hosts" >>"$work/known_hosts"
+	relay_port=$port
+}
+
+log "Go SSH relays (recording nothing; sending the bytes to Kafka)"
+start_relay go-relay-kafka "$brokers" "$topic"
+relayk_port=$relay_port relayk_pid=$relay_pid
+start_relay go-relay
 
 # curve25519 everywhere: OpenSSH would pick sntrup761 (slower) against sshd but
 # cannot against the gateway, and the gateway's own login to sshd uses curve25519.
