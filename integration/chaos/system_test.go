@@ -175,17 +175,7 @@ func (s *system) createRaw() {
 		defer cancel()
 		adm := kadm.NewClient(cl)
 		_, _ = adm.DeleteGroups(ctx, s.run+"-process", s.run+"-sink", s.run+"-refprocess", s.run+"-refsink")
-		topics, err := adm.ListTopics(ctx)
-		if err != nil {
-			return
-		}
-		var mine []string
-		for _, name := range topics.Names() {
-			if strings.HasPrefix(name, s.run+".") {
-				mine = append(mine, name)
-			}
-		}
-		_, _ = adm.DeleteTopics(ctx, mine...)
+		_ = testenv.DeleteTopicsWithPrefix(ctx, adm, s.run+".")
 	})
 }
 

@@ -243,6 +243,25 @@ func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32)
 	}
 }
 
+// DeleteTopicsWithPrefix deletes the topics whose names start with prefix: a
+// run's topics on a long-lived broker, where they would pile up (a broker
+// holding thousands of partitions takes minutes to load their logs after an
+// unclean stop).
+func DeleteTopicsWithPrefix(ctx context.Context, adm *kadm.Client, prefix string) error {
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	var mine []string
+	for _, name := range topics.Names() {
+		if strings.HasPrefix(name, prefix) {
+			mine = append(mine, name)
+		}
+	}
+	_, err = adm.DeleteTopics(ctx, mine...)
+	return err
+}
+
 func createTopic(adm *kadm.Client, topic string, partitions int32, deadline time.Time) error {
 	var last error
 	for time.Now().Before(deadline) {

@@ -287,9 +287,8 @@ func committedTotal(t *testing.T, adm *kadm.Client, group, raw string) int64 {
 	return n
 }
 
-// deleteTopicsWithPrefix removes a run's topics from the shared broker: each run
-// makes about thirty partitions, and a broker holding thousands of them takes
-// minutes to load its logs after an unclean stop.
+// deleteTopicsWithPrefix removes a run's topics from the shared broker (each
+// run makes about thirty partitions).
 func deleteTopicsWithPrefix(tb testing.TB, brokers []string, prefix string) {
 	adm, err := kadm.NewOptClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -299,18 +298,7 @@ func deleteTopicsWithPrefix(tb testing.TB, brokers []string, prefix string) {
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topics, err := adm.ListTopics(ctx)
-	if err != nil {
-		tb.Logf("deleting topics %s*: %v", prefix, err)
-		return
-	}
-	var mine []string
-	for _, name := range topics.Names() {
-		if strings.HasPrefix(name, prefix) {
-			mine = append(mine, name)
-		}
-	}
-	if _, err := adm.DeleteTopics(ctx, mine...); err != nil {
+	if err := testenv.DeleteTopicsWithPrefix(ctx, adm, prefix); err != nil {
 		tb.Logf("deleting topics %s*: %v", prefix, err)
 	}
 }
